@@ -1,0 +1,50 @@
+# istio-multicluster-lab. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LAB_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed (found " + sys.version.split()[0] + ")")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(STAMP) ## create the virtual environment with everything the lab and its tests need
+
+lab-up: $(STAMP) ## build the two-cluster lab and prove curl httpbin.bar.global:8000 returns 200
+	$(PY) -m lab up $(LAB_ARGS)
+
+lab-down: $(STAMP) ## delete the clusters the lab created (nothing else)
+	$(PY) -m lab down $(LAB_ARGS)
+
+lab-status: $(STAMP) ## show clusters, Istio, DNS, apps and the last probe
+	$(PY) -m lab status $(LAB_ARGS)
+
+lab-doctor: $(STAMP) ## walk the path from sleep to httpbin and name the first broken hop
+	$(PY) -m lab doctor $(LAB_ARGS)
+
+plan: $(STAMP) ## print the plan `lab up` runs, as a bash script a person can replay
+	$(PY) -m lab plan --shell $(LAB_ARGS)
+
+lint: $(STAMP) ## ruff over the code
+	$(VENV)/bin/ruff check lab tests conftest.py
+
+test: $(STAMP) lint ## every test that needs no Docker (unit + integration)
+	$(PY) -m pytest
+
+e2e: $(STAMP) ## the e2e suite against the lab (builds or reuses it; needs Docker)
+	$(PY) -m pytest tests/e2e -m 'e2e' $(E2E_ARGS)
+
+clean: ## remove the virtual environment and caches (not the lab: use lab-down)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+.PHONY: help venv lab-up lab-down lab-status lab-doctor plan lint test e2e clean

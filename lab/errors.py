@@ -1,0 +1,44 @@
+"""The lab's error family. The CLI prints one line for a LabError and a traceback only for bugs."""
+
+from __future__ import annotations
+
+
+class LabError(Exception):
+    """Something the user can act on; str() is the one line the CLI prints (what went wrong, what to do)."""
+
+    exit_code = 1
+
+
+class UsageError(LabError):
+    """Bad input on the command line or in a profile: refused before anything is touched."""
+
+    exit_code = 2
+
+
+class ValidationError(UsageError):
+    """A value breaks a rule (a VIP, a host name, a Corefile); the message names the rule."""
+
+
+class PreflightError(LabError):
+    """The machine cannot run the lab (Docker, architecture, memory, limits, ports)."""
+
+
+class CommandError(LabError):
+    """An external command failed; carries the command, its context, exit code and the tail of its output."""
+
+    def __init__(self, argv: list[str], returncode: int, output: str, context: str = "") -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.output = output
+        self.context = context
+        tail = " | ".join(line for line in output.strip().splitlines()[-3:] if line.strip())
+        where = f"{context}: " if context else ""
+        super().__init__(f"{where}`{' '.join(self.argv)}` exited {returncode}" + (f": {tail}" if tail else ""))
+
+
+class NotReadyError(LabError):
+    """A condition was not met before its deadline."""
+
+
+class LockedError(LabError):
+    """Another lab run holds the lock."""

@@ -1,0 +1,119 @@
+"""The one subprocess runner: argv lists (never a shell), captured output, errors that carry the command.
+
+Everything that runs docker, kind, kubectl or istioctl goes through a `Runner`, so that tests can swap in a
+recording runner and dry runs take the same path as real ones.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from lab.errors import CommandError, PreflightError
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def output(self) -> str:
+        """stdout and stderr together (curl's progress meter and error go to stderr)."""
+        if self.stdout and self.stderr:
+            return self.stdout.rstrip("\n") + "\n" + self.stderr
+        return self.stdout or self.stderr
+
+
+@dataclass
+class Runner:
+    """Runs commands for real. `env` is added to os.environ; `redact` strings never appear in errors."""
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    redact: Sequence[str] = ()
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,  # noqa: A002 - mirrors subprocess
+        check: bool = True,
+        timeout: float | None = None,
+        context: str = "",
+        env: Mapping[str, str] | None = None,
+    ) -> Result:
+        argv = [str(a) for a in argv]
+        full_env = {**os.environ, **self.env, **(env or {})}
+        try:
+            proc = subprocess.run(
+                argv,
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=full_env,
+                check=False,
+            )
+        except FileNotFoundError as err:
+            why = context or "needed by the lab"
+            raise PreflightError(f"{argv[0]} is not installed or not on PATH ({why})") from err
+        except subprocess.TimeoutExpired as err:
+            out = _text(err.stdout) + _text(err.stderr)
+            raise CommandError(self._scrub_argv(argv), -1, self._scrub(out + f"\n(timed out after {timeout:.0f}s)"),
+                               context) from err
+        result = Result(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+        if check and not result.ok:
+            raise CommandError(self._scrub_argv(argv), result.returncode, self._scrub(result.output), context)
+        return result
+
+    def _scrub_argv(self, argv: Sequence[str]) -> list[str]:
+        return [self._scrub(a) for a in argv]
+
+    def _scrub(self, text: str) -> str:
+        for secret in self.redact:
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+@dataclass
+class RecordingRunner(Runner):
+    """A runner for tests and dry runs: records argv and answers from a table of canned results.
+
+    `answers` maps a prefix of argv (a tuple) to a Result, or to a callable taking the argv and returning one;
+    the longest matching prefix wins. Unmatched commands succeed with empty output.
+    """
+
+    answers: dict[tuple[str, ...], object] = field(default_factory=dict)
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+    inputs: list[str | None] = field(default_factory=list)
+
+    def run(self, argv, *, input=None, check=True, timeout=None, context="", env=None):  # noqa: A002
+        argv_t = tuple(str(a) for a in argv)
+        self.calls.append(argv_t)
+        self.inputs.append(input)
+        best: tuple[str, ...] | None = None
+        for prefix in self.answers:
+            if argv_t[: len(prefix)] == prefix and (best is None or len(prefix) > len(best)):
+                best = prefix
+        answer = self.answers.get(best) if best is not None else None
+        if callable(answer):
+            answer = answer(argv_t)
+        result = answer if isinstance(answer, Result) else Result(argv_t, 0, "", "")
+        if check and not result.ok:
+            raise CommandError(list(argv_t), result.returncode, result.output, context)
+        return result

@@ -1,0 +1,66 @@
+"""The plumbing: one runner, one error family, deadline polling."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from lab.errors import CommandError, NotReadyError
+from lab.retry import NotYet, poll
+from lab.shell import RecordingRunner, Result, Runner
+
+
+def test_failed_command_error_carries_command_exit_code_and_output_tail():
+    with pytest.raises(CommandError) as info:
+        Runner().run([sys.executable, "-c", "import sys; print('a\\nb\\nc\\nd'); sys.exit(3)"], context="probe")
+    err = info.value
+    assert err.returncode == 3
+    assert "probe:" in str(err) and "exited 3" in str(err) and "b | c | d" in str(err)
+    assert "a |" not in str(err)
+
+
+def test_runner_redacts_secrets_from_errors():
+    with pytest.raises(CommandError) as info:
+        Runner(redact=["s3cr3t"]).run([sys.executable, "-c", "print('key=s3cr3t'); raise SystemExit(1)"])
+    assert "s3cr3t" not in str(info.value) and "[redacted]" in str(info.value)
+
+
+def test_missing_binary_is_one_clear_line():
+    with pytest.raises(Exception) as info:
+        Runner().run(["definitely-not-a-tool-xyz"], context="preflight")
+    assert "definitely-not-a-tool-xyz is not installed" in str(info.value)
+
+
+def test_recording_runner_answers_longest_prefix():
+    r = RecordingRunner(answers={("kubectl",): Result((), 0, "short", ""),
+                                 ("kubectl", "get"): Result((), 0, "long", "")})
+    assert r.run(["kubectl", "get", "pods"]).stdout == "long"
+    assert r.run(["kubectl", "apply"]).stdout == "short"
+    assert r.calls == [("kubectl", "get", "pods"), ("kubectl", "apply")]
+
+
+def test_poll_returns_once_condition_holds():
+    seen = iter([NotYet("no"), NotYet("still no"), 42])
+
+    def fn():
+        v = next(seen)
+        if isinstance(v, Exception):
+            raise v
+        return v
+
+    assert poll(fn, timeout=5, interval=0, what="x", sleep=lambda s: None) == 42
+
+
+def test_poll_deadline_names_what_and_last_reason():
+    def fn():
+        raise NotYet("dns answers NXDOMAIN")
+
+    with pytest.raises(NotReadyError, match=r"httpbin resolves: not reached within 0s .*NXDOMAIN"):
+        poll(fn, timeout=0, interval=0, what="httpbin resolves", sleep=lambda s: None)
+
+
+def test_poll_stable_needs_same_answer_in_a_row():
+    answers = iter(["a", "b", "b", "b"])
+    assert poll(lambda: next(answers), timeout=5, interval=0, what="x", stable=3, sleep=lambda s: None) == "b"
+
