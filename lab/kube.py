@@ -1,0 +1,40 @@
+"""The thin layer over kubectl for one cluster: always names its kubeconfig and context explicitly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lab.settings import TIMEOUTS
+from lab.shell import Result, Runner
+
+
+@dataclass
+class Kubectl:
+    runner: Runner
+    kubeconfig: str
+    context: str
+    binary: str = "kubectl"
+
+    def base(self) -> list[str]:
+        return [self.binary, "--kubeconfig", self.kubeconfig, "--context", self.context]
+
+    def run(self, *args: str, input: str | None = None, check: bool = True,  # noqa: A002
+            timeout: float | None = None, context: str = "") -> Result:
+        return self.runner.run([*self.base(), *args], input=input, check=check,
+                               timeout=timeout or TIMEOUTS.command, context=context or self.context)
+
+    def get_json(self, *args: str) -> dict:
+        return json.loads(self.run("get", *args, "-o", "json").stdout)
+
+    def jsonpath(self, *args: str, path: str) -> str:
+        return self.run("get", *args, "-o", f"jsonpath={path}").stdout.strip()
+
+    def apply(self, manifest: str, namespace: str | None = None) -> Result:
+        ns = ["-n", namespace] if namespace else []
+        return self.run("apply", *ns, "-f", "-", input=manifest)
+
+    def exec(self, namespace: str, pod: str, container: str, argv: Sequence[str], check: bool = False,
+             timeout: float | None = None) -> Result:
+        return self.run("exec", "-n", namespace, pod, "-c", container, "--", *argv, check=check, timeout=timeout)

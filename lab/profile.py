@@ -1,0 +1,166 @@
+"""Profiles: every pinned version, image and address the lab uses, in one overridable record.
+
+Sources for the pins are in ../shared/facts (kind.md §2 for node images, istio-1.7.md §2 for Istio).
+Nothing else in the lab hard-codes a version, an image, a cluster name or a subnet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from lab.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """One cluster of the topology. `role` says what the scenario runs there."""
+
+    name: str
+    role: str  # "client" (sleep in foo, calls the remote service) or "server" (httpbin in bar)
+    pod_subnet: str
+    service_subnet: str
+    gateway_host_port: int  # host side of the 127.0.0.1 port mapping onto the gateway's 15443 nodePort
+    vip: str  # the VIP of httpbin.bar.global in this cluster (unique per cluster, 240.0.0.0/4)
+
+    @property
+    def context(self) -> str:
+        # kind names the kubeconfig context "kind-" + cluster name (kind pkg/cluster/internal/kubeconfig).
+        return f"kind-{self.name}"
+
+
+@dataclass(frozen=True)
+class Images:
+    # Istio 1.7.8 images (istioctl's build-time hub/tag; facts/istio-1.7.md §2); `{tag}` is the Istio version.
+    pilot: str = "docker.io/istio/pilot:{tag}"
+    proxyv2: str = "docker.io/istio/proxyv2:{tag}"
+    # istiocoredns chart values (manifests/charts/istiocoredns/values.yaml, unchanged 1.7.0-1.7.8).
+    coredns: str = "docker.io/coredns/coredns:1.6.2"
+    coredns_plugin: str = "docker.io/istio/coredns-plugin:0.2-istio-1.1"
+    # samples/sleep and samples/httpbin at 1.7.x use unpinned tags; the lock file records what a run used.
+    sleep: str = "docker.io/governmentpaas/curl-ssl:latest"
+    httpbin: str = "docker.io/kennethreitz/httpbin:latest"
+
+    def resolved(self, istio_version: str) -> dict[str, str]:
+        return {k: v.format(tag=istio_version) for k, v in dataclasses.asdict(self).items()}
+
+
+DEFAULT_CLUSTERS = (
+    # Subnets follow Istio's own kind topology (prow/config/topology/multicluster.json).
+    ClusterSpec("cluster1", "client", "10.10.0.0/16", "10.255.10.0/24", 31443, "240.0.0.2"),
+    ClusterSpec("cluster2", "server", "10.20.0.0/16", "10.255.20.0/24", 32443, "240.0.0.3"),
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    kind_version: str
+    node_image: str  # always with @sha256 digest, as kind's release notes require
+    kubectl_version: str  # within one minor of the nodes
+    istio_version: str = "1.7.8"
+    gateway_node_port: int = 31443  # fixed nodePort of the ingress gateway's 15443 (tls) port
+    clusters: tuple[ClusterSpec, ...] = DEFAULT_CLUSTERS
+    images: Images = field(default_factory=Images)
+    load_images: bool = True  # pull once on the host, `kind load` into every cluster
+    cert_source: str = "samples"  # "samples" (the write-up) or "generated" (per-cluster intermediates)
+    aaaa_guard: bool = True  # see lab/corefile.py: musl + istiocoredns AAAA NXDOMAIN
+
+    @property
+    def client(self) -> ClusterSpec:
+        return next(c for c in self.clusters if c.role == "client")
+
+    @property
+    def server(self) -> ClusterSpec:
+        return next(c for c in self.clusters if c.role == "server")
+
+    @property
+    def node_minor(self) -> int:
+        return int(self.node_image.split(":v", 1)[1].split(".")[1])
+
+
+PROFILES: dict[str, Profile] = {
+    # Kubernetes 1.21 is the newest Istio 1.7 can run on (1.22 removed admissionregistration v1beta1); no upstream
+    # report confirms 1.7 on 1.21 (inferred). kind v0.20.0 is the last release listing a 1.21 image.
+    "default": Profile(
+        name="default",
+        kind_version="v0.20.0",
+        node_image="kindest/node:v1.21.14@sha256:8a4e9bb3f415d2bb81629ce33ef9c76ba514c14d707f9797a01e3216376ba093",
+        kubectl_version="v1.21.14",
+    ),
+    # The write-up's Kubernetes range (1.17-1.19); 1.19 is the oldest that runs on cgroup v2 hosts. This node image
+    # predates kind's fix for iptables 1.8.8+ nf_tables hosts (kind #3054): the lab checks the DNS DNAT rules.
+    "writeup": Profile(
+        name="writeup",
+        kind_version="v0.17.0",
+        node_image="kindest/node:v1.19.16@sha256:476cb3269232888437b61deca013832fee41f9f074f9bed79f57e4280f7c48b7",
+        kubectl_version="v1.19.16",
+    ),
+}
+
+_OVERRIDABLE = {f.name for f in dataclasses.fields(Profile)} - {"name", "clusters", "images"}
+_IMAGE_KEYS = {f.name for f in dataclasses.fields(Images)}
+
+
+def load_profile(name: str = "default", overrides: dict[str, str] | None = None) -> Profile:
+    """The named profile with `overrides` applied (`istio_version=1.7.3`, `images.sleep=...`)."""
+    if name not in PROFILES:
+        raise UsageError(f"unknown profile {name!r}; choose one of: {', '.join(sorted(PROFILES))}")
+    profile = PROFILES[name]
+    changes: dict[str, object] = {}
+    image_changes: dict[str, str] = {}
+    for key, raw in (overrides or {}).items():
+        if key.startswith("images."):
+            sub = key.split(".", 1)[1]
+            if sub not in _IMAGE_KEYS:
+                raise UsageError(f"unknown image {sub!r}; known: {', '.join(sorted(_IMAGE_KEYS))}")
+            image_changes[sub] = raw
+            continue
+        if key not in _OVERRIDABLE:
+            raise UsageError(f"cannot override {key!r}; overridable: {', '.join(sorted(_OVERRIDABLE))}")
+        changes[key] = _coerce(key, raw, getattr(profile, key))
+    if image_changes:
+        changes["images"] = dataclasses.replace(profile.images, **image_changes)
+    profile = dataclasses.replace(profile, **changes)
+    _check(profile)
+    return profile
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"override {item!r} is not KEY=VALUE (e.g. istio_version=1.7.3)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _coerce(key: str, raw: str, current: object) -> object:
+    if isinstance(current, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise UsageError(f"{key} takes true or false, not {raw!r}")
+    if isinstance(current, int):
+        try:
+            return int(raw)
+        except ValueError as err:
+            raise UsageError(f"{key} takes a whole number, not {raw!r}") from err
+    return raw
+
+
+def _check(p: Profile) -> None:
+    if "@sha256:" not in p.node_image:
+        raise UsageError(f"node_image {p.node_image!r} has no @sha256 digest; kind's release notes require one")
+    parts = p.istio_version.split(".")
+    if len(parts) != 3 or parts[:2] != ["1", "7"] or not parts[2].isdigit():
+        raise UsageError(f"istio_version {p.istio_version!r} is not a 1.7.x release; the .global scenario is 1.7's")
+    if not 30000 <= p.gateway_node_port <= 32767:
+        raise UsageError(f"gateway_node_port {p.gateway_node_port} is outside the NodePort range 30000-32767")
+    if p.cert_source not in ("samples", "generated"):
+        raise UsageError(f"cert_source {p.cert_source!r} must be 'samples' or 'generated'")
+    kubectl_minor = int(p.kubectl_version.lstrip("v").split(".")[1])
+    if abs(kubectl_minor - p.node_minor) > 1:
+        raise UsageError(f"kubectl {p.kubectl_version} is more than one minor from the nodes (1.{p.node_minor})")
