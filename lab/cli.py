@@ -29,8 +29,42 @@ def _add_certs(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_corefile(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("corefile", help="add or remove the CoreDNS `global` server block")
-    p.set_defaults(func=lambda a: _not_yet("corefile"))
+    p = sub.add_parser("corefile", help="add or remove the CoreDNS `global` server block",
+                       description="Read a Corefile (FILE or standard input), write the result to standard output.")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    pp = verbs.add_parser("patch", help="add (or replace) the `global:53` block forwarding to istiocoredns")
+    pp.add_argument("--forward", required=True, metavar="IP", help="the istiocoredns ClusterIP (an IP literal)")
+    pp.add_argument("--no-aaaa-guard", dest="aaaa_guard", action="store_false",
+                    help="leave out the AAAA guard (musl clients then fail to resolve .global; docs/corefile.md)")
+    pp.add_argument("file", nargs="?", metavar="FILE", help="Corefile to read (default: standard input)")
+    up = verbs.add_parser("unpatch", help="remove the block serving `global`, leaving the rest byte-identical")
+    up.add_argument("file", nargs="?", metavar="FILE", help="Corefile to read (default: standard input)")
+
+    def _read_bytes_exact(path: str | None) -> str:
+        """FILE or standard input as text with every byte kept (text-mode stdin would turn CRLF into LF)."""
+        from lab.errors import UsageError
+
+        try:
+            if path in (None, "-"):
+                raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
+            else:
+                with open(path, "rb") as fh:
+                    raw = fh.read()
+            return raw.decode("utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot read {path}: {err.strerror}") from err
+        except UnicodeDecodeError as err:
+            raise UsageError(f"{path or 'standard input'} is not UTF-8 text (byte {err.start})") from err
+
+    def run(a: argparse.Namespace) -> int:
+        from lab import corefile
+
+        text = _read_bytes_exact(a.file)
+        out = corefile.patch(text, a.forward, aaaa_guard=a.aaaa_guard) if a.verb == "patch" else corefile.unpatch(text)
+        sys.stdout.write(out)
+        return 0
+
+    p.set_defaults(func=run)
 
 
 def _add_serviceentry(sub: argparse._SubParsersAction) -> None:
