@@ -47,13 +47,12 @@ PHASES = ("images", "clusters", "control-plane", "dns", "apps", "serviceentries"
 CLIENT_NS = "foo"
 SERVER_NS = "bar"
 REMOTE = serviceentry.RemoteService("httpbin", SERVER_NS)
-SE_NAME = "httpbin-bar"  # the write-up's ServiceEntry name in both clusters
+SE_NAME = REMOTE.resource_name  # the write-up's ServiceEntry name in both clusters: httpbin-bar
 SAMPLE_SLEEP = "samples/sleep/sleep.yaml"
 SAMPLE_HTTPBIN = "samples/httpbin/httpbin.yaml"
 # The images the 1.7.x samples name (unpinned upstream); the profile decides what actually runs.
 SAMPLE_IMAGES = {"sleep": "governmentpaas/curl-ssl", "httpbin": "docker.io/kennethreitz/httpbin"}
 CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
-OVERLAY_FILE = "istio-overlay.yaml"
 SHELL_BASES = ("LAB_HOME", "ISTIO_DIR")
 
 
@@ -96,7 +95,14 @@ class Lookup:
     what: str  # for messages: "istiocoredns ClusterIP"
 
 
-Token = str | Kubeconfig | Context | File | Lookup
+@dataclass(frozen=True)
+class Concat:
+    """One argv element made of several parts (`--kubeconfig=` + a Kubeconfig, `ADDR` + `:` + `PORT`)."""
+
+    parts: tuple[str | Kubeconfig | Context | File | Lookup, ...]
+
+
+Token = str | Kubeconfig | Context | File | Lookup | Concat
 
 
 def kubectl(cluster: ClusterSpec, *args: Token) -> tuple[Token, ...]:
@@ -274,7 +280,8 @@ def _cluster_steps(profile: Profile, c: ClusterSpec, image_list: tuple[str, ...]
         # Done by the provider (pytest_kind.KindCluster, then its checks); `argv` and `config_text` are what it
         # runs, for the plan and the shell script.
         LabAction("kind.create", (("cluster", n), ("argv", argv), ("config", config),
-                                  ("config_text", kind.config_yaml(profile, c)))),
+                                  ("config_text", kind.config_yaml(profile, c)),
+                                  ("dns_check", kind.node_container(c) if kind.needs_dns_check(profile) else ""))),
         phase="clusters")]
     if profile.load_images:
         steps.append(Step(
@@ -315,7 +322,8 @@ def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, 
     ]
     overlay = istio.overlay_yaml(profile)
     values = File("ISTIO_DIR", "manifests/examples/multicluster/values-istio-multicluster-gateways.yaml")
-    overlay_file = File("LAB_HOME", OVERLAY_FILE)
+    # one file per cluster: both clusters install in parallel and must not write the same file at once
+    overlay_file = File("LAB_HOME", f"istio-overlay-{n}.yaml")
     argv = _tokens(istio.install_argv("istioctl", "\0kubeconfig", "\0context", ["\0values", "\0overlay"]),
                    {"\0kubeconfig": Kubeconfig(n), "\0context": Context(n, c.context), "\0values": values,
                     "\0overlay": overlay_file})
@@ -502,12 +510,20 @@ def _verify_steps(profile: Profile) -> list[Step]:
 
 
 def _tokens(argv: Sequence[str], mapping: Mapping[str, Token]) -> tuple[Token, ...]:
-    """Turn the marker strings we passed to another module's argv builder back into tokens."""
-    out = tuple(mapping.get(a, a) for a in argv)
-    missing = set(mapping) - {a for a in argv if a in mapping}
-    if missing:
-        raise ValueError(f"argv builder dropped {sorted(missing)}")
-    return out
+    """Turn the marker strings we passed to another module's argv builder back into tokens.
+
+    A marker may be embedded in an element (`--kubeconfig=<marker>`): that element becomes a Concat."""
+    pattern = re.compile("(" + "|".join(re.escape(m) for m in mapping) + ")")
+    out: list[Token] = []
+    used: set[str] = set()
+    for a in argv:
+        pieces = [x for x in pattern.split(a) if x]
+        used.update(x for x in pieces if x in mapping)
+        parts = tuple(mapping.get(x, x) for x in pieces)
+        out.append(parts[0] if len(parts) == 1 else Concat(parts))  # type: ignore[arg-type]
+    if set(mapping) - used:
+        raise ValueError(f"argv builder dropped {sorted(set(mapping) - used)}")
+    return tuple(out)
 
 
 def check_order(steps: Sequence[Step]) -> None:
@@ -581,7 +597,7 @@ def describe(run: Run) -> str:
 def _plain_value(v: object) -> str:
     if isinstance(v, tuple):
         return "[" + ", ".join(_plain_value(x) for x in v) + "]"
-    if isinstance(v, (Kubeconfig, Context, File, Lookup)):
+    if isinstance(v, (Kubeconfig, Context, File, Lookup, Concat)):
         return _plain((v,))
     return str(v)
 
@@ -597,6 +613,8 @@ def _plain(argv: Iterable[Token]) -> str:
             out.append(f"${t.base}/{t.rel}")
         elif isinstance(t, Lookup):
             out.append(f"<{t.what}>")
+        elif isinstance(t, Concat):
+            out.append("".join(_plain((p,)) for p in t.parts))
         else:
             out.append(t if re.fullmatch(r"[\w@%+=:,./{}\[\]?()'-]+", t) else shlex.quote(t))
     return " ".join(out)
@@ -631,6 +649,8 @@ def _sh(t: Token) -> str:
     if isinstance(t, Lookup):
         inner = kubectl_for_lookup(t)
         return '"$(' + " ".join(_sh(x) for x in inner) + ')"'
+    if isinstance(t, Concat):
+        return "".join(_sh(p) for p in t.parts)
     return shlex.quote(t)
 
 
@@ -699,7 +719,21 @@ def _shell_action(run: LabAction, contexts: Mapping[str, str]) -> list[str]:
     if run.name == "kind.create":
         cfg = p["config"]
         assert isinstance(cfg, File)
-        return [*_write_file(cfg, str(p["config_text"])), _sh_argv(p["argv"])]  # type: ignore[arg-type]
+        cluster = str(p["cluster"])
+        k = _kubectl_of(cluster, contexts)
+        # pytest_kind.KindCluster.create runs this argv and waits for nothing; the lab waits for the node.
+        lines = [*_write_file(cfg, str(p["config_text"])), _sh_argv(p["argv"]),  # type: ignore[arg-type]
+                 _sh_argv((*k, "wait", "--for=condition=Ready", "node", "--all",
+                           f"--timeout={int(TIMEOUTS.kind_create)}s"))]
+        node = str(p["dns_check"])
+        if node:
+            # kind #3054 (node images before kind v0.18): Docker's DNS DNAT rules in the node lose `--dport 53`
+            # on hosts with iptables 1.8.8+ in nf_tables mode; lab.kind.dns_dnat_problem is the lab's check.
+            lines += [f"if docker exec {shlex.quote(node)} iptables-save -t nat | grep -e '-A DOCKER_OUTPUT' "
+                      "| grep -e '-j DNAT' | grep -qv -e '--dport 53'; then",
+                      f"  echo 'kind #3054: DNS DNAT rules in {node} lost --dport 53; use the default profile' >&2",
+                      "  exit 1", "fi"]
+        return lines
     if run.name == "images.pull":
         return [_sh_argv(lab_images.pull_argv(i)) for i in p["images"]]  # type: ignore[union-attr]
     if run.name == "images.load":
@@ -722,10 +756,10 @@ def _shell_action(run: LabAction, contexts: Mapping[str, str]) -> list[str]:
     if run.name == "serviceentry.client":
         cluster = str(p["cluster"])
         k = _kubectl_of(cluster, contexts)
-        return [f"python -m lab serviceentry render --name {shlex.quote(str(p['service']))} "
-                f"--namespace {shlex.quote(str(p['service_namespace']))} --vip {shlex.quote(str(p['vip']))} \\\n"
-                f"  --address {_sh(p['address'])} \\\n"  # type: ignore[arg-type]
-                f"  --port {_sh(p['port'])} \\\n"  # type: ignore[arg-type]
+        svc = serviceentry.RemoteService(str(p["service"]), str(p["service_namespace"]))
+        endpoint = _sh(Concat((p["address"], ":", p["port"])))  # type: ignore[arg-type]
+        return [f"python -m lab serviceentry render --host {shlex.quote(svc.host)} --vip {shlex.quote(str(p['vip']))} "
+                f"\\\n  --endpoint {endpoint} \\\n"
                 f"  | {_sh_argv((*k, 'apply', '-n', str(p['namespace']), '-f', '-'))}"]
     raise ValueError(f"unknown lab action {run.name}")
 
