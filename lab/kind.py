@@ -436,3 +436,9 @@ def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def make_provider(profile: Profile, state_dir: Path, tools: Any, runner: Runner) -> Provider:
+    """The provider the lab uses for `profile`. Today always kind; a provider for existing clusters would be chosen
+    here, and nothing else in the lab would change."""
+    return KindProvider(profile, state_dir, tools, runner)

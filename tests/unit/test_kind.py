@@ -390,3 +390,14 @@ def test_shell_quote_keeps_a_leading_variable_expandable(tmp_path):
                          text=True, check=True).stdout
     assert out == "/x y/kube config/c1"
     assert kind.shell_quote("a b; rm -rf /") == "'a b; rm -rf /'"
+
+
+def test_make_provider_gives_a_provider_for_the_profile(tmp_path):
+    p = kind.make_provider(load_profile("writeup"), tmp_path, FakeTools(), RecordingRunner())
+    assert isinstance(p, kind.Provider) and p.profile.name == "writeup"
+
+
+def test_only_the_provider_module_imports_pytest_kind():
+    lab_dir = Path(kind.__file__).parent
+    users = sorted(p.name for p in lab_dir.rglob("*.py") if "pytest_kind" in p.read_text())
+    assert users == ["kind.py"]
