@@ -401,3 +401,11 @@ def test_only_the_provider_module_imports_pytest_kind():
     lab_dir = Path(kind.__file__).parent
     users = sorted(p.name for p in lab_dir.rglob("*.py") if "pytest_kind" in p.read_text())
     assert users == ["kind.py"]
+
+
+def test_an_existing_pytest_kind_folder_of_the_user_is_left_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".pytest-kind" / "mine").mkdir(parents=True)
+    p = kind.KindProvider(load_profile("default"), tmp_path / "state", FakeTools(), RecordingRunner())
+    p._kind_cluster(p.profile.clusters[1])
+    assert sorted(x.name for x in (tmp_path / ".pytest-kind").iterdir()) == ["mine"]
