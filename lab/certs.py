@@ -129,6 +129,8 @@ def generate(
     out = Path(out)
     names = _cluster_names(clusters)
     now = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
+    if out.exists() and not out.is_dir():
+        raise ValidationError(f"{out} exists and is not a directory: pass a new or a generated directory to --out")
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     root_cert_path, root_key_path = out / ROOT_CERT, out / ROOT_KEY
@@ -177,8 +179,6 @@ def _cluster_names(clusters: Sequence[str]) -> list[str]:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValidationError(f"cluster name {dupes[0]!r} is given twice: each cluster needs its own intermediate")
-    if ROOT_CERT in names or ROOT_KEY in names:
-        raise ValidationError("a cluster cannot be named like a root file")
     return names
 
 

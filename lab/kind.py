@@ -17,6 +17,7 @@ import re
 import shlex
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -216,6 +217,8 @@ def _argv_line(argv: Sequence[Path | str]) -> str:
 
 
 ClusterFactory = Callable[..., Any]
+# Serialises KindCluster construction and the clean-up of its ./.pytest-kind folder across parallel cluster threads.
+_CWD_LOCK = threading.Lock()
 
 
 def _default_factory(**kwargs: Any) -> Any:
@@ -272,15 +275,18 @@ class KindProvider:
 
     def _kind_cluster(self, cluster: ClusterSpec) -> Any:
         leftover = Path(".pytest-kind") / cluster.name
-        existed = leftover.exists()
-        kc = self._factory(name=cluster.name, kubeconfig=self.kubeconfig(cluster), image=self.profile.node_image,
-                           kind_path=Path(self.tools.kind), kubectl_path=Path(self.tools.kubectl))
-        if not existed:
-            for folder in (leftover, leftover.parent):
-                try:
-                    folder.rmdir()  # only succeeds when empty; another thread may still be using the parent
-                except OSError:
-                    break
+        with _CWD_LOCK:
+            existed = leftover.exists()
+            parent_existed = leftover.parent.exists()
+            kc = self._factory(name=cluster.name, kubeconfig=self.kubeconfig(cluster),
+                               image=self.profile.node_image, kind_path=Path(self.tools.kind),
+                               kubectl_path=Path(self.tools.kubectl))
+            if not existed:
+                for folder in (leftover, leftover.parent) if not parent_existed else (leftover,):
+                    try:
+                        folder.rmdir()  # only succeeds when empty
+                    except OSError:
+                        break
         return kc
 
     def create(self, cluster: ClusterSpec) -> None:
@@ -436,3 +442,9 @@ def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def make_provider(profile: Profile, state_dir: Path, tools: Any, runner: Runner) -> Provider:
+    """The provider the lab uses for `profile`. Today always kind; a provider for existing clusters would be chosen
+    here, and nothing else in the lab would change."""
+    return KindProvider(profile, state_dir, tools, runner)

@@ -177,6 +177,12 @@ def test_generate_refuses_bad_cluster_names_before_writing_anything(tmp_path, na
     assert not (tmp_path / "out").exists()
 
 
+def test_generate_refuses_an_out_path_that_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValidationError, match="is not a directory"):
+        certs.generate(tmp_path / "f", CLUSTERS, key_size=FAST)
+
+
 @given(st.text(min_size=1, max_size=70))
 def test_a_cluster_name_is_accepted_only_if_it_is_a_dns_label(name):
     label = len(name) <= 63 and name[0].isalnum() and name[-1].isalnum() and all(
