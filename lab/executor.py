@@ -514,7 +514,7 @@ def _default_tools(profile: Profile, runner: Runner) -> Any:
 def _default_provider(profile: Profile, home: Path, tools: Any, runner: Runner) -> Any:
     from lab import kind
 
-    return kind.KindProvider(profile, home, tools, runner)
+    return kind.make_provider(profile, home, tools, runner)
 
 
 @dataclass
