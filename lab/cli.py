@@ -12,14 +12,20 @@ import sys
 from collections.abc import Sequence
 
 from lab import __version__
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 
 
 def _read_input(path: str | None) -> str:
-    if path in (None, "-"):
-        return sys.stdin.read()
-    with open(path, encoding="utf-8", newline="") as fh:
-        return fh.read()
+    """FILE or standard input, bytes preserved (CRLF stays CRLF); a missing file is a one-line usage error."""
+    try:
+        if path in (None, "-"):
+            return sys.stdin.buffer.read().decode("utf-8")
+        with open(path, "rb") as fh:
+            return fh.read().decode("utf-8")
+    except FileNotFoundError as err:
+        raise UsageError(f"{path}: no such file") from err
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path or 'standard input'} is not UTF-8 text ({err.reason} at byte {err.start})") from err
 
 
 # --- mesh building blocks (certs, corefile, serviceentry) -------------------------------------------------
