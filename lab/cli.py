@@ -83,18 +83,9 @@ def _add_serviceentry(sub: argparse._SubParsersAction) -> None:
 
     def run(a: argparse.Namespace) -> int:
         from lab import serviceentry as se
-        from lab.errors import ValidationError
 
         svc = se.RemoteService.from_host(a.host, port=a.port, port_name=a.port_name)
-        address, port = se.parse_endpoint(a.endpoint)
-        if port is not None:
-            obj = se.render_client(svc, a.vip, address, port, namespace=a.namespace)
-        elif address.rstrip(".") == svc.local_host:
-            obj = se.render_server(svc, a.vip, namespace=a.namespace)
-        else:
-            raise ValidationError(f"endpoint {a.endpoint!r}: give ADDR:PORT (the remote gateway) or {svc.local_host} "
-                                  "(the service itself, in the serving cluster)")
-        sys.stdout.write(se.to_yaml(obj))
+        sys.stdout.write(se.to_yaml(se.render_for_endpoint(svc, a.vip, a.endpoint, namespace=a.namespace)))
         return 0
 
     r.set_defaults(func=run)
