@@ -1,0 +1,134 @@
+"""Probes run inside the sleep pods: curl to the remote service and nslookup through a chosen DNS server.
+
+Pure part: the argv to run and the parsing of what came back. Thin part: `Prober`, which runs them with
+`kubectl exec` in the `sleep` container (the write-up's `kubectl exec ... -c sleep -- curl ...`).
+
+curl runs under `sh -c` so that its own exit code and the HTTP status are printed in a trailer we can parse,
+whatever kubectl does with exit codes. No `-4`: the lab must see what an application sees, including the
+AAAA behaviour of musl (see lab/corefile.py).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from lab.errors import LabError
+from lab.kube import Kubectl
+
+STATUS_MARK = "__LAB_HTTP_CODE__="
+EXIT_MARK = "__LAB_CURL_EXIT__="
+_STATUS_RE = re.compile(re.escape(STATUS_MARK) + r"(\d{3})")
+_EXIT_RE = re.compile(re.escape(EXIT_MARK) + r"(\d+)")
+
+
+@dataclass(frozen=True)
+class CurlResult:
+    status: int | None  # None when curl got no HTTP response (http_code 000)
+    exit_code: int
+    headers: dict[str, str]
+    body: str
+    output: str  # everything curl printed, trailer removed: what the classifier reads
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class NslookupResult:
+    addresses: list[str]
+    exit_code: int
+    output: str
+
+
+def curl_argv(url: str, *, method: str = "GET", head: bool = False, extra: Sequence[str] = (),
+              max_time: int = 10) -> list[str]:
+    """argv for `sh -c` running curl with headers in the output and a parseable trailer."""
+    curl = ["curl", "-sS", "--max-time", str(max_time)]
+    curl += ["-I"] if head else ["-i", "-X", method]
+    curl += [*extra, "-w", f"\\n{STATUS_MARK}%{{http_code}}\\n", url]
+    script = f"{shlex.join(curl)}; echo \"{EXIT_MARK}$?\""
+    return ["sh", "-c", script]
+
+
+def nslookup_argv(name: str, server: str | None = None, qtype: str = "a") -> list[str]:
+    """The write-up's check: `nslookup -type=a httpbin.bar.global <dns service IP>`."""
+    argv = ["nslookup", f"-type={qtype}", name]
+    return [*argv, server] if server else argv
+
+
+def parse_curl(output: str, exit_code: int | None = None) -> CurlResult:
+    """Split what `curl_argv` printed into status, curl exit code, response headers and body."""
+    status_m = list(_STATUS_RE.finditer(output))
+    exit_m = list(_EXIT_RE.finditer(output))
+    code = int(exit_m[-1].group(1)) if exit_m else (exit_code if exit_code is not None else -1)
+    status = int(status_m[-1].group(1)) if status_m else None
+    if status == 0:
+        status = None
+    text = _EXIT_RE.sub("", _STATUS_RE.sub("", output)).rstrip("\n")
+    headers, body = _split_http(text)
+    return CurlResult(status, code, headers, body, text)
+
+
+def _split_http(text: str) -> tuple[dict[str, str], str]:
+    """Headers of the last HTTP response in `text` (curl -i prints interim responses too) and its body."""
+    starts = [m.start() for m in re.finditer(r"(?m)^HTTP/\d(?:\.\d)? \d{3}", text)]
+    if not starts:
+        return {}, text
+    rest = text[starts[-1]:]
+    head, sep, body = rest.replace("\r\n", "\n").partition("\n\n")
+    headers: dict[str, str] = {}
+    for line in head.splitlines()[1:]:
+        key, colon, value = line.partition(":")
+        if colon:
+            headers[key.strip().lower()] = value.strip()
+    return headers, body if sep else ""
+
+
+def parse_nslookup(output: str) -> list[str]:
+    """Addresses busybox/bind nslookup printed in its answer section (after a `Name:` line)."""
+    addresses: list[str] = []
+    in_answer = False
+    for raw in output.splitlines():
+        line = raw.strip()
+        if line.lower().startswith("name:"):
+            in_answer = True
+            continue
+        if in_answer and line.lower().startswith("address"):
+            value = line.split(":", 1)[1].strip()
+            # busybox prints "Address: 240.0.0.2", bind "Address: 240.0.0.2"; some print "Address 1: ..."
+            value = value.split()[0] if value else value
+            if value and "#" not in value:
+                addresses.append(value)
+    return addresses
+
+
+@dataclass
+class Prober:
+    """Runs probes in a cluster's pods through kubectl exec."""
+
+    kubectl: Kubectl
+    container: str = "sleep"
+    timeouts: dict[str, float] = field(default_factory=lambda: {"exec": 60.0})
+
+    def pod(self, namespace: str, selector: str) -> str:
+        name = self.kubectl.jsonpath("pods", "-n", namespace, "-l", selector,
+                                     "--field-selector=status.phase=Running", path="{.items[0].metadata.name}")
+        if not name:
+            raise LabError(f"no running pod with {selector} in {namespace} on {self.kubectl.context}; "
+                           "run `make lab-up` (or `python -m lab status`)")
+        return name
+
+    def curl(self, namespace: str, pod: str, url: str, *, method: str = "GET", head: bool = False,
+             extra: Sequence[str] = ()) -> CurlResult:
+        res = self.kubectl.exec(namespace, pod, self.container, curl_argv(url, method=method, head=head, extra=extra),
+                                timeout=self.timeouts["exec"])
+        return parse_curl(res.output, res.returncode)
+
+    def nslookup(self, namespace: str, pod: str, name: str, server: str | None = None) -> NslookupResult:
+        res = self.kubectl.exec(namespace, pod, self.container, nslookup_argv(name, server),
+                                timeout=self.timeouts["exec"])
+        return NslookupResult(parse_nslookup(res.stdout), res.returncode, res.output)

@@ -1,0 +1,66 @@
+"""The curl argv of lab.probe run for real (sh + curl on this machine) against loopback servers."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import threading
+
+import pytest
+
+from lab.probe import curl_argv, parse_curl
+from lab.shell import Runner
+from tests.support.envoy import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def http_server():
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = b'{"headers": {"X-Forwarded-Client-Cert": "URI=spiffe://cluster.local/ns/foo/sa/sleep"}}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _need_curl():
+    if shutil.which("curl") is None:
+        pytest.fail("curl is needed for this test; .ci/run installs it")
+
+
+def test_real_curl_success_is_parsed_to_200_with_body(http_server):
+    res = Runner().run(curl_argv(f"http://127.0.0.1:{http_server}/headers", method="POST"), check=False)
+    r = parse_curl(res.output, res.returncode)
+    assert (r.status, r.exit_code, r.ok) == (200, 0, True)
+    assert "spiffe://cluster.local/ns/foo/sa/sleep" in r.body
+    assert r.headers["content-type"] == "application/json"
+
+
+def test_real_curl_refused_port_gives_exit_7_and_no_status():
+    res = Runner().run(curl_argv(f"http://127.0.0.1:{free_port()}/headers"), check=False)
+    r = parse_curl(res.output, res.returncode)
+    assert (r.status, r.exit_code) == (None, 7)
+    assert "curl: (7)" in r.output
+
+
+def test_real_curl_unresolvable_name_gives_exit_6():
+    res = Runner().run(curl_argv("http://httpbin.bar.invalid:8000/headers"), check=False)
+    r = parse_curl(res.output, res.returncode)
+    assert (r.status, r.exit_code) == (None, 6)

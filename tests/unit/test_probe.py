@@ -1,0 +1,78 @@
+"""Probe argv and parsing: the pure half of lab.probe."""
+
+from __future__ import annotations
+
+import shlex
+
+from lab.kube import Kubectl
+from lab.probe import EXIT_MARK, STATUS_MARK, Prober, curl_argv, nslookup_argv, parse_curl, parse_nslookup
+from lab.shell import RecordingRunner, Result
+
+# The write-up's nslookup output from cluster1's sleep (busybox), through kube-dns.
+WRITEUP_NSLOOKUP = """Server: 10.96.0.10
+Address: 10.96.0.10:53
+
+Name: httpbin.bar.global
+Address: 240.0.0.2
+"""
+
+
+def test_curl_runs_under_sh_with_status_and_exit_trailers_and_no_ipv4_forcing():
+    argv = curl_argv("httpbin.bar.global:8000/headers")
+    assert argv[:2] == ["sh", "-c"]
+    inner = shlex.split(argv[2].split(";")[0])
+    assert inner[0] == "curl" and "-4" not in inner and inner[-1] == "httpbin.bar.global:8000/headers"
+    assert inner[inner.index("-X"):inner.index("-X") + 2] == ["-X", "GET"]
+    assert f'echo "{EXIT_MARK}$?"' in argv[2]
+
+
+def test_head_request_uses_dash_I_like_the_writeup():
+    inner = shlex.split(curl_argv("httpbin.bar.global:8000/headers", head=True)[2].split(";")[0])
+    assert "-I" in inner and "-X" not in inner
+
+
+def test_nslookup_argv_matches_the_writeup_command():
+    assert nslookup_argv("httpbin.bar.global", "10.96.199.197") == [
+        "nslookup", "-type=a", "httpbin.bar.global", "10.96.199.197"]
+
+
+def test_parse_curl_splits_status_headers_body_and_exit():
+    out = ("HTTP/1.1 200 OK\r\nserver: envoy\r\ncontent-type: application/json\r\n\r\n{\"headers\": {}}\n"
+           f"{STATUS_MARK}200\n{EXIT_MARK}0\n")
+    r = parse_curl(out)
+    assert (r.status, r.exit_code, r.ok) == (200, 0, True)
+    assert r.headers["server"] == "envoy"
+    assert r.body.strip() == '{"headers": {}}'
+    assert STATUS_MARK not in r.output and EXIT_MARK not in r.output
+
+
+def test_parse_curl_no_response_has_no_status_and_keeps_curls_error():
+    out = f"curl: (6) Could not resolve host: httpbin.bar.global\n\n{STATUS_MARK}000\n{EXIT_MARK}6\n"
+    r = parse_curl(out, exit_code=0)
+    assert (r.status, r.exit_code, r.ok) == (None, 6, False)
+    assert "Could not resolve host" in r.output
+
+
+def test_parse_curl_without_trailer_falls_back_to_process_exit_code():
+    r = parse_curl("command terminated with exit code 137", exit_code=137)
+    assert (r.status, r.exit_code) == (None, 137)
+
+
+def test_parse_nslookup_reads_the_answer_not_the_server_address():
+    assert parse_nslookup(WRITEUP_NSLOOKUP) == ["240.0.0.2"]
+    nx = "Server:\t\t10.96.0.10\nAddress:\t10.96.0.10:53\n\n** server can't find httpbin.bar.global: NXDOMAIN\n"
+    assert parse_nslookup(nx) == []
+
+
+def test_prober_execs_in_the_sleep_container_with_explicit_context():
+    runner = RecordingRunner(answers={
+        ("kubectl", "--kubeconfig", "k", "--context", "kind-cluster1", "exec"):
+            Result((), 0, f"HTTP/1.1 503 Service Unavailable\n\nno healthy upstream\n{STATUS_MARK}503\n{EXIT_MARK}0\n",
+                   ""),
+    })
+    prober = Prober(Kubectl(runner, "k", "kind-cluster1"))
+    r = prober.curl("foo", "sleep-1", "httpbin.bar.global:8000/headers")
+    assert r.status == 503 and r.body.strip() == "no healthy upstream"
+    call = runner.calls[-1]
+    assert call[:8] == ("kubectl", "--kubeconfig", "k", "--context", "kind-cluster1", "exec", "-n", "foo")
+    assert call[8:12] == ("sleep-1", "-c", "sleep", "--")
