@@ -226,7 +226,7 @@ def summarize_cluster(cluster: dict, state: str = "active", eds: dict[str, dict]
     statement = ""
     if "load_assignment" in cluster:
         endpoints = _assignment_endpoints(cluster["load_assignment"])
-        statement = "inline load_assignment" + (" (DNS names, re-resolved by Envoy)" if ctype.endswith("DNS") else "")
+        statement = "inline load_assignment" + (" (resolved by Envoy's DNS)" if ctype.endswith("DNS") else "")
     elif "hosts" in cluster:  # v2 clusters before load_assignment
         endpoints = [{"address": a} for a in (_socket(h) for h in cluster["hosts"]) if a]
         statement = "inline hosts"

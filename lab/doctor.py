@@ -227,7 +227,8 @@ def hop_kube_dns(obs: Observations) -> Hop:
     if not block:
         return Hop(name, BROKEN, (f"{obs.client} kube-system/coredns has no `global` server block: kube-dns sends "
                                   ".global names upstream, where they do not exist",), fix)
-    evidence = [f"global block: {' '.join(block.split())}"]
+    code = "\n".join(line.split("#", 1)[0] for line in block.splitlines())  # comments are not evidence
+    evidence = [f"global block: {' '.join(code.split())}"]
     targets = re.findall(r"forward\s+\.\s+(\S+)", block)
     target = targets[0] if targets else None
     if target is None or not re.match(r"^\d+\.\d+\.\d+\.\d+(:\d+)?$", target):
@@ -235,7 +236,8 @@ def hop_kube_dns(obs: Observations) -> Hop:
     if obs.istiocoredns_ip and target.split(":")[0] != obs.istiocoredns_ip:
         return Hop(name, BROKEN, (*evidence, f"it forwards to {target}, but istiocoredns is {obs.istiocoredns_ip}"),
                    fix)
-    if obs.aaaa_guard and "aaaa" not in block.lower():
+    # the guard lab.corefile writes: CoreDNS `template IN AAAA global { rcode NOERROR }` inside the block
+    if obs.aaaa_guard and not re.search(r"(?m)^\s*template\s+IN\s+AAAA\b", block):
         return Hop(name, BROKEN, (*evidence, "no AAAA guard: istiocoredns answers NXDOMAIN to AAAA and musl (Alpine "
                                   "sleep) then fails the whole lookup"), fix)
     return Hop(name, OK, tuple(evidence), "")
@@ -306,7 +308,7 @@ def hop_serviceentries(obs: Observations) -> Hop:
         for se in mine:
             spec = se.get("spec") or {}
             why = _vip_problem(se)
-            eps = [f"{e.get('address')}:{','.join(str(v) for v in (e.get('ports') or {}).values())}"
+            eps = [str(e.get("address")) + "".join(f":{v}" for v in (e.get("ports") or {}).values())
                    for e in spec.get("endpoints") or []]
             line = f"{cluster} {_se_name(se)}: addresses {spec.get('addresses')}, endpoints {eps}"
             evidence.append(line)

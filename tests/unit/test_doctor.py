@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import cli, configdump, doctor
+from lab import cli, configdump, corefile, doctor, serviceentry
 from lab.doctor import BROKEN, OK, UNKNOWN, Observations, PodState
 from lab.kube import Kubectl
 from lab.profile import load_profile
@@ -47,14 +47,17 @@ def synthetic_pods(ready: bool = True, httpbin_ready: bool = True) -> dict[str, 
     }
 
 
-def synthetic_se(vip: str, endpoint: str, port: int | None = NODE_PORT, ns: str = "foo") -> dict:
-    """A ServiceEntry as the istio.io 1.7 page writes it (facts/istio-1.7.md §4 step 6)."""
-    ep = {"address": endpoint, **({"ports": {"http1": port}} if port else {})}
-    return {"apiVersion": "networking.istio.io/v1alpha3", "kind": "ServiceEntry",
-            "metadata": {"name": "httpbin-bar", "namespace": ns},
-            "spec": {"hosts": ["httpbin.bar.global"], "location": "MESH_INTERNAL",
-                     "ports": [{"name": "http1", "number": 8000, "protocol": "http"}], "resolution": "DNS",
-                     "addresses": [vip], "endpoints": [ep]}}
+HTTPBIN = serviceentry.RemoteService("httpbin", "bar")
+
+
+def client_se(vip: str = "240.0.0.2", port: int = NODE_PORT) -> dict:
+    """cluster1's ServiceEntry as the lab renders it (lab.serviceentry, branch meshcfg)."""
+    return serviceentry.render_client(HTTPBIN, vip, GW_IP, port, namespace="foo")
+
+
+def server_se(vip: str = "240.0.0.3") -> dict:
+    """cluster2's ServiceEntry (the write-up's fix) as the lab renders it."""
+    return serviceentry.render_server(HTTPBIN, vip, namespace="bar")
 
 
 def synthetic_envoyfilter(form: str) -> dict:
@@ -110,13 +113,14 @@ LOCAL_SNI = "outbound_.8000_._.httpbin.bar.svc.cluster.local"
 
 
 def healthy(**changes) -> Observations:
-    """Every hop observed and fine except the Corefile, left unobserved (its parser is on branch meshcfg)."""
+    """Every hop observed and fine; the Corefile is a real default one patched by lab.corefile."""
     obs = Observations(
         pods=synthetic_pods(),
+        corefile=corefile.patch((DOC / "k8s-website-docs_default-coredns1.6.x.Corefile").read_text(),
+                                "10.96.199.197"),
         istiocoredns_ip="10.96.199.197",
         istiocoredns_log=(DOC / "istiocoredns-plugin.seed-mapping.log").read_text(),
-        serviceentries={"cluster1": [synthetic_se("240.0.0.2", GW_IP)],
-                        "cluster2": [synthetic_se("240.0.0.3", "httpbin.bar.svc.cluster.local", None, "bar")]},
+        serviceentries={"cluster1": [client_se()], "cluster2": [server_se()]},
         sidecar_dump=synthetic_sidecar_dump(),
         gateway_dump=synthetic_gateway_dump("typed", [LOCAL_SNI]),
         gateway_address=GW_IP, gateway_node_port=NODE_PORT, node_port_reachable=True,
@@ -136,7 +140,7 @@ def test_a_healthy_lab_walks_every_hop_in_the_issue_order():
     assert [h.name for h in hops] == ["pods-ready", "kube-dns-global", "istiocoredns", "serviceentries",
                                       "sidecar-cluster", "gateway-reachable", "gateway-listener", "root-ca",
                                       "httpbin-ready", "call"]
-    assert [h.status for h in hops if h.name != "kube-dns-global"] == [OK] * 9
+    assert [h.status for h in hops] == [OK] * 10
     assert doctor.exit_code(hops) == 0
 
 
@@ -192,28 +196,25 @@ def test_pods_parse_from_kubectl_json_with_ready_condition_and_waiting_reason():
 
 # --- hop 2: kube-dns ---------------------------------------------------------------------------------------------
 def test_default_corefile_without_global_block_breaks_kube_dns_hop():
-    pytest.importorskip("lab.corefile", reason="lab.corefile comes from branch meshcfg")
     text = (DOC / "k8s-website-docs_default-coredns1.6.x.Corefile").read_text()
     hop = doctor.hop_kube_dns(healthy(corefile=text))
     assert hop.status == BROKEN and "no `global` server block" in hop.evidence[0]
 
 
 def test_docs_global_block_with_unexpanded_kubectl_substitution_is_broken():
-    pytest.importorskip("lab.corefile", reason="lab.corefile comes from branch meshcfg")
     text = (DOC / "istio-docs-multicluster-gateways_coredns-ge-1.4.0_with-global.Corefile").read_text()
     hop = doctor.hop_kube_dns(healthy(corefile=text))
     assert hop.status == BROKEN and any("is not an IP address" in e for e in hop.evidence)
 
 
 def test_patched_corefile_passes_and_loses_its_guard_or_target_breaks():
-    corefile = pytest.importorskip("lab.corefile", reason="lab.corefile comes from branch meshcfg")
     base = (DOC / "k8s-website-docs_default-coredns1.6.x.Corefile").read_text()
-    good = corefile.patch(base, "10.96.199.197:53", aaaa_guard=True)
+    good = corefile.patch(base, "10.96.199.197", aaaa_guard=True)
     assert doctor.hop_kube_dns(healthy(corefile=good)).status == OK
-    unguarded = corefile.patch(base, "10.96.199.197:53", aaaa_guard=False)
+    unguarded = corefile.patch(base, "10.96.199.197", aaaa_guard=False)
     assert doctor.hop_kube_dns(healthy(corefile=unguarded)).status == BROKEN
     assert doctor.hop_kube_dns(healthy(corefile=unguarded, aaaa_guard=False)).status == OK
-    elsewhere = corefile.patch(base, "10.96.0.99:53", aaaa_guard=True)
+    elsewhere = corefile.patch(base, "10.96.0.99", aaaa_guard=True)
     hop = doctor.hop_kube_dns(healthy(corefile=elsewhere))
     assert hop.status == BROKEN and "istiocoredns is 10.96.199.197" in hop.evidence[-1]
 
@@ -246,7 +247,7 @@ def test_missing_client_serviceentry_is_broken():
 
 
 def test_missing_server_serviceentry_is_fine_on_1_7_8_with_the_typed_envoyfilter():
-    obs = healthy(serviceentries={"cluster1": [synthetic_se("240.0.0.2", GW_IP)], "cluster2": []})
+    obs = healthy(serviceentries={"cluster1": [client_se()], "cluster2": []})
     assert doctor.hop_serviceentries(obs).status == OK
     legacy = dataclasses.replace(obs, envoyfilter=synthetic_envoyfilter("legacy"))
     assert doctor.hop_serviceentries(legacy).status == BROKEN
@@ -255,22 +256,22 @@ def test_missing_server_serviceentry_is_fine_on_1_7_8_with_the_typed_envoyfilter
 
 
 def test_client_serviceentry_endpoint_must_be_the_gateway_node_port():
-    obs = healthy(serviceentries={"cluster1": [synthetic_se("240.0.0.2", GW_IP, 15443)],
-                                  "cluster2": [synthetic_se("240.0.0.3", "httpbin.bar.svc.cluster.local", None)]})
+    obs = healthy(serviceentries={"cluster1": [client_se(port=15443)], "cluster2": [server_se()]})
     hop = doctor.hop_serviceentries(obs)
     assert hop.status == BROKEN and any(f"{GW_IP}:{NODE_PORT}" in e for e in hop.evidence)
 
 
 def test_serviceentry_without_addresses_is_broken():
-    se = synthetic_se("240.0.0.2", GW_IP)
+    se = client_se()
     del se["spec"]["addresses"]
     hop = doctor.hop_serviceentries(healthy(serviceentries={"cluster1": [se], "cluster2": []}))
     assert hop.status == BROKEN and any("has no addresses" in e for e in hop.evidence)
 
 
 def test_serviceentry_multicast_vip_is_refused_by_the_vip_rules():
-    pytest.importorskip("lab.serviceentry", reason="lab.serviceentry comes from branch meshcfg")
-    obs = healthy(serviceentries={"cluster1": [synthetic_se("224.0.0.2", GW_IP)], "cluster2": []})
+    se = client_se()
+    se["spec"]["addresses"] = ["224.0.0.2"]  # what the vip-multicast fault applies, bypassing validation
+    obs = healthy(serviceentries={"cluster1": [se], "cluster2": []})
     hop = doctor.hop_serviceentries(obs)
     assert hop.status == BROKEN and any("224.0.0.2" in e for e in hop.evidence)
 
@@ -356,7 +357,6 @@ def test_a_failed_call_is_broken_and_shows_what_curl_printed(name, exit_code):
 
 
 def test_a_failed_call_carries_the_classifiers_class():
-    pytest.importorskip("lab.classify", reason="lab.classify comes from branch classify")
     output = (DOC / "kyma_curl6-could-not-resolve-host.curl.txt").read_text()
     hop = doctor.hop_call(healthy(curl_output=output, curl_exit=6, curl_status=None))
     assert "class dns-failure" in hop.evidence[0]
@@ -398,8 +398,7 @@ def _answers(profile, home: Path) -> tuple[dict, dict[str, Kubectl]]:
         (*k1, "get", "configmap", "-n", "kube-system", "coredns"): ok(json.dumps({"data": {"Corefile": corefile}})),
         (*k1, "get", "svc", "-n", "istio-system", "istiocoredns"): ok("10.96.199.197"),
         (*k1, "logs"): ok((DOC / "istiocoredns-plugin.seed-mapping.log").read_text()),
-        (*k1, "get", "serviceentries.networking.istio.io"): ok(json.dumps({"items": [
-            synthetic_se("240.0.0.2", GW_IP)]})),
+        (*k1, "get", "serviceentries.networking.istio.io"): ok(json.dumps({"items": [client_se()]})),
         (*k2, "get", "serviceentries.networking.istio.io"): ok(json.dumps({"items": []})),
         (*k2, "get", "pod", "-n", "istio-system", "-l", "istio=ingressgateway"): ok(GW_IP),
         (*k2, "get", "svc", "-n", "istio-system", "istio-ingressgateway"): ok(str(NODE_PORT)),
