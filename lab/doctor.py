@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 
 from lab import configdump
-from lab.errors import LabError, ValidationError
+from lab.errors import CommandError, LabError, PreflightError, ValidationError
 from lab.kube import Kubectl
 from lab.profile import Profile, load_profile
 from lab.shell import Runner
@@ -534,6 +534,8 @@ def _envoy_get(k: Kubectl, namespace: str, pod: str, path: str) -> str:
 def _gather(obs: Observations, key: str, fn: Callable[[], None]) -> None:
     try:
         fn()
+    except PreflightError:
+        raise
     except (LabError, ValueError, KeyError) as err:  # ValueError covers bad JSON from a half-started proxy
         obs.errors[key] = str(err).splitlines()[0] if str(err) else type(err).__name__
 
@@ -606,7 +608,14 @@ def collect(lab: LabAccess) -> Observations:
         result = prober.curl(obs.client_namespace, pod, f"http://{obs.host}:{obs.port}/headers")
         obs.curl_output, obs.curl_exit, obs.curl_status = result.output, result.exit_code, result.status
 
-    for key, fn in (("pods", get_pods), ("corefile", get_corefile), ("istiocoredns_ip", get_istiocoredns),
+    # Without the API servers nothing else can be observed: say so in one line instead of ten unknown hops.
+    # (A missing kubectl binary is a PreflightError from the runner and passes through as it is.)
+    try:
+        get_pods()
+    except CommandError as err:
+        raise LabError(f"cannot read pods with kubectl ({err.context or 'cluster'}): {err.output.strip()[-200:]}; "
+                       "is the lab up? (`make lab-status`)") from err
+    for key, fn in (("corefile", get_corefile), ("istiocoredns_ip", get_istiocoredns),
                     ("istiocoredns_log", get_plugin_log), ("serviceentries", get_serviceentries),
                     ("gateway_address", get_gateway_address), ("envoyfilter", get_envoyfilter),
                     ("sidecar_dump", get_sidecar), ("gateway_dump", get_gateway_dump), ("node_port", probe_node_port),

@@ -452,3 +452,16 @@ def test_lab_access_without_kubeconfig_is_one_clear_error(tmp_path):
 
     with pytest.raises(LabError, match="no lab here"):
         doctor.lab_access(load_profile(), tmp_path)
+
+
+def test_collect_with_unreachable_api_servers_is_one_clear_error(tmp_path):
+    from lab.errors import LabError
+
+    profile = load_profile()
+    runner, ks = _answers(profile, tmp_path)
+    k1 = ks["cluster1"].base()
+    runner.answers[(*k1, "get", "pods", "-A")] = Result(
+        (), 1, "", "The connection to the server 127.0.0.1:38123 was refused - did you specify the right host or port?")
+    with pytest.raises(LabError) as err:
+        doctor.collect(doctor.LabAccess(profile, ks))
+    assert "\n" not in str(err.value) and "was refused" in str(err.value) and "make lab-status" in str(err.value)
