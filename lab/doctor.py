@@ -61,9 +61,9 @@ class PodState:
 class Observations:
     """What the doctor saw. None means "not observed"; `errors` says why, by the same key."""
 
-    istio_version: str = "1.7.8"
-    client: str = "cluster1"
-    server: str = "cluster2"
+    istio_version: str = field(default_factory=lambda: load_profile().istio_version)
+    client: str = field(default_factory=lambda: load_profile().client.name)
+    server: str = field(default_factory=lambda: load_profile().server.name)
     host: str = "httpbin.bar.global"
     port: int = 8000
     client_namespace: str = "foo"
@@ -173,6 +173,11 @@ def _module(name: str) -> ModuleType | None:
         if err.name != name:
             raise
         return None
+
+
+def _local_host(host: str) -> str:
+    """`name.ns.global` -> `name.ns.svc.cluster.local`, the Service the gateway side reaches."""
+    return re.sub(r"\.global$", ".svc.cluster.local", host)
 
 
 def _se_hosts(se: dict) -> list[str]:
@@ -376,7 +381,7 @@ def hop_gateway(obs: Observations) -> Hop:
         f"restore EnvoyFilter istio-system/{ENVOYFILTER} in its typed_config form (@type "
         f"{configdump.REWRITE_TYPE}), e.g. by re-running `istioctl install`" if fixed else
         f"the chart's EnvoyFilter uses the legacy `config:` form that Istio 1.7.0-1.7.4 cannot apply (istio#27909): "
-        f"create the {obs.host} ServiceEntry in {obs.server} (endpoint httpbin.bar.svc.cluster.local) or upgrade "
+        f"create the {obs.host} ServiceEntry in {obs.server} (endpoint {_local_host(obs.host)}) or upgrade "
         "to 1.7.5+"))
     if obs.gateway_dump is None:
         return _unknown(name, obs, "gateway_dump", "ingress gateway config_dump", fix)

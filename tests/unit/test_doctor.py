@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lab import cli, configdump, corefile, doctor, serviceentry
 from lab.doctor import BROKEN, OK, UNKNOWN, Observations, PodState
@@ -465,3 +467,35 @@ def test_collect_with_unreachable_api_servers_is_one_clear_error(tmp_path):
     with pytest.raises(LabError) as err:
         doctor.collect(doctor.LabAccess(profile, ks))
     assert "\n" not in str(err.value) and "was refused" in str(err.value) and "make lab-status" in str(err.value)
+
+
+OBSERVED = ("pods", "corefile", "istiocoredns_log", "serviceentries", "sidecar_dump", "gateway_dump",
+            "node_port_reachable", "envoyfilter", "client_stats", "curl_output")
+
+
+@given(missing=st.sets(st.sampled_from(OBSERVED)))
+def test_losing_observations_only_ever_turns_hops_unknown_never_broken(missing):
+    hops = doctor.walk(healthy(**{key: None for key in missing}))
+    assert len(hops) == len(doctor.HOPS)
+    assert BROKEN not in {h.status for h in hops}
+
+
+@given(broken=st.sets(st.sampled_from(["pods", "node_port", "gateway", "curl"]), min_size=1))
+def test_the_reported_broken_hop_is_the_earliest_one_and_nothing_follows_it(broken):
+    changes: dict = {}
+    if "pods" in broken:
+        changes["pods"] = synthetic_pods(ready=False)
+    if "node_port" in broken:
+        changes["node_port_reachable"] = False
+    if "gateway" in broken:
+        changes["gateway_dump"] = synthetic_gateway_dump("none", [])
+    if "curl" in broken:
+        changes.update(curl_output="curl: (6) Could not resolve host: httpbin.bar.global", curl_exit=6,
+                       curl_status=None)
+    hops = doctor.walk(healthy(**changes))
+    order = ["pods", "node_port", "gateway", "curl"]
+    first = min(broken, key=order.index)
+    expected = {"pods": "pods-ready", "node_port": "gateway-reachable", "gateway": "gateway-listener",
+                "curl": "call"}[first]
+    assert [h.status for h in hops[:-1]] == [OK] * (len(hops) - 1)
+    assert (hops[-1].name, hops[-1].status) == (expected, BROKEN)
