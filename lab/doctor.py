@@ -24,6 +24,7 @@ from types import ModuleType
 from lab import configdump
 from lab.errors import CommandError, LabError, PreflightError, ValidationError
 from lab.kube import Kubectl
+from lab.probe import NslookupResult, Prober
 from lab.profile import Profile, load_profile
 from lab.shell import Runner
 
@@ -73,6 +74,10 @@ class Observations:
     corefile: str | None = None  # client cluster kube-system/coredns Corefile
     istiocoredns_ip: str | None = None  # client cluster istiocoredns ClusterIP
     istiocoredns_log: str | None = None  # client cluster istio-coredns-plugin container log
+    kube_dns_ip: str | None = None  # client cluster kube-system/kube-dns ClusterIP
+    # the write-up's checks from sleep: `nslookup -type=a <host> <kube-dns IP | istiocoredns IP>`
+    lookup_kube_dns: NslookupResult | None = None
+    lookup_istiocoredns: NslookupResult | None = None
     serviceentries: dict[str, list[dict]] | None = None  # by cluster name: ServiceEntry objects
     sidecar_dump: dict | None = None  # client sleep pod istio-proxy /config_dump
     gateway_dump: dict | None = None  # server ingress gateway /config_dump
@@ -220,8 +225,12 @@ def hop_kube_dns(obs: Observations) -> Hop:
     name = "kube-dns-global"
     fix = ("add the `global:53` server block (forward . <istiocoredns ClusterIP>:53, with the AAAA guard) to "
            f"kube-system/coredns in {obs.client}: `make lab-up` does it; then restart CoreDNS")
+    looked = _lookup_evidence(obs.lookup_kube_dns, obs, "kube-dns", obs.kube_dns_ip)
     if obs.corefile is None:
-        return _unknown(name, obs, "corefile", "kube-system/coredns Corefile", fix)
+        if looked is None:
+            return _unknown(name, obs, "corefile", "kube-system/coredns Corefile", fix)
+        line, resolved = looked
+        return Hop(name, OK if resolved else BROKEN, ("kube-system/coredns Corefile not observed", line), fix)
     corefile = _module("lab.corefile")
     if corefile is None:
         return Hop(name, UNKNOWN, ("lab.corefile (Corefile parser) is not in this build",), fix)
@@ -245,7 +254,23 @@ def hop_kube_dns(obs: Observations) -> Hop:
     if obs.aaaa_guard and not re.search(r"(?m)^\s*template\s+IN\s+AAAA\b", block):
         return Hop(name, BROKEN, (*evidence, "no AAAA guard: istiocoredns answers NXDOMAIN to AAAA and musl (Alpine "
                                   "sleep) then fails the whole lookup"), fix)
+    if looked is not None:
+        evidence.append(looked[0])
+        if not looked[1]:
+            return Hop(name, BROKEN, tuple(evidence), fix)
     return Hop(name, OK, tuple(evidence), "")
+
+
+def _lookup_evidence(result: NslookupResult | None, obs: Observations, via: str,
+                     server: str | None) -> tuple[str, bool] | None:
+    """One evidence line for an nslookup from sleep, and whether it returned an address."""
+    if result is None:
+        return None
+    where = f"nslookup -type=a {obs.host} via {via}" + (f" ({server})" if server else "")
+    if result.addresses:
+        return f"{where}: {', '.join(result.addresses)}", True
+    last = result.output.strip().splitlines()[-1] if result.output.strip() else f"exit {result.exit_code}"
+    return f"{where}: no address ({last})", False
 
 
 def hop_istiocoredns(obs: Observations) -> Hop:
@@ -253,10 +278,19 @@ def hop_istiocoredns(obs: Observations) -> Hop:
     fix = (f"make sure a ServiceEntry for {obs.host} with `addresses: [<VIP>]` exists in {obs.client} and is valid; "
            "the plugin re-reads ServiceEntries every 5 s (`kubectl -n istio-system logs deploy/istiocoredns "
            "-c istio-coredns-plugin`)")
+    looked = _lookup_evidence(obs.lookup_istiocoredns, obs, "istiocoredns", obs.istiocoredns_ip)
+    if looked is not None and not looked[1]:
+        extra = ()
+        if obs.istiocoredns_log is not None:
+            facts = plugin_log_facts(obs.istiocoredns_log, obs.host)
+            extra = (f"plugin: Have {facts['entries']} service entries; mapping for {obs.host}: {facts['mapping']}",)
+        return Hop(name, BROKEN, (looked[0], *extra), fix)
     if obs.istiocoredns_log is None:
+        if looked is not None:
+            return Hop(name, OK, (looked[0], "istio-coredns-plugin log not observed"), "")
         return _unknown(name, obs, "istiocoredns_log", "istio-coredns-plugin log", fix)
     facts = plugin_log_facts(obs.istiocoredns_log, obs.host)
-    evidence = []
+    evidence = [looked[0]] if looked else []
     if facts["entries"] is not None:
         evidence.append(f"plugin: Have {facts['entries']} service entries")
     if facts["invalid"]:
@@ -564,6 +598,17 @@ def collect(lab: LabAccess) -> Observations:
     def get_istiocoredns() -> None:
         obs.istiocoredns_ip = k1.jsonpath("svc", "-n", "istio-system", "istiocoredns", path="{.spec.clusterIP}")
 
+    def get_kube_dns() -> None:
+        obs.kube_dns_ip = k1.jsonpath("svc", "-n", "kube-system", "kube-dns", path="{.spec.clusterIP}") or None
+
+    def lookups() -> None:
+        prober = Prober(k1)
+        pod = prober.pod(obs.client_namespace, "app=sleep")
+        if obs.kube_dns_ip:
+            obs.lookup_kube_dns = prober.nslookup(obs.client_namespace, pod, obs.host, obs.kube_dns_ip)
+        if obs.istiocoredns_ip:
+            obs.lookup_istiocoredns = prober.nslookup(obs.client_namespace, pod, obs.host, obs.istiocoredns_ip)
+
     def get_plugin_log() -> None:
         # container name from manifests/charts/istiocoredns/templates/deployment.yaml@1.7.8
         obs.istiocoredns_log = k1.run("logs", "-n", "istio-system", "deploy/istiocoredns", "-c",
@@ -606,8 +651,6 @@ def collect(lab: LabAccess) -> Observations:
         obs.node_port_detail = res.output.strip().splitlines()[-1] if res.output.strip() else f"exit {res.returncode}"
 
     def do_curl() -> None:
-        from lab.probe import Prober
-
         prober = Prober(k1)
         pod = prober.pod(obs.client_namespace, "app=sleep")
         result = prober.curl(obs.client_namespace, pod, f"http://{obs.host}:{obs.port}/headers")
@@ -620,7 +663,8 @@ def collect(lab: LabAccess) -> Observations:
     except CommandError as err:
         raise LabError(f"cannot read pods with kubectl ({err.context or 'cluster'}): {err.output.strip()[-200:]}; "
                        "is the lab up? (`make lab-status`)") from err
-    for key, fn in (("corefile", get_corefile), ("istiocoredns_ip", get_istiocoredns),
+    for key, fn in (("corefile", get_corefile), ("istiocoredns_ip", get_istiocoredns), ("kube_dns_ip", get_kube_dns),
+                    ("lookup", lookups),
                     ("istiocoredns_log", get_plugin_log), ("serviceentries", get_serviceentries),
                     ("gateway_address", get_gateway_address), ("envoyfilter", get_envoyfilter),
                     ("sidecar_dump", get_sidecar), ("gateway_dump", get_gateway_dump), ("node_port", probe_node_port),

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from lab import cli, configdump, corefile, doctor, serviceentry
 from lab.doctor import BROKEN, OK, UNKNOWN, Observations, PodState
 from lab.kube import Kubectl
+from lab.probe import NslookupResult, parse_nslookup
 from lab.profile import load_profile
 from lab.shell import RecordingRunner, Result
 
@@ -399,6 +400,11 @@ def _answers(profile, home: Path) -> tuple[dict, dict[str, Kubectl]]:
         (*k2, "get", "pods", "-A"): ok(json.dumps({"items": []})),
         (*k1, "get", "configmap", "-n", "kube-system", "coredns"): ok(json.dumps({"data": {"Corefile": corefile}})),
         (*k1, "get", "svc", "-n", "istio-system", "istiocoredns"): ok("10.96.199.197"),
+        (*k1, "get", "svc", "-n", "kube-system", "kube-dns"): ok("10.96.0.10"),
+        (*k1, "exec", "-n", "foo", "sleep-1", "-c", "sleep", "--", "nslookup", "-type=a", "httpbin.bar.global",
+         "10.96.199.197"): ok((DOC / "nslookup-via-istiocoredns.seed.txt").read_text()),
+        (*k1, "exec", "-n", "foo", "sleep-1", "-c", "sleep", "--", "nslookup", "-type=a", "httpbin.bar.global",
+         "10.96.0.10"): ok((DOC / "nslookup-via-kube-dns.seed.txt").read_text()),
         (*k1, "logs"): ok((DOC / "istiocoredns-plugin.seed-mapping.log").read_text()),
         (*k1, "get", "serviceentries.networking.istio.io"): ok(json.dumps({"items": [client_se()]})),
         (*k2, "get", "serviceentries.networking.istio.io"): ok(json.dumps({"items": []})),
@@ -432,6 +438,8 @@ def test_collect_reads_every_observation_through_kubectl(tmp_path):
     assert configdump.analyze(obs.sidecar_dump)["node"]["proxy_type"] == "sidecar"
     assert (obs.node_port_reachable, obs.node_port_detail) == (False, "nc: connect timed out")
     assert (obs.curl_status, obs.curl_exit) == (200, 0)
+    assert obs.kube_dns_ip == "10.96.0.10"
+    assert obs.lookup_kube_dns.addresses == obs.lookup_istiocoredns.addresses == ["240.0.0.2"]
     config_dump_calls = [c for c in runner.calls if c[-3:] == ("request", "GET", "config_dump")]
     assert len(config_dump_calls) == 2
     assert any(c[-1] == "stats?filter=ssl.fail_verify_error" for c in runner.calls)
@@ -445,7 +453,9 @@ def test_collect_records_a_failing_command_and_leaves_that_observation_unknown(t
     obs = doctor.collect(doctor.LabAccess(profile, ks))
     assert obs.istiocoredns_log is None
     assert "NotFound" in obs.errors["istiocoredns_log"]
-    hop = doctor.hop_istiocoredns(obs)
+    with_lookup = doctor.hop_istiocoredns(obs)  # the seed's nslookup still shows the plugin answering
+    assert with_lookup.status == OK and "istio-coredns-plugin log not observed" in with_lookup.evidence
+    hop = doctor.hop_istiocoredns(dataclasses.replace(obs, lookup_istiocoredns=None))
     assert hop.status == UNKNOWN and "NotFound" in hop.evidence[0]
 
 
@@ -499,3 +509,29 @@ def test_the_reported_broken_hop_is_the_earliest_one_and_nothing_follows_it(brok
                 "curl": "call"}[first]
     assert [h.status for h in hops[:-1]] == [OK] * (len(hops) - 1)
     assert (hops[-1].name, hops[-1].status) == (expected, BROKEN)
+
+
+def seed_lookup(name: str) -> NslookupResult:
+    output = (DOC / name).read_text()
+    return NslookupResult(parse_nslookup(output), 0, output)
+
+
+# synthetic: busybox nslookup's NXDOMAIN answer (the form its source prints), for a lookup that failed
+NXDOMAIN = NslookupResult([], 1, "Server:\t\t10.96.0.10\nAddress:\t10.96.0.10:53\n\n"
+                                 "** server can't find httpbin.bar.global: NXDOMAIN\n")
+
+
+def test_seed_lookups_are_evidence_on_the_dns_hops():
+    obs = healthy(lookup_kube_dns=seed_lookup("nslookup-via-kube-dns.seed.txt"), kube_dns_ip="10.96.0.10",
+                  lookup_istiocoredns=seed_lookup("nslookup-via-istiocoredns.seed.txt"))
+    kube, plugin = doctor.hop_kube_dns(obs), doctor.hop_istiocoredns(obs)
+    assert kube.status == plugin.status == OK
+    assert "nslookup -type=a httpbin.bar.global via kube-dns (10.96.0.10): 240.0.0.2" in kube.evidence
+    assert "nslookup -type=a httpbin.bar.global via istiocoredns (10.96.199.197): 240.0.0.2" in plugin.evidence
+
+
+def test_a_failed_lookup_breaks_the_dns_hop_even_with_a_good_corefile():
+    hop = doctor.hop_kube_dns(healthy(lookup_kube_dns=NXDOMAIN))
+    assert hop.status == BROKEN and hop.evidence[-1].endswith("NXDOMAIN)")
+    hop = doctor.hop_istiocoredns(healthy(lookup_istiocoredns=NXDOMAIN))
+    assert hop.status == BROKEN and "no address" in hop.evidence[0]
