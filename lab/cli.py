@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from lab import __version__
-from lab.errors import LabError, UsageError
+from lab.errors import LabError
 
 
 def _read_input(path: str | None) -> str:
@@ -142,6 +142,7 @@ def _add_configdump(sub: argparse._SubParsersAction) -> None:
         import json
 
         from lab import configdump
+        from lab.errors import UsageError
 
         try:
             text = _read_input(a.file)

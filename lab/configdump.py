@@ -431,7 +431,10 @@ def summarize_listener(listener: dict, state: str = "active", node_ips: set[str]
 
 def _rewrite(name: str, rewrite: dict) -> str | None:
     try:
-        return re.sub(rewrite["cluster_pattern"], rewrite.get("cluster_replacement") or "", name)
+        replacement = str(rewrite.get("cluster_replacement") or "")
+        # Envoy patterns are RE2; the ones Istio writes (`\.global$`) mean the same in Python. The replacement is
+        # taken literally.
+        return re.sub(rewrite["cluster_pattern"], lambda _m: replacement, name)
     except (re.error, TypeError):
         return None
 
