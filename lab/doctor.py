@@ -673,17 +673,29 @@ def collect(lab: LabAccess) -> Observations:
     return obs
 
 
-def lab_access(profile: Profile, lab_home: Path, runner: Runner | None = None) -> LabAccess:
+def lab_access(profile: Profile, lab_home: Path, runner: Runner | None = None,
+               kubectl: str | None = None) -> LabAccess:
     """Kubectl for each cluster from the lab's state directory, or a one-line LabError when there is no lab."""
     runner = runner or Runner()
-    kubectls = {}
+    kubeconfigs = {}
     for cluster in profile.clusters:
+        # the layout lab.kind's provider writes: <state dir>/kubeconfig/<cluster>
         kubeconfig = lab_home / "kubeconfig" / cluster.name
         if not kubeconfig.is_file():
             raise LabError(f"no lab here: {kubeconfig} does not exist; run `make lab-up` first "
                            "(or set LAB_HOME to the lab's state directory)")
-        kubectls[cluster.name] = Kubectl(runner, str(kubeconfig), cluster.context)
-    return LabAccess(profile, kubectls)
+        kubeconfigs[cluster] = kubeconfig
+    binary = kubectl or _kubectl_binary(profile, runner)
+    return LabAccess(profile, {c.name: Kubectl(runner, str(k), c.context, binary=binary)
+                               for c, k in kubeconfigs.items()})
+
+
+def _kubectl_binary(profile: Profile, runner: Runner) -> str:
+    """The kubectl `lab up` used (lab.tools: PATH at the pinned version, else its cache), else kubectl on PATH."""
+    tools = _module("lab.tools")  # branch platform
+    if tools is None:
+        return "kubectl"
+    return str(tools.ensure_tools(profile, tools.cache_dir(), runner).kubectl)
 
 
 def run(profile: str = "default", lab_home: str | None = None, runner: Runner | None = None) -> list[Hop]:

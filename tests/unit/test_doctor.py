@@ -535,3 +535,14 @@ def test_a_failed_lookup_breaks_the_dns_hop_even_with_a_good_corefile():
     assert hop.status == BROKEN and hop.evidence[-1].endswith("NXDOMAIN)")
     hop = doctor.hop_istiocoredns(healthy(lookup_istiocoredns=NXDOMAIN))
     assert hop.status == BROKEN and "no address" in hop.evidence[0]
+
+
+def test_lab_access_uses_the_lab_kubeconfigs_and_kind_contexts(tmp_path):
+    profile = load_profile()
+    for c in profile.clusters:
+        (tmp_path / "kubeconfig").mkdir(exist_ok=True)
+        (tmp_path / "kubeconfig" / c.name).write_text("apiVersion: v1\nkind: Config\n")
+    access = doctor.lab_access(profile, tmp_path, RecordingRunner(), kubectl="/opt/kubectl")
+    k1 = access.kubectl["cluster1"]
+    assert k1.base() == ["/opt/kubectl", "--kubeconfig", str(tmp_path / "kubeconfig" / "cluster1"),
+                         "--context", "kind-cluster1"]
