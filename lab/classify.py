@@ -18,8 +18,11 @@ Upstream grounding (read at envoyproxy/envoy@001b1c0c and istio/istio@1.7.8):
   `pilot/pkg/networking/core/v1alpha3/listener.go@1.7.8` (response code then flags; JSON keys `response_code`,
   `response_flags`, `upstream_transport_failure_reason`, `upstream_cluster`); its server name is `istio-envoy`.
 - Istio 1.7's Envoy wrote `reset reason: connection failure` (the vectors: 91 bytes, 0x5b) and no transport
-  reason; today's Envoy writes `local connection failure` / `remote connection failure` and may append
-  `, transport failure reason: ...` (so its body length is not fixed).
+  reason; today's Envoy writes `local connection failure` / `remote connection failure` and the router may append
+  `, transport failure reason: ...` (third-party reports show it), so a body with a reason has no fixed length.
+  Envoy 1.40 on loopback (tests/integration/test_classify_envoy.py) did not append it for a refused or
+  TLS-verify failure: the body was the 98-byte `... reset reason: remote connection failure` in both cases and only
+  the access log's `%UPSTREAM_TRANSPORT_FAILURE_REASON%` (spaces written as `_`) told the TLS failure apart.
 """
 
 from __future__ import annotations
@@ -289,6 +292,9 @@ def _decide(obs: _Observed) -> tuple[str, list[str]]:
         reply = _local_reply(obs.body)
         if reply:
             cls, why = reply
+            tls = _tls_refinement(obs) if cls == "upstream-connect-failure" else None
+            if tls:
+                return "upstream-tls-failure", [tls, why, *ev]
             return cls, [why, *ev, *_log_agreement(obs, cls)]
 
     # 4. Access-log response flags.
@@ -560,6 +566,16 @@ def _log_class(entries: list[LogEntry], status: int | None) -> tuple[str, str] |
         oks = [c for e in entries if (c := _entry_class(e)) and c[0] == "ok"]
         if oks:
             return oks[-1]
+    return None
+
+
+def _tls_refinement(obs: _Observed) -> str | None:
+    """The body says only "connection failure" (Istio 1.7's Envoy, and Envoy 1.40 too, as the integration tests
+    show); the access log's upstream transport failure reason says whether that failure was the TLS handshake."""
+    for e in reversed(obs.entries):
+        c = _entry_class(e)
+        if c and c[0] == "upstream-tls-failure" and e.code in (obs.status, None):
+            return f"{c[1]} (the access log names the TLS error behind the body's connection failure)"
     return None
 
 

@@ -333,3 +333,14 @@ def test_cli_missing_file_is_one_line_and_exit_2(capsys, tmp_path):
     assert cli.main(["classify", str(tmp_path / "nope.txt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lab: error: cannot read")
+
+
+def test_access_log_tls_reason_refines_a_bodys_connection_failure():
+    # SYNTHETIC, in the shape the real Envoy wrote in tests/integration (body without a reason, log with it)
+    out = "HTTP/1.1 503 Service Unavailable\n\n" + UPSTREAM_ERROR + ". reset reason: connection failure"
+    log = ISTIO17_UF_URX.replace('"-" "-" 0 91', '"-" "TLS_error:|268435581:SSL_routines:OPENSSL_internal:'
+                                 'CERTIFICATE_VERIFY_FAILED:TLS_error_end" 0 91')
+    assert classify(out, 0).cls == "upstream-connect-failure"
+    v = classify(out, 0, access_log=log)
+    assert v.cls == "upstream-tls-failure"
+    assert "connection failure" in v.evidence[1]
