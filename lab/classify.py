@@ -111,28 +111,33 @@ def _body(reason: str | None, retried: bool = False) -> str:
     return f"{UPSTREAM_ERROR}. {_RETRIED if retried else ''}reset reason: {reason}"
 
 
-# Fixed local-reply lengths: only a fallback for `curl -I` (no body). Built from the strings above so the table
-# says what each length means. Only reasons whose body has a fixed length are here; today's Envoy may append a
-# transport failure reason, which makes the length unpredictable, and "overload manager reset" is left out
-# because its length (95) is that of "connection termination".
-_FIXED: list[tuple[str, int, str]] = [
-    (NO_HEALTHY_UPSTREAM, 503, "no-healthy-upstream"),
-    (UPSTREAM_TIMEOUT, 504, "timeout"),
-    (UPSTREAM_ERROR, 503, "upstream-connect-failure"),  # Envoy before ~1.12 gave no reason (57 bytes)
-    (_MIXER_PREFIX + _body("connection failure"), 503, "denied"),
-]
-for _retried in (False, True):
-    for _reason in _CONNECT_REASONS:
-        _FIXED.append((_body(_reason, _retried), 503, "upstream-connect-failure"))
-    for _reason in ("connection termination", "remote reset", "local reset"):
-        _FIXED.append((_body(_reason, _retried), 503, "upstream-reset"))
-    _FIXED.append((_body("protocol error", _retried), 502, "upstream-reset"))
-FIXED_LENGTHS: dict[tuple[int, int], tuple[str, str]] = {}
-for _text, _status, _cls in _FIXED:
-    _key = (len(_text), _status)
-    # equal lengths must agree on the class ("connection failure" and "connection timeout" are both 91)
-    assert FIXED_LENGTHS.get(_key, (_cls, ""))[0] == _cls, _text
-    FIXED_LENGTHS.setdefault(_key, (_cls, _text))
+def _fixed_lengths() -> dict[tuple[int, int], tuple[str, str]]:
+    """(content-length, status) -> (class, body) for Envoy's local replies whose length is fixed: only a fallback
+    for `curl -I` (no body). Built from the strings above so the table says what each length means. A body with a
+    transport failure reason has no fixed length; "overload manager reset" is left out because its length (95) is
+    that of "connection termination"."""
+    bodies: list[tuple[str, int, str]] = [
+        (NO_HEALTHY_UPSTREAM, 503, "no-healthy-upstream"),
+        (UPSTREAM_TIMEOUT, 504, "timeout"),
+        (UPSTREAM_ERROR, 503, "upstream-connect-failure"),  # Envoy before ~1.12 gave no reason (57 bytes)
+        (_MIXER_PREFIX + _body("connection failure"), 503, "denied"),
+    ]
+    for retried in (False, True):
+        bodies += [(_body(r, retried), 503, "upstream-connect-failure") for r in _CONNECT_REASONS]
+        bodies += [(_body(r, retried), 503, "upstream-reset")
+                   for r in ("connection termination", "remote reset", "local reset")]
+        bodies.append((_body("protocol error", retried), 502, "upstream-reset"))
+    table: dict[tuple[int, int], tuple[str, str]] = {}
+    for text, status, cls in bodies:
+        key = (len(text), status)
+        # equal lengths must mean the same class ("connection failure" and "connection timeout" are both 91)
+        if table.get(key, (cls, ""))[0] != cls:
+            raise RuntimeError(f"ambiguous local-reply length {key}: {text!r} vs {table[key][1]!r}")
+        table.setdefault(key, (cls, text))
+    return table
+
+
+FIXED_LENGTHS = _fixed_lengths()
 
 # --- response flags ------------------------------------------------------------------------------------
 # Short names from usage.rst; long names (%RESPONSE_FLAGS_LONG%) mapped to them.
@@ -320,7 +325,7 @@ def _decide(obs: _Observed) -> tuple[str, list[str]]:
         if status:
             ev.append(f"HTTP status {status} (from the access log)")
     if status is not None and 200 <= status < 400:
-        return "ok", ev
+        return "ok", [*ev, *_log_agreement(obs, "ok")]
     if status is not None and status >= 400:
         return "http-error", [f"HTTP {status} without an Envoy reason (body, flags or known local-reply length)",
                               *ev]
@@ -410,8 +415,11 @@ def _is_verbose(line: str) -> bool:
 
 
 def _is_progress(line: str) -> bool:
+    """curl's progress meter (printed without -s): its header lines and its rows of numbers and --:--:-- times."""
     s = line.strip()
-    return s.startswith("% Total") or s.startswith("Dload") or bool(re.match(r"^[\d\s.:kMG%-]+$", s)) and "--:--" in s
+    if s.startswith(("% Total", "Dload")):
+        return True
+    return "--:--" in s and bool(re.fullmatch(r"[\d\s.:kMG%-]+", s))
 
 
 def _is_end_marker(line: str) -> bool:
@@ -581,8 +589,8 @@ def _tls_refinement(obs: _Observed) -> str | None:
 
 def _log_agreement(obs: _Observed, cls: str) -> list[str]:
     other = {c[0] for e in obs.entries if (c := _entry_class(e)) and c[0] not in ("ok", cls)}
-    return [f"the access log suggests {', '.join(sorted(other))}; the response body is what the client got and wins"
-            ] if other else []
+    return [f"the access log suggests {', '.join(sorted(other))}; what the client got wins (the log may be another "
+            "request's or another proxy's)"] if other else []
 
 
 def _fixed_length(obs: _Observed) -> tuple[str, str] | None:

@@ -19,7 +19,6 @@ import datetime
 import http.server
 import json
 import shutil
-import socket
 import socketserver
 import ssl
 import threading
@@ -375,8 +374,11 @@ def test_curl_to_an_unresolvable_name_is_a_dns_failure():
     assert classify(res.output, res.returncode).cls == "dns-failure"
 
 
-def test_socket_helper_ports_are_distinct(good_port, closing_port, tls_port):
-    # the module's upstreams must not collide, or a case would silently test another upstream
-    assert len({good_port, closing_port, tls_port}) == 3
-    with socket.create_connection(("127.0.0.1", good_port), timeout=2):
-        pass
+def test_plain_curl_with_its_progress_meter_glued_to_the_error_is_read(envoy):
+    # no -s: curl prints its progress meter to stderr and the error right after it on the same line
+    res = Runner().run(["curl", "--max-time", "5", f"http://127.0.0.1:{free_port()}/"], check=False)
+    assert "--:--" in res.stderr and "curl: (7)" in res.stderr
+    assert classify(res.output, res.returncode).cls == "connect-refused"
+    res = Runner().run(["curl", "--max-time", "5", "-i", f"http://127.0.0.1:{envoy.port}/empty"], check=False)
+    assert classify(res.output, res.returncode).cls == "no-healthy-upstream"
+

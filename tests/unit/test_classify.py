@@ -344,3 +344,9 @@ def test_access_log_tls_reason_refines_a_bodys_connection_failure():
     v = classify(out, 0, access_log=log)
     assert v.cls == "upstream-tls-failure"
     assert "connection failure" in v.evidence[1]
+
+
+def test_a_200_beside_a_failing_access_log_line_is_ok_and_says_the_log_disagrees():
+    v = classify(LAB_TRAILER_OK, access_log=ISTIO17_UF_URX)
+    assert v.cls == "ok"
+    assert any("access log suggests upstream-connect-failure" in line for line in v.evidence)
