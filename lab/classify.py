@@ -178,6 +178,8 @@ _WRITEOUT_STATUS_RE = re.compile(r"(?im)^\s*(?:response|http)[ _]code:\s*(\d{3})
 _STATUS_LINE_RE = re.compile(r"HTTP/\d(?:\.\d)?\s+(\d{3})\b")
 _HEADER_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*):\s*(?P<value>.*)$")
 _FAIL_STATUS_RE = re.compile(r"returned error:\s*(\d{3})")
+# curl -v names the connect error that recent curl leaves out of its `curl: (7)` line
+_CONNECT_DETAIL_RE = re.compile(r"(?:connect to \S+ port \d+ failed|Immediate connect fail for \S+):\s*([^\n]+)")
 
 _TLS_EXITS = {35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91}
 _RESET_EXITS = {16, 18, 52, 55, 56, 92}
@@ -353,6 +355,9 @@ def _observe(output: str, exit_code: int | None, access_log: str | None) -> _Obs
         obs.exit_code, obs.exit_source = int(kube_exit[-1].group(1)), "kubectl exec"
     elif exit_code is not None:
         obs.exit_code, obs.exit_source = exit_code, "the caller"
+    detail = list(_CONNECT_DETAIL_RE.finditer(text))
+    if detail and obs.exit_code == 7:
+        obs.curl_message = f"{obs.curl_message} ({detail[-1].group(0).strip()})".strip()
     _observe_http(text, obs)
     obs.entries = parse_access_log(access_log or "")
     return obs

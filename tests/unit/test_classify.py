@@ -350,3 +350,18 @@ def test_a_200_beside_a_failing_access_log_line_is_ok_and_says_the_log_disagrees
     v = classify(LAB_TRAILER_OK, access_log=ISTIO17_UF_URX)
     assert v.cls == "ok"
     assert any("access log suggests upstream-connect-failure" in line for line in v.evidence)
+
+
+@pytest.mark.parametrize(("verbose_line", "expected"), [
+    ("* Immediate connect fail for 224.0.0.1: Network is unreachable", "unreachable"),
+    ("* connect to 127.0.0.1 port 1 failed: Connection refused", "connect-refused"),
+])
+def test_curl_verbose_line_tells_refused_from_unreachable_where_the_exit_7_line_does_not(verbose_line, expected):
+    # the wording of curl 7.88.1 -v on this machine; its `curl: (7)` line says only "Couldn't connect to server"
+    out = (f"*   Trying 224.0.0.1:8000...\n{verbose_line}\n"
+           "curl: (7) Failed to connect to 224.0.0.1 port 8000 after 0 ms: Couldn't connect to server\n")
+    v = classify(out)
+    assert v.cls == expected
+    assert "assumed" not in v.evidence[0]
+    bare = classify("curl: (7) Failed to connect to 224.0.0.1 port 8000 after 0 ms: Couldn't connect to server")
+    assert bare.cls == "connect-refused" and "assumed" in bare.evidence[0]
