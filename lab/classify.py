@@ -149,7 +149,7 @@ _LONG_FLAGS = {
     "DelayInjected": "DI", "FaultInjected": "FI", "RateLimited": "RL", "UnauthorizedExternalService": "UAEX",
     "RateLimitServiceError": "RLSE", "StreamIdleTimeout": "SI", "DownstreamProtocolError": "DPE",
     "UpstreamProtocolError": "UPE", "UpstreamMaxStreamDurationReached": "UMSDR", "NoFilterConfigFound": "NFCF",
-    "OverloadManagerTerminated": "OM", "DnsResolutionFailed": "DF",
+    "OverloadManagerTerminated": "OM", "DnsResolutionFailed": "DF", "InvalidEnvoyRequestHeaders": "IH",
 }
 _FLAG_MEANING = {
     "UH": "no healthy upstream hosts", "UF": "upstream connection failure", "UO": "upstream overflow",
@@ -161,6 +161,7 @@ _FLAG_MEANING = {
     "RLSE": "rate limit service error", "SI": "stream idle timeout", "DPE": "downstream protocol error",
     "UPE": "upstream protocol error", "UMSDR": "upstream max stream duration reached",
     "NFCF": "no filter config found", "OM": "overload manager", "DF": "DNS resolution failed",
+    "IH": "invalid strictly-checked request header",
 }
 _FLAGS_RE = r"(?:[A-Z]{1,6}(?:,[A-Z]{1,6})*|-)"
 # Istio's and Envoy's default text formats: a quoted request line, then %RESPONSE_CODE% %RESPONSE_FLAGS%.
@@ -555,7 +556,7 @@ def _entry_class(e: LogEntry) -> tuple[str, str] | None:
         return "upstream-reset", f"{said}: the upstream connection was reset or closed before the response"
     if f & {"UT", "SI", "DT", "UMSDR"}:
         return "timeout", f"{said}: a timeout in Envoy"
-    if f & {"UO", "OM", "FI", "DPE", "DF"}:
+    if f & {"UO", "OM", "FI", "DPE", "DF", "IH"}:
         return "http-error", f"{said}"
     if f - {"DC", "DI"}:
         return "http-error", f"{said}: flags not classified"
@@ -652,8 +653,9 @@ def _parse_entry(chunk: str) -> LogEntry | None:
                 value = m.group("value")
                 pairs[m.group("key")] = value[1:-1] if value.startswith('"') else value
         return _entry_from_pairs(chunk, pairs)
-    m = _TEXT_LOG_RE.search(s)
-    kv = _KV_FLAGS_RE.search(s)
+    # the first "<quoted> <code> <flags>" whose flags are Envoy's (so `"..." 200 OK` in other logs is no entry)
+    m = next((x for x in _TEXT_LOG_RE.finditer(s) if _known_flags(x.group("flags"))), None)
+    kv = next((x for x in _KV_FLAGS_RE.finditer(s) if _known_flags(x.group("flags"))), None)
     if not m and not kv:
         return None
     code = int(m.group("code")) if m else None
@@ -684,6 +686,10 @@ def _entry_from_pairs(raw: str, pairs: dict[str, str]) -> LogEntry | None:
                     details=find(r"response_code_details") + " " + find(r"upstream_transport_failure_reason"),
                     transport_failure=find(r"upstream_transport_failure_reason"),
                     cluster=find(r"upstream_clust[a-z]*"))
+
+
+def _known_flags(value: str) -> bool:
+    return value == "-" or all(part in _FLAG_MEANING for part in value.split(","))
 
 
 def _split_flags(value: str) -> tuple[str, ...]:

@@ -187,6 +187,7 @@ def test_json_line_access_log_is_read_with_istio_keys():
 
 def test_lines_that_are_not_access_log_entries_are_skipped():
     assert parse_access_log("2020-10-20T08:01:02 info Envoy proxy is ready\n\n") == []
+    assert parse_access_log('10.0.0.1 - - "GET / HTTP/1.1" 200 OK\n') == []  # "OK" is no Envoy flag
 
 
 # --- evidence order ----------------------------------------------------------------------------------------
