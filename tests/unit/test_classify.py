@@ -154,6 +154,14 @@ LOG_CASES = [
     ('{"response_code":"502","response_flags":"-","upstream_cluster":"BlackHoleCluster"}', "denied"),
     ('{"response_code":"503","response_flags":"UpstreamConnectionFailure,UpstreamRetryLimitExceeded"}',
      "upstream-connect-failure"),
+    # later Istio text format: %RESPONSE_CODE_DETAILS% after the flags, TLS error in it
+    ('[2022-01-01T00:00:00.000Z] "GET / HTTP/1.1" 503 UF upstream_reset_before_response_started{connection_failure,'
+     'TLS_error:_268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED} - "-" 0 0 1 - "-"',
+     "upstream-tls-failure"),
+    ('[2022-04-24T12:23:37.047Z] "GET /wrong HTTP/1.1" 502 UPE upstream_reset_before_response_started{protocol_error}'
+     ' - "-" 0 87 1001 - "-" "curl/7.80.0"', "upstream-reset"),
+    ("[out 2026-09-02T00:19:58Z] GET /api/data 503 upstream=10.0.0.141:9902 flags=UF duration=0ms",
+     "upstream-connect-failure"),  # a custom key=value format
 ]
 
 
