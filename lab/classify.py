@@ -121,6 +121,7 @@ def _fixed_lengths() -> dict[tuple[int, int], tuple[str, str]]:
         (UPSTREAM_TIMEOUT, 504, "timeout"),
         (UPSTREAM_ERROR, 503, "upstream-connect-failure"),  # Envoy before ~1.12 gave no reason (57 bytes)
         (_MIXER_PREFIX + _body("connection failure"), 503, "denied"),
+        ("RBAC: access denied", 403, "denied"),  # Envoy's RBAC filter (seen from Envoy 1.40 in the integration tests)
     ]
     for retried in (False, True):
         bodies += [(_body(r, retried), 503, "upstream-connect-failure") for r in _CONNECT_REASONS]
@@ -568,19 +569,26 @@ def _entry_class(e: LogEntry) -> tuple[str, str] | None:
 
 
 def _log_class(entries: list[LogEntry], status: int | None) -> tuple[str, str] | None:
-    """The decisive entry: the last failing one whose code matches the status (when known)."""
+    """The decisive entry: the last one with an Envoy reason (flags, TLS reason, BlackHoleCluster, RBAC details)
+    whose code matches the status (when known). Entries with only a code decide only when curl showed no status;
+    otherwise the status itself (and the fixed-length fallback) are read first."""
     failing = []
     for e in entries:
         c = _entry_class(e)
-        if c and c[0] != "ok" and (status is None or e.code in (status, None, 0) or status >= 500):
+        if c and c[0] != "ok" and _has_reason(e) and (status is None or e.code in (status, None, 0) or status >= 500):
             failing.append(c)
     if failing:
         return failing[-1]
     if status is None:
-        oks = [c for e in entries if (c := _entry_class(e)) and c[0] == "ok"]
-        if oks:
-            return oks[-1]
+        plain = [c for e in entries if (c := _entry_class(e))]
+        if plain:
+            return plain[-1]
     return None
+
+
+def _has_reason(e: LogEntry) -> bool:
+    return (bool(set(e.flags) - {"DC", "DI"}) or e.cluster == "BlackHoleCluster"
+            or bool(_TLS_MARKERS.search(e.transport_failure)) or "rbac_access_denied" in e.details.lower())
 
 
 def _tls_refinement(obs: _Observed) -> str | None:
@@ -606,17 +614,19 @@ def _fixed_length(obs: _Observed) -> tuple[str, str] | None:
     server = obs.headers.get("server", "").lower()
     if server not in ("", "envoy", "istio-envoy"):
         return None
-    if length == "0" and obs.status == 404 and "x-envoy-upstream-service-time" not in obs.headers and server:
+    hit = FIXED_LENGTHS.get((int(length), obs.status)) if length and length.isdigit() else None
+    if hit:
+        cls, text = hit
+        return cls, (f"no body (curl -I?); content-length {length} with status {obs.status} is the length of "
+                     f"Envoy's \"{text}\" (a fallback: the wording and lengths differ across Envoy versions)")
+    envoy_made = bool(server) and "x-envoy-upstream-service-time" not in obs.headers
+    if length == "0" and obs.status == 404 and envoy_made:
         return "no-route", ("404 from Envoy with an empty body and no x-envoy-upstream-service-time: Envoy's "
                             "no-route reply (weak: only the access log's NR flag proves it)")
-    if not (length and length.isdigit()):
-        return None
-    hit = FIXED_LENGTHS.get((int(length), obs.status))
-    if not hit:
-        return None
-    cls, text = hit
-    return cls, (f"no body (curl -I?); content-length {length} with status {obs.status} is the length of Envoy's "
-                 f"\"{text}\" (a fallback: the wording and lengths differ across Envoy versions)")
+    if obs.status == 403 and envoy_made:
+        return "denied", ("403 made by Envoy itself (no x-envoy-upstream-service-time): a denying filter such as "
+                          "ext-authz or RBAC (weak: the access log's UAEX flag or the RBAC body proves it)")
+    return None
 
 
 # --- access-log parsing ---------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_mana
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 FILE_LOG = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
 UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+RBAC = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+EXT_AUTHZ = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
 
 # istio/istio pilot/pkg/networking/core/v1alpha3/listener.go@1.7.8, EnvoyTextLogFormat
 ISTIO17_TEXT_FORMAT = (
@@ -186,6 +188,7 @@ def _route(prefix: str, cluster: str, **extra) -> dict:
 @dataclass
 class LabEnvoy:
     port: int
+    guarded_port: int
     text_log: Path
     json_log: Path
 
@@ -193,7 +196,7 @@ class LabEnvoy:
 @pytest.fixture(scope="module")
 def envoy(tmp_path_factory, envoy_path, good_port, closing_port, tls_port, certs) -> Iterator[LabEnvoy]:
     tmp = tmp_path_factory.mktemp("envoy")
-    port, text_log, json_log = free_port(), tmp / "access.log", tmp / "access.json"
+    port, guarded_port, text_log, json_log = free_port(), free_port(), tmp / "access.log", tmp / "access.json"
     refused_port = free_port()  # nothing listens there
     hcm = {
         "@type": HCM,
@@ -216,13 +219,33 @@ def envoy(tmp_path_factory, envoy_path, good_port, closing_port, tls_port, certs
         ]}]},  # anything else (e.g. /nowhere) matches no route: 404 NR
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
     }
+    # a second listener whose filters deny: RBAC for /denied, and an ext-authz check whose authorization cluster has
+    # no endpoint (Envoy answers 403 and logs UAEX; the trap is that the authz call failed with "no healthy upstream")
+    guarded = {**hcm, "stat_prefix": "guarded",
+               "route_config": {"virtual_hosts": [{"name": "guarded", "domains": ["*"],
+                                                   "routes": [_route("/", "good")]}]},
+               "http_filters": [
+                   {"name": "envoy.filters.http.rbac", "typed_config": {
+                       "@type": RBAC, "rules": {"action": "DENY", "policies": {"deny-denied": {
+                           "permissions": [{"url_path": {"path": {"prefix": "/denied"}}}],
+                           "principals": [{"any": True}]}}}}},
+                   {"name": "envoy.filters.http.ext_authz", "typed_config": {
+                       "@type": EXT_AUTHZ, "transport_api_version": "V3", "failure_mode_allow": False,
+                       "http_service": {"server_uri": {"uri": "http://authz.lab.test", "cluster": "empty",
+                                                       "timeout": "1s"}}}},
+                   {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}},
+               ]}
     tls_socket = {"name": "envoy.transport_sockets.tls", "typed_config": {
         "@type": UPSTREAM_TLS, "sni": "upstream.lab.test",
         "common_tls_context": {"validation_context": {"trusted_ca": {"filename": str(certs["other_ca"])}}}}}
     bootstrap = {"static_resources": {
         "listeners": [{"name": "probe", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
                        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                                       "typed_config": hcm}]}]}],
+                                                       "typed_config": hcm}]}]},
+                      {"name": "guarded",
+                       "address": {"socket_address": {"address": "127.0.0.1", "port_value": guarded_port}},
+                       "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                                       "typed_config": guarded}]}]}],
         "clusters": [
             _cluster("good", good_port),
             _cluster("refused", refused_port),
@@ -233,7 +256,7 @@ def envoy(tmp_path_factory, envoy_path, good_port, closing_port, tls_port, certs
     }}
     with run_envoy(bootstrap, workdir=tmp) as proc:
         assert proc.proc.poll() is None
-        yield LabEnvoy(port, text_log, json_log)
+        yield LabEnvoy(port, guarded_port, text_log, json_log)
 
 
 def _curl(url: str, *, head: bool = False, max_time: int = 10) -> Result:
@@ -271,9 +294,14 @@ CASES = [
 CURL_ALONE = {**dict(CASES), "/badtls": "upstream-connect-failure"}
 
 
+GUARDED = ("/denied", "/authz")
+
+
 @pytest.fixture(scope="module")
 def results(envoy) -> dict[str, Result]:
-    return {path: _curl(f"http://127.0.0.1:{envoy.port}{path}") for path, _ in CASES}
+    out = {path: _curl(f"http://127.0.0.1:{envoy.port}{path}") for path, _ in CASES}
+    out.update({path: _curl(f"http://127.0.0.1:{envoy.guarded_port}{path}") for path in GUARDED})
+    return out
 
 
 @pytest.mark.parametrize(("path", "expected"), sorted(CURL_ALONE.items()))
@@ -346,6 +374,33 @@ def test_curl_head_tls_failure_is_told_apart_only_by_the_access_log(envoy):
     assert classify(res.output, res.returncode).cls == "upstream-connect-failure"
     log = _log_lines(envoy.text_log, "/badtls", json_log=False)
     assert classify(res.output, res.returncode, access_log=log).cls == "upstream-tls-failure"
+
+
+def test_rbac_denial_by_a_real_envoy_is_denied_from_its_body(envoy, results):
+    res = results["/denied"]
+    assert "RBAC: access denied" in res.output
+    assert classify(res.output, res.returncode).cls == "denied"
+    # Istio 1.7's text format has no %RESPONSE_CODE_DETAILS%: Envoy logs this denial as a flagless "403 -", so the
+    # log alone cannot tell it from an application's 403; together with the body it is a denial
+    log = _log_lines(envoy.text_log, "/denied", json_log=False)
+    assert " 403 - " in log
+    assert classify(res.output, res.returncode, access_log=log).cls == "denied"
+    head = _curl(f"http://127.0.0.1:{envoy.guarded_port}/denied", head=True)
+    assert "content-length: 19" in head.output.lower()  # the length of "no healthy upstream" too, but a 403
+    assert classify(head.output, head.returncode).cls == "denied"
+    assert classify(head.output, head.returncode, access_log=log).cls == "denied"
+
+
+def test_ext_authz_denial_with_its_authz_cluster_empty_is_denied_not_no_healthy_upstream(envoy, results):
+    res = results["/authz"]
+    v = classify(res.output, res.returncode)
+    assert v.cls == "denied" and "weak" in v.evidence[0]  # an empty 403 that Envoy made itself
+    log = _log_lines(envoy.text_log, "/authz", json_log=False)
+    assert " 403 UAEX " in log
+    assert classify("", access_log=log).cls == "denied"
+    assert classify(res.output, res.returncode, access_log=log).cls == "denied"
+    jlog = _log_lines(envoy.json_log, "/authz", json_log=True)
+    assert classify("", access_log=jlog).cls == "denied"
 
 
 # --- real curl straight at the loopback servers (no Envoy): the client-side classes --------------------------

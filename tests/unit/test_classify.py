@@ -251,6 +251,7 @@ def head(status: str, length: int, server: str = "envoy") -> str:
     ("503 Service Unavailable", 103, "denied"),                    # Mixer UNAVAILABLE: + connection failure
     ("503 Service Unavailable", 98, "upstream-connect-failure"),   # today's "remote connection failure", no reason
     ("504 Gateway Timeout", 24, "timeout"),
+    ("403 Forbidden", 19, "denied"),                               # RBAC: access denied (same length as UH)
 ])
 def test_curl_head_falls_back_to_envoys_fixed_body_lengths(status, length, expected):
     v = classify(head(status, length, "istio-envoy"), 0)
@@ -269,6 +270,15 @@ def test_fixed_length_table_matches_the_documented_lengths():
     assert FIXED_LENGTHS[(91, 503)][1].endswith("reset reason: connection failure") or \
         FIXED_LENGTHS[(91, 503)][1].endswith("reset reason: connection timeout")
     assert {k[0] for k in FIXED_LENGTHS} >= {19, 57, 84, 91, 95, 103}
+
+
+def test_empty_403_made_by_envoy_is_a_weak_denial_but_one_from_the_app_is_an_http_error():
+    envoy_403 = "HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nserver: istio-envoy\r\n\r\n"
+    v = classify(envoy_403, 0)
+    assert v.cls == "denied" and "weak" in v.evidence[0]
+    app_403 = ("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nserver: istio-envoy\r\n"
+               "x-envoy-upstream-service-time: 4\r\n\r\n")
+    assert classify(app_403, 0).cls == "http-error"
 
 
 def test_head_404_with_empty_body_from_envoy_is_a_no_route_guess_and_nr_proves_it():
@@ -374,3 +384,10 @@ def test_curl_verbose_line_tells_refused_from_unreachable_where_the_exit_7_line_
     assert "assumed" not in v.evidence[0]
     bare = classify("curl: (7) Failed to connect to 224.0.0.1 port 8000 after 0 ms: Couldn't connect to server")
     assert bare.cls == "connect-refused" and "assumed" in bare.evidence[0]
+
+
+def test_a_flagless_access_log_line_does_not_hide_the_rbac_length_under_curl_head():
+    # Envoy 1.40 logs an RBAC denial as a flagless "403 -" in Istio 1.7's text format (tests/integration)
+    out = head("403 Forbidden", 19)
+    log = ISTIO17_UF_URX.replace("503 UF,URX", "403 -")
+    assert classify(out, 0, access_log=log).cls == "denied"
