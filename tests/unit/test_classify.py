@@ -391,3 +391,17 @@ def test_a_flagless_access_log_line_does_not_hide_the_rbac_length_under_curl_hea
     out = head("403 Forbidden", 19)
     log = ISTIO17_UF_URX.replace("503 UF,URX", "403 -")
     assert classify(out, 0, access_log=log).cls == "denied"
+
+
+def test_classify_many_pairs_access_log_entries_with_requests_only_when_counts_match():
+    # SYNTHETIC: two runs of the lab's probe, the second a 503 without a body (curl -I), and their two log lines
+    second = ("HTTP/1.1 503 Service Unavailable\r\nserver: istio-envoy\r\n\r\n\n"
+              "__LAB_HTTP_CODE__=503\n__LAB_CURL_EXIT__=0\n")
+    out = LAB_TRAILER_OK + second
+    ok_line = ISTIO17_UF_URX.replace("503 UF,URX", "200 -")
+    assert len(split_requests(out)) == 2
+    paired = classify_many(out, access_log=ok_line + "\n" + ISTIO17_UF_URX)
+    assert [v.cls for v in paired] == ["ok", "upstream-connect-failure"]
+    unpaired = classify_many(out, access_log=ISTIO17_UF_URX)
+    assert [v.cls for v in unpaired] == ["ok", "http-error"]
+    assert all("access log not used: 1 entries for 2 requests" in v.evidence[-1] for v in unpaired)
