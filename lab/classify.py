@@ -6,7 +6,7 @@ JSON lines, or a pretty-printed and not-quite-valid JSON object). The classifier
 local-reply body, the response flags in the access log, the `server` header, and, when `curl -I` left no body,
 the fixed content-length of Envoy's local replies. docs/classify.md explains every class and the evidence order.
 
-Upstream grounding (read at envoyproxy/envoy@001b1c0c and istio/istio@1.7.8):
+Upstream grounding (envoyproxy/envoy: router.cc@001b1c0c, utility.cc@2d3b5057, usage.rst@01625a89; istio/istio@1.7.8):
 - The local-reply body is built in `Filter::onUpstreamReset` in envoy `source/common/router/router.cc`:
   "upstream connect error or disconnect/reset before headers. " [+ "retried and the latest "] + "reset reason: "
   + reason [+ ", transport failure reason: " + reason]. The reset reason strings are
