@@ -10,32 +10,135 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lab import __version__
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 
 
 def _read_input(path: str | None) -> str:
-    if path in (None, "-"):
-        return sys.stdin.read()
-    with open(path, encoding="utf-8", newline="") as fh:
-        return fh.read()
+    """FILE or standard input, bytes preserved (CRLF stays CRLF); a missing file is a one-line usage error."""
+    try:
+        if path in (None, "-"):
+            return sys.stdin.buffer.read().decode("utf-8")
+        with open(path, "rb") as fh:
+            return fh.read().decode("utf-8")
+    except FileNotFoundError as err:
+        raise UsageError(f"{path}: no such file") from err
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path or 'standard input'} is not UTF-8 text ({err.reason} at byte {err.start})") from err
 
 
 # --- mesh building blocks (certs, corefile, serviceentry) -------------------------------------------------
 def _add_certs(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("certs", help="shared-root CA material for the clusters")
-    p.set_defaults(func=lambda a: _not_yet("certs"))
+    from lab import certs
+    from lab.errors import UsageError
+    from lab.profile import load_profile
+
+    p = sub.add_parser("certs", help="shared-root CA material for the clusters (the cacerts secret)")
+    csub = p.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
+
+    gen = csub.add_parser("generate", help="a root CA and one intermediate CA per cluster (Istio's cacerts layout)")
+    gen.add_argument("--out", required=True, type=Path, metavar="DIR",
+                     help="writes DIR/root-cert.pem, DIR/root-key.pem and DIR/<cluster>/ (an existing root is reused)")
+    gen.add_argument("--clusters", metavar="NAMES",
+                     help="comma-separated cluster names (default: the profile's clusters)")
+
+    def generate(a: argparse.Namespace) -> int:
+        names = a.clusters.split(",") if a.clusters else [c.name for c in load_profile().clusters]
+        certs.generate(a.out, names)
+        root = a.out / certs.ROOT_CERT
+        print(f"root: {root} (sha256 {certs.root_fingerprint(root.read_bytes())}); "
+              f"its key {a.out / certs.ROOT_KEY} stays here, keep it private")
+        for name in names:
+            print(f"{name.strip()}: {a.out / name.strip()} ({', '.join(certs.CACERTS_FILES)})")
+        return 0
+
+    gen.set_defaults(func=generate)
+
+    chk = csub.add_parser("check", help="exit 0 if both directories share one root and both chains verify, else 1")
+    chk.add_argument("dir_a", type=Path, metavar="DIR_A")
+    chk.add_argument("dir_b", type=Path, metavar="DIR_B")
+
+    def check(a: argparse.Namespace) -> int:
+        for d in (a.dir_a, a.dir_b):
+            if not d.is_dir():
+                raise UsageError(f"{d} is not a directory: pass two directories that hold a cluster's cacerts files")
+        problems = certs.check(a.dir_a, a.dir_b)
+        if any(certs.uses_sample_root(d) for d in (a.dir_a, a.dir_b)):
+            print(f"lab: note: {certs.SAMPLES_NOTICE}", file=sys.stderr)
+        for problem in problems:
+            print(f"problem: {problem}")
+        if problems:
+            return 1
+        root = certs.root_fingerprint((a.dir_a / certs.ROOT_CERT).read_bytes())
+        print(f"ok: {a.dir_a} and {a.dir_b} share one root (sha256 {root}) and both chains verify")
+        return 0
+
+    chk.set_defaults(func=check)
 
 
 def _add_corefile(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("corefile", help="add or remove the CoreDNS `global` server block")
-    p.set_defaults(func=lambda a: _not_yet("corefile"))
+    p = sub.add_parser("corefile", help="add or remove the CoreDNS `global` server block",
+                       description="Read a Corefile (FILE or standard input), write the result to standard output.")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    pp = verbs.add_parser("patch", help="add (or replace) the `global:53` block forwarding to istiocoredns")
+    pp.add_argument("--forward", required=True, metavar="IP", help="the istiocoredns ClusterIP (an IP literal)")
+    pp.add_argument("--no-aaaa-guard", dest="aaaa_guard", action="store_false",
+                    help="leave out the AAAA guard (musl clients then fail to resolve .global; docs/corefile.md)")
+    pp.add_argument("file", nargs="?", metavar="FILE", help="Corefile to read (default: standard input)")
+    up = verbs.add_parser("unpatch", help="remove the block serving `global`, leaving the rest byte-identical")
+    up.add_argument("file", nargs="?", metavar="FILE", help="Corefile to read (default: standard input)")
+
+    def _read_bytes_exact(path: str | None) -> str:
+        """FILE or standard input as text with every byte kept (text-mode stdin would turn CRLF into LF)."""
+        from lab.errors import UsageError
+
+        try:
+            if path in (None, "-"):
+                raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
+            else:
+                with open(path, "rb") as fh:
+                    raw = fh.read()
+            return raw.decode("utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot read {path}: {err.strerror}") from err
+        except UnicodeDecodeError as err:
+            raise UsageError(f"{path or 'standard input'} is not UTF-8 text (byte {err.start})") from err
+
+    def run(a: argparse.Namespace) -> int:
+        from lab import corefile
+
+        text = _read_bytes_exact(a.file)
+        out = corefile.patch(text, a.forward, aaaa_guard=a.aaaa_guard) if a.verb == "patch" else corefile.unpatch(text)
+        sys.stdout.write(out)
+        return 0
+
+    p.set_defaults(func=run)
 
 
 def _add_serviceentry(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serviceentry", help="render the httpbin.bar.global ServiceEntries")
-    p.set_defaults(func=lambda a: _not_yet("serviceentry"))
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    r = verbs.add_parser(
+        "render", help="print a `.global` ServiceEntry as YAML",
+        description="With --endpoint ADDR:PORT: the calling cluster's ServiceEntry (remote gateway address and the "
+                    "port reaching its 15443). With --endpoint NAME.NS.svc.cluster.local: the serving cluster's.")
+    r.add_argument("--host", required=True, help="<name>.<namespace>.global, e.g. httpbin.bar.global")
+    r.add_argument("--port", type=int, default=8000, help="the service port (default 8000)")
+    r.add_argument("--port-name", default="http1", help="the port name (default http1)")
+    r.add_argument("--vip", required=True, help="the VIP in this cluster, from 240.0.0.0/4")
+    r.add_argument("--endpoint", required=True, metavar="ADDR:PORT|HOSTNAME")
+    r.add_argument("--namespace", help="metadata.namespace (default: none, `kubectl -n` decides)")
+
+    def run(a: argparse.Namespace) -> int:
+        from lab import serviceentry as se
+
+        svc = se.RemoteService.from_host(a.host, port=a.port, port_name=a.port_name)
+        sys.stdout.write(se.to_yaml(se.render_for_endpoint(svc, a.vip, a.endpoint, namespace=a.namespace)))
+        return 0
+
+    r.set_defaults(func=run)
 
 
 # --- diagnostics (classify, configdump, doctor) ----------------------------------------------------------
