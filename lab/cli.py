@@ -13,14 +13,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lab import __version__
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 
 
 def _read_input(path: str | None) -> str:
-    if path in (None, "-"):
-        return sys.stdin.read()
-    with open(path, encoding="utf-8", newline="") as fh:
-        return fh.read()
+    """FILE or standard input, bytes preserved (CRLF stays CRLF); a missing file is a one-line usage error."""
+    try:
+        if path in (None, "-"):
+            return sys.stdin.buffer.read().decode("utf-8")
+        with open(path, "rb") as fh:
+            return fh.read().decode("utf-8")
+    except FileNotFoundError as err:
+        raise UsageError(f"{path}: no such file") from err
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path or 'standard input'} is not UTF-8 text ({err.reason} at byte {err.start})") from err
 
 
 # --- mesh building blocks (certs, corefile, serviceentry) -------------------------------------------------
@@ -127,18 +133,9 @@ def _add_serviceentry(sub: argparse._SubParsersAction) -> None:
 
     def run(a: argparse.Namespace) -> int:
         from lab import serviceentry as se
-        from lab.errors import ValidationError
 
         svc = se.RemoteService.from_host(a.host, port=a.port, port_name=a.port_name)
-        address, port = se.parse_endpoint(a.endpoint)
-        if port is not None:
-            obj = se.render_client(svc, a.vip, address, port, namespace=a.namespace)
-        elif address.rstrip(".") == svc.local_host:
-            obj = se.render_server(svc, a.vip, namespace=a.namespace)
-        else:
-            raise ValidationError(f"endpoint {a.endpoint!r}: give ADDR:PORT (the remote gateway) or {svc.local_host} "
-                                  "(the service itself, in the serving cluster)")
-        sys.stdout.write(se.to_yaml(obj))
+        sys.stdout.write(se.to_yaml(se.render_for_endpoint(svc, a.vip, a.endpoint, namespace=a.namespace)))
         return 0
 
     r.set_defaults(func=run)
@@ -146,18 +143,73 @@ def _add_serviceentry(sub: argparse._SubParsersAction) -> None:
 
 # --- diagnostics (classify, configdump, doctor) ----------------------------------------------------------
 def _add_classify(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("classify", help="say what a curl/Envoy probe result means")
-    p.set_defaults(func=lambda a: _not_yet("classify"))
+    p = sub.add_parser("classify", help="say what a curl/Envoy probe result means",
+                       description="Print the class of a probe result alone on the first line, then the evidence "
+                                   "(see docs/classify.md).")
+    p.add_argument("file", nargs="?", help="what curl printed (stdout and stderr); standard input if absent or -")
+    p.add_argument("--exit-code", type=int, metavar="N", help="curl's exit code, if the output does not show it")
+    p.add_argument("--access-log", metavar="FILE", help="Envoy access-log lines for the same request(s)")
+    p.add_argument("--each", action="store_true", help="one verdict per request when the output holds several")
+
+    def run(a: argparse.Namespace) -> int:
+        from lab import classify
+        from lab.errors import UsageError
+
+        try:
+            output = _read_input(a.file)
+            log = _read_input(a.access_log) if a.access_log else None
+        except OSError as err:
+            raise UsageError(f"cannot read {err.filename}: {err.strerror}; pass a readable file or use stdin") from err
+        if a.each:
+            for i, v in enumerate(classify.classify_many(output, a.exit_code, log), 1):
+                print(f"request {i}: {v.cls}")
+                print("\n".join(f"  {line}" for line in v.evidence))
+            return 0
+        verdict = classify.classify(output, a.exit_code, log)
+        print(verdict.cls)
+        print("\n".join(verdict.evidence))
+        return 0
+
+    p.set_defaults(func=run)
 
 
 def _add_configdump(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("configdump", help="summarise an Envoy /config_dump for a host and port")
-    p.set_defaults(func=lambda a: _not_yet("configdump"))
+    p.add_argument("file", metavar="FILE", help="the /config_dump JSON ('-' for standard input)")
+    p.add_argument("--host", default=None, help="host to look for (default: every *.global host)")
+    p.add_argument("--port", type=int, default=None, help="service port (e.g. 8000)")
+
+    def run(a: argparse.Namespace) -> int:
+        import json
+
+        from lab import configdump
+        from lab.errors import UsageError
+
+        try:
+            text = _read_input(a.file)
+        except OSError as err:
+            raise UsageError(f"cannot read {a.file}: {err.strerror}; pass a file saved from /config_dump") from err
+        dump = configdump.load(text, source=a.file)
+        print(json.dumps(configdump.analyze(dump, a.host, a.port), indent=2))
+        return 0
+
+    p.set_defaults(func=run)
 
 
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="walk the path sleep -> httpbin and name the first broken hop")
-    p.set_defaults(func=lambda a: _not_yet("doctor"))
+    p.add_argument("--profile", default="default", help="lab profile (default: default)")
+    p.add_argument("--lab-home", default=None, help="lab state directory (default: $LAB_HOME or ./.lab)")
+    p.add_argument("--json", action="store_true", help="print the hops as JSON")
+
+    def run(a: argparse.Namespace) -> int:
+        from lab import doctor
+
+        hops = doctor.run(profile=a.profile, lab_home=a.lab_home)
+        print(doctor.render_json(hops) if a.json else doctor.render_text(hops))
+        return doctor.exit_code(hops)
+
+    p.set_defaults(func=run)
 
 
 # --- provisioning (plan, up, down, status, uninstall) ----------------------------------------------------

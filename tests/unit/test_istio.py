@@ -112,3 +112,21 @@ def test_release_url_follows_release_builder_naming():
     assert istio.release_url("1.7.3") == \
         "https://github.com/istio/istio/releases/download/1.7.3/istio-1.7.3-linux-amd64.tar.gz"
     assert istio.release_url("1.7.8", "osx").endswith("/1.7.8/istio-1.7.8-osx.tar.gz")
+
+
+@pytest.mark.parametrize("name", ["default", "writeup"])
+def test_overlay_passes_strict_istio_operator_validation(name):
+    from lab import schemas
+
+    schemas.validate_istio(istio.overlay(load_profile(name)))
+    schemas.validate_manifest(istio.overlay_yaml(load_profile(name)))
+
+
+def test_strict_validation_would_catch_a_misspelt_overlay_field():
+    from lab import schemas
+    from lab.errors import ValidationError
+
+    bad = istio.overlay(load_profile("default"))
+    bad["spec"]["components"]["ingressGateways"][0]["k8s"]["service"]["ports"][3]["nodeport"] = 31443
+    with pytest.raises(ValidationError):
+        schemas.validate_istio(bad)

@@ -371,9 +371,12 @@ def test_shell_lines_are_valid_bash_and_carry_the_same_config(tmp_path, name):
     c = p.profile.clusters[0]
     lines = p.shell_create(c) + p.shell_load_images(c, ["a:1", "b:2"]) + p.shell_delete(c)
     _bash_ok(lines)
-    start = lines.index(next(ln for ln in lines if ln.startswith("cat > ")))
-    end = lines.index("KIND_CONFIG", start)
-    assert yaml.safe_load("\n".join(lines[start + 1:end])) == kind.render_config(p.profile, c)
+    end = lines.index("KIND_CONFIG")
+    # run the mkdir + heredoc lines for real and read back the file kind would get
+    subprocess.run(["bash", "-e"], input="\n".join(lines[:end + 1]) + "\n", text=True, check=True,
+                   env={"LAB_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    written = (tmp_path / "kind" / "cluster1.yaml").read_text()
+    assert yaml.safe_load(written) == kind.render_config(p.profile, c)
     assert any("create cluster" in ln and "--name=cluster1" in ln for ln in lines)
     assert any("iptables-save" in ln for ln in lines) == (name == "writeup")
 
@@ -409,3 +412,28 @@ def test_an_existing_pytest_kind_folder_of_the_user_is_left_alone(tmp_path, monk
     p = kind.KindProvider(load_profile("default"), tmp_path / "state", FakeTools(), RecordingRunner())
     p._kind_cluster(p.profile.clusters[1])
     assert sorted(x.name for x in (tmp_path / ".pytest-kind").iterdir()) == ["mine"]
+
+
+def test_shell_quote_keeps_a_variable_after_a_flag_expandable():
+    quoted = kind.shell_quote("--kubeconfig=$LAB_HOME/kubeconfig/c1")
+    out = subprocess.run(["bash", "-c", f"printf %s {quoted}"], env={"LAB_HOME": "/h"}, capture_output=True,
+                         text=True, check=True).stdout
+    assert out == "--kubeconfig=/h/kubeconfig/c1"
+
+
+def test_config_yaml_writes_the_kubeadm_patch_as_a_readable_block():
+    profile = load_profile("writeup")
+    text = kind.config_yaml(profile, profile.clusters[0])
+    assert "kubeadmConfigPatches:\n- |\n  apiVersion: kubeadm.k8s.io/v1beta2\n" in text
+
+
+@pytest.mark.parametrize(("vector", "passes"), [("minikube-15573_fedora36-ok.rules", True),
+                                                ("minikube-15573_fedora37-broken.rules", False),
+                                                ("kind-2326_container-on-kind-network.iptables-save", True)])
+def test_the_shell_3054_check_agrees_with_the_python_one(vector, passes):
+    p = kind.KindProvider(load_profile("writeup"), Path("$LAB_HOME"), FakeTools(), RecordingRunner())
+    (line,) = [ln for ln in p.shell_create(p.profile.clusters[0]) if "iptables-save" in ln and not ln.startswith("#")]
+    rules = DATA / "iptables" / vector
+    script = line.replace("docker exec cluster1-control-plane iptables-save -t nat", f"cat {rules}")
+    assert (subprocess.run(["bash", "-c", script], capture_output=True).returncode == 0) is passes
+    assert (kind.dns_dnat_problem(rules.read_text()) is None) is passes

@@ -18,6 +18,7 @@ from lab.serviceentry import (
     check_vips,
     parse_endpoint,
     render_client,
+    render_for_endpoint,
     render_server,
     to_yaml,
     validate_vip,
@@ -226,6 +227,15 @@ def test_client_endpoint_rejects_garbage_addresses():
 ])
 def test_endpoint_argument_parsing(value, expected):
     assert parse_endpoint(value) == expected
+
+
+def test_the_endpoint_form_chooses_the_side():
+    assert render_for_endpoint(HTTPBIN, "240.0.0.2", "172.18.0.4:30001") == render_client(
+        HTTPBIN, "240.0.0.2", "172.18.0.4", 30001)
+    assert render_for_endpoint(HTTPBIN, "240.0.0.3", "httpbin.bar.svc.cluster.local.") == render_server(
+        HTTPBIN, "240.0.0.3")
+    with pytest.raises(ValidationError, match="give ADDR:PORT"):
+        render_for_endpoint(HTTPBIN, "240.0.0.3", "172.18.0.4")
 
 
 # --- CLI ---------------------------------------------------------------------------------------------------
