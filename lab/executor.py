@@ -348,6 +348,10 @@ def _serviceentry_client(env: Env, step: Step, run: LabAction) -> bool:
     return True
 
 
+# Actions that look before they act and change nothing when all is in place (a `docker ps`, one ConfigMap read):
+# they run on every `lab up`, so a deleted cluster or a removed `global` block is noticed and repaired.
+SELF_CHECKING = frozenset({"kind.create", "coredns.patch"})
+
 ACTIONS: dict[str, Callable[[Env, Step, LabAction], bool]] = {
     "kind.create": _kind_create,
     "images.pull": _images_pull,
@@ -458,7 +462,8 @@ class Scheduler:
         fp = fingerprint(step.run)
         status = "done"
         try:
-            recorded = self.record and not forced and env.state.step_done(step.id, fp)
+            recorded = self.record and not forced and env.state.step_done(step.id, fp) and not (
+                isinstance(step.run, LabAction) and step.run.name in SELF_CHECKING)
             if recorded and not isinstance(step.run, Check):
                 if step.verify is None:
                     status = "in-place"

@@ -391,3 +391,31 @@ def test_generated_certificates_are_made_once_and_each_cluster_gets_its_own_inte
     assert base64.b64decode(secrets[0]["data"]["root-cert.pem"]) == (lab.home / "certs" / "root-cert.pem").read_bytes()
     key = (lab.home / "certs" / "root-key.pem").read_text()
     assert not any(key.splitlines()[1] in (t or "") for t in lab.runner.inputs), "the root key is never applied"
+
+
+def test_a_removed_global_block_is_put_back_on_rerun_and_coredns_restarted(lab):
+    from lab import corefile
+
+    up(lab)
+    c1 = lab.clusters["cluster1"]
+    c1.corefile = corefile.unpatch(c1.corefile)
+    code, out = up(lab)
+    assert code == 0
+    assert corefile.global_block(c1.corefile) is not None
+    assert c1.coredns_restarts == 2, "the restart follows a changed Corefile"
+    assert lab.clusters["cluster2"].coredns_restarts == 1, "cluster2's CoreDNS is left alone"
+
+
+def test_a_cluster_deleted_behind_the_lab_is_recreated_and_rebuilt(lab):
+    up(lab)
+    lab.clusters["cluster2"] = type(lab.clusters["cluster2"])()  # gone, as after `kind delete cluster`
+    before = len(lab.runner.calls)
+    code, _ = up(lab)
+    assert code == 0
+    again = lab.runner.calls[before:]
+    assert sum(1 for c in again if c[:3] == ("kind", "create", "cluster")) == 1
+    assert sum(1 for c in again if c[0] == "istioctl") == 1, "only cluster2 is installed again"
+    assert lab.clusters["cluster2"].istio and ("ServiceEntry", "bar", "httpbin-bar") in lab.clusters["cluster2"].objects
+    seq = calls_with_input(lab)[before:]
+    se1 = [t for c, t in seq if "kind-cluster1" in c and t and "kind: ServiceEntry" in t]
+    assert se1, "cluster1's ServiceEntry is refreshed: it points at cluster2's (new) gateway"
