@@ -510,6 +510,9 @@ def summary(report: Report, what: str = "lab up") -> str:
     parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     ok = not report.failed and "blocked" not in counts
     head = f"{what}: {'finished' if ok else 'stopped'} in {_duration(report.seconds)} ({parts})"
+    if not ok:
+        again = "make lab-up" if what == "lab up" else f"python -m {what}"
+        head += f"; finished steps are kept: fix the cause and run `{again}` again"
     lines = [head, "  phase            wall time"]
     for phase, secs in report.phases().items():
         lines.append(f"  {phase:<16} {_duration(secs):>9}")

@@ -133,8 +133,13 @@ def test_both_clusters_are_built_in_parallel(lab):
 # --- failure, resume, re-run ---------------------------------------------------------------------------------
 def test_a_failure_in_the_middle_stops_what_depends_on_it_and_the_next_run_resumes_there(lab):
     lab.fail_when(lambda a: a[0] == "istioctl" and "kind-cluster2" in a, fail("Error: failed to apply manifests"))
+    out = io.StringIO()
     with pytest.raises(CommandError, match="cluster2/istio"):
-        up(lab)
+        executor.up(PROFILE, home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab))
+    text = out.getvalue()
+    assert "cluster2/istio                 failed" in text and "Error: failed to apply manifests" in text
+    assert "cluster1/curl                  blocked" in text
+    assert "lab up: stopped in" in text and "run `make lab-up` again" in text
     state = State.load(lab.home)
     assert state.step_done("cluster2/cacerts", _fp("cluster2/cacerts"))
     assert not any(s.startswith("cluster2/istio") for s in state.done_steps)
