@@ -368,11 +368,17 @@ def _observe(output: str, exit_code: int | None, access_log: str | None) -> _Obs
 def _observe_http(text: str, obs: _Observed) -> None:
     lines = text.split("\n")
     status_idx = None
-    for i, line in enumerate(lines):
-        m = _STATUS_LINE_RE.search(line)
-        if m and not m.group(1).startswith("1"):
-            status_idx = i
-            obs.status, obs.status_source = int(m.group(1)), "status line"
+    # With `curl -i -v` the response appears twice: as printed output (status line, headers, body) and as
+    # `< `-prefixed verbose lines on stderr, which may follow the body. The printed one carries the body: prefer it.
+    plain = [i for i, line in enumerate(lines) if not _is_verbose(line)]
+    for candidates in (plain, range(len(lines))):
+        for i in candidates:
+            m = _STATUS_LINE_RE.search(lines[i])
+            if m and not m.group(1).startswith("1"):
+                status_idx = i
+                obs.status, obs.status_source = int(m.group(1)), "status line"
+        if status_idx is not None:
+            break
     body_lines: list[str] = []
     if status_idx is not None:
         i = status_idx + 1

@@ -4,8 +4,10 @@ Pure part: the argv to run and the parsing of what came back. Thin part: `Prober
 `kubectl exec` in the `sleep` container (the write-up's `kubectl exec ... -c sleep -- curl ...`).
 
 curl runs under `sh -c` so that its own exit code and the HTTP status are printed in a trailer we can parse,
-whatever kubectl does with exit codes. No `-4`: the lab must see what an application sees, including the
-AAAA behaviour of musl (see lab/corefile.py).
+whatever kubectl does with exit codes. It runs with `-v`: newer curl (7.88, seen here) says only "Couldn't
+connect to server" for both a refused and an unreachable address, while the verbose lines (on stderr) still carry
+the kernel's reason ("Network is unreachable", "Connection refused") for the classifier.
+No `-4`: the lab must see what an application sees, including the AAAA behaviour of musl (see lab/corefile.py).
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ class NslookupResult:
 
 
 def curl_argv(url: str, *, method: str = "GET", head: bool = False, extra: Sequence[str] = (),
-              max_time: int = 10) -> list[str]:
+              max_time: int = 10, verbose: bool = True) -> list[str]:
     """argv for `sh -c` running curl with headers in the output and a parseable trailer."""
-    curl = ["curl", "-sS", "--max-time", str(max_time)]
+    curl = ["curl", "-sS", *(["-v"] if verbose else []), "--max-time", str(max_time)]
     curl += ["-I"] if head else ["-i", "-X", method]
     curl += [*extra, "-w", f"\\n{STATUS_MARK}%{{http_code}}\\n", url]
     script = f"{shlex.join(curl)}; echo \"{EXIT_MARK}$?\""
@@ -60,8 +62,12 @@ def nslookup_argv(name: str, server: str | None = None, qtype: str = "a") -> lis
     return [*argv, server] if server else argv
 
 
-def parse_curl(output: str, exit_code: int | None = None) -> CurlResult:
-    """Split what `curl_argv` printed into status, curl exit code, response headers and body."""
+def parse_curl(output: str, exit_code: int | None = None, *, stderr: str = "") -> CurlResult:
+    """Split what `curl_argv` printed into status, curl exit code, response headers and body.
+
+    `output` is curl's stdout (or stdout and stderr together when they cannot be told apart); headers and body
+    are read from it. `stderr` (curl's -v lines and error) only joins the classifier's text.
+    """
     status_m = list(_STATUS_RE.finditer(output))
     exit_m = list(_EXIT_RE.finditer(output))
     code = int(exit_m[-1].group(1)) if exit_m else (exit_code if exit_code is not None else -1)
@@ -70,6 +76,8 @@ def parse_curl(output: str, exit_code: int | None = None) -> CurlResult:
         status = None
     text = _EXIT_RE.sub("", _STATUS_RE.sub("", output)).rstrip("\n")
     headers, body = _split_http(text)
+    if stderr:
+        text = text + "\n" + stderr.rstrip("\n")
     return CurlResult(status, code, headers, body, text)
 
 
@@ -126,7 +134,7 @@ class Prober:
              extra: Sequence[str] = ()) -> CurlResult:
         res = self.kubectl.exec(namespace, pod, self.container, curl_argv(url, method=method, head=head, extra=extra),
                                 timeout=self.timeouts["exec"])
-        return parse_curl(res.output, res.returncode)
+        return parse_curl(res.stdout, res.returncode, stderr=res.stderr)
 
     def nslookup(self, namespace: str, pod: str, name: str, server: str | None = None) -> NslookupResult:
         res = self.kubectl.exec(namespace, pod, self.container, nslookup_argv(name, server),

@@ -47,9 +47,11 @@ def _need_curl():
 
 def test_real_curl_success_is_parsed_to_200_with_body(http_server):
     res = Runner().run(curl_argv(f"http://127.0.0.1:{http_server}/headers", method="POST"), check=False)
-    r = parse_curl(res.output, res.returncode)
+    r = parse_curl(res.stdout, res.returncode, stderr=res.stderr)
     assert (r.status, r.exit_code, r.ok) == (200, 0, True)
+    assert r.body.startswith("{") and r.body.rstrip().endswith("}")  # the -v lines stay out of the body
     assert "spiffe://cluster.local/ns/foo/sa/sleep" in r.body
+    assert "> POST /headers" in r.output
     assert r.headers["content-type"] == "application/json"
 
 
@@ -64,3 +66,31 @@ def test_real_curl_unresolvable_name_gives_exit_6():
     res = Runner().run(curl_argv("http://httpbin.bar.invalid:8000/headers"), check=False)
     r = parse_curl(res.output, res.returncode)
     assert (r.status, r.exit_code) == (None, 6)
+
+
+@pytest.fixture
+def empty_netns():
+    """A network namespace with only loopback up: no route anywhere, and nothing can leave the machine."""
+    import os
+
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 to create a network namespace")
+    name = f"labprobe{os.getpid()}"
+    Runner().run(["ip", "netns", "add", name])
+    try:
+        Runner().run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"])
+        yield name
+    finally:
+        Runner().run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.mark.needs_root
+def test_real_curl_to_a_multicast_vip_is_unreachable_and_verbose_lines_say_so(empty_netns):
+    from lab.classify import classify
+
+    res = Runner().run(["ip", "netns", "exec", empty_netns, *curl_argv("http://224.0.0.2:8000/headers")],
+                       check=False)
+    r = parse_curl(res.stdout, res.returncode, stderr=res.stderr)
+    assert (r.status, r.exit_code) == (None, 7)
+    assert "Network is unreachable" in r.output
+    assert classify(r.output, r.exit_code).cls == "unreachable"

@@ -405,3 +405,20 @@ def test_classify_many_pairs_access_log_entries_with_requests_only_when_counts_m
     unpaired = classify_many(out, access_log=ISTIO17_UF_URX)
     assert [v.cls for v in unpaired] == ["ok", "http-error"]
     assert all("access log not used: 1 entries for 2 requests" in v.evidence[-1] for v in unpaired)
+
+
+def test_curl_fail_flag_exit_22_reads_the_status_from_its_message():
+    out = "curl: (22) The requested URL returned error: 503"  # curl --fail, wording of curl 7.88
+    v = classify(out)
+    assert v.cls == "http-error" and "HTTP status 503 (curl --fail message)" in v.evidence
+    assert classify(out, access_log=ISTIO17_UF_URX).cls == "upstream-connect-failure"
+
+
+def test_verbose_copy_of_the_response_after_the_body_does_not_hide_the_body():
+    # synthetic: the shape of `curl -i -v` through lab.probe: printed response first, then curl's stderr
+    out = ("HTTP/1.1 503 Service Unavailable\ncontent-type: text/plain\nserver: envoy\n\n"
+           "no healthy upstream\n"
+           "*   Trying 240.0.0.2:8000...\n> GET /headers HTTP/1.1\n> Host: httpbin.bar.global:8000\n>\n"
+           "< HTTP/1.1 503 Service Unavailable\n< server: envoy\n<\n"
+           "* Connection #0 to host httpbin.bar.global left intact\n")
+    assert classify(out, 0).cls == "no-healthy-upstream"
