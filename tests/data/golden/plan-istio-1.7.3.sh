@@ -285,8 +285,8 @@ kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" exec -n fo
 # === 校验可以通过sleep服务访问httpbin服务 (Verify that sleep reaches httpbin)
 # 34. [cluster2] cluster2/curl: curl httpbin.bar.global:8000/headers from sleep in cluster2/bar = 200
 # expect: HTTP 200
-kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" exec -n bar "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" get -n bar pod -l app=sleep --field-selector=status.phase=Running -o 'jsonpath={.items[0].metadata.name}')" -c sleep -- sh -c 'curl -sS --max-time 10 -i -X GET -w '"'"'\n__LAB_HTTP_CODE__=%{http_code}\n'"'"' httpbin.bar.global:8000/headers; echo "__LAB_CURL_EXIT__=$?"'
+kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" exec -n bar "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" get -n bar pod -l app=sleep --field-selector=status.phase=Running -o 'jsonpath={.items[0].metadata.name}')" -c sleep -- sh -c 'curl -sS -v --max-time 10 -i -X GET -w '"'"'\n__LAB_HTTP_CODE__=%{http_code}\n'"'"' httpbin.bar.global:8000/headers; echo "__LAB_CURL_EXIT__=$?"'
 
 # 35. [cluster1] cluster1/curl: curl httpbin.bar.global:8000/headers from sleep in cluster1/foo = 200
 # expect: HTTP 200
-kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" exec -n foo "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" get -n foo pod -l app=sleep --field-selector=status.phase=Running -o 'jsonpath={.items[0].metadata.name}')" -c sleep -- sh -c 'curl -sS --max-time 10 -i -X GET -w '"'"'\n__LAB_HTTP_CODE__=%{http_code}\n'"'"' httpbin.bar.global:8000/headers; echo "__LAB_CURL_EXIT__=$?"'
+kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" exec -n foo "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" get -n foo pod -l app=sleep --field-selector=status.phase=Running -o 'jsonpath={.items[0].metadata.name}')" -c sleep -- sh -c 'curl -sS -v --max-time 10 -i -X GET -w '"'"'\n__LAB_HTTP_CODE__=%{http_code}\n'"'"' httpbin.bar.global:8000/headers; echo "__LAB_CURL_EXIT__=$?"'
