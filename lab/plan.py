@@ -590,6 +590,11 @@ def describe(run: Run) -> str:
                 + " ".join(f"--from-file=${f.base}/{f.rel}" for f in src.files) + " (applied)")
     if run.name == "kind.create":
         return _plain(run.param("argv"))  # type: ignore[arg-type]
+    if run.name in ("images.pull", "images.load"):
+        images = run.param("images")
+        verb = "docker pull (each missing one)" if run.name == "images.pull" else \
+            f"kind load docker-image --name {run.param('cluster')}"
+        return f"{verb}: {', '.join(images)}"  # type: ignore[arg-type]
     params = ", ".join(f"{k}={_plain_value(v)}" for k, v in run.params)
     return f"lab action {run.name}({params})"
 

@@ -424,3 +424,15 @@ def test_a_cluster_deleted_behind_the_lab_is_recreated_and_rebuilt(lab):
     seq = calls_with_input(lab)[before:]
     se1 = [t for c, t in seq if "kind-cluster1" in c and t and "kind: ServiceEntry" in t]
     assert se1, "cluster1's ServiceEntry is refreshed: it points at cluster2's (new) gateway"
+
+
+def test_cli_status_and_uninstall_without_a_lab_say_so(tmp_path, capsys):
+    from lab.cli import main
+
+    assert main(["status", "--home", str(tmp_path / "none")]) == 1
+    assert "no lab in" in capsys.readouterr().out
+    assert main(["uninstall", "--home", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lab: error: no lab in") and "\n" not in err
+    assert main(["down", "--home", str(tmp_path / "none"), "--profile", "writeup"]) == 0
+    assert not (tmp_path / "none").exists()
