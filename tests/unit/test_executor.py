@@ -436,3 +436,12 @@ def test_cli_status_and_uninstall_without_a_lab_say_so(tmp_path, capsys):
     assert err.startswith("lab: error: no lab in") and "\n" not in err
     assert main(["down", "--home", str(tmp_path / "none"), "--profile", "writeup"]) == 0
     assert not (tmp_path / "none").exists()
+
+
+def test_every_cluster_command_of_a_run_uses_the_lab_own_kubeconfig(lab):
+    up(lab)
+    for call in lab.runner.calls:
+        if call[0] in ("kubectl", "istioctl"):
+            kubeconfig = call[call.index("--kubeconfig") + 1]
+            assert kubeconfig.startswith(str(lab.home / "kubeconfig")) and ".kube" not in kubeconfig, call
+            assert "--context" in call
