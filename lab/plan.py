@@ -41,7 +41,7 @@ S_VERIFY = "校验可以通过sleep服务访问httpbin服务 (Verify that sleep 
 S_UNINSTALL = "卸载 (Uninstall)"
 
 # Phases group steps for the executor's summary; the plan order is phase by phase.
-PHASES = ("images", "clusters", "control-plane", "dns", "apps", "serviceentries", "verify")
+PHASES = ("host", "clusters", "control-plane", "dns", "apps", "serviceentries", "verify")
 
 # The scenario's names (the write-up and the Istio samples); not pins, so they live here and not in the profile.
 CLIENT_NS = "foo"
@@ -245,14 +245,14 @@ def build(profile: Profile, paths: Paths | None = None) -> list[Step]:
     if profile.load_images:
         # kind load wants the image in the host's Docker first; pull once, load into every cluster
         # (kind docs: `kind load docker-image`, facts/kind.md §3).
-        by_phase["images"].append(Step(
+        by_phase["host"].append(Step(
             "host/images-pull", None, S_REQUIREMENTS, "pull the lab's images once on the host (docker pull)",
-            LabAction("images.pull", (("images", image_list),)), phase="images"))
+            LabAction("images.pull", (("images", image_list),)), phase="host"))
     if profile.cert_source == "generated":
-        by_phase["images"].append(Step(
+        by_phase["host"].append(Step(
             "host/certs", None, S_CONTROL_PLANE, "generate a shared root CA and one intermediate CA per cluster",
             LabAction("certs.generate", (("out", File("LAB_HOME", "certs")),
-                                         ("clusters", tuple(c.name for c in clusters)))), phase="images"))
+                                         ("clusters", tuple(c.name for c in clusters)))), phase="host"))
 
     for c in clusters:
         by_phase["clusters"] += _cluster_steps(profile, c, image_list)
