@@ -23,15 +23,16 @@ from lab.profile import load_profile
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
 PATHS = plan.Paths(Path("/home/user/lab/.lab"), Path("/home/user/.cache/istio-multicluster-lab/istio-1.7.8"))
 CASES = {
-    "default": ({}, False),
-    "istio-1.7.3": ({"istio_version": "1.7.3"}, False),
-    "default-uninstall": ({}, True),
+    "default": ("default", {}, False),
+    "istio-1.7.3": ("default", {"istio_version": "1.7.3"}, False),
+    "default-uninstall": ("default", {}, True),
+    "writeup": ("writeup", {}, False),
 }
 
 
 def render(name: str, shell: bool) -> str:
-    overrides, uninstall = CASES[name]
-    profile = load_profile(overrides=overrides)
+    profile_name, overrides, uninstall = CASES[name]
+    profile = load_profile(profile_name, overrides=overrides)
     paths = plan.Paths(PATHS.home, PATHS.istio_dir.with_name(f"istio-{profile.istio_version}"))
     steps = (plan.build_uninstall if uninstall else plan.build)(profile, paths)
     if not shell:
@@ -54,6 +55,13 @@ def test_shell_script_matches_its_golden(name):
 @pytest.mark.parametrize("name", ["default", "istio-1.7.3"])
 def test_plan_listing_matches_its_golden(name):
     check_golden(GOLDEN / f"plan-{name}.txt", render(name, shell=False))
+
+
+def test_the_writeup_profile_checks_kind_3054_after_creating_each_node():
+    script = render("writeup", True)
+    assert script.count("kind #3054") == 4  # a comment and a message per cluster
+    assert "docker exec cluster1-control-plane iptables-save -t nat" in script
+    assert "kind #3054" not in render("default", True)
 
 
 def test_the_override_changes_exactly_the_istio_version_dependent_lines():
