@@ -734,7 +734,7 @@ def _shell_action(run: LabAction, contexts: Mapping[str, str]) -> list[str]:
         if node:
             # kind #3054 (node images before kind v0.18): Docker's DNS DNAT rules in the node lose `--dport 53`
             # on hosts with iptables 1.8.8+ in nf_tables mode; lab.kind.dns_dnat_problem is the lab's check.
-            lines += ["# kind #3054: in nodes older than kind v0.18, Docker's DNS DNAT rules must still carry --dport 53",
+            lines += ["# kind #3054: in nodes before kind v0.18, Docker's DNS DNAT rules must still carry --dport 53",
                       f"if docker exec {shlex.quote(node)} iptables-save -t nat | grep -e '-A DOCKER_OUTPUT' "
                       "| grep -e '-j DNAT' | grep -qv -e '--dport 53'; then",
                       f"  echo 'kind #3054: DNS DNAT rules in {node} lost --dport 53; use the default profile' >&2",
