@@ -503,7 +503,8 @@ def _error_line(err: BaseException | None) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
-def summary(report: Report, what: str = "lab up") -> str:
+def summary(report: Report, what: str = "lab up", before: Mapping[str, float] | None = None) -> str:
+    """The closing lines: outcome counts and the wall time of each phase (`before`: phases outside the plan)."""
     counts: dict[str, int] = {}
     for o in report.outcomes.values():
         counts[o.status] = counts.get(o.status, 0) + 1
@@ -514,7 +515,7 @@ def summary(report: Report, what: str = "lab up") -> str:
         again = "make lab-up" if what == "lab up" else f"python -m {what}"
         head += f"; finished steps are kept: fix the cause and run `{again}` again"
     lines = [head, "  phase            wall time"]
-    for phase, secs in report.phases().items():
+    for phase, secs in {**(before or {}), **report.phases()}.items():
         lines.append(f"  {phase:<16} {_duration(secs):>9}")
     return "\n".join(lines)
 
@@ -565,13 +566,14 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
         state.set_profile(profile.name, dict(overrides or {}), fingerprint(profile))
         t0 = hooks.clock()
         tools = hooks.tools(profile, runner)
-        print(f"  {'host':<9} {'tools':<30} {'ready':<9} {_duration(hooks.clock() - t0):>7}  kind, kubectl, "
+        tools_seconds = hooks.clock() - t0
+        print(f"  {'host':<9} {'tools':<30} {'ready':<9} {_duration(tools_seconds):>7}  kind, kubectl, "
               f"istioctl and the Istio {profile.istio_version} release", file=out, flush=True)
         provider = hooks.provider(profile, home, tools, runner)
         env = Env(profile, Paths(home, Path(tools.istio_dir)), runner, tools, provider, state, out,
                   hooks.sleep, hooks.clock)
         report = Scheduler(env, build(profile, env.paths)).run()
-        print(summary(report), file=out, flush=True)
+        print(summary(report, before={"tools": tools_seconds}), file=out, flush=True)
         state.set_run({"command": "up", "ok": not report.failed, "seconds": round(report.seconds, 1),
                        "phases": {k: round(v, 1) for k, v in report.phases().items()}})
         if report.failed:

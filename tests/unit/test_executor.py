@@ -81,7 +81,7 @@ def test_every_step_prints_one_progress_line_with_its_duration_and_a_phase_summa
         assert len(lines) == 1, s.id
         assert lines[0].split()[3].endswith("s")  # the duration column
     assert "lab up: finished in" in out
-    for phase in ("clusters", "control-plane", "dns", "apps", "serviceentries", "verify"):
+    for phase in ("tools", "host", "clusters", "control-plane", "dns", "apps", "serviceentries", "verify"):
         assert any(ln.strip().startswith(phase) for ln in out.splitlines()), phase
 
 
