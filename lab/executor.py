@@ -273,24 +273,19 @@ def execute(env: Env, step: Step) -> bool:
 
 def _kind_create(env: Env, step: Step, run: LabAction) -> bool:
     spec = env.cluster(str(run.param("cluster")))
-    if env.provider.exists(spec):
-        if not env.state.owns_cluster(spec.name):
-            raise UsageError(
-                f"a kind cluster named {spec.name} exists that this lab did not create (not in {env.state.path}); "
-                f"delete it (`kind delete cluster --name {spec.name}`) or use another LAB_HOME")
-        if Path(env.provider.kubeconfig(spec)).is_file():
-            env.provider.verify(spec)
-            return False
-    env.state.cluster_intent(spec.name, getattr(env.provider, "name", "kind"))
-    cfg = run.param("config")
-    assert isinstance(cfg, File)
-    path = env.paths.resolve(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(str(run.param("config_text")), encoding="utf-8")
+    existed = env.provider.exists(spec)
+    if existed and not env.state.owns_cluster(spec.name):
+        raise UsageError(
+            f"a kind cluster named {spec.name} exists that this lab did not create (not in {env.state.path}); "
+            f"delete it (`kind delete cluster --name {spec.name}`) or use another LAB_HOME")
+    if not existed:
+        # Recorded before creating: a creation interrupted half-way still counts as the lab's (`lab down`).
+        env.state.cluster_intent(spec.name, getattr(env.provider, "name", "kind"))
+    # The provider reuses an existing cluster (rewriting its kubeconfig if needed) and waits for its node.
     env.provider.create(spec)
     env.provider.verify(spec)
     env.state.cluster_created(spec.name, Path(env.provider.kubeconfig(spec)), env.provider.context(spec))
-    return True
+    return not existed
 
 
 def _images_pull(env: Env, step: Step, run: LabAction) -> bool:

@@ -304,10 +304,12 @@ class FakeProvider:
         return self.lab.clusters[cluster.name].exists
 
     def create(self, cluster: ClusterSpec) -> None:
+        path = self.kubeconfig(cluster)
+        if self.exists(cluster) and path.is_file():
+            return  # reused, as lab.kind's provider does
         self.lab.runner.run(["kind", "create", "cluster", f"--name={cluster.name}"])
         with self.lab.lock:
             self.lab.clusters[cluster.name].exists = True
-        path = self.kubeconfig(cluster)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"# fake kubeconfig of {cluster.name}\n")
         self.created.append(cluster.name)

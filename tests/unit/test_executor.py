@@ -445,3 +445,11 @@ def test_every_cluster_command_of_a_run_uses_the_lab_own_kubeconfig(lab):
             kubeconfig = call[call.index("--kubeconfig") + 1]
             assert kubeconfig.startswith(str(lab.home / "kubeconfig")) and ".kube" not in kubeconfig, call
             assert "--context" in call
+
+
+def test_a_cluster_whose_creation_was_interrupted_is_still_the_lab_s_and_is_reused(lab):
+    State(lab.home).cluster_intent("cluster1")  # recorded, then the run died before kind finished
+    lab.clusters["cluster1"].exists = True
+    code, _ = up(lab)
+    assert code == 0
+    assert State.load(lab.home).clusters["cluster1"]["status"] == "created"
