@@ -1,0 +1,107 @@
+"""Fixtures of the e2e suite: one lab per session (reused when healthy, else built as `lab up` builds it), the
+Docker gate, artifacts on failure.
+
+Options (registered in the root conftest.py): --lab-profile, --lab-set KEY=VALUE (e.g. istio_version=1.7.3),
+--lab-keep, --lab-artifacts. JUnit XML comes from pytest's own --junitxml; durations from --durations
+(`make e2e` passes --durations=0).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from lab.errors import LabError
+from lab.profile import load_profile, parse_overrides
+from lab.shell import Runner
+from tests.e2e import artifacts
+from tests.e2e.session import LabSession, docker_problem
+
+E2E_DIR = Path(__file__).parent
+_SESSION_KEY = pytest.StashKey[LabSession]()
+log = logging.getLogger("tests.e2e")
+
+
+def _in_suite(item: pytest.Item) -> bool:
+    return E2E_DIR in Path(str(item.fspath)).parents
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    mine = [i for i in items if _in_suite(i)]
+    if not mine:
+        return
+    # The reinstall lane is the slowest: run it last, after everything that needs only a healthy lab.
+    items.sort(key=lambda i: _in_suite(i) and i.get_closest_marker("reinstall") is not None)
+    for item in mine:
+        item.add_marker(pytest.mark.e2e)
+    if config.option.collectonly:
+        return
+    # One cheap check for the whole suite: without a Docker daemon there is no lab, so nothing runs and nothing
+    # errors; every test is skipped with the same precise reason.
+    problem = docker_problem(Runner())
+    if problem:
+        skip = pytest.mark.skip(reason=problem)
+        for item in mine:
+            item.add_marker(skip)
+
+
+def _profile(config: pytest.Config):
+    return load_profile(config.getoption("--lab-profile"), parse_overrides(config.getoption("--lab-set")))
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(pytestconfig: pytest.Config) -> Path:
+    path = Path(pytestconfig.getoption("--lab-artifacts")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lab_session(pytestconfig: pytest.Config, artifacts_dir: Path):
+    try:
+        profile = _profile(pytestconfig)
+    except LabError as err:
+        pytest.exit(f"e2e: {err}", returncode=2)
+    session = LabSession(profile=profile, runner=Runner(), artifacts=artifacts_dir,
+                         keep=pytestconfig.getoption("--lab-keep"))
+    pytestconfig.stash[_SESSION_KEY] = session
+    session.start()
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def lab(lab_session: LabSession) -> LabSession:
+    """The session's lab, rebuilt first if an earlier test left it unhealthy (a failed fault restore)."""
+    lab_session.ensure_healthy()
+    return lab_session
+
+
+@pytest.fixture(scope="session")
+def profile(lab_session: LabSession):
+    return lab_session.profile
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call" and report.failed and _in_suite(item):
+        session = item.config.stash.get(_SESSION_KEY, None)
+        if session is not None and session.kubectl:
+            report.sections.append(("artifacts", f"saved under {_dump(item, session)}"))
+    return report
+
+
+def _dump(item: pytest.Item, session: LabSession) -> Path:
+    base = session.artifacts / artifacts.safe_name(item.nodeid)
+    for cluster in session.profile.clusters:
+        def admin(ns: str, selector: str, path: str, cluster=cluster) -> str:
+            return session.envoy_admin(cluster, ns, selector, path)
+
+        try:
+            artifacts.collect(base / cluster.name, session.kubectl[cluster.name], cluster.role, admin)
+        except OSError as err:  # a full disk must not hide the test's own failure
+            log.warning("could not write artifacts for %s: %s", item.nodeid, err)
+    return base
