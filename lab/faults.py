@@ -55,7 +55,7 @@ LOOPBACK_VIP = "127.0.0.2"
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
-def _version_key(version: str) -> tuple[int, ...]:
+def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split("."))
 
 
@@ -75,7 +75,7 @@ class Expectation:
 
     def covers(self, version: str) -> bool:
         low, high = self.bounds
-        return _version_key(low) <= _version_key(version) <= _version_key(high)
+        return version_key(low) <= version_key(version) <= version_key(high)
 
 
 @dataclass(frozen=True)
@@ -622,8 +622,10 @@ def settled_class(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] | None = None,
     history: list[str] | None = None,
+    want: str | None = None,
 ) -> str:
-    """Call `observe` until `settle` seconds have passed and it returned the same class `stable` times in a row.
+    """Call `observe` until `settle` seconds have passed and it returned the same class `stable` times in a row
+    (with `want`, that class must be `want`: for waiting until a restored lab answers `ok` again).
 
     Every class seen is appended to `history` (so a failure can show the whole sequence). Raises NotReadyError when
     no stable class is reached within `settle + timeout` seconds.
@@ -642,6 +644,8 @@ def settled_class(
         elapsed = clock() - start
         if elapsed < settle:
             raise NotYet(f"{cls} after {elapsed:.0f}s, settling for {settle:.0f}s")
+        if want is not None and cls != want:
+            raise NotYet(f"{cls}, waiting for {want}")
         if streak < stable:
             raise NotYet(f"{cls} seen {streak}/{stable} times in a row")
         return cls
