@@ -1,0 +1,111 @@
+"""Istio install inputs: the release URL, the multicluster values file, the lab's overlay, the install argv.
+
+Owns the IstioOperator overlay passed as the second `-f` to `istioctl install` (../shared/facts/recipes.md):
+- a NodePort ingress gateway with all four default ports repeated and a fixed nodePort on `tls` 15443. Port names
+  and targetPorts are those of Istio 1.7.8 `manifests/profiles/default.yaml` (components.ingressGateways[0].k8s.
+  service.ports); lists in an overlay replace the profile's list, so all four must be repeated.
+  `operator/pkg/translate/translate.go` applies `k8s.service` onto the rendered Service's spec, and
+  `manifests/charts/gateways/istio-ingress/templates/service.yaml` renders every key of each port (so `nodePort`).
+- the gateway's `k8s.env` is NOT set: the profile's env carries ISTIO_META_ROUTER_MODE=sni-dnat and an overlay list
+  would replace it, leaving the gateway without the outbound_.<port>_._.<host> clusters AUTO_PASSTHROUGH needs.
+- `values.global.imagePullPolicy: IfNotPresent`: the injection template defaults to `Always`
+  (`manifests/charts/istio-control/istio-discovery/files/injection-template.yaml`), which would re-pull images that
+  `kind load` already put on the nodes.
+- `meshConfig.accessLogFile: /dev/stdout`: only the demo profile turns access logs on, and Envoy's response flags
+  (UF, NR, ...) exist only there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from lab.errors import PreflightError
+from lab.profile import Profile
+
+# Relative to the extracted release (release-builder 1.7 ships manifests/examples; facts/istio-1.7.md §2).
+VALUES_FILE = Path("manifests/examples/multicluster/values-istio-multicluster-gateways.yaml")
+GATEWAY = "istio-ingressgateway"
+TLS_PORT = 15443
+
+# Istio 1.7.8 manifests/profiles/default.yaml, ingress gateway service ports (name, port, targetPort).
+DEFAULT_GATEWAY_PORTS = (
+    ("status-port", 15021, 15021),
+    ("http2", 80, 8080),
+    ("https", 443, 8443),
+    ("tls", TLS_PORT, TLS_PORT),
+)
+
+
+def release_url(version: str, arch: str = "linux-amd64") -> str:
+    """GitHub release asset URL of `istio-<version>-<arch>.tar.gz` (release-builder 1.7 pkg/build/archive.go)."""
+    return f"https://github.com/istio/istio/releases/download/{version}/istio-{version}-{arch}.tar.gz"
+
+
+def gateway_ports(node_port: int) -> list[dict]:
+    """The four default gateway ports, with `nodePort` fixed on `tls` (15443) only; the others get random ones."""
+    ports = []
+    for name, port, target in DEFAULT_GATEWAY_PORTS:
+        entry: dict = {"name": name, "port": port, "targetPort": target}
+        if port == TLS_PORT:
+            entry["nodePort"] = node_port
+        ports.append(entry)
+    return ports
+
+
+def overlay(profile: Profile) -> dict:
+    """The IstioOperator overlay (see module docstring)."""
+    return {
+        "apiVersion": "install.istio.io/v1alpha1",
+        "kind": "IstioOperator",
+        "spec": {
+            "meshConfig": {"accessLogFile": "/dev/stdout"},
+            "components": {
+                "ingressGateways": [
+                    {
+                        "name": GATEWAY,
+                        "enabled": True,
+                        "k8s": {"service": {"type": "NodePort", "ports": gateway_ports(profile.gateway_node_port)}},
+                    }
+                ]
+            },
+            "values": {"global": {"imagePullPolicy": "IfNotPresent"}},
+        },
+    }
+
+
+def overlay_yaml(profile: Profile) -> str:
+    """`overlay(profile)` as YAML text."""
+    header = "# lab overlay: second -f to istioctl install (see lab/istio.py for the source of each field)\n"
+    return header + yaml.safe_dump(overlay(profile), sort_keys=False)
+
+
+def values_file(istio_dir: Path) -> Path:
+    """The release's values-istio-multicluster-gateways.yaml; PreflightError if it is missing."""
+    path = istio_dir / VALUES_FILE
+    if not path.is_file():
+        raise PreflightError(f"{path} is missing: the Istio release in {istio_dir} is incomplete; "
+                             f"delete it from the cache and rerun")
+    return path
+
+
+def install_argv(istioctl: Path | str, kubeconfig: Path | str, context: str, files: Sequence[Path | str],
+                 readiness_timeout: str | None = None) -> list[str]:
+    """`istioctl install -f <file>... --skip-confirmation --kubeconfig <k> --context <c>` (flags of 1.7.8).
+
+    Flags per Istio 1.7.8 `operator/cmd/mesh/install.go`: `--filename/-f` (repeatable, later files overlay earlier
+    ones), `--kubeconfig/-c`, `--context`, `--skip-confirmation/-y`, `--readiness-timeout` (default 300s).
+    Note `operator/cmd/mesh/shared.go` BuildClientConfig silently falls back to the default kubeconfig when the
+    given file is missing or empty, so callers must pass an existing, non-empty kubeconfig.
+    """
+    if not files:
+        raise ValueError("istioctl install needs at least one -f file")
+    argv = [str(istioctl), "install"]
+    for f in files:
+        argv += ["-f", str(f)]
+    argv += ["--skip-confirmation", "--kubeconfig", str(kubeconfig), "--context", context]
+    if readiness_timeout:
+        argv += ["--readiness-timeout", readiness_timeout]
+    return argv

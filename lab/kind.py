@@ -1,0 +1,438 @@
+"""The cluster provider seam, and its kind implementation: the only module that knows about kind.
+
+Owns: the `Provider` protocol the plan and executor work against ("a cluster with a kubeconfig and a context"),
+the kind v1alpha4 Cluster config (`render_config`), and `KindProvider`, a thin layer over
+`pytest_kind.KindCluster` (GPL-3.0: used as a dependency, never copied) plus the docker/kind commands it lacks:
+label-confirmed deletion, image loading with the Docker 29 fallback, node IP lookup and the kind #3054 DNS check.
+
+Field sources: kind `pkg/apis/config/v1alpha4/types.go` at v0.17.0 and v0.20.0 (yaml/json tags; kind decodes the
+config strictly, `pkg/internal/apis/config/encoding/load.go` yamlUnmarshalStrict, so an unknown key is an error);
+Istio 1.7.8 `prow/config/trustworthy-jwt.yaml` (kubeadm patch for Kubernetes < 1.20); ../shared/facts/kind.md §3-4.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import yaml
+
+from lab.errors import CommandError, PreflightError
+from lab.kube import Kubectl
+from lab.profile import ClusterSpec, Profile
+from lab.retry import NotYet, poll
+from lab.settings import TIMEOUTS
+from lab.shell import Runner
+
+log = logging.getLogger("lab.kind")
+
+API_VERSION = "kind.x-k8s.io/v1alpha4"
+# kind labels every node container with its cluster name (kind pkg/cluster/internal/providers/docker/constants.go
+# `clusterLabelKey`, same at v0.17.0 and v0.20.0); `kind get clusters` lists clusters by this label.
+CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+# kind's node containers join this Docker network (kind pkg/cluster/internal/providers/docker/network.go).
+DOCKER_NETWORK = "kind"
+# Istio 1.7's images and kennethreitz/httpbin are amd64-only (facts/recipes.md).
+PLATFORM = "linux/amd64"
+
+# Istio 1.7.8 prow/config/trustworthy-jwt.yaml: kubeadm v1beta2 patch giving the API server a service-account
+# issuer and signing key, so TokenRequest (third-party JWT) works on Kubernetes < 1.20. From 1.20 kubeadm sets
+# both flags itself. kind v0.17.0 renders kubeadm.k8s.io/v1beta2 for Kubernetes < 1.23
+# (pkg/cluster/internal/kubeadm/config.go), so this patch matches its ClusterConfiguration.
+TRUSTWORTHY_JWT_PATCH = """\
+apiVersion: kubeadm.k8s.io/v1beta2
+kind: ClusterConfiguration
+metadata:
+  name: config
+apiServer:
+  extraArgs:
+    "service-account-issuer": "kubernetes.default.svc"
+    "service-account-signing-key-file": "/etc/kubernetes/pki/sa.key"
+"""
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What the plan/executor need from a cluster provider. Nothing outside the provider module knows more."""
+
+    name: str
+
+    def kubeconfig(self, cluster: ClusterSpec) -> Path:
+        """The kubeconfig file the lab uses for `cluster` (never the user's ~/.kube/config)."""
+        ...
+
+    def context(self, cluster: ClusterSpec) -> str:
+        """The context name inside that kubeconfig."""
+        ...
+
+    def exists(self, cluster: ClusterSpec) -> bool:
+        """True if the cluster exists and this provider can prove it made it."""
+        ...
+
+    def create(self, cluster: ClusterSpec) -> None:
+        """Create the cluster (idempotent: an existing one is reused) and wait until its node is Ready."""
+        ...
+
+    def verify(self, cluster: ClusterSpec) -> None:
+        """Provider-specific checks after creation; raises PreflightError with one line on a known breakage."""
+        ...
+
+    def delete(self, cluster: ClusterSpec) -> bool:
+        """Delete the cluster if it is confirmed to be ours; returns whether something was deleted."""
+        ...
+
+    def load_images(self, cluster: ClusterSpec, images: Sequence[str]) -> None:
+        """Make host images (by tag) available on the cluster's nodes without a registry pull."""
+        ...
+
+    def node_ip(self, cluster: ClusterSpec) -> str:
+        """The address other clusters reach this cluster's nodes (and NodePorts) on."""
+        ...
+
+    def shell_create(self, cluster: ClusterSpec) -> list[str]:
+        """Bash lines a person can replay to create the cluster (for `lab plan --shell`)."""
+        ...
+
+    def shell_delete(self, cluster: ClusterSpec) -> list[str]:
+        """Bash lines that delete the cluster (for `lab plan --shell --uninstall`)."""
+        ...
+
+    def shell_load_images(self, cluster: ClusterSpec, images: Sequence[str]) -> list[str]:
+        """Bash lines that load host images into the cluster."""
+        ...
+
+
+def needs_trustworthy_jwt_patch(profile: Profile) -> bool:
+    """Kubernetes < 1.20 needs the kubeadm patch (facts/istio-1.7.md §3)."""
+    return profile.node_minor < 20
+
+
+def needs_dns_check(profile: Profile) -> bool:
+    """Node images from kind < v0.18.0 lack the kind #3054 fix (kind PR #3121, released in v0.18.0)."""
+    return _semver(profile.kind_version) < (0, 18, 0)
+
+
+def _semver(version: str) -> tuple[int, int, int]:
+    m = re.match(r"v?(\d+)\.(\d+)\.(\d+)", version)
+    if not m:
+        raise ValueError(f"not a version: {version!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def render_config(profile: Profile, cluster: ClusterSpec) -> dict:
+    """The kind v1alpha4 Cluster config for `cluster`: one control-plane node on the profile's pinned image,
+    the cluster's pod/service subnets, a 127.0.0.1 host port mapped onto the gateway's fixed nodePort, and (for
+    Kubernetes < 1.20) the kubeadm patch Istio 1.7's CI used for third-party JWT."""
+    config: dict[str, Any] = {
+        "kind": "Cluster",
+        "apiVersion": API_VERSION,
+        "name": cluster.name,
+        "nodes": [
+            {
+                "role": "control-plane",
+                "image": profile.node_image,
+                # The host reaches the gateway's 15443 nodePort on 127.0.0.1:<per-cluster port> (Docker Desktop
+                # cannot route to node IPs). Cross-cluster traffic does not use this: it goes node IP to node IP
+                # on the shared `kind` network. listenAddress defaults to 0.0.0.0, so bind loopback explicitly.
+                "extraPortMappings": [
+                    {
+                        "containerPort": profile.gateway_node_port,
+                        "hostPort": cluster.gateway_host_port,
+                        "listenAddress": "127.0.0.1",
+                        "protocol": "TCP",
+                    }
+                ],
+            }
+        ],
+        # Distinct per cluster (Istio's own kind topology, prow/config/topology/multicluster.json).
+        "networking": {"podSubnet": cluster.pod_subnet, "serviceSubnet": cluster.service_subnet},
+    }
+    if needs_trustworthy_jwt_patch(profile):
+        config["kubeadmConfigPatches"] = [TRUSTWORTHY_JWT_PATCH]
+    return config
+
+
+def config_yaml(profile: Profile, cluster: ClusterSpec) -> str:
+    """`render_config` as YAML text."""
+    return yaml.safe_dump(render_config(profile, cluster), sort_keys=False)
+
+
+def create_argv(kind: Path | str, cluster: ClusterSpec, profile: Profile, config: Path | str,
+                kubeconfig: Path | str) -> list[str]:
+    """`kind create cluster` argv, as pytest_kind's KindCluster.create runs it (written out for the shell plan).
+
+    No `--wait` (KindCluster passes none; kind's default is 0s): the lab waits for node Ready itself, with a
+    deadline, which is what kind's waitforready action polls too (pkg/cluster/internal/create/actions/waitforready).
+    """
+    return [str(kind), "create", "cluster", f"--name={cluster.name}", f"--kubeconfig={kubeconfig}",
+            f"--image={profile.node_image}", "--config", str(config)]
+
+
+def node_container(cluster: ClusterSpec) -> str:
+    """The node container name: `<cluster>-control-plane` (kind names nodes `<cluster>-<role>`)."""
+    return f"{cluster.name}-control-plane"
+
+
+def dns_dnat_problem(iptables_save: str, node: str = "the node") -> str | None:
+    """kind #3054 check on `iptables-save -t nat` output from inside a node: None when Docker's embedded-DNS DNAT
+    rules (chain DOCKER_OUTPUT) still carry `--dport 53`, else a one-line explanation of what broke and what to do.
+
+    kind's entrypoint rewrites these rules with `iptables-save | sed | iptables-restore`; with the host on iptables
+    1.8.8+ in nf_tables mode the pre-v0.18 node iptables drops `--dport 53`, so every TCP/UDP packet the node sends is
+    DNATed to Docker's DNS (kind #3054; fixed in images/base/files/usr/local/bin/entrypoint by kind PR #3121).
+    """
+    rules = [ln for ln in iptables_save.splitlines()
+             if ln.startswith("-A DOCKER_OUTPUT ") and "-j DNAT" in ln]
+    if not rules:
+        log.warning("%s: no DOCKER_OUTPUT DNAT rules found in iptables-save; cannot check kind #3054", node)
+        return None
+    bad = [ln for ln in rules if not re.search(r"--dport 53(\s|$)", ln)]
+    if not bad:
+        return None
+    return (f"{node}: Docker's DNS DNAT rules lost '--dport 53' ({bad[0].strip()!r}): this host's iptables 1.8.8+ "
+            f"(nf_tables) breaks node images older than kind v0.18 (kind issue #3054), so DNS and all traffic from "
+            f"the node fail; use the default profile (kind v0.20.0, Kubernetes 1.21), or run `lab down` and switch "
+            f"the host to iptables-legacy")
+
+
+def shell_quote(value: Path | str) -> str:
+    """shlex.quote, except that a leading `$NAME` (like `$LAB_HOME/...`) stays expandable for the shell plan."""
+    text = str(value)
+    m = re.match(r"^(\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)(.*)$", text)
+    if not m:
+        return shlex.quote(text)
+    rest = m.group(2)
+    return f'"{m.group(1)}"' + (shlex.quote(rest) if rest else "")
+
+
+def _argv_line(argv: Sequence[Path | str]) -> str:
+    return " ".join(shell_quote(a) for a in argv)
+
+
+ClusterFactory = Callable[..., Any]
+
+
+def _default_factory(**kwargs: Any) -> Any:
+    from pytest_kind import KindCluster  # imported late: pytest_kind reads KIND_VERSION/KUBECTL_VERSION at import
+
+    return KindCluster(**kwargs)
+
+
+class KindProvider:
+    """`Provider` on kind, built on pytest_kind.KindCluster with explicit kind/kubectl/kubeconfig paths.
+
+    pytest_kind.KindCluster always creates `./.pytest-kind/<name>/` in the current directory when constructed,
+    even with explicit paths (it then writes nothing there). The lab never changes directory (clusters are created
+    in parallel threads), so it removes that folder again when it is empty. KindCluster.create/delete run kind
+    through `subprocess` themselves; their CalledProcessError is turned into the lab's CommandError.
+    """
+
+    name = "kind"
+
+    def __init__(self, profile: Profile, state_dir: Path, tools: Any, runner: Runner, *,
+                 cluster_factory: ClusterFactory = _default_factory) -> None:
+        """`tools` is a lab.tools.Tools; `state_dir` holds kubeconfig/<cluster> and kind/<cluster>.yaml."""
+        self.profile = profile
+        self.state_dir = Path(state_dir)
+        self.tools = tools
+        self.runner = runner
+        self._factory = cluster_factory
+
+    # --- names and paths -------------------------------------------------------------------------------------
+    def kubeconfig(self, cluster: ClusterSpec) -> Path:
+        return self.state_dir / "kubeconfig" / cluster.name
+
+    def context(self, cluster: ClusterSpec) -> str:
+        # kind names the context "kind-" + cluster name (pkg/cluster/internal/kubeconfig/internal/kubeconfig).
+        return f"kind-{cluster.name}"
+
+    def config_path(self, cluster: ClusterSpec) -> Path:
+        return self.state_dir / "kind" / f"{cluster.name}.yaml"
+
+    def node_container(self, cluster: ClusterSpec) -> str:
+        return node_container(cluster)
+
+    def kubectl(self, cluster: ClusterSpec) -> Kubectl:
+        return Kubectl(self.runner, str(self.kubeconfig(cluster)), self.context(cluster), str(self.tools.kubectl))
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    def _containers(self, cluster: ClusterSpec) -> list[str]:
+        res = self.runner.run(["docker", "ps", "-a", "--filter", f"label={CLUSTER_LABEL}={cluster.name}",
+                               "--format", "{{.Names}}"], timeout=30, context=f"{cluster.name}: find kind nodes")
+        return [ln.strip() for ln in res.stdout.splitlines() if ln.strip()]
+
+    def exists(self, cluster: ClusterSpec) -> bool:
+        return bool(self._containers(cluster))
+
+    def _kind_cluster(self, cluster: ClusterSpec) -> Any:
+        leftover = Path(".pytest-kind") / cluster.name
+        existed = leftover.exists()
+        kc = self._factory(name=cluster.name, kubeconfig=self.kubeconfig(cluster), image=self.profile.node_image,
+                           kind_path=Path(self.tools.kind), kubectl_path=Path(self.tools.kubectl))
+        if not existed:
+            for folder in (leftover, leftover.parent):
+                try:
+                    folder.rmdir()  # only succeeds when empty; another thread may still be using the parent
+                except OSError:
+                    break
+        return kc
+
+    def create(self, cluster: ClusterSpec) -> None:
+        config = self.config_path(cluster)
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(config_yaml(self.profile, cluster))
+        kubeconfig = self.kubeconfig(cluster)
+        kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.exists(cluster)
+        if not existed:
+            kc = self._kind_cluster(cluster)
+            try:
+                kc.create(config_file=config)
+            except subprocess.CalledProcessError as err:
+                raise CommandError([str(a) for a in err.cmd], err.returncode, _text(err.output),
+                                   f"{cluster.name}: kind create cluster") from err
+        if existed or not kubeconfig.is_file() or kubeconfig.stat().st_size == 0:
+            # A reused cluster (interrupted run): pytest_kind does not rewrite its kubeconfig, so export it.
+            self.runner.run([str(self.tools.kind), "export", "kubeconfig", "--name", cluster.name,
+                             "--kubeconfig", str(kubeconfig)], timeout=60,
+                            context=f"{cluster.name}: export kubeconfig")
+        self.wait_ready(cluster)
+
+    def wait_ready(self, cluster: ClusterSpec, timeout: float = TIMEOUTS.kind_create) -> None:
+        kubectl = self.kubectl(cluster)
+
+        def ready() -> None:
+            res = kubectl.run("get", "nodes", "-o",
+                              'jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")]'
+                              '.status}{"\\n"}{end}', check=False, timeout=30)
+            if not res.ok:
+                raise NotYet(res.output.strip().splitlines()[-1] if res.output.strip() else "kubectl failed")
+            if not node_ready(res.stdout):
+                raise NotYet(f"nodes not Ready: {res.stdout.strip() or 'none listed'}")
+
+        poll(ready, timeout=timeout, what=f"{cluster.name}: node Ready")
+
+    def verify(self, cluster: ClusterSpec) -> None:
+        if not needs_dns_check(self.profile):
+            return
+        node = self.node_container(cluster)
+        res = self.runner.run(["docker", "exec", node, "iptables-save", "-t", "nat"], timeout=30,
+                              context=f"{cluster.name}: kind #3054 check")
+        problem = dns_dnat_problem(res.stdout, node)
+        if problem:
+            raise PreflightError(problem)
+
+    def delete(self, cluster: ClusterSpec) -> bool:
+        if not self.exists(cluster):
+            log.info("%s: no container labelled %s=%s; nothing to delete", cluster.name, CLUSTER_LABEL,
+                     cluster.name)
+            return False
+        kc = self._kind_cluster(cluster)
+        try:
+            kc.delete()
+        except subprocess.CalledProcessError as err:
+            raise CommandError([str(a) for a in err.cmd], err.returncode, _text(err.output),
+                               f"{cluster.name}: kind delete cluster") from err
+        self.kubeconfig(cluster).unlink(missing_ok=True)
+        return True
+
+    def load_images(self, cluster: ClusterSpec, images: Sequence[str]) -> None:
+        for image in images:
+            try:
+                self.runner.run(load_argv(self.tools.kind, cluster, image), timeout=TIMEOUTS.command,
+                                context=f"{cluster.name}: kind load {image}")
+            except CommandError as first:
+                # Docker 29's containerd image store breaks `kind load docker-image` for multi-arch images
+                # (kind #4066): save just the one platform and load the archive (kind PR #4247).
+                log.info("%s: kind load docker-image %s failed (%s); loading a %s archive instead",
+                         cluster.name, image, first, PLATFORM)
+                self._load_archive(cluster, image)
+
+    def _load_archive(self, cluster: ClusterSpec, image: str) -> None:
+        scratch = self.state_dir / "tmp"
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+            archive = Path(tmp) / "image.tar"
+            for argv in archive_load_argvs(self.tools.kind, cluster, image, archive):
+                self.runner.run(argv, timeout=TIMEOUTS.command, context=f"{cluster.name}: load {image} archive")
+
+    def node_ip(self, cluster: ClusterSpec) -> str:
+        res = self.runner.run(node_ip_argv(cluster), timeout=30, context=f"{cluster.name}: node IP")
+        ip = res.stdout.strip()
+        if not ip:
+            raise PreflightError(f"{self.node_container(cluster)} has no address on the Docker network "
+                                 f"'{DOCKER_NETWORK}': run `lab down` and `lab up` again")
+        return ip
+
+    # --- the same, as bash for `lab plan --shell` -------------------------------------------------------------
+    def shell_create(self, cluster: ClusterSpec) -> list[str]:
+        config = self.config_path(cluster)
+        kubeconfig = self.kubeconfig(cluster)
+        kind = shell_quote(self.tools.kind)
+        lines = [f"mkdir -p {shell_quote(config.parent)} {shell_quote(kubeconfig.parent)}",
+                 f"cat > {shell_quote(config)} <<'KIND_CONFIG'",
+                 *config_yaml(self.profile, cluster).rstrip("\n").splitlines(),
+                 "KIND_CONFIG",
+                 f"{kind} get clusters | grep -qx {shlex.quote(cluster.name)} || "
+                 + _argv_line(create_argv(self.tools.kind, cluster, self.profile, config, kubeconfig)),
+                 _argv_line([self.tools.kubectl, "--kubeconfig", kubeconfig, "--context", self.context(cluster),
+                             "wait", "--for=condition=Ready", "node", "--all",
+                             f"--timeout={int(TIMEOUTS.kind_create)}s"])]
+        if needs_dns_check(self.profile):
+            node = shlex.quote(self.node_container(cluster))
+            lines += ["# kind #3054: Docker's DNS DNAT rules in the node must still carry --dport 53",
+                      f"docker exec {node} iptables-save -t nat | grep -e '-A DOCKER_OUTPUT .*-j DNAT' "
+                      f"| grep -qv -e '--dport 53' && {{ echo 'kind #3054: DNS DNAT rules lost --dport 53 in "
+                      f"{cluster.name}; use the default profile' >&2; exit 1; }} || true"]
+        return lines
+
+    def shell_delete(self, cluster: ClusterSpec) -> list[str]:
+        name = shlex.quote(cluster.name)
+        delete = _argv_line([self.tools.kind, "delete", "cluster", f"--name={cluster.name}",
+                             f"--kubeconfig={self.kubeconfig(cluster)}"])
+        return [f"# delete only a cluster whose node container carries kind's label {CLUSTER_LABEL}={cluster.name}",
+                f"if [ -n \"$(docker ps -aq --filter label={CLUSTER_LABEL}={name})\" ]; then {delete}; fi"]
+
+    def shell_load_images(self, cluster: ClusterSpec, images: Sequence[str]) -> list[str]:
+        lines = []
+        for image in images:
+            tar = f"/tmp/lab-image-{cluster.name}.tar"
+            fallback = " && ".join(_argv_line(a) for a in archive_load_argvs(self.tools.kind, cluster, image, tar))
+            lines.append(f"{_argv_line(load_argv(self.tools.kind, cluster, image))} || "
+                         f"{{ {fallback} && rm -f {tar}; }}")
+        return lines
+
+
+def load_argv(kind: Path | str, cluster: ClusterSpec, image: str) -> list[str]:
+    """`kind load docker-image --name <cluster> <image>` (by tag; kind pkg/cmd/kind/load/docker-image)."""
+    return [str(kind), "load", "docker-image", "--name", cluster.name, image]
+
+
+def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str, archive: Path | str) -> list[list[str]]:
+    """The kind #4066 fallback: save one platform of the image, then `kind load image-archive` it."""
+    return [["docker", "image", "save", "--platform", PLATFORM, "-o", str(archive), image],
+            [str(kind), "load", "image-archive", "--name", cluster.name, str(archive)]]
+
+
+def node_ip_argv(cluster: ClusterSpec) -> list[str]:
+    """`docker inspect` of the node's address on the `kind` network (what Istio's kind scripts use)."""
+    return ["docker", "inspect", "-f", f"{{{{ .NetworkSettings.Networks.{DOCKER_NETWORK}.IPAddress }}}}",
+            node_container(cluster)]
+
+
+def node_ready(jsonpath_out: str) -> bool:
+    """True when every `<node>=<Ready status>` line says True (and there is at least one)."""
+    lines = [ln.strip() for ln in jsonpath_out.splitlines() if ln.strip()]
+    return bool(lines) and all(ln.rpartition("=")[2] == "True" for ln in lines)
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

@@ -1,0 +1,331 @@
+"""Tools the lab runs (kind, kubectl, istioctl + the Istio release tree): found or downloaded once, verified.
+
+Owns: download URLs and checksum URLs for each tool, parsing of the published checksum files and of the tools'
+`version` output, the download cache (streamed to a temp file, sha256-checked, atomically renamed), safe
+extraction of the Istio release tarball, and `ensure_tools`, which returns the four paths the rest of the lab uses.
+
+Sources:
+- kind: release assets `kind-linux-amd64` and `kind-linux-amd64.sha256sum` on
+  https://github.com/kubernetes-sigs/kind/releases/download/<v>/ (kind hack/release/build/cross.sh at v0.17.0 and
+  v0.20.0: `shasum -a 256 "$f" > "$f".sha256sum`, i.e. "<hex>  kind-linux-amd64").
+- kubectl: https://dl.k8s.io/release/<v>/bin/linux/amd64/kubectl and `kubectl.sha256`, which holds the bare hex
+  digest (kubernetes website, docs/tasks/tools/install-kubectl-linux.md: `echo "$(cat kubectl.sha256)  kubectl" |
+  sha256sum --check`).
+- Istio: https://github.com/istio/istio/releases/download/<v>/istio-<v>-linux-amd64.tar.gz and `.sha256`, written by
+  istio/release-builder pkg/util/files.go `CreateSha` as "<hex> <file>\n" (../shared/facts/istio-1.7.md §2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import requests
+
+from lab import istio
+from lab.errors import CommandError, PreflightError, ValidationError
+from lab.profile import Profile
+from lab.shell import Runner
+
+Progress = Callable[[str], None]
+
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Tools:
+    """Paths of the binaries and of the extracted Istio release (istio-<v>/) the lab uses."""
+
+    kind: Path
+    kubectl: Path
+    istioctl: Path
+    istio_dir: Path
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Base URLs of the three downloads; tests point them at a local HTTP server."""
+
+    kind: str = "https://github.com/kubernetes-sigs/kind/releases/download"
+    kubectl: str = "https://dl.k8s.io/release"
+    istio: str = "https://github.com/istio/istio/releases/download"
+
+
+DEFAULT_SOURCES = Sources()
+
+
+def cache_dir() -> Path:
+    """`$LAB_CACHE`, else `$XDG_CACHE_HOME/istio-multicluster-lab`, else `~/.cache/istio-multicluster-lab`."""
+    if os.environ.get("LAB_CACHE"):
+        return Path(os.environ["LAB_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "istio-multicluster-lab"
+
+
+def kind_url(version: str, sources: Sources = DEFAULT_SOURCES) -> tuple[str, str]:
+    """(binary URL, checksum URL) of kind `version` (`v0.20.0`) for linux-amd64."""
+    url = f"{sources.kind.rstrip('/')}/{version}/kind-linux-amd64"
+    return url, url + ".sha256sum"
+
+
+def kubectl_url(version: str, sources: Sources = DEFAULT_SOURCES) -> tuple[str, str]:
+    """(binary URL, checksum URL) of kubectl `version` (`v1.21.14`) for linux/amd64."""
+    url = f"{sources.kubectl.rstrip('/')}/{version}/bin/linux/amd64/kubectl"
+    return url, url + ".sha256"
+
+
+def istio_url(version: str, sources: Sources = DEFAULT_SOURCES) -> tuple[str, str]:
+    """(tarball URL, checksum URL) of the Istio `version` (`1.7.8`) linux-amd64 release."""
+    if sources.istio == DEFAULT_SOURCES.istio:
+        url = istio.release_url(version)
+    else:
+        url = f"{sources.istio.rstrip('/')}/{version}/istio-{version}-linux-amd64.tar.gz"
+    return url, url + ".sha256"
+
+
+def parse_checksum(text: str, filename: str | None = None) -> str:
+    """The sha256 hex digest in a published checksum file.
+
+    Accepts a bare digest (dl.k8s.io) or `sha256sum` lines "<hex>  [*]<name>" (kind, Istio); with several lines,
+    `filename` picks the line. Raises ValidationError when there is no well-formed digest.
+    """
+    entries: list[tuple[str, str | None]] = []
+    for raw in text.splitlines():
+        fields = raw.split()
+        if not fields:
+            continue
+        if not _HEX64.match(fields[0]) or len(fields) > 2:
+            raise ValidationError(f"checksum file line {raw.strip()[:80]!r} is not '<sha256 hex> [file name]'")
+        name = fields[1].lstrip("*") if len(fields) == 2 else None
+        entries.append((fields[0].lower(), name))
+    if not entries:
+        raise ValidationError("checksum file is empty: expected a sha256 hex digest")
+    if filename is not None:
+        named = [d for d, n in entries if n == filename]
+        if named:
+            return named[0]
+        if all(n is not None for _, n in entries):
+            names = ", ".join(str(n) for _, n in entries)
+            raise ValidationError(f"checksum file lists {names}, not {filename}")
+    if len(entries) > 1:
+        raise ValidationError(f"checksum file has {len(entries)} digests; cannot tell which is {filename}")
+    return entries[0][0]
+
+
+def parse_kind_version(output: str) -> str | None:
+    """`kind version` output ("kind v0.20.0 go1.20.4 linux/amd64") -> "v0.20.0"; None if not recognised."""
+    m = re.search(r"\bkind (v\d+\.\d+\.\d+\S*)", output)
+    return m.group(1) if m else None
+
+
+def parse_kubectl_version(output: str) -> str | None:
+    """`kubectl version --client -o json` output (or the old `GitVersion:"v1.21.14"` / `Client Version: v1.21.14`
+    text forms) -> "v1.21.14"; None if not recognised."""
+    try:
+        data = json.loads(output)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        client = data.get("clientVersion")
+        if isinstance(client, dict) and isinstance(client.get("gitVersion"), str):
+            return client["gitVersion"]
+        return None
+    m = re.search(r'GitVersion:"(v[^"]+)"', output) or re.search(r"Client Version: (v\d+\.\d+\.\d+\S*)", output)
+    return m.group(1) if m else None
+
+
+def parse_istioctl_version(output: str) -> str | None:
+    """`istioctl version --remote=false` output ("1.7.8", or "client version: 1.7.8") -> "1.7.8"."""
+    for line in output.splitlines():
+        line = line.strip()
+        m = re.fullmatch(r"(?:client version:\s*)?(\d+\.\d+\.\d+\S*)", line, flags=re.IGNORECASE)
+        if m:
+            return m.group(1)
+    return None
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def download(url: str, checksum_url: str, dest: Path, *, progress: Progress | None = None,
+             timeout: float = 60.0) -> Path:
+    """Stream `url` to a temp file next to `dest`, check it against the digest in `checksum_url`, rename.
+
+    Raises PreflightError (one line: what and what to do) on an HTTP error or a checksum mismatch; a failed
+    download leaves nothing at `dest`.
+    """
+    say = progress or _progress
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        resp = requests.get(checksum_url, timeout=timeout)
+        resp.raise_for_status()
+        expected = parse_checksum(resp.text, PurePosixPath(url).name)
+    except requests.RequestException as err:
+        raise PreflightError(f"cannot fetch checksum {checksum_url} ({_reason(err)}): check the network or "
+                             f"the version in the profile") from err
+    except ValidationError as err:
+        raise PreflightError(f"checksum file {checksum_url} is not usable ({err}): check the URL") from err
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out, requests.get(url, stream=True, timeout=timeout) as r:
+            r.raise_for_status()
+            total = int(r.headers.get("Content-Length") or 0)
+            done = 0
+            next_report = 0.0
+            say(f"downloading {url}" + (f" ({total / 1e6:.1f} MB)" if total else ""))
+            for chunk in r.iter_content(chunk_size=_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if total and done / total >= next_report:
+                    say(f"  {dest.name}: {done * 100 // total}% of {total / 1e6:.1f} MB")
+                    next_report += 0.25
+        actual = digest.hexdigest()
+        if actual != expected:
+            raise PreflightError(f"{url} has sha256 {actual}, but {checksum_url} says {expected}: "
+                                 f"the download is corrupt or tampered with; delete {dest.parent} and retry")
+        os.replace(tmp, dest)
+        say(f"  {dest.name}: sha256 verified")
+        return dest
+    except requests.RequestException as err:
+        raise PreflightError(f"cannot download {url} ({_reason(err)}): check the network or the version "
+                             f"in the profile") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _reason(err: requests.RequestException) -> str:
+    resp = getattr(err, "response", None)
+    if resp is not None:
+        return f"HTTP {resp.status_code}"
+    return type(err).__name__
+
+
+def safe_extract(tarball: Path, dest: Path) -> None:
+    """Extract a .tar.gz into `dest`, refusing members that escape it (absolute, `..`, links out, devices)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+    with tarfile.open(tarball, "r:*") as tar:
+        members = tar.getmembers()
+        for m in members:
+            _check_member(m, root)
+        # The "data" filter (Python 3.12, backported to 3.10.12/3.11.4) enforces the same rules again.
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(root, members=members, filter="data")
+        else:  # pragma: no cover - older patch releases
+            tar.extractall(root, members=members)
+
+
+def _check_member(m: tarfile.TarInfo, root: Path) -> None:
+    name = PurePosixPath(m.name)
+    if name.is_absolute() or ".." in name.parts:
+        raise ValidationError(f"archive member {m.name!r} points outside the extraction directory; refusing")
+    if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
+        raise ValidationError(f"archive member {m.name!r} is a device or fifo; refusing")
+    target = (root / m.name).resolve()
+    if root not in (target, *target.parents):
+        raise ValidationError(f"archive member {m.name!r} resolves outside the extraction directory; refusing")
+    if m.issym() or m.islnk():
+        link = PurePosixPath(m.linkname)
+        base = root if m.islnk() else (root / m.name).parent
+        resolved = (base / link).resolve() if not link.is_absolute() else Path(link)
+        if link.is_absolute() or root not in (resolved, *resolved.parents):
+            raise ValidationError(f"archive link {m.name!r} -> {m.linkname!r} points outside; refusing")
+
+
+def _on_path_version(runner: Runner, name: str, argv_tail: list[str], parse: Callable[[str], str | None],
+                     want: str) -> Path | None:
+    found = shutil.which(name)
+    if not found:
+        return None
+    try:
+        res = runner.run([found, *argv_tail], check=False, timeout=30, context=f"{name} version")
+    except (CommandError, PreflightError):
+        return None
+    return Path(found) if res.ok and parse(res.output) == want else None
+
+
+def _ensure_binary(url_pair: tuple[str, str], dest: Path, progress: Progress | None) -> Path:
+    if not dest.is_file():
+        download(*url_pair, dest, progress=progress)
+    mode = dest.stat().st_mode
+    if not mode & stat.S_IXUSR:
+        dest.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return dest
+
+
+def ensure_istio(version: str, cache: Path, *, sources: Sources = DEFAULT_SOURCES,
+                 progress: Progress | None = None) -> Path:
+    """The extracted `istio-<version>/` directory in the cache (downloaded, verified and extracted once)."""
+    base = cache / "istio"
+    istio_dir = base / f"istio-{version}"
+    marker = base / f".istio-{version}.extracted"
+    if marker.is_file() and (istio_dir / "bin" / "istioctl").is_file():
+        return istio_dir
+    tarball = base / f"istio-{version}-linux-amd64.tar.gz"
+    if not tarball.is_file():
+        download(*istio_url(version, sources), tarball, progress=progress)
+    # Extract into a scratch directory and move the tree in whole, so an interrupted extraction is never reused.
+    scratch = Path(tempfile.mkdtemp(prefix=".extract-", dir=base))
+    try:
+        safe_extract(tarball, scratch)
+        extracted = scratch / f"istio-{version}"
+        if not (extracted / "bin" / "istioctl").is_file():
+            raise PreflightError(f"{tarball.name} has no istio-{version}/bin/istioctl: delete {tarball} and retry")
+        if istio_dir.exists():
+            shutil.rmtree(istio_dir)
+        os.replace(extracted, istio_dir)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    marker.write_text(sha256_file(tarball) + "\n")
+    (progress or _progress)(f"  extracted {istio_dir}")
+    return istio_dir
+
+
+def ensure_tools(profile: Profile, cache_dir: Path, runner: Runner, *, sources: Sources = DEFAULT_SOURCES,
+                 progress: Progress | None = None, use_path: bool = True) -> Tools:
+    """kind, kubectl and istioctl at the profile's exact versions, and the extracted Istio release directory.
+
+    Prefers binaries on PATH whose version matches exactly (when `use_path`), then the cache, then downloads.
+    The Istio release tree (samples, manifests/examples) always comes from the cache: istioctl on PATH does not
+    say where its release directory is.
+    """
+    cache = cache_dir
+    kind = use_path and _on_path_version(runner, "kind", ["version"], parse_kind_version, profile.kind_version)
+    if not kind:
+        kind = _ensure_binary(kind_url(profile.kind_version, sources),
+                              cache / "bin" / f"kind-{profile.kind_version}", progress)
+    kubectl = use_path and _on_path_version(runner, "kubectl", ["version", "--client", "-o", "json"],
+                                            parse_kubectl_version, profile.kubectl_version)
+    if not kubectl:
+        kubectl = _ensure_binary(kubectl_url(profile.kubectl_version, sources),
+                                 cache / "bin" / f"kubectl-{profile.kubectl_version}", progress)
+    istio_dir = ensure_istio(profile.istio_version, cache, sources=sources, progress=progress)
+    istioctl = use_path and _on_path_version(runner, "istioctl", ["version", "--remote=false"],
+                                             parse_istioctl_version, profile.istio_version)
+    if not istioctl:
+        istioctl = istio_dir / "bin" / "istioctl"
+    return Tools(kind=Path(kind), kubectl=Path(kubectl), istioctl=Path(istioctl), istio_dir=istio_dir)
