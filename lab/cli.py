@@ -29,13 +29,75 @@ def _add_certs(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_corefile(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("corefile", help="add or remove the CoreDNS `global` server block")
-    p.set_defaults(func=lambda a: _not_yet("corefile"))
+    p = sub.add_parser("corefile", help="add or remove the CoreDNS `global` server block",
+                       description="Read a Corefile (FILE or standard input), write the result to standard output.")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    pp = verbs.add_parser("patch", help="add (or replace) the `global:53` block forwarding to istiocoredns")
+    pp.add_argument("--forward", required=True, metavar="IP", help="the istiocoredns ClusterIP (an IP literal)")
+    pp.add_argument("--no-aaaa-guard", dest="aaaa_guard", action="store_false",
+                    help="leave out the AAAA guard (musl clients then fail to resolve .global; docs/corefile.md)")
+    pp.add_argument("file", nargs="?", metavar="FILE", help="Corefile to read (default: standard input)")
+    up = verbs.add_parser("unpatch", help="remove the block serving `global`, leaving the rest byte-identical")
+    up.add_argument("file", nargs="?", metavar="FILE", help="Corefile to read (default: standard input)")
+
+    def _read_bytes_exact(path: str | None) -> str:
+        """FILE or standard input as text with every byte kept (text-mode stdin would turn CRLF into LF)."""
+        from lab.errors import UsageError
+
+        try:
+            if path in (None, "-"):
+                raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
+            else:
+                with open(path, "rb") as fh:
+                    raw = fh.read()
+            return raw.decode("utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot read {path}: {err.strerror}") from err
+        except UnicodeDecodeError as err:
+            raise UsageError(f"{path or 'standard input'} is not UTF-8 text (byte {err.start})") from err
+
+    def run(a: argparse.Namespace) -> int:
+        from lab import corefile
+
+        text = _read_bytes_exact(a.file)
+        out = corefile.patch(text, a.forward, aaaa_guard=a.aaaa_guard) if a.verb == "patch" else corefile.unpatch(text)
+        sys.stdout.write(out)
+        return 0
+
+    p.set_defaults(func=run)
 
 
 def _add_serviceentry(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serviceentry", help="render the httpbin.bar.global ServiceEntries")
-    p.set_defaults(func=lambda a: _not_yet("serviceentry"))
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    r = verbs.add_parser(
+        "render", help="print a `.global` ServiceEntry as YAML",
+        description="With --endpoint ADDR:PORT: the calling cluster's ServiceEntry (remote gateway address and the "
+                    "port reaching its 15443). With --endpoint NAME.NS.svc.cluster.local: the serving cluster's.")
+    r.add_argument("--host", required=True, help="<name>.<namespace>.global, e.g. httpbin.bar.global")
+    r.add_argument("--port", type=int, default=8000, help="the service port (default 8000)")
+    r.add_argument("--port-name", default="http1", help="the port name (default http1)")
+    r.add_argument("--vip", required=True, help="the VIP in this cluster, from 240.0.0.0/4")
+    r.add_argument("--endpoint", required=True, metavar="ADDR:PORT|HOSTNAME")
+    r.add_argument("--namespace", help="metadata.namespace (default: none, `kubectl -n` decides)")
+
+    def run(a: argparse.Namespace) -> int:
+        from lab import serviceentry as se
+        from lab.errors import ValidationError
+
+        svc = se.RemoteService.from_host(a.host, port=a.port, port_name=a.port_name)
+        address, port = se.parse_endpoint(a.endpoint)
+        if port is not None:
+            obj = se.render_client(svc, a.vip, address, port, namespace=a.namespace)
+        elif address.rstrip(".") == svc.local_host:
+            obj = se.render_server(svc, a.vip, namespace=a.namespace)
+        else:
+            raise ValidationError(f"endpoint {a.endpoint!r}: give ADDR:PORT (the remote gateway) or {svc.local_host} "
+                                  "(the service itself, in the serving cluster)")
+        sys.stdout.write(se.to_yaml(obj))
+        return 0
+
+    r.set_defaults(func=run)
 
 
 # --- diagnostics (classify, configdump, doctor) ----------------------------------------------------------
