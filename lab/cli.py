@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lab import __version__
 from lab.errors import LabError
@@ -24,8 +25,51 @@ def _read_input(path: str | None) -> str:
 
 # --- mesh building blocks (certs, corefile, serviceentry) -------------------------------------------------
 def _add_certs(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("certs", help="shared-root CA material for the clusters")
-    p.set_defaults(func=lambda a: _not_yet("certs"))
+    from lab import certs
+    from lab.errors import UsageError
+    from lab.profile import load_profile
+
+    p = sub.add_parser("certs", help="shared-root CA material for the clusters (the cacerts secret)")
+    csub = p.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
+
+    gen = csub.add_parser("generate", help="a root CA and one intermediate CA per cluster (Istio's cacerts layout)")
+    gen.add_argument("--out", required=True, type=Path, metavar="DIR",
+                     help="writes DIR/root-cert.pem, DIR/root-key.pem and DIR/<cluster>/ (an existing root is reused)")
+    gen.add_argument("--clusters", metavar="NAMES",
+                     help="comma-separated cluster names (default: the profile's clusters)")
+
+    def generate(a: argparse.Namespace) -> int:
+        names = a.clusters.split(",") if a.clusters else [c.name for c in load_profile().clusters]
+        certs.generate(a.out, names)
+        root = a.out / certs.ROOT_CERT
+        print(f"root: {root} (sha256 {certs.root_fingerprint(root.read_bytes())}); "
+              f"its key {a.out / certs.ROOT_KEY} stays here, keep it private")
+        for name in names:
+            print(f"{name.strip()}: {a.out / name.strip()} ({', '.join(certs.CACERTS_FILES)})")
+        return 0
+
+    gen.set_defaults(func=generate)
+
+    chk = csub.add_parser("check", help="exit 0 if both directories share one root and both chains verify, else 1")
+    chk.add_argument("dir_a", type=Path, metavar="DIR_A")
+    chk.add_argument("dir_b", type=Path, metavar="DIR_B")
+
+    def check(a: argparse.Namespace) -> int:
+        for d in (a.dir_a, a.dir_b):
+            if not d.is_dir():
+                raise UsageError(f"{d} is not a directory: pass two directories that hold a cluster's cacerts files")
+        problems = certs.check(a.dir_a, a.dir_b)
+        if any(certs.uses_sample_root(d) for d in (a.dir_a, a.dir_b)):
+            print(f"lab: note: {certs.SAMPLES_NOTICE}", file=sys.stderr)
+        for problem in problems:
+            print(f"problem: {problem}")
+        if problems:
+            return 1
+        root = certs.root_fingerprint((a.dir_a / certs.ROOT_CERT).read_bytes())
+        print(f"ok: {a.dir_a} and {a.dir_b} share one root (sha256 {root}) and both chains verify")
+        return 0
+
+    chk.set_defaults(func=check)
 
 
 def _add_corefile(sub: argparse._SubParsersAction) -> None:
