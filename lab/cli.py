@@ -146,8 +146,34 @@ def _add_serviceentry(sub: argparse._SubParsersAction) -> None:
 
 # --- diagnostics (classify, configdump, doctor) ----------------------------------------------------------
 def _add_classify(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("classify", help="say what a curl/Envoy probe result means")
-    p.set_defaults(func=lambda a: _not_yet("classify"))
+    p = sub.add_parser("classify", help="say what a curl/Envoy probe result means",
+                       description="Print the class of a probe result alone on the first line, then the evidence "
+                                   "(see docs/classify.md).")
+    p.add_argument("file", nargs="?", help="what curl printed (stdout and stderr); standard input if absent or -")
+    p.add_argument("--exit-code", type=int, metavar="N", help="curl's exit code, if the output does not show it")
+    p.add_argument("--access-log", metavar="FILE", help="Envoy access-log lines for the same request(s)")
+    p.add_argument("--each", action="store_true", help="one verdict per request when the output holds several")
+
+    def run(a: argparse.Namespace) -> int:
+        from lab import classify
+        from lab.errors import UsageError
+
+        try:
+            output = _read_input(a.file)
+            log = _read_input(a.access_log) if a.access_log else None
+        except OSError as err:
+            raise UsageError(f"cannot read {err.filename}: {err.strerror}; pass a readable file or use stdin") from err
+        if a.each:
+            for i, v in enumerate(classify.classify_many(output, a.exit_code, log), 1):
+                print(f"request {i}: {v.cls}")
+                print("\n".join(f"  {line}" for line in v.evidence))
+            return 0
+        verdict = classify.classify(output, a.exit_code, log)
+        print(verdict.cls)
+        print("\n".join(verdict.evidence))
+        return 0
+
+    p.set_defaults(func=run)
 
 
 def _add_configdump(sub: argparse._SubParsersAction) -> None:
