@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lab import __version__
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 
 
 def _read_input(path: str | None) -> str:
@@ -178,12 +178,40 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
 
 def _add_configdump(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("configdump", help="summarise an Envoy /config_dump for a host and port")
-    p.set_defaults(func=lambda a: _not_yet("configdump"))
+    p.add_argument("file", metavar="FILE", help="the /config_dump JSON ('-' for standard input)")
+    p.add_argument("--host", default=None, help="host to look for (default: every *.global host)")
+    p.add_argument("--port", type=int, default=None, help="service port (e.g. 8000)")
+
+    def run(a: argparse.Namespace) -> int:
+        import json
+
+        from lab import configdump
+
+        try:
+            text = _read_input(a.file)
+        except OSError as err:
+            raise UsageError(f"cannot read {a.file}: {err.strerror}; pass a file saved from /config_dump") from err
+        dump = configdump.load(text, source=a.file)
+        print(json.dumps(configdump.analyze(dump, a.host, a.port), indent=2))
+        return 0
+
+    p.set_defaults(func=run)
 
 
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="walk the path sleep -> httpbin and name the first broken hop")
-    p.set_defaults(func=lambda a: _not_yet("doctor"))
+    p.add_argument("--profile", default="default", help="lab profile (default: default)")
+    p.add_argument("--lab-home", default=None, help="lab state directory (default: $LAB_HOME or ./.lab)")
+    p.add_argument("--json", action="store_true", help="print the hops as JSON")
+
+    def run(a: argparse.Namespace) -> int:
+        from lab import doctor
+
+        hops = doctor.run(profile=a.profile, lab_home=a.lab_home)
+        print(doctor.render_json(hops) if a.json else doctor.render_text(hops))
+        return doctor.exit_code(hops)
+
+    p.set_defaults(func=run)
 
 
 # --- provisioning (plan, up, down, status, uninstall) ----------------------------------------------------

@@ -1,0 +1,633 @@
+"""`lab doctor`: walk the path from cluster1's sleep to cluster2's httpbin and name the first broken hop.
+
+This module owns the hop-by-hop diagnosis. `walk(observations)` is pure: it reads an `Observations` record (pods,
+the kube-system Corefile, istiocoredns plugin log lines, ServiceEntries, the sidecar's and the gateway's config
+dumps, the EnvoyFilter, nodePort reachability, Envoy stats, the final curl) and returns one `Hop` per check, in
+the order traffic meets them, stopping at the first broken one. `collect(lab)` is the thin part: it gathers those
+observations with kubectl (through `lab.kube.Kubectl`, so tests answer it with a RecordingRunner).
+
+A hop whose observation is missing is `unknown` (with what could not be read), never a guess; only `broken`
+stops the walk.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from lab import configdump
+from lab.errors import LabError, ValidationError
+from lab.kube import Kubectl
+from lab.profile import Profile, load_profile
+from lab.shell import Runner
+
+OK, BROKEN, UNKNOWN = "ok", "broken", "unknown"
+
+# manifests/charts/gateways/istio-ingress/templates/preconfigured.yaml@1.7.8
+ENVOYFILTER = "istio-multicluster-ingressgateway"
+# The fixed EnvoyFilter (typed_config) first shipped in 1.7.5 (istio/istio commit 3990ddff, PR #28283, istio#27909).
+FIXED_ENVOYFILTER = (1, 7, 5)
+# Istio 1.7.8's sidecar bootstrap keeps only a few stat prefixes (pkg/bootstrap/config.go
+# requiredEnvoyStatsMatcherInclusionPrefixes); the TLS counters appear only with this pod annotation
+# (pilot/pkg/model/context.go `sidecar.istio.io/statsInclusionSuffixes`).
+STATS_ANNOTATION = "sidecar.istio.io/statsInclusionSuffixes: ssl.fail_verify_error"
+
+
+@dataclass(frozen=True)
+class Hop:
+    name: str
+    status: str  # "ok" | "broken" | "unknown"
+    evidence: tuple[str, ...]
+    fix: str
+
+
+@dataclass(frozen=True)
+class PodState:
+    cluster: str
+    namespace: str
+    name: str
+    labels: dict[str, str]
+    ready: bool
+    detail: str  # phase and, when not ready, the first waiting/terminated reason
+
+
+@dataclass
+class Observations:
+    """What the doctor saw. None means "not observed"; `errors` says why, by the same key."""
+
+    istio_version: str = "1.7.8"
+    client: str = "cluster1"
+    server: str = "cluster2"
+    host: str = "httpbin.bar.global"
+    port: int = 8000
+    client_namespace: str = "foo"
+    server_namespace: str = "bar"
+    aaaa_guard: bool = True
+    pods: dict[str, list[PodState]] | None = None  # by cluster name
+    corefile: str | None = None  # client cluster kube-system/coredns Corefile
+    istiocoredns_ip: str | None = None  # client cluster istiocoredns ClusterIP
+    istiocoredns_log: str | None = None  # client cluster istio-coredns-plugin container log
+    serviceentries: dict[str, list[dict]] | None = None  # by cluster name: ServiceEntry objects
+    sidecar_dump: dict | None = None  # client sleep pod istio-proxy /config_dump
+    gateway_dump: dict | None = None  # server ingress gateway /config_dump
+    gateway_address: str | None = None  # server gateway pod's hostIP (node IP)
+    gateway_node_port: int | None = None  # server gateway Service's nodePort for 15443
+    node_port_reachable: bool | None = None
+    node_port_detail: str = ""
+    envoyfilter: dict | None = None  # server EnvoyFilter object; {} when it does not exist
+    client_stats: str | None = None  # client sidecar /stats text (filtered or not)
+    curl_output: str | None = None
+    curl_exit: int | None = None
+    curl_status: int | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+# --- small pure helpers ---------------------------------------------------------------------------------------
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+
+
+def pods_from_json(cluster: str, obj: dict) -> list[PodState]:
+    """PodStates from `kubectl get pods -A -o json`."""
+    out = []
+    for item in obj.get("items") or []:
+        meta, status = item.get("metadata") or {}, item.get("status") or {}
+        conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+        ready = conds.get("Ready") == "True"
+        detail = str(status.get("phase", "?"))
+        if not ready:
+            for cs in status.get("containerStatuses") or []:
+                state = cs.get("state") or {}
+                why = (state.get("waiting") or state.get("terminated") or {}).get("reason")
+                if why:
+                    detail += f", {cs.get('name')}: {why}"
+                    break
+        out.append(PodState(cluster, str(meta.get("namespace", "")), str(meta.get("name", "")),
+                            dict(meta.get("labels") or {}), ready, detail))
+    return out
+
+
+# (role, namespace, label, value, what it is); the cluster roles come from the profile.
+REQUIRED_PODS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("client", "kube-system", "k8s-app", "kube-dns", "CoreDNS"),
+    ("client", "istio-system", "app", "istiod", "istiod"),
+    ("client", "istio-system", "app", "istiocoredns", "istiocoredns"),
+    ("client", "", "app", "sleep", "sleep"),
+    ("server", "istio-system", "app", "istiod", "istiod"),
+    ("server", "istio-system", "istio", "ingressgateway", "ingress gateway"),
+)
+
+
+def plugin_log_facts(log: str, host: str) -> dict:
+    """What the istio-coredns-plugin log says (istio-ecosystem/istio-coredns-plugin plugin.go log lines):
+    the last `Have N service entries`, the `adding DNS mapping: host.->[ips]` for `host`, and how many queries
+    ended in `Could not find the service requested`."""
+    counts = [int(m) for m in re.findall(r"Have (\d+) service entries", log)]
+    mappings = re.findall(r"adding DNS mapping: " + re.escape(host.rstrip(".")) + r"\.->\[([^\]]*)\]", log)
+    invalid = re.findall(r"Ignoring invalid service entry: (\S+)", log)
+    return {"entries": counts[-1] if counts else None,
+            "mapping": mappings[-1].split() if mappings else None,
+            "not_found": log.count("Could not find the service requested"),
+            "invalid": invalid}
+
+
+def envoyfilter_form(obj: dict) -> str:
+    """How the EnvoyFilter patches in tcp_cluster_rewrite: "typed_config" (1.7.5+, works), "legacy-config"
+    (1.7.0-1.7.4 `config:`, pushed without configuration by Istio 1.7: istio#27909), "absent", or "other"."""
+    if not obj:
+        return "absent"
+    for cp in (obj.get("spec") or {}).get("configPatches") or []:
+        value = (cp.get("patch") or {}).get("value") or {}
+        if value.get("name") != configdump.TCP_CLUSTER_REWRITE:
+            continue
+        typed = value.get("typed_config") or {}
+        if "TcpClusterRewrite" in str(typed.get("@type", "")) and typed.get("cluster_pattern"):
+            return "typed_config"
+        if value.get("config"):
+            return "legacy-config"
+    return "other"
+
+
+def fail_verify_errors(stats: str, host: str) -> int | None:
+    """Sum of `cluster.<...host...>.ssl.fail_verify_error` counters, or None when Envoy does not expose them."""
+    total, seen = 0, False
+    for line in stats.splitlines():
+        name, _, value = line.partition(": ")
+        if name.endswith("ssl.fail_verify_error") and host in name and value.strip().isdigit():
+            total += int(value)
+            seen = True
+    return total if seen else None
+
+
+def _module(name: str) -> ModuleType | None:
+    """A sibling module built on another branch (corefile, serviceentry, classify), or None if not merged yet."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name != name:
+            raise
+        return None
+
+
+def _se_hosts(se: dict) -> list[str]:
+    return list((se.get("spec") or {}).get("hosts") or [])
+
+
+def _se_name(se: dict) -> str:
+    meta = se.get("metadata") or {}
+    return f"{meta.get('namespace', '?')}/{meta.get('name', '?')}"
+
+
+def _unknown(name: str, obs: Observations, key: str, what: str, fix: str) -> Hop:
+    why = obs.errors.get(key)
+    return Hop(name, UNKNOWN, (f"{what} not observed" + (f": {why}" if why else ""),), fix)
+
+
+# --- the hops, in the order traffic meets them ---------------------------------------------------------------
+def hop_pods(obs: Observations) -> Hop:
+    name, fix = "pods-ready", "wait for the pods or look at them: `kubectl get pods -A --context kind-<cluster>`"
+    if obs.pods is None:
+        return _unknown(name, obs, "pods", "pods", fix)
+    evidence, broken = [], []
+    for role, ns, key, value, what in REQUIRED_PODS:
+        cluster = obs.client if role == "client" else obs.server
+        ns = ns or obs.client_namespace
+        pods = [p for p in obs.pods.get(cluster, []) if p.namespace == ns and p.labels.get(key) == value]
+        ready = [p for p in pods if p.ready]
+        line = f"{cluster} {ns} {what} ({key}={value}): {len(ready)}/{len(pods)} ready"
+        if not ready:
+            line += "".join(f"; {p.name} {p.detail}" for p in pods[:2]) if pods else "; no pod"
+            broken.append(line)
+        evidence.append(line)
+    if broken:
+        return Hop(name, BROKEN, tuple(evidence),
+                   "make these pods ready (`kubectl describe pod`); if they are missing, run `make lab-up` again")
+    return Hop(name, OK, tuple(evidence), "")
+
+
+def hop_kube_dns(obs: Observations) -> Hop:
+    name = "kube-dns-global"
+    fix = ("add the `global:53` server block (forward . <istiocoredns ClusterIP>:53, with the AAAA guard) to "
+           f"kube-system/coredns in {obs.client}: `make lab-up` does it; then restart CoreDNS")
+    if obs.corefile is None:
+        return _unknown(name, obs, "corefile", "kube-system/coredns Corefile", fix)
+    corefile = _module("lab.corefile")
+    if corefile is None:
+        return Hop(name, UNKNOWN, ("lab.corefile (Corefile parser) is not in this build",), fix)
+    try:
+        block = corefile.global_block(obs.corefile)
+    except ValidationError as err:
+        return Hop(name, BROKEN, (f"the Corefile does not parse: {err}",), fix)
+    if not block:
+        return Hop(name, BROKEN, (f"{obs.client} kube-system/coredns has no `global` server block: kube-dns sends "
+                                  ".global names upstream, where they do not exist",), fix)
+    evidence = [f"global block: {' '.join(block.split())}"]
+    targets = re.findall(r"forward\s+\.\s+(\S+)", block)
+    target = targets[0] if targets else None
+    if target is None or not re.match(r"^\d+\.\d+\.\d+\.\d+(:\d+)?$", target):
+        return Hop(name, BROKEN, (*evidence, f"forward target {target!r} is not an IP address"), fix)
+    if obs.istiocoredns_ip and target.split(":")[0] != obs.istiocoredns_ip:
+        return Hop(name, BROKEN, (*evidence, f"it forwards to {target}, but istiocoredns is {obs.istiocoredns_ip}"),
+                   fix)
+    if obs.aaaa_guard and "aaaa" not in block.lower():
+        return Hop(name, BROKEN, (*evidence, "no AAAA guard: istiocoredns answers NXDOMAIN to AAAA and musl (Alpine "
+                                  "sleep) then fails the whole lookup"), fix)
+    return Hop(name, OK, tuple(evidence), "")
+
+
+def hop_istiocoredns(obs: Observations) -> Hop:
+    name = "istiocoredns"
+    fix = (f"make sure a ServiceEntry for {obs.host} with `addresses: [<VIP>]` exists in {obs.client} and is valid; "
+           "the plugin re-reads ServiceEntries every 5 s (`kubectl -n istio-system logs deploy/istiocoredns "
+           "-c istio-coredns-plugin`)")
+    if obs.istiocoredns_log is None:
+        return _unknown(name, obs, "istiocoredns_log", "istio-coredns-plugin log", fix)
+    facts = plugin_log_facts(obs.istiocoredns_log, obs.host)
+    evidence = []
+    if facts["entries"] is not None:
+        evidence.append(f"plugin: Have {facts['entries']} service entries")
+    if facts["invalid"]:
+        evidence.append(f"plugin ignored invalid ServiceEntries: {', '.join(facts['invalid'])}")
+    if facts["mapping"]:
+        evidence.append(f"plugin: adding DNS mapping: {obs.host}. -> {', '.join(facts['mapping'])}")
+        return Hop(name, OK, tuple(evidence), "")
+    if facts["not_found"]:
+        evidence.append(f"plugin answered `Could not find the service requested` {facts['not_found']} time(s)")
+    if facts["entries"] is None and not facts["not_found"]:
+        return Hop(name, UNKNOWN, ("the plugin log has none of its usual lines (Have N service entries / adding "
+                                   "DNS mapping)",), fix)
+    evidence.append(f"no DNS mapping for {obs.host}")
+    return Hop(name, BROKEN, tuple(evidence), fix)
+
+
+def _vip_problem(se: dict) -> str | None:
+    serviceentry = _module("lab.serviceentry")
+    addresses = (se.get("spec") or {}).get("addresses") or []
+    if not addresses:
+        return "has no addresses: istiocoredns has no VIP to answer with"
+    for a in addresses:
+        if serviceentry is None:
+            continue  # VIP rules live in lab.serviceentry; without it only presence is checked
+        try:
+            serviceentry.validate_vip(a)
+        except ValidationError as err:
+            return f"address {a}: {err}"
+    return None
+
+
+def hop_serviceentries(obs: Observations) -> Hop:
+    name = "serviceentries"
+    fix = (f"apply the {obs.host} ServiceEntries (`make lab-up`); in {obs.client} the endpoint is the gateway's node "
+           f"IP and 15443 nodePort, in {obs.server} it is the local service")
+    if obs.serviceentries is None:
+        return _unknown(name, obs, "serviceentries", "ServiceEntries", fix)
+    evidence, problems = [], []
+    for cluster in (obs.client, obs.server):
+        mine = [se for se in obs.serviceentries.get(cluster, []) if obs.host in _se_hosts(se)]
+        if not mine:
+            if cluster == obs.server and _server_se_optional(obs):
+                evidence.append(f"{cluster}: no ServiceEntry for {obs.host}; not needed while the gateway's "
+                                "EnvoyFilter rewrites .global to .svc.cluster.local (Istio 1.7.5+)")
+                continue
+            problems.append(f"{cluster}: no ServiceEntry for {obs.host}")
+            continue
+        taken: dict[str, str] = {}
+        for se in obs.serviceentries.get(cluster, []):
+            for a in (se.get("spec") or {}).get("addresses") or []:
+                if a in taken and taken[a] != _se_name(se):
+                    problems.append(f"{cluster}: VIP {a} is used by {taken[a]} and {_se_name(se)}")
+                taken[a] = _se_name(se)
+        for se in mine:
+            spec = se.get("spec") or {}
+            why = _vip_problem(se)
+            eps = [f"{e.get('address')}:{','.join(str(v) for v in (e.get('ports') or {}).values())}"
+                   for e in spec.get("endpoints") or []]
+            line = f"{cluster} {_se_name(se)}: addresses {spec.get('addresses')}, endpoints {eps}"
+            evidence.append(line)
+            if why:
+                problems.append(f"{cluster} {_se_name(se)} {why}")
+            if cluster == obs.client and obs.gateway_address and obs.gateway_node_port:
+                want = f"{obs.gateway_address}:{obs.gateway_node_port}"
+                if want not in eps:
+                    problems.append(f"{cluster} {_se_name(se)}: endpoint should be {want} (gateway node IP and "
+                                    "15443 nodePort)")
+    if problems:
+        return Hop(name, BROKEN, tuple(evidence + problems), fix)
+    return Hop(name, OK, tuple(evidence), "")
+
+
+def _server_se_optional(obs: Observations) -> bool:
+    return (version_tuple(obs.istio_version) >= FIXED_ENVOYFILTER and obs.envoyfilter is not None
+            and envoyfilter_form(obs.envoyfilter) == "typed_config")
+
+
+def hop_sidecar(obs: Observations) -> Hop:
+    name = "sidecar-cluster"
+    cluster = f"outbound|{obs.port}||{obs.host}"
+    fix = (f"the sidecar of sleep in {obs.client} has no usable {cluster}: check the ServiceEntry, then "
+           "`istioctl proxy-status` and restart the sleep pod if the sidecar is stale")
+    if obs.sidecar_dump is None:
+        return _unknown(name, obs, "sidecar_dump", "sleep sidecar config_dump", fix)
+    found = {c["name"]: c for c in configdump.find_clusters(obs.sidecar_dump, obs.host, obs.port)}
+    if cluster not in found:
+        return Hop(name, BROKEN, (f"{cluster} not found in the sleep sidecar's config_dump",), fix)
+    c = found[cluster]
+    evidence = [f"{cluster}: {c['type']}, endpoints {c['endpoints']} ({c['endpoints_statement']})"]
+    if c.get("tls_sni"):
+        evidence.append(f"TLS SNI {c['tls_sni']}")
+    routes = [r for r in configdump.find_routes(obs.sidecar_dump, obs.host, obs.port) if r["match"] == "exact"]
+    evidence += [f"route {r['route_config']} virtual host {r['virtual_host']} -> {r['clusters']}" for r in routes]
+    addresses = [e["address"] for e in c["endpoints"] or []]
+    if c["endpoints"] is not None and not addresses:
+        return Hop(name, BROKEN, (*evidence, "the cluster has no endpoints"), fix)
+    if obs.gateway_address and obs.gateway_node_port:
+        want = f"{obs.gateway_address}:{obs.gateway_node_port}"
+        if addresses and want not in addresses:
+            return Hop(name, BROKEN, (*evidence, f"expected the gateway endpoint {want}"), fix)
+    return Hop(name, OK, tuple(evidence), "")
+
+
+def hop_gateway_reachable(obs: Observations) -> Hop:
+    name = "gateway-reachable"
+    where = f"{obs.gateway_address}:{obs.gateway_node_port}"
+    fix = (f"{obs.server}'s gateway nodePort must be reachable from {obs.client}'s nodes: check the gateway Service "
+           "(type NodePort, fixed nodePort for 15443) and that both kind clusters share the `kind` Docker network")
+    if obs.node_port_reachable is None:
+        return _unknown(name, obs, "node_port", f"TCP connect to {where}", fix)
+    detail = (f": {obs.node_port_detail}" if obs.node_port_detail else "")
+    if obs.node_port_reachable:
+        return Hop(name, OK, (f"TCP connect from {obs.client} to {where} succeeded",), "")
+    return Hop(name, BROKEN, (f"TCP connect from {obs.client} to {where} failed{detail}",), fix)
+
+
+def hop_gateway(obs: Observations) -> Hop:
+    name = "gateway-listener"
+    sni = configdump.sni_dnat_name(obs.host, obs.port)
+    fixed = version_tuple(obs.istio_version) >= FIXED_ENVOYFILTER
+    fix = (f"on Istio {obs.istio_version}: " + (
+        f"restore EnvoyFilter istio-system/{ENVOYFILTER} in its typed_config form (@type "
+        f"{configdump.REWRITE_TYPE}), e.g. by re-running `istioctl install`" if fixed else
+        f"the chart's EnvoyFilter uses the legacy `config:` form that Istio 1.7.0-1.7.4 cannot apply (istio#27909): "
+        f"create the {obs.host} ServiceEntry in {obs.server} (endpoint httpbin.bar.svc.cluster.local) or upgrade "
+        "to 1.7.5+"))
+    if obs.gateway_dump is None:
+        return _unknown(name, obs, "gateway_dump", "ingress gateway config_dump", fix)
+    summary = configdump.analyze(obs.gateway_dump, obs.host, obs.port)
+    gws = [ls for ls in summary["listeners_15443"] if ls["wildcard"]]
+    if not gws:
+        return Hop(name, BROKEN, ("the gateway has no 0.0.0.0_15443 listener: the `*.global` AUTO_PASSTHROUGH "
+                                  "Gateway is missing (global.multiCluster.enabled?)",), fix)
+    evidence = []
+    for ls in gws:
+        for ch in ls["chains"]:
+            rw = ch["tcp_cluster_rewrite"]
+            rw_text = "no tcp_cluster_rewrite" if rw is None else f"tcp_cluster_rewrite {rw['form']}" + (
+                "" if rw["usable"] else " (unusable)")
+            evidence.append(f"{ls['name']} chain server_names {ch['server_names']}: {' -> '.join(ch['filters'])}; "
+                            f"{rw_text}; forwards to {ch['forwards_to']}")
+    if obs.envoyfilter is not None:
+        evidence.append(f"EnvoyFilter {ENVOYFILTER}: {envoyfilter_form(obs.envoyfilter)}")
+    paths = summary["gateway_paths"]
+    if not paths:
+        return Hop(name, BROKEN, (*evidence, f"no 15443 chain serves the SNI {sni}"), fix)
+    good = [p for p in paths if p["cluster_present"]]
+    for p in paths:
+        evidence.append(f"SNI {p['sni']} -> cluster {p['cluster']}" + ("" if p["cluster_present"] else " (absent)"))
+    if not good:
+        return Hop(name, BROKEN, (*evidence, "the connection ends in a cluster the gateway does not have: the "
+                                  "gateway closes it (NR), the client sees 503 UF,URX"), fix)
+    if fixed and obs.envoyfilter is not None and envoyfilter_form(obs.envoyfilter) != "typed_config":
+        evidence.append("works only because the .global SNI cluster exists (local ServiceEntry); the EnvoyFilter "
+                        "is not in its working form")
+    return Hop(name, OK, tuple(evidence), "")
+
+
+def hop_root_ca(obs: Observations) -> Hop:
+    name = "root-ca"
+    fix = ("give both clusters `cacerts` from one root BEFORE istiod starts; then restart istiod and the workloads "
+           "(delete istio-ca-secret if istiod self-signed)")
+    if obs.sidecar_dump is None or obs.gateway_dump is None:
+        return _unknown(name, obs, "sidecar_dump" if obs.sidecar_dump is None else "gateway_dump",
+                        "config dumps of both sides", fix)
+    a, b = configdump.rootca(obs.sidecar_dump), configdump.rootca(obs.gateway_dump)
+    if a is None or b is None:
+        missing = " and ".join(w for w, v in ((f"{obs.client} sidecar", a), (f"{obs.server} gateway", b)) if v is None)
+        return Hop(name, UNKNOWN, (f"no ROOTCA in the {missing} config_dump",), fix)
+    evidence = [f"{obs.client} sidecar ROOTCA sha256 {a['sha256']} ({a['subject']})",
+                f"{obs.server} gateway ROOTCA sha256 {b['sha256']} ({b['subject']})"]
+    failures = fail_verify_errors(obs.client_stats, obs.host) if obs.client_stats is not None else None
+    if failures is None:
+        evidence.append("ssl.fail_verify_error not exposed by the sidecar (needs the pod annotation "
+                        f"{STATS_ANNOTATION})")
+    else:
+        evidence.append(f"sidecar ssl.fail_verify_error for {obs.host}: {failures}")
+    if a["sha256"] != b["sha256"]:
+        return Hop(name, BROKEN, (*evidence, "the two sides trust different roots"), fix)
+    if failures:
+        return Hop(name, BROKEN, (*evidence, "certificate verification is failing"), fix)
+    return Hop(name, OK, tuple(evidence), "")
+
+
+def hop_httpbin(obs: Observations) -> Hop:
+    name = "httpbin-ready"
+    fix = f"look at httpbin in {obs.server}/{obs.server_namespace}: `kubectl -n {obs.server_namespace} get pods`"
+    if obs.pods is None:
+        return _unknown(name, obs, "pods", "pods", fix)
+    pods = [p for p in obs.pods.get(obs.server, []) if p.namespace == obs.server_namespace
+            and p.labels.get("app") == "httpbin"]
+    ready = [p for p in pods if p.ready]
+    line = f"{obs.server} {obs.server_namespace} httpbin: {len(ready)}/{len(pods)} ready"
+    if not ready:
+        return Hop(name, BROKEN, (line + "".join(f"; {p.name} {p.detail}" for p in pods[:2]),), fix)
+    return Hop(name, OK, (line,), "")
+
+
+def hop_call(obs: Observations) -> Hop:
+    name = "call"
+    url = f"http://{obs.host}:{obs.port}/headers"
+    fix = "the hops above look fine; read the evidence and the gateway's and sidecar's access logs"
+    if obs.curl_output is None:
+        return _unknown(name, obs, "curl", f"curl {url} from sleep", fix)
+    if obs.curl_exit == 0 and obs.curl_status is not None and 200 <= obs.curl_status < 300:
+        return Hop(name, OK, (f"curl {url} from {obs.client} sleep: HTTP {obs.curl_status}",), "")
+    head = f"curl {url}: exit {obs.curl_exit}, HTTP {obs.curl_status}"
+    classify = _module("lab.classify")
+    if classify is None:
+        return Hop(name, BROKEN, (head, *obs.curl_output.strip().splitlines()[-3:]), fix)
+    verdict = classify.classify(obs.curl_output, obs.curl_exit)
+    return Hop(name, BROKEN, (f"{head}, class {verdict.cls}", *verdict.evidence), fix)
+
+
+HOPS: tuple[Callable[[Observations], Hop], ...] = (
+    hop_pods, hop_kube_dns, hop_istiocoredns, hop_serviceentries, hop_sidecar, hop_gateway_reachable, hop_gateway,
+    hop_root_ca, hop_httpbin, hop_call,
+)
+
+
+def walk(observations: Observations) -> list[Hop]:
+    """Every hop in order, up to and including the first broken one."""
+    out: list[Hop] = []
+    for check in HOPS:
+        hop = check(observations)
+        out.append(hop)
+        if hop.status == BROKEN:
+            break
+    return out
+
+
+# --- output ---------------------------------------------------------------------------------------------------
+def render_text(hops: Sequence[Hop]) -> str:
+    lines = []
+    for hop in hops:
+        lines.append(f"{hop.status:<7} {hop.name}")
+        lines += [f"        {e}" for e in hop.evidence]
+        if hop.status != OK and hop.fix:
+            lines.append(f"        fix: {hop.fix}")
+    broken = [h for h in hops if h.status == BROKEN]
+    if broken:
+        lines.append(f"first broken hop: {broken[0].name}")
+    else:
+        unknown = [h.name for h in hops if h.status == UNKNOWN]
+        lines.append("no broken hop" + (f" (not checked: {', '.join(unknown)})" if unknown else ""))
+    return "\n".join(lines)
+
+
+def render_json(hops: Sequence[Hop]) -> str:
+    return json.dumps([asdict(h) for h in hops], indent=2)
+
+
+def exit_code(hops: Sequence[Hop]) -> int:
+    return 1 if any(h.status == BROKEN for h in hops) else 0
+
+
+# --- the thin part: gathering observations from the clusters ------------------------------------------------
+@dataclass
+class LabAccess:
+    """How to reach the lab: the profile and one Kubectl per cluster (by cluster name)."""
+
+    profile: Profile
+    kubectl: dict[str, Kubectl]
+
+
+def _first_pod(k: Kubectl, namespace: str, selector: str) -> str:
+    name = k.jsonpath("pods", "-n", namespace, "-l", selector, path="{.items[0].metadata.name}")
+    if not name:
+        raise LabError(f"no pod with {selector} in {namespace} on {k.context}")
+    return name
+
+
+def _envoy_get(k: Kubectl, namespace: str, pod: str, path: str) -> str:
+    # pilot-agent's `request` subcommand (pilot/cmd/pilot-agent/request.go@1.7.8) GETs localhost:15000/<path> and
+    # prints the body; it exists in the distroless proxyv2 too, where curl does not.
+    res = k.exec(namespace, pod, "istio-proxy", ["pilot-agent", "request", "GET", path], check=True)
+    return res.stdout
+
+
+def _gather(obs: Observations, key: str, fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except (LabError, ValueError, KeyError) as err:  # ValueError covers bad JSON from a half-started proxy
+        obs.errors[key] = str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def collect(lab: LabAccess) -> Observations:
+    """Read everything `walk` needs; each failure is recorded in `errors` and leaves that observation None."""
+    p = lab.profile
+    c1, c2 = p.client.name, p.server.name
+    k1, k2 = lab.kubectl[c1], lab.kubectl[c2]
+    obs = Observations(istio_version=p.istio_version, client=c1, server=c2, aaaa_guard=p.aaaa_guard)
+    pods: dict[str, list[PodState]] = {}
+
+    def get_pods() -> None:
+        for name, k in ((c1, k1), (c2, k2)):
+            pods[name] = pods_from_json(name, k.get_json("pods", "-A"))
+        obs.pods = pods
+
+    def get_corefile() -> None:
+        obs.corefile = k1.get_json("configmap", "-n", "kube-system", "coredns")["data"]["Corefile"]
+
+    def get_istiocoredns() -> None:
+        obs.istiocoredns_ip = k1.jsonpath("svc", "-n", "istio-system", "istiocoredns", path="{.spec.clusterIP}")
+
+    def get_plugin_log() -> None:
+        # container name from manifests/charts/istiocoredns/templates/deployment.yaml@1.7.8
+        obs.istiocoredns_log = k1.run("logs", "-n", "istio-system", "deploy/istiocoredns", "-c",
+                                      "istio-coredns-plugin", "--tail=500").stdout
+
+    def get_serviceentries() -> None:
+        obs.serviceentries = {name: k.get_json("serviceentries.networking.istio.io", "-A").get("items") or []
+                              for name, k in ((c1, k1), (c2, k2))}
+
+    def get_gateway_address() -> None:
+        # the write-up's lookups (facts/recipes.md "Lookups the write-up does")
+        obs.gateway_address = k2.jsonpath("pod", "-n", "istio-system", "-l", "istio=ingressgateway",
+                                          path="{.items[0].status.hostIP}") or None
+        port = k2.jsonpath("svc", "-n", "istio-system", "istio-ingressgateway",
+                           path="{.spec.ports[?(@.port==15443)].nodePort}")
+        obs.gateway_node_port = int(port) if port else None
+
+    def get_envoyfilter() -> None:
+        res = k2.run("get", "envoyfilter", "-n", "istio-system", ENVOYFILTER, "-o", "json", "--ignore-not-found")
+        obs.envoyfilter = json.loads(res.stdout) if res.stdout.strip() else {}
+
+    def get_sidecar() -> None:
+        pod = _first_pod(k1, obs.client_namespace, "app=sleep")
+        obs.sidecar_dump = json.loads(_envoy_get(k1, obs.client_namespace, pod, "config_dump"))
+        obs.client_stats = _envoy_get(k1, obs.client_namespace, pod, "stats?filter=ssl.fail_verify_error")
+
+    def get_gateway_dump() -> None:
+        pod = _first_pod(k2, "istio-system", "istio=ingressgateway")
+        obs.gateway_dump = json.loads(_envoy_get(k2, "istio-system", pod, "config_dump"))
+
+    def probe_node_port() -> None:
+        if not (obs.gateway_address and obs.gateway_node_port):
+            raise LabError("gateway address or nodePort unknown")
+        pod = _first_pod(k1, obs.client_namespace, "app=sleep")
+        # from the istio-proxy container: its traffic (uid 1337) is not redirected to Envoy, so this is a plain
+        # TCP connect across the kind network; `nc` is in the proxyv2 base image (docker/Dockerfile.base@1.7.8).
+        res = k1.exec(obs.client_namespace, pod, "istio-proxy",
+                      ["nc", "-z", "-w", "5", obs.gateway_address, str(obs.gateway_node_port)])
+        obs.node_port_reachable = res.ok
+        obs.node_port_detail = res.output.strip().splitlines()[-1] if res.output.strip() else f"exit {res.returncode}"
+
+    def do_curl() -> None:
+        from lab.probe import Prober
+
+        prober = Prober(k1)
+        pod = prober.pod(obs.client_namespace, "app=sleep")
+        result = prober.curl(obs.client_namespace, pod, f"http://{obs.host}:{obs.port}/headers")
+        obs.curl_output, obs.curl_exit, obs.curl_status = result.output, result.exit_code, result.status
+
+    for key, fn in (("pods", get_pods), ("corefile", get_corefile), ("istiocoredns_ip", get_istiocoredns),
+                    ("istiocoredns_log", get_plugin_log), ("serviceentries", get_serviceentries),
+                    ("gateway_address", get_gateway_address), ("envoyfilter", get_envoyfilter),
+                    ("sidecar_dump", get_sidecar), ("gateway_dump", get_gateway_dump), ("node_port", probe_node_port),
+                    ("curl", do_curl)):
+        _gather(obs, key, fn)
+    return obs
+
+
+def lab_access(profile: Profile, lab_home: Path, runner: Runner | None = None) -> LabAccess:
+    """Kubectl for each cluster from the lab's state directory, or a one-line LabError when there is no lab."""
+    runner = runner or Runner()
+    kubectls = {}
+    for cluster in profile.clusters:
+        kubeconfig = lab_home / "kubeconfig" / cluster.name
+        if not kubeconfig.is_file():
+            raise LabError(f"no lab here: {kubeconfig} does not exist; run `make lab-up` first "
+                           "(or set LAB_HOME to the lab's state directory)")
+        kubectls[cluster.name] = Kubectl(runner, str(kubeconfig), cluster.context)
+    return LabAccess(profile, kubectls)
+
+
+def run(profile: str = "default", lab_home: str | None = None, runner: Runner | None = None) -> list[Hop]:
+    """Collect from the running lab and walk the hops (what `lab doctor` does)."""
+    prof = load_profile(profile)
+    home = Path(lab_home or os.environ.get("LAB_HOME") or ".lab")
+    return walk(collect(lab_access(prof, home, runner)))
