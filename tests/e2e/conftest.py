@@ -59,13 +59,13 @@ def artifacts_dir(pytestconfig: pytest.Config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lab_session(pytestconfig: pytest.Config, artifacts_dir: Path):
+def lab_session(pytestconfig: pytest.Config, artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     try:
         profile = _profile(pytestconfig)
     except LabError as err:
         pytest.exit(f"e2e: {err}", returncode=2)
     session = LabSession(profile=profile, runner=Runner(), artifacts=artifacts_dir,
-                         keep=pytestconfig.getoption("--lab-keep"))
+                         keep=pytestconfig.getoption("--lab-keep"), workdir=tmp_path_factory.mktemp("lab-faults"))
     pytestconfig.stash[_SESSION_KEY] = session
     session.start()
     yield session

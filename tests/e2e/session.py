@@ -50,6 +50,7 @@ class LabSession:
     runner: Runner
     artifacts: Path
     keep: bool
+    workdir: Path  # scratch for the faults (another root's CA keys): never under the uploaded artifacts
     home: Path = field(default_factory=lab_home)
     tools: Any = None  # lab.tools.Tools
     kubectl: dict[str, Kubectl] = field(default_factory=dict)
@@ -78,9 +79,7 @@ class LabSession:
         kubectl_bin = str(self.tools.kubectl) if self.tools is not None else "kubectl"
         self.kubectl = {c.name: Kubectl(self.runner, str(self.kubeconfig(c)), c.context, binary=kubectl_bin)
                         for c in self.profile.clusters}
-        workdir = self.artifacts / "_work"
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.handle = LabHandle(profile=self.profile, kubectl=self.kubectl, workdir=workdir,
+        self.handle = LabHandle(profile=self.profile, kubectl=self.kubectl, workdir=self.workdir,
                                 istioctl=getattr(self.tools, "istioctl", None),
                                 istio_dir=getattr(self.tools, "istio_dir", None))
 

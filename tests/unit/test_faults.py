@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab import faults
-from lab.errors import LabError, NotReadyError
+from lab.errors import LabError, NotReadyError, ValidationError
 from lab.faults import FAULTS, ISTIO_VERSIONS, Expectation, LabHandle, legacy_envoyfilter, settled_class
 from lab.kube import Kubectl
 from lab.profile import load_profile
@@ -319,3 +319,162 @@ def test_cacerts_after_install_restarts_istiod_without_cacerts_then_recreates_it
                          ("rollout", "restart", "deployment/istiod")]
     assert ("rollout", "restart", "deployment/httpbin") in steps
     assert lab.saved == {}
+
+
+# --- the faults built on the mesh modules -------------------------------------------------------------------------
+CTX1 = ("kubectl", "--kubeconfig", "/lab/kubeconfig/cluster1", "--context", "kind-cluster1")
+CTX2 = ("kubectl", "--kubeconfig", "/lab/kubeconfig/cluster2", "--context", "kind-cluster2")
+GATEWAY_ANSWERS = {
+    (*CTX2, "get", "pods", "-n", "istio-system", "-l", "istio=ingressgateway"): Result((), 0, "172.18.0.4", ""),
+    (*CTX2, "get", "service", "istio-ingressgateway"): Result((), 0, "31443", ""),
+}
+
+
+def _replaced(runner: RecordingRunner) -> list[dict]:
+    return [json.loads(i) for c, i in zip(runner.calls, runner.inputs, strict=True) if "replace" in c]
+
+
+@pytest.mark.parametrize("fault_id,vip", [("vip-multicast", "224.0.0.2"), ("vip-loopback", "127.0.0.2")])
+def test_vip_faults_write_the_refused_vip_into_the_plans_serviceentry(tmp_path, fault_id, vip):
+    from lab.serviceentry import validate_vip
+
+    with pytest.raises(ValidationError):
+        validate_vip(vip)  # what the fault bypasses on purpose
+    runner = RecordingRunner(answers={(*CTX1, "get", "serviceentries.networking.istio.io"): _se_list(SE_CLIENT),
+                                      **GATEWAY_ANSWERS})
+    lab = _lab(tmp_path, runner)
+    faults.BY_ID[fault_id].inject(lab)
+    (se,) = _replaced(runner)
+    assert se["metadata"] == {"name": "httpbin-bar", "namespace": "foo"}
+    assert se["spec"]["addresses"] == [vip]
+    assert se["spec"]["endpoints"] == [{"address": "172.18.0.4", "ports": {"http1": 31443}}]
+    assert se["spec"]["hosts"] == ["httpbin.bar.global"] and se["spec"]["location"] == "MESH_INTERNAL"
+
+
+def test_wrong_gateway_port_keeps_the_vip_and_points_at_the_literal_15443(tmp_path):
+    runner = RecordingRunner(answers={(*CTX1, "get", "serviceentries.networking.istio.io"): _se_list(SE_CLIENT),
+                                      **GATEWAY_ANSWERS})
+    lab = _lab(tmp_path, runner)
+    faults.BY_ID["wrong-gateway-port"].inject(lab)
+    (se,) = _replaced(runner)
+    assert se["spec"]["addresses"] == [lab.profile.client.vip]
+    assert se["spec"]["endpoints"] == [{"address": "172.18.0.4", "ports": {"http1": 15443}}]
+    runner.calls.clear()
+    runner.inputs.clear()
+    faults.BY_ID["wrong-gateway-port"].restore(lab)
+    (back,) = _replaced(runner)
+    assert back["spec"]["endpoints"] == SE_CLIENT["spec"]["endpoints"]
+
+
+KUBEADM_COREFILE = (Path(__file__).parent.parent / "data" / "corefile"
+                    / "kubeadm-dns_test_initial-default-coredns1.6.x.Corefile").read_text(encoding="utf-8")
+
+
+def _coredns_runner(corefile_text: str) -> RecordingRunner:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "coredns", "namespace": "kube-system",
+                                                               "resourceVersion": "9"},
+          "data": {"Corefile": corefile_text}}
+    return RecordingRunner(answers={
+        (*CTX1, "get", "configmap", "coredns"): Result((), 0, json.dumps(cm), ""),
+        (*CTX1, "get", "service", "istiocoredns"): Result((), 0, "10.255.10.53", ""),
+    })
+
+
+def test_dns_stub_missing_removes_the_global_block_restarts_coredns_and_restore_puts_the_guarded_block_back(
+        tmp_path):
+    from lab import corefile
+
+    patched = corefile.patch(KUBEADM_COREFILE, "10.255.10.53")
+    runner = _coredns_runner(patched)
+    lab = _lab(tmp_path, runner)
+    faults.BY_ID["dns-stub-missing"].inject(lab)
+    (cm,) = _replaced(runner)
+    assert cm["data"]["Corefile"] == KUBEADM_COREFILE
+    assert ("rollout", "restart", "deployment/coredns", "-n", "kube-system") in _verbs(runner, "kind-cluster1")
+
+    runner = _coredns_runner(KUBEADM_COREFILE)
+    lab = _lab(tmp_path, runner)
+    faults.BY_ID["dns-stub-missing"].restore(lab)
+    (cm,) = _replaced(runner)
+    assert cm["data"]["Corefile"] == patched and "template IN AAAA global" in cm["data"]["Corefile"]
+
+
+def test_aaaa_guard_off_keeps_the_forward_and_drops_only_the_guard(tmp_path):
+    from lab import corefile
+
+    runner = _coredns_runner(corefile.patch(KUBEADM_COREFILE, "10.255.10.53"))
+    lab = _lab(tmp_path, runner)
+    faults.BY_ID["aaaa-guard-off"].inject(lab)
+    (cm,) = _replaced(runner)
+    block = corefile.global_block(cm["data"]["Corefile"])
+    assert block and "forward . 10.255.10.53:53" in block and "AAAA" not in block
+
+
+def test_envoyfilter_broken_writes_the_legacy_form_and_removes_cluster2s_serviceentry(tmp_path):
+    se_server = json.loads(json.dumps(SE_CLIENT))
+    se_server["metadata"].update(namespace="bar")
+    runner = RecordingRunner(answers={
+        (*CTX2, "get", "envoyfilter", "istio-multicluster-ingressgateway"):
+            Result((), 0, json.dumps(ENVOYFILTER_1_7_8), ""),
+        (*CTX2, "get", "serviceentries.networking.istio.io"): _se_list(se_server),
+    })
+    lab = _lab(tmp_path, runner)
+    fault = faults.BY_ID["envoyfilter-broken"]
+    fault.inject(lab)
+    (ef,) = _replaced(runner)
+    assert "config" in ef["spec"]["configPatches"][0]["patch"]["value"]
+    assert any(v[0] == "delete" and "serviceentries.networking.istio.io" in v for v in _verbs(runner, "kind-cluster2"))
+    fault.followup.apply(lab)  # the write-up's fix on top: cluster2's ServiceEntry is back
+    fault.restore(lab)
+    restored = _replaced(runner)
+    assert [r["kind"] for r in restored] == ["EnvoyFilter", "ServiceEntry", "EnvoyFilter"]
+    assert restored[-1] == ENVOYFILTER_1_7_8
+
+
+def _secret_from_files(argv: tuple[str, ...]) -> Result:
+    """What `kubectl create secret generic --dry-run=client -o json --from-file=k=path...` prints."""
+    import base64
+
+    data = {}
+    for arg in argv:
+        if arg.startswith("--from-file="):
+            key, _, path = arg[len("--from-file="):].partition("=")
+            data[key] = base64.b64encode(Path(path).read_bytes()).decode()
+    return Result(argv, 0, json.dumps({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                                       "metadata": {"name": "cacerts", "namespace": "istio-system"},
+                                       "data": data}), "")
+
+
+def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_then_workloads(tmp_path):
+    import base64
+
+    from lab.certs import root_fingerprint
+
+    samples = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
+    shared = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
+              "data": {"root-cert.pem": base64.b64encode((samples / "root-cert.pem").read_bytes()).decode()}}
+    runner = RecordingRunner(answers={
+        (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
+        (*CTX2, "create", "secret", "generic", "cacerts"): _secret_from_files,
+        (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
+    })
+    lab = _lab(tmp_path, runner)
+    faults.BY_ID["root-ca-mismatch"].inject(lab)
+    (secret,) = _replaced(runner)
+    assert set(secret["data"]) == {"ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"}
+    other = base64.b64decode(secret["data"]["root-cert.pem"])
+    assert root_fingerprint(other) != root_fingerprint((samples / "root-cert.pem").read_bytes())
+    steps = [v[:3] for v in _verbs(runner, "kind-cluster2") if v[0] in ("delete", "rollout")]
+    assert steps == [("delete", "secret", "istio-ca-secret"),
+                     ("rollout", "restart", "deployment/istiod"), ("rollout", "status", "deployment/istiod"),
+                     ("rollout", "restart", "deployment/httpbin"), ("rollout", "restart", "deployment/sleep"),
+                     ("rollout", "status", "deployment/httpbin"), ("rollout", "status", "deployment/sleep")]
+    # the other root's keys stay in the fault's scratch directory
+    assert (tmp_path / "other-root" / "root-key.pem").exists()
+
+    runner.calls.clear()
+    runner.inputs.clear()
+    faults.BY_ID["root-ca-mismatch"].restore(lab)
+    (back,) = _replaced(runner)
+    assert back["data"] == shared["data"]
+    assert ("delete", "secret", "istio-ca-secret") in [v[:3] for v in _verbs(runner, "kind-cluster2")]
