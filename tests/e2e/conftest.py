@@ -21,6 +21,7 @@ from tests.e2e.session import LabSession, docker_problem
 
 E2E_DIR = Path(__file__).parent
 _SESSION_KEY = pytest.StashKey[LabSession]()
+_DURATIONS_KEY = pytest.StashKey[dict[str, float]]()
 log = logging.getLogger("tests.e2e")
 
 
@@ -87,6 +88,10 @@ def profile(lab_session: LabSession):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
+    if _in_suite(item) and not report.skipped:
+        # Every phase counts: the lab build runs in the first test's setup, a fault's restore in its body.
+        durations = item.config.stash.setdefault(_DURATIONS_KEY, {})
+        durations[item.nodeid] = durations.get(item.nodeid, 0.0) + report.duration
     if report.when == "call" and report.failed and _in_suite(item):
         session = item.config.stash.get(_SESSION_KEY, None)
         if session is not None and session.kubectl:
@@ -105,3 +110,12 @@ def _dump(item: pytest.Item, session: LabSession) -> Path:
         except OSError as err:  # a full disk must not hide the test's own failure
             log.warning("could not write artifacts for %s: %s", item.nodeid, err)
     return base
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    durations = config.stash.get(_DURATIONS_KEY, {})
+    if not durations:
+        return
+    terminalreporter.section("lab e2e: duration of each test (setup + call + teardown)")
+    for nodeid, seconds in durations.items():
+        terminalreporter.write_line(f"{seconds:8.1f}s  {nodeid}")
