@@ -116,15 +116,16 @@ def generate(
     out: Path,
     clusters: Sequence[str],
     *,
-    key_size: int = KEY_SIZE,
+    key_size: int | None = None,
     now: dt.datetime | None = None,
 ) -> None:
     """Write a root CA to `out` and an intermediate CA per cluster to `out/<cluster>/` (cacerts layout).
 
     Re-running is safe: an existing root (root-cert.pem + root-key.pem) is reused, and a cluster directory whose
     material already chains to that root is kept, so a second `lab up` never rotates the mesh's root by accident.
-    Delete `out` to start from a new root.
+    Delete `out` to start from a new root. `key_size` defaults to KEY_SIZE (RSA bits); `now` to the clock.
     """
+    key_size = key_size or KEY_SIZE
     out = Path(out)
     names = _cluster_names(clusters)
     now = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)

@@ -216,15 +216,70 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
 
 # --- provisioning (plan, up, down, status, uninstall) ----------------------------------------------------
 def _add_provisioning(sub: argparse._SubParsersAction) -> None:
+    """plan/up/down/status/uninstall: parsing and output only; lab.plan and lab.executor do the work."""
+
+    def home_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--home", metavar="DIR", help="the lab's state directory (default: $LAB_HOME, else ./.lab)")
+
+    def profile_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--profile", default="default", metavar="NAME", help="default or writeup (default: default)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a profile value, e.g. --set istio_version=1.7.3 (repeatable)")
+
+    def run_executor(name: str, a: argparse.Namespace) -> int:
+        from lab import executor
+
+        return int(getattr(executor, name)(home=a.home))
+
+    def chosen_profile(a: argparse.Namespace) -> tuple[object, dict[str, str]]:
+        from lab.profile import load_profile, parse_overrides
+
+        overrides = parse_overrides(a.overrides)
+        return load_profile(a.profile, overrides), overrides
+
+    def plan(a: argparse.Namespace) -> int:
+        from lab import plan as lab_plan
+        from lab.state import lab_home
+
+        profile, _ = chosen_profile(a)
+        # $ISTIO_DIR in the script: where `lab up` unpacks the release (nothing is downloaded here)
+        paths = lab_plan.Paths(lab_home(a.home), lab_plan.default_istio_dir(profile))
+        steps = (lab_plan.build_uninstall if a.uninstall else lab_plan.build)(profile, paths)
+        title = "lab uninstall" if a.uninstall else "lab up"
+        # the write-up ends its uninstall section by unsetting the variables it exported
+        out = (lab_plan.render_shell(steps, paths, title=title, unset=a.uninstall) if a.shell
+               else lab_plan.to_json(steps) if a.json else lab_plan.render_text(steps))
+        sys.stdout.write(out)
+        return 0
+
+    p = sub.add_parser("plan", help="print the steps `lab up` runs (with --shell: as a bash script to replay)")
+    profile_args(p)
+    home_arg(p)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--shell", action="store_true", help="print a bash script a person can replay by hand")
+    fmt.add_argument("--json", action="store_true", help="print the steps as JSON")
+    p.add_argument("--uninstall", action="store_true", help="the write-up's uninstall section instead of `up`")
+    p.set_defaults(func=plan)
+
+    def up(a: argparse.Namespace) -> int:
+        from lab import executor
+
+        profile, overrides = chosen_profile(a)
+        return executor.up(profile, home=a.home, overrides=overrides)  # type: ignore[arg-type]
+
+    p = sub.add_parser("up", help="build the lab and prove curl httpbin.bar.global:8000 returns 200 (re-runnable)")
+    profile_args(p)
+    home_arg(p)
+    p.set_defaults(func=up)
+
     for name, text in [
-        ("plan", "print the steps `lab up` runs"),
-        ("up", "build the lab (idempotent)"),
-        ("down", "delete the clusters the lab created"),
-        ("status", "show what the lab has"),
-        ("uninstall", "remove the apps and ServiceEntries (the write-up's uninstall section)"),
+        ("down", "delete the clusters this lab created (confirmed by kind's node label), nothing else"),
+        ("status", "show clusters, Istio, istiocoredns, apps, ServiceEntries and the last probe"),
+        ("uninstall", "remove the apps, ServiceEntries and namespaces (the write-up's uninstall section)"),
     ]:
         p = sub.add_parser(name, help=text)
-        p.set_defaults(func=lambda a, n=name: _not_yet(n))
+        home_arg(p)
+        p.set_defaults(func=lambda a, n=name: run_executor(n, a))
 
 
 def _not_yet(name: str) -> int:

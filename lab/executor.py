@@ -1,0 +1,715 @@
+"""Executing the plan: `lab up`, `lab down`, `lab status`, `lab uninstall`.
+
+`up` runs the steps of lab.plan through one `lab.shell.Runner`: one thread per branch (each cluster, and the
+host), a branch waiting only where a step needs a step of another branch; one progress line per step with its
+duration; a summary with per-phase timings. Every step is safe to re-run (manifests are applied, secrets and
+ConfigMaps rendered and applied, never created), completed steps are recorded in `$LAB_HOME/state.json`
+with fingerprints of the profile and of the step, so a re-run verifies cheaply instead of redoing, and an
+interrupted run continues where it stopped. A lock refuses a second concurrent run.
+
+The pure pieces (token resolution, manifest rendering, judging a check's result) are module functions tested
+offline; everything that touches a cluster goes through the runner, the provider (lab.kind) or lab.kube.Kubectl.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from lab import corefile, probe, serviceentry
+from lab import images as lab_images
+from lab.errors import LabError, NotReadyError, UsageError
+from lab.kube import Kubectl
+from lab.plan import (
+    Check,
+    Command,
+    Context,
+    Expect,
+    File,
+    Kubeconfig,
+    LabAction,
+    Lookup,
+    Manifest,
+    Paths,
+    Sample,
+    SecretFromFiles,
+    Step,
+    Text,
+    Token,
+    build,
+    build_uninstall,
+    kubectl_for_lookup,
+)
+from lab.profile import ClusterSpec, Profile, load_profile
+from lab.retry import NotYet, poll
+from lab.settings import TIMEOUTS
+from lab.shell import Result, Runner
+from lab.state import Lock, State, fingerprint, lab_home
+
+TOOL_NAMES = ("kind", "kubectl", "istioctl")
+
+
+# --- pure helpers ---------------------------------------------------------------------------------------------
+def secret_manifest(name: str, namespace: str, files: Mapping[str, bytes]) -> str:
+    """The Secret `kubectl create secret generic NAME --from-file=...` makes: key = file name, value = bytes."""
+    data = {key: base64.b64encode(value).decode("ascii") for key, value in files.items()}
+    obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+           "type": "Opaque", "data": data}
+    return yaml.safe_dump(obj, sort_keys=False)
+
+
+def sample_manifest(text: str, images: Iterable[tuple[str, str]]) -> str:
+    """A sample manifest with `image: <old>` lines replaced by `image: <new>` (what the shell plan's sed does)."""
+    for old, new in images:
+        text, count = re.subn(rf"(?m)^(\s*-?\s*)image: {re.escape(old)}$", rf"\g<1>image: {new}", text)
+        if count == 0:
+            raise LabError(f"the sample manifest has no `image: {old}` line to replace; is the Istio release right?")
+    return text
+
+
+def coredns_configmap(live: Mapping[str, Any], corefile_text: str) -> str:
+    """The live kube-system/coredns ConfigMap with its Corefile replaced (other keys kept), for `kubectl apply`."""
+    data = dict(live.get("data") or {})
+    data["Corefile"] = corefile_text
+    meta = live.get("metadata") or {}
+    obj = {"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": meta.get("name", "coredns"), "namespace": meta.get("namespace", "kube-system")},
+           "data": data}
+    return yaml.safe_dump(obj, sort_keys=False)
+
+
+def judge(expect: Expect, result: Result) -> str | None:
+    """None if `result` meets `expect`, else the reason (shown when the deadline passes)."""
+    if expect.kind == "exit0":
+        return None if result.ok else f"exit {result.returncode}: {_tail(result.output)}"
+    if expect.kind == "equals":
+        got = result.stdout.strip()
+        if not result.ok:
+            return f"exit {result.returncode}: {_tail(result.output)}"
+        return None if got == expect.value else f"got {got!r}, expected {expect.value!r}"
+    if expect.kind == "http":
+        curl = probe.parse_curl(result.output, result.returncode)
+        if curl.status == int(expect.value):
+            return None
+        return f"HTTP {curl.status or '-'} (curl exit {curl.exit_code}): {_tail(curl.output)}"
+    if expect.kind == "resolves":
+        found = probe.parse_nslookup(result.stdout)
+        return None if expect.value in found else f"answers {found or 'none'}: {_tail(result.output)}"
+    raise ValueError(f"unknown expectation {expect.kind}")
+
+
+def _tail(text: str, lines: int = 2) -> str:
+    return " | ".join(x.strip() for x in text.strip().splitlines()[-lines:] if x.strip()) or "(no output)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s"
+
+
+# --- the run-time context -----------------------------------------------------------------------------------
+@dataclass
+class Env:
+    """Everything a step needs at run time. Tests build one with a RecordingRunner and a fake provider."""
+
+    profile: Profile
+    paths: Paths
+    runner: Runner
+    tools: Any  # lab.tools.Tools (kind, kubectl, istioctl, istio_dir)
+    provider: Any  # lab.kind.Provider
+    state: State
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    sleep: Callable[[float], None] | None = None  # for lab.retry.poll; tests pass a no-op
+    clock: Callable[[], float] = time.monotonic
+    _print_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cluster(self, name: str) -> ClusterSpec:
+        for c in self.profile.clusters:
+            if c.name == name:
+                return c
+        raise LabError(f"cluster {name} is not in profile {self.profile.name}")
+
+    def kubectl(self, cluster: str) -> Kubectl:
+        spec = self.cluster(cluster)
+        return Kubectl(self.runner, str(self.provider.kubeconfig(spec)), self.provider.context(spec),
+                       binary=str(self.tools.kubectl))
+
+    def say(self, line: str) -> None:
+        with self._print_lock:
+            print(line, file=self.out, flush=True)
+
+    def resolve(self, token: Token) -> str:
+        """A token's value now (a Lookup runs kubectl; an empty answer is 'not yet')."""
+        if isinstance(token, str):
+            return token
+        if isinstance(token, Kubeconfig):
+            return str(self.provider.kubeconfig(self.cluster(token.cluster)))
+        if isinstance(token, Context):
+            return self.provider.context(self.cluster(token.cluster))
+        if isinstance(token, File):
+            return str(self.paths.resolve(token))
+        if isinstance(token, Lookup):
+            argv = self.argv(kubectl_for_lookup(token))
+            res = self.runner.run(argv, check=False, timeout=TIMEOUTS.command, context=token.what)
+            value = res.stdout.strip()
+            if not res.ok or not value:
+                raise NotYet(f"{token.what} not known yet ({_tail(res.output) if not res.ok else 'empty'})")
+            return value
+        raise TypeError(f"unknown token {token!r}")
+
+    def argv(self, tokens: Sequence[Token]) -> list[str]:
+        argv = [self.resolve(t) for t in tokens]
+        if argv and argv[0] in TOOL_NAMES:
+            argv[0] = str(getattr(self.tools, argv[0]))
+        return argv
+
+    def poll(self, fn: Callable[[], Any], *, timeout: float, what: str) -> Any:
+        return poll(fn, timeout=timeout, what=what, sleep=self.sleep)
+
+
+# --- running one step ---------------------------------------------------------------------------------------
+def run_check(env: Env, check: Check, what: str, *, once: bool = False) -> Result:
+    """Run a check until it passes (polled up to its timeout), or once. Returns the passing result."""
+
+    def attempt() -> Result:
+        res = env.runner.run(env.argv(check.argv), check=False, timeout=max(check.timeout, TIMEOUTS.command),
+                             context=what)
+        reason = judge(check.expect, res)
+        if reason:
+            raise NotYet(reason)
+        return res
+
+    if once or check.timeout <= 0:
+        try:
+            return attempt()
+        except NotYet as err:
+            raise NotReadyError(f"{what}: {err}") from err
+    return env.poll(attempt, timeout=check.timeout, what=what)
+
+
+def render_manifest(env: Env, m: Manifest) -> tuple[str, list[str]]:
+    """(manifest text, strings to redact) for a Manifest step."""
+    src = m.source
+    if isinstance(src, Text):
+        return src.yaml, []
+    if isinstance(src, Sample):
+        return sample_manifest(env.paths.resolve(src.file).read_text(encoding="utf-8"), src.images), []
+    assert isinstance(src, SecretFromFiles)
+    files: dict[str, bytes] = {}
+    for f in src.files:
+        path = env.paths.resolve(f)
+        try:
+            files[path.name] = path.read_bytes()
+        except OSError as err:
+            raise LabError(f"cannot read {path} for secret {src.name} ({err.strerror}); "
+                           "is the Istio release complete (or run `python -m lab certs generate`)?") from err
+    text = secret_manifest(src.name, src.namespace, files)
+    secrets = [v.decode("utf-8", "replace") for k, v in files.items() if "key" in k]
+    secrets += [base64.b64encode(v).decode() for k, v in files.items() if "key" in k]
+    return text, secrets
+
+
+def apply(env: Env, cluster: str, text: str, namespace: str | None, what: str,
+          redact: Sequence[str] = ()) -> Result:
+    runner = dataclasses.replace(env.runner, redact=[*env.runner.redact, *redact]) if redact else env.runner
+    ns = ["-n", namespace] if namespace else []
+    k = env.kubectl(cluster)
+    return runner.run([*k.base(), "apply", *ns, "-f", "-"], input=text, timeout=TIMEOUTS.command, context=what)
+
+
+def execute(env: Env, step: Step) -> bool:
+    """Do the step. Returns False when it found everything already in place (nothing changed)."""
+    run = step.run
+    what = step.id
+    if isinstance(run, Command):
+        for f, text in run.writes:
+            path = env.paths.resolve(f)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        argv = env.poll(lambda: env.argv(run.argv), timeout=TIMEOUTS.rollout, what=f"{what}: run-time values") \
+            if any(isinstance(t, Lookup) for t in run.argv) else env.argv(run.argv)
+        env.runner.run(argv, timeout=run.timeout, context=what)
+        return True
+    if isinstance(run, Manifest):
+        text, redact = render_manifest(env, run)
+        apply(env, run.cluster, text, run.namespace, what, redact)
+        return True
+    if isinstance(run, Check):
+        res = run_check(env, run, f"{what} ({step.title})")
+        if run.expect.kind == "http":
+            curl = probe.parse_curl(res.output, res.returncode)
+            env.state.set_probe({"step": step.id, "status": curl.status, "curl_exit": curl.exit_code,
+                                 "ok": curl.ok})
+        return False
+    action = ACTIONS.get(run.name)
+    if action is None:
+        raise LabError(f"{what}: unknown lab action {run.name}")
+    return action(env, step, run)
+
+
+def _kind_create(env: Env, step: Step, run: LabAction) -> bool:
+    spec = env.cluster(str(run.param("cluster")))
+    if env.provider.exists(spec):
+        if not env.state.owns_cluster(spec.name):
+            raise UsageError(
+                f"a kind cluster named {spec.name} exists that this lab did not create (not in {env.state.path}); "
+                f"delete it (`kind delete cluster --name {spec.name}`) or use another LAB_HOME")
+        if Path(env.provider.kubeconfig(spec)).is_file():
+            env.provider.verify(spec)
+            return False
+    env.state.cluster_intent(spec.name, getattr(env.provider, "name", "kind"))
+    cfg = run.param("config")
+    assert isinstance(cfg, File)
+    path = env.paths.resolve(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(run.param("config_text")), encoding="utf-8")
+    env.provider.create(spec)
+    env.provider.verify(spec)
+    env.state.cluster_created(spec.name, Path(env.provider.kubeconfig(spec)), env.provider.context(spec))
+    return True
+
+
+def _images_pull(env: Env, step: Step, run: LabAction) -> bool:
+    pulled = False
+    for image in run.param("images"):  # type: ignore[attr-defined]
+        if not lab_images.present(env.runner, image):
+            env.runner.run(lab_images.pull_argv(image), timeout=TIMEOUTS.command, context=f"{step.id}: {image}")
+            pulled = True
+    return pulled
+
+
+def _images_load(env: Env, step: Step, run: LabAction) -> bool:
+    env.provider.load_images(env.cluster(str(run.param("cluster"))), list(run.param("images")))  # type: ignore
+    return True
+
+
+def _certs_generate(env: Env, step: Step, run: LabAction) -> bool:
+    from lab import certs
+
+    out = run.param("out")
+    assert isinstance(out, File)
+    certs.generate(env.paths.resolve(out), list(run.param("clusters")))  # type: ignore[arg-type]
+    return True
+
+
+def _coredns_patch(env: Env, step: Step, run: LabAction) -> bool:
+    cluster = str(run.param("cluster"))
+    forward = run.param("forward")
+    assert isinstance(forward, Lookup)
+    ip = env.poll(lambda: env.resolve(forward), timeout=TIMEOUTS.rollout, what=f"{step.id}: {forward.what}")
+    k = env.kubectl(cluster)
+    live = json.loads(k.run("-n", "kube-system", "get", "configmap", "coredns", "-o", "json",
+                            context=step.id).stdout)
+    text = (live.get("data") or {}).get("Corefile", "")
+    patched = corefile.patch(text, ip, aaaa_guard=bool(run.param("aaaa_guard")))
+    if patched == text:
+        return False
+    f = run.param("file")
+    assert isinstance(f, File)
+    path = env.paths.resolve(f)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(patched, encoding="utf-8")
+    apply(env, cluster, coredns_configmap(live, patched), None, step.id)
+    return True
+
+
+def _serviceentry_client(env: Env, step: Step, run: LabAction) -> bool:
+    address_t, port_t = run.param("address"), run.param("port")
+    assert isinstance(address_t, Lookup) and isinstance(port_t, Lookup)
+    address, port = env.poll(lambda: (env.resolve(address_t), env.resolve(port_t)), timeout=TIMEOUTS.rollout,
+                             what=f"{step.id}: {address_t.what} and {port_t.what}")
+    svc = serviceentry.RemoteService(str(run.param("service")), str(run.param("service_namespace")))
+    obj = serviceentry.render_client(svc, str(run.param("vip")), address, int(port))
+    apply(env, str(run.param("cluster")), serviceentry.to_yaml(obj), str(run.param("namespace")), step.id)
+    return True
+
+
+ACTIONS: dict[str, Callable[[Env, Step, LabAction], bool]] = {
+    "kind.create": _kind_create,
+    "images.pull": _images_pull,
+    "images.load": _images_load,
+    "certs.generate": _certs_generate,
+    "coredns.patch": _coredns_patch,
+    "serviceentry.client": _serviceentry_client,
+}
+
+
+# --- the scheduler ------------------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    step: Step
+    status: str  # done | in place | verified | checked | failed | blocked
+    seconds: float = 0.0
+    started: float = 0.0
+    error: BaseException | None = None
+
+
+@dataclass
+class Report:
+    outcomes: dict[str, Outcome]
+    seconds: float
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes.values() if o.status == "failed"]
+
+    def phases(self) -> dict[str, float]:
+        """Wall time per phase: from its first step's start to its last step's end (branches overlap)."""
+        spans: dict[str, list[float]] = {}
+        for o in self.outcomes.values():
+            if o.status == "blocked":
+                continue
+            lo_hi = spans.setdefault(o.step.phase or "other", [o.started, o.started + o.seconds])
+            lo_hi[0] = min(lo_hi[0], o.started)
+            lo_hi[1] = max(lo_hi[1], o.started + o.seconds)
+        return {p: hi - lo for p, (lo, hi) in spans.items()}
+
+
+class Scheduler:
+    """One thread per branch (a cluster, or the host); a step starts when the steps it needs have finished.
+
+    The plan's order is a topological order and each branch follows it, so the earliest unfinished step can
+    always run: no deadlock. A failure blocks the steps that need it; independent work continues, so the next
+    run has less to do. An interrupt (KeyboardInterrupt) stops every branch after its current step.
+    """
+
+    def __init__(self, env: Env, steps: Sequence[Step], *, record: bool = True) -> None:
+        self.env = env
+        self.steps = list(steps)
+        self.record = record
+        self.cond = threading.Condition()
+        self.outcomes: dict[str, Outcome] = {}
+        self.fresh: set[str] = set()  # steps that changed something: their dependents must not trust records
+        self.interrupted = False
+        self.t0 = env.clock()
+
+    def run(self) -> Report:
+        branches: dict[str, list[Step]] = {}
+        for s in self.steps:
+            branches.setdefault(s.cluster or "host", []).append(s)
+        threads = [threading.Thread(target=self._branch, args=(steps,), name=f"lab-{key}", daemon=True)
+                   for key, steps in branches.items()]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                t.join()
+        except KeyboardInterrupt:
+            with self.cond:
+                self.interrupted = True
+                self.cond.notify_all()
+            for t in threads:
+                t.join()
+            raise
+        if any(isinstance(o.error, KeyboardInterrupt) for o in self.outcomes.values()):
+            raise KeyboardInterrupt
+        return Report(dict(self.outcomes), self.env.clock() - self.t0)
+
+    def _branch(self, steps: list[Step]) -> None:
+        for step in steps:
+            with self.cond:
+                self.cond.wait_for(lambda s=step: self.interrupted or all(n in self.outcomes for n in s.needs))
+                if self.interrupted:
+                    return
+                bad = [n for n in step.needs if self.outcomes[n].status in ("failed", "blocked")]
+                forced = any(n in self.fresh for n in step.needs)
+            if bad:
+                self._finish(Outcome(step, "blocked", 0.0, self.env.clock() - self.t0))
+                continue
+            self._finish(self._one(step, forced))
+
+    def _finish(self, outcome: Outcome) -> None:
+        with self.cond:
+            self.outcomes[outcome.step.id] = outcome
+            if isinstance(outcome.error, KeyboardInterrupt):
+                self.interrupted = True
+            self.cond.notify_all()
+        self._report(outcome)
+
+    def _one(self, step: Step, forced: bool) -> Outcome:
+        env = self.env
+        started = env.clock()
+        fp = fingerprint(step.run)
+        status = "done"
+        try:
+            recorded = self.record and not forced and env.state.step_done(step.id, fp)
+            if recorded and not isinstance(step.run, Check):
+                if step.verify is None:
+                    status = "in place"
+                else:
+                    try:
+                        run_check(env, step.verify, f"{step.id} (verify)", once=True)
+                        status = "verified"
+                    except NotReadyError:
+                        recorded = False  # gone or changed behind our back: do it again
+            if not recorded or isinstance(step.run, Check):
+                changed = execute(env, step)
+                if isinstance(step.run, Check):
+                    status = "checked"
+                    changed = forced  # a check passes freshness through to what needs it
+                elif not changed:
+                    status = "in place"
+                if changed:
+                    with self.cond:
+                        self.fresh.add(step.id)
+            if self.record:
+                env.state.mark_done(step.id, fp, env.clock() - started)
+        except BaseException as err:  # noqa: BLE001 - recorded, reported, re-raised by the caller
+            return Outcome(step, "failed", env.clock() - started, started - self.t0, err)
+        return Outcome(step, status, env.clock() - started, started - self.t0)
+
+    def _report(self, o: Outcome) -> None:
+        tag = o.step.cluster or "host"
+        line = f"  {tag:<9} {o.step.id:<30} {o.status:<9} {_duration(o.seconds):>7}  {o.step.title}"
+        if o.status == "failed":
+            line += f"\n            -> {_error_line(o.error)}"
+        self.env.say(line)
+
+
+def _error_line(err: BaseException | None) -> str:
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted"
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def summary(report: Report, what: str = "lab up") -> str:
+    counts: dict[str, int] = {}
+    for o in report.outcomes.values():
+        counts[o.status] = counts.get(o.status, 0) + 1
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    ok = not report.failed and "blocked" not in counts
+    head = f"{what}: {'finished' if ok else 'stopped'} in {_duration(report.seconds)} ({parts})"
+    lines = [head, "  phase            wall time"]
+    for phase, secs in report.phases().items():
+        lines.append(f"  {phase:<16} {_duration(secs):>9}")
+    return "\n".join(lines)
+
+
+# --- the commands ---------------------------------------------------------------------------------------------
+def _default_preflight(profile: Profile, runner: Runner, **kwargs: object) -> None:
+    from lab import preflight
+
+    preflight.require(profile, runner, **kwargs)
+
+
+def _default_tools(profile: Profile, runner: Runner) -> Any:
+    from lab import tools
+
+    return tools.ensure_tools(profile, tools.cache_dir(), runner)
+
+
+def _default_provider(profile: Profile, home: Path, tools: Any, runner: Runner) -> Any:
+    from lab import kind
+
+    return kind.KindProvider(profile, home, tools, runner)
+
+
+@dataclass
+class Hooks:
+    """What `up`/`down`/`status`/`uninstall` build on; tests replace them (no Docker, no downloads)."""
+
+    preflight: Callable[..., None] = _default_preflight
+    tools: Callable[[Profile, Runner], Any] = _default_tools
+    provider: Callable[[Profile, Path, Any, Runner], Any] = _default_provider
+    sleep: Callable[[float], None] | None = None
+    clock: Callable[[], float] = time.monotonic
+
+
+def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[str, str] | None = None,
+       runner: Runner | None = None, out: TextIO | None = None, hooks: Hooks | None = None) -> int:
+    """Build the lab (or check and finish a healthy or half-built one). Returns the exit code."""
+    hooks = hooks or Hooks()
+    runner = runner or Runner()
+    out = out or sys.stdout
+    home = lab_home(home)
+    # Preflight first: nothing (not even $LAB_HOME) is created on a machine that cannot run the lab.
+    known = State.load(home).clusters if (home / "state.json").exists() else {}
+    hooks.preflight(profile, runner, skip_ports_of=frozenset(n for n, r in known.items() if r.get("created_by_lab")))
+    with Lock(home, "up"):
+        state = State.load(home)
+        state.set_profile(profile.name, dict(overrides or {}), fingerprint(profile))
+        t0 = hooks.clock()
+        tools = hooks.tools(profile, runner)
+        print(f"  {'host':<9} {'tools':<30} {'ready':<9} {_duration(hooks.clock() - t0):>7}  kind, kubectl, "
+              f"istioctl and the Istio {profile.istio_version} release", file=out, flush=True)
+        provider = hooks.provider(profile, home, tools, runner)
+        env = Env(profile, Paths(home, Path(tools.istio_dir)), runner, tools, provider, state, out,
+                  hooks.sleep, hooks.clock)
+        report = Scheduler(env, build(profile, env.paths)).run()
+        print(summary(report), file=out, flush=True)
+        state.set_run({"command": "up", "ok": not report.failed, "seconds": round(report.seconds, 1),
+                       "phases": {k: round(v, 1) for k, v in report.phases().items()}})
+        if report.failed:
+            # The first failure is the one line the CLI prints (a LabError); anything else is a bug: traceback.
+            raise report.failed[0].error  # type: ignore[misc]
+        _write_lock_file(env)
+        probe_rec = state.data.get("last_probe") or {}
+        print(f"lab up: curl {serviceentry.RemoteService('httpbin', 'bar').host}:8000/headers from "
+              f"{profile.client.name}/foo/sleep returned {probe_rec.get('status')}", file=out, flush=True)
+    return 0
+
+
+def _write_lock_file(env: Env) -> None:
+    try:
+        entries = lab_images.lock_entries(env.profile, env.runner)
+        lab_images.write_lock(env.paths.home / "lock.json", entries, env.profile)
+    except LabError as err:  # the lab works; say why the digests are missing instead of failing the run
+        env.say(f"lab up: note: image digests not recorded in lock.json ({err})")
+
+
+def _recorded_profile(state: State) -> Profile:
+    rec = state.profile or {}
+    return load_profile(rec.get("name", "default"), rec.get("overrides") or {})
+
+
+def down(*, home: Path | str | None = None, runner: Runner | None = None, out: TextIO | None = None,
+         hooks: Hooks | None = None) -> int:
+    """Delete the clusters this lab created (state file + the provider's label check), and nothing else."""
+    hooks = hooks or Hooks()
+    runner = runner or Runner()
+    out = out or sys.stdout
+    home = lab_home(home)
+    if not (home / "state.json").exists():
+        print(f"lab down: no lab state in {home}; nothing to delete", file=out)
+        return 0
+    with Lock(home, "down"):
+        state = State.load(home)
+        profile = _recorded_profile(state)
+        ours = {n: r for n, r in state.clusters.items() if r.get("created_by_lab")}
+        if not ours:
+            print(f"lab down: {home} records no cluster created by the lab; nothing to delete", file=out)
+        else:
+            tools = hooks.tools(profile, runner)
+            provider = hooks.provider(profile, home, tools, runner)
+            for name in ours:
+                spec = next((c for c in profile.clusters if c.name == name), None) or \
+                    dataclasses.replace(profile.clusters[0], name=name)
+                t0 = hooks.clock()
+                deleted = provider.delete(spec)
+                word = "deleted" if deleted else "not found (no kind node labelled as this cluster; nothing deleted)"
+                print(f"  {name:<9} {word} ({_duration(hooks.clock() - t0)})", file=out, flush=True)
+                Path(provider.kubeconfig(spec)).unlink(missing_ok=True)
+                state.forget_cluster_steps(name)
+                state.forget_cluster(name)
+        if not state.clusters:
+            state.path.unlink(missing_ok=True)
+        else:
+            state.forget_steps([s for s in state.done_steps if s.startswith("host/")])
+    return 0
+
+
+def uninstall(*, home: Path | str | None = None, runner: Runner | None = None, out: TextIO | None = None,
+              hooks: Hooks | None = None) -> int:
+    """The write-up's uninstall section: apps, ServiceEntries and their namespaces; clusters and Istio stay."""
+    hooks = hooks or Hooks()
+    runner = runner or Runner()
+    out = out or sys.stdout
+    home = lab_home(home)
+    if not (home / "state.json").exists():
+        raise UsageError(f"no lab in {home}: nothing to uninstall (build one with `make lab-up`)")
+    with Lock(home, "uninstall"):
+        state = State.load(home)
+        profile = _recorded_profile(state)
+        tools = hooks.tools(profile, runner)
+        provider = hooks.provider(profile, home, tools, runner)
+        env = Env(profile, Paths(home, Path(tools.istio_dir)), runner, tools, provider, state, out, hooks.sleep,
+                  hooks.clock)
+        report = Scheduler(env, build_uninstall(profile, env.paths), record=False).run()
+        # What uninstall removed must be applied again by the next `lab up`.
+        state.forget_steps([s.id for s in build(profile, env.paths) if s.phase in ("apps", "serviceentries",
+                                                                                    "verify")])
+        print(summary(report, "lab uninstall"), file=out, flush=True)
+        if report.failed:
+            err = report.failed[0].error
+            raise err if isinstance(err, LabError) else LabError(_error_line(err))
+    return 0
+
+
+def status(*, home: Path | str | None = None, runner: Runner | None = None, out: TextIO | None = None,
+           hooks: Hooks | None = None) -> int:
+    """What the lab has: clusters, Istio, istiocoredns, apps, ServiceEntries, the last probe. 0 if all there."""
+    hooks = hooks or Hooks()
+    runner = runner or Runner()
+    out = out or sys.stdout
+    home = lab_home(home)
+    if not (home / "state.json").exists():
+        print(f"lab status: no lab in {home} (build one with `make lab-up`)", file=out)
+        return 1
+    state = State.load(home)
+    profile = _recorded_profile(state)
+    rec = state.profile or {}
+    print(f"lab in {home}: profile {rec.get('name')} {rec.get('overrides') or ''} (Istio {profile.istio_version}, "
+          f"{profile.node_image.split('@')[0]}), {len(state.done_steps)} steps recorded", file=out)
+    tools = hooks.tools(profile, runner)
+    provider = hooks.provider(profile, home, tools, runner)
+    healthy = True
+    for c in profile.clusters:
+        owned = state.owns_cluster(c.name)
+        exists = provider.exists(c)
+        print(f"  {c.name}: cluster {'up' if exists else 'absent'}"
+              f"{'' if owned else ' (not created by this lab)'}", file=out)
+        if not exists:
+            healthy = False
+            continue
+        k = Kubectl(runner, str(provider.kubeconfig(c)), provider.context(c), binary=str(tools.kubectl))
+        for label, ok, detail in _cluster_status(k, c):
+            healthy = healthy and ok
+            print(f"    {'ok ' if ok else 'NO '} {label}: {detail}", file=out)
+    probe_rec = state.data.get("last_probe")
+    if probe_rec:
+        print(f"  last probe ({probe_rec.get('at')}): {probe_rec.get('step')} -> HTTP {probe_rec.get('status')}, "
+              f"curl exit {probe_rec.get('curl_exit')}", file=out)
+    else:
+        healthy = False
+        print("  last probe: none yet", file=out)
+    return 0 if healthy else 1
+
+
+def _cluster_status(k: Kubectl, c: ClusterSpec) -> list[tuple[str, bool, str]]:
+    def ready(ns: str, deploy: str) -> tuple[bool, str]:
+        res = k.run("-n", ns, "get", "deployment", deploy, "-o",
+                    "jsonpath={.status.readyReplicas}/{.spec.replicas} {.spec.template.spec.containers[0].image}",
+                    check=False)
+        if not res.ok:
+            return False, "absent"
+        counts, _, image = res.stdout.strip().partition(" ")
+        got, _, want = counts.partition("/")
+        return bool(got) and got == want, f"{counts} ready ({image})"
+
+    rows: list[tuple[str, bool, str]] = []
+    rows.append(("istiod", *ready("istio-system", "istiod")))
+    rows.append(("istiocoredns", *ready("istio-system", "istiocoredns")))
+    cm = k.run("-n", "kube-system", "get", "configmap", "coredns", "-o", "jsonpath={.data.Corefile}", check=False)
+    block = None
+    if cm.ok:
+        try:
+            block = corefile.global_block(cm.stdout)
+        except LabError as err:
+            block = None
+            rows.append(("kube-system CoreDNS global block", False, str(err)))
+    fwd = re.search(r"forward \. (\S+)", block or "")
+    rows.append(("kube-system CoreDNS global block", block is not None,
+                 f"forward to {fwd.group(1)}" if fwd else "missing"))
+    apps = [("foo", "sleep")] if c.role == "client" else [("bar", "httpbin"), ("bar", "sleep")]
+    for ns, app in apps:
+        rows.append((f"{app} in {ns}", *ready(ns, app)))
+    se = k.run("get", "serviceentries.networking.istio.io", "-A", "-o",
+               "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.spec.hosts} "
+               "{.spec.addresses} {.spec.endpoints[*].address}:{.spec.endpoints[*].ports}{\"\\n\"}{end}",
+               check=False)
+    entries = [line for line in se.stdout.splitlines() if line.strip()] if se.ok else []
+    rows.append(("ServiceEntries", bool(entries), "; ".join(entries) or "none"))
+    return rows

@@ -1,0 +1,835 @@
+"""The plan: the write-up's scenario as data, an ordered list of frozen steps per cluster, built from a profile.
+
+`lab plan` prints it, `lab plan --shell` renders it as a bash script a person can replay, and `lab up`
+(lab/executor.py) executes the same list. A step names its cluster, the write-up section it implements, what it
+runs (a command, a manifest to apply, a check, or a named lab action with parameters) and the steps it needs, so
+the executor can build both clusters in parallel wherever nothing orders them.
+
+Values known only at run time (the istiocoredns ClusterIP, cluster2's gateway node IP and nodePort, the sleep
+pod) are `Lookup` tokens: a kubectl jsonpath query that the executor runs and the shell script writes as
+`$(kubectl ... -o jsonpath=...)`, the way the write-up does (jsonpaths from ../shared/facts/recipes.md "Lookups").
+Paths are `File` tokens relative to `$LAB_HOME` or `$ISTIO_DIR`, so the plan itself does not depend on where
+things live on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import yaml
+
+from lab import images as lab_images
+from lab import istio, kind, probe, serviceentry
+from lab.errors import ValidationError
+from lab.profile import ClusterSpec, Profile
+from lab.settings import TIMEOUTS
+
+# --- the write-up's sections (the headings of seed/000_b1c4e905758ca2e6.txt) ---------------------------------
+S_REQUIREMENTS = "要求 (Requirements: kubernetes clusters)"
+S_CONTROL_PLANE = "在每个集群中部署Istio控制面 (Deploy the Istio control plane in each cluster)"
+S_DNS = "配置DNS (Configure DNS)"
+S_APPS = "配置用例服务 (Configure the example services)"
+S_GATEWAY = "暴露cluster2的网关地址 (Expose cluster2's gateway address)"
+S_SERVICEENTRY = "配置应用服务: ServiceEntry (Configure application services: the ServiceEntry)"
+S_DNS_CHECK = "配置DNS: 判断DNS解析是否正确 (Configure DNS: check the resolution)"
+S_VERIFY = "校验可以通过sleep服务访问httpbin服务 (Verify that sleep reaches httpbin)"
+S_UNINSTALL = "卸载 (Uninstall)"
+
+# Phases group steps for the executor's summary; the plan order is phase by phase.
+PHASES = ("images", "clusters", "control-plane", "dns", "apps", "serviceentries", "verify")
+
+# The scenario's names (the write-up and the Istio samples); not pins, so they live here and not in the profile.
+CLIENT_NS = "foo"
+SERVER_NS = "bar"
+REMOTE = serviceentry.RemoteService("httpbin", SERVER_NS)
+SE_NAME = REMOTE.resource_name  # the write-up's ServiceEntry name in both clusters: httpbin-bar
+SAMPLE_SLEEP = "samples/sleep/sleep.yaml"
+SAMPLE_HTTPBIN = "samples/httpbin/httpbin.yaml"
+# The images the 1.7.x samples name (unpinned upstream); the profile decides what actually runs.
+SAMPLE_IMAGES = {"sleep": "governmentpaas/curl-ssl", "httpbin": "docker.io/kennethreitz/httpbin"}
+CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
+SHELL_BASES = ("LAB_HOME", "ISTIO_DIR")
+
+
+# --- argv tokens ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Kubeconfig:
+    """The lab's own kubeconfig file of a cluster ($LAB_HOME/kubeconfig/<cluster>); never ~/.kube/config."""
+
+    cluster: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """The kubeconfig context of a cluster (kind names it kind-<cluster>)."""
+
+    cluster: str
+    name: str
+
+
+@dataclass(frozen=True)
+class File:
+    """A path under one of the script's base directories: $LAB_HOME (the lab's state) or $ISTIO_DIR (the release)."""
+
+    base: str
+    rel: str
+
+    def __post_init__(self) -> None:
+        if self.base not in SHELL_BASES or not re.fullmatch(r"[A-Za-z0-9._/-]+", self.rel):
+            raise ValueError(f"bad File({self.base!r}, {self.rel!r})")
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A value known only at run time: `kubectl get <args> -o jsonpath=<path>` on a cluster."""
+
+    cluster: str
+    context: str
+    args: tuple[str, ...]
+    jsonpath: str
+    what: str  # for messages: "istiocoredns ClusterIP"
+
+
+@dataclass(frozen=True)
+class Concat:
+    """One argv element made of several parts (`--kubeconfig=` + a Kubeconfig, `ADDR` + `:` + `PORT`)."""
+
+    parts: tuple[str | Kubeconfig | Context | File | Lookup, ...]
+
+
+Token = str | Kubeconfig | Context | File | Lookup | Concat
+
+
+def kubectl(cluster: ClusterSpec, *args: Token) -> tuple[Token, ...]:
+    """argv of kubectl naming the cluster's own kubeconfig and context explicitly."""
+    return ("kubectl", "--kubeconfig", Kubeconfig(cluster.name), "--context", Context(cluster.name, cluster.context),
+            *args)
+
+
+def lookup(cluster: ClusterSpec, *args: str, jsonpath: str, what: str) -> Lookup:
+    return Lookup(cluster.name, cluster.context, tuple(args), jsonpath, what)
+
+
+# --- what a step runs -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Command:
+    """An argv to run. `writes` are files (path, text) written first; `timeout` bounds the command."""
+
+    argv: tuple[Token, ...]
+    writes: tuple[tuple[File, str], ...] = ()
+    timeout: float = TIMEOUTS.command
+
+
+@dataclass(frozen=True)
+class Text:
+    """A manifest the plan renders itself (validated in tests against the real schemas)."""
+
+    yaml: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A manifest from the Istio release, with image references replaced by the profile's choice."""
+
+    file: File
+    images: tuple[tuple[str, str], ...] = ()  # (as written in the sample, what the profile runs)
+
+
+@dataclass(frozen=True)
+class SecretFromFiles:
+    """A generic Secret whose keys are file names and values the files' bytes, as `kubectl create secret
+    generic --from-file` makes it. Rendered from the files at run time and sent on stdin: key material is
+    never on a command line nor in the plan."""
+
+    name: str
+    namespace: str
+    files: tuple[File, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """`kubectl apply` of a manifest on a cluster (apply semantics: re-running is safe)."""
+
+    cluster: str
+    source: Text | Sample | SecretFromFiles
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a check waits for: `exit0`, `equals` (stdout), `http` (curl status), `resolves` (nslookup address)."""
+
+    kind: str
+    value: str = ""
+
+    def describe(self) -> str:
+        return {
+            "exit0": "exit code 0",
+            "equals": f"output {self.value!r}",
+            "http": f"HTTP {self.value}",
+            "resolves": f"an A record {self.value}",
+        }[self.kind]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A command whose result must meet `expect` within `timeout` seconds (polled; a single try if 0)."""
+
+    argv: tuple[Token, ...]
+    expect: Expect
+    timeout: float = TIMEOUTS.rollout
+
+
+@dataclass(frozen=True)
+class LabAction:
+    """A named lab action (done in-process by the executor; the shell renders equivalent commands)."""
+
+    name: str
+    params: tuple[tuple[str, object], ...]
+
+    def param(self, key: str) -> object:
+        return dict(self.params)[key]
+
+
+Run = Command | Manifest | Check | LabAction
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str  # "<cluster>/<name>" or "host/<name>"
+    cluster: str | None
+    section: str  # the write-up section this step implements
+    title: str
+    run: Run
+    needs: tuple[str, ...] = ()
+    phase: str = ""
+    verify: Check | None = None  # a cheap check that the step's effect is in place (for fast re-runs)
+
+
+def default_istio_dir(profile: Profile) -> Path:
+    """Where `lab up` keeps the unpacked Istio release (lab.tools' cache); used for `lab plan` without downloading."""
+    from lab import tools
+
+    return tools.cache_dir() / f"istio-{profile.istio_version}"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the lab keeps its state ($LAB_HOME) and where the Istio release is unpacked ($ISTIO_DIR)."""
+
+    home: Path
+    istio_dir: Path
+
+    def resolve(self, f: File) -> Path:
+        return (self.home if f.base == "LAB_HOME" else self.istio_dir) / f.rel
+
+
+# --- building the plan ------------------------------------------------------------------------------------
+def build(profile: Profile, paths: Paths | None = None) -> list[Step]:
+    """Every step `lab up` runs, in an order that respects `needs` (phase by phase, cluster by cluster).
+
+    `paths` is accepted for symmetry with the renderers; the steps refer to files through `File` tokens.
+    """
+    del paths
+    steps: list[Step] = []
+    images = profile.images.resolved(profile.istio_version)
+    image_list = tuple(lab_images.image_list(profile))
+    clusters = profile.clusters
+    by_phase: dict[str, list[Step]] = {p: [] for p in PHASES}
+
+    if profile.load_images:
+        # kind load wants the image in the host's Docker first; pull once, load into every cluster
+        # (kind docs: `kind load docker-image`, facts/kind.md §3).
+        by_phase["images"].append(Step(
+            "host/images-pull", None, S_REQUIREMENTS, "pull the lab's images once on the host (docker pull)",
+            LabAction("images.pull", (("images", image_list),)), phase="images"))
+    if profile.cert_source == "generated":
+        by_phase["images"].append(Step(
+            "host/certs", None, S_CONTROL_PLANE, "generate a shared root CA and one intermediate CA per cluster",
+            LabAction("certs.generate", (("out", File("LAB_HOME", "certs")),
+                                         ("clusters", tuple(c.name for c in clusters)))), phase="images"))
+
+    for c in clusters:
+        by_phase["clusters"] += _cluster_steps(profile, c, image_list)
+        by_phase["control-plane"] += _control_plane_steps(profile, c, images)
+        by_phase["dns"] += _dns_steps(profile, c)
+        by_phase["apps"] += _app_steps(profile, c, images)
+    by_phase["serviceentries"] += _serviceentry_steps(profile)
+    by_phase["verify"] += _verify_steps(profile)
+
+    for phase in PHASES:
+        steps += by_phase[phase]
+    # The proof comes last and needs every other step, so it runs only when everything is in place.
+    steps[-1] = replace(steps[-1], needs=tuple(s.id for s in steps[:-1]))
+    check_order(steps)
+    return steps
+
+
+def _cluster_steps(profile: Profile, c: ClusterSpec, image_list: tuple[str, ...]) -> list[Step]:
+    n = c.name
+    config = File("LAB_HOME", f"kind/{n}.yaml")
+    argv = _tokens(kind.create_argv("kind", c, profile, "\0config", "\0kubeconfig"),
+                   {"\0config": config, "\0kubeconfig": Kubeconfig(n)})
+    steps = [Step(
+        f"{n}/cluster", n, S_REQUIREMENTS, f"kind create cluster {n} ({profile.node_image.split('@')[0]})",
+        # Done by the provider (pytest_kind.KindCluster, then its checks); `argv` and `config_text` are what it
+        # runs, for the plan and the shell script.
+        LabAction("kind.create", (("cluster", n), ("argv", argv), ("config", config),
+                                  ("config_text", kind.config_yaml(profile, c)),
+                                  ("dns_check", kind.node_container(c) if kind.needs_dns_check(profile) else ""))),
+        phase="clusters")]
+    if profile.load_images:
+        steps.append(Step(
+            f"{n}/images-load", n, S_REQUIREMENTS, f"load the images into {n} (kind load docker-image)",
+            LabAction("images.load", (("cluster", n), ("images", image_list))),
+            needs=(f"{n}/cluster", "host/images-pull"), phase="clusters"))
+    return steps
+
+
+def _cert_files(profile: Profile, c: ClusterSpec) -> tuple[File, ...]:
+    if profile.cert_source == "generated":
+        return tuple(File("LAB_HOME", f"certs/{c.name}/{f}") for f in CACERTS_FILES)
+    # The write-up (and istio.io 1.7) uses the release's samples/certs for every cluster.
+    return tuple(File("ISTIO_DIR", f"samples/certs/{f}") for f in CACERTS_FILES)
+
+
+def namespace_manifest(name: str, labels: Mapping[str, str] | None = None) -> str:
+    meta: dict[str, object] = {"name": name}
+    if labels:
+        meta["labels"] = dict(labels)
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": meta}, sort_keys=False)
+
+
+def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, str]) -> list[Step]:
+    n = c.name
+    base = f"{n}/cluster" if not profile.load_images else f"{n}/images-load"
+    cert_needs = ("host/certs",) if profile.cert_source == "generated" else ()
+    steps = [
+        Step(f"{n}/ns-istio-system", n, S_CONTROL_PLANE, "namespace istio-system",
+             Manifest(n, Text(namespace_manifest("istio-system"))), needs=(f"{n}/cluster",), phase="control-plane",
+             verify=Check(kubectl(c, "get", "namespace", "istio-system", "-o", "name"), Expect("exit0"), 0)),
+        # istiod reads cacerts only when it starts (pilot/pkg/bootstrap/istio_ca.go): the secret comes first.
+        Step(f"{n}/cacerts", n, S_CONTROL_PLANE, "secret cacerts (ca-cert, ca-key, root-cert, cert-chain)",
+             Manifest(n, SecretFromFiles("cacerts", "istio-system", _cert_files(profile, c))),
+             needs=(f"{n}/ns-istio-system", *cert_needs), phase="control-plane",
+             verify=Check(kubectl(c, "-n", "istio-system", "get", "secret", "cacerts", "-o", "name"),
+                          Expect("exit0"), 0)),
+    ]
+    overlay = istio.overlay_yaml(profile)
+    values = File("ISTIO_DIR", "manifests/examples/multicluster/values-istio-multicluster-gateways.yaml")
+    # one file per cluster: both clusters install in parallel and must not write the same file at once
+    overlay_file = File("LAB_HOME", f"istio-overlay-{n}.yaml")
+    argv = _tokens(istio.install_argv("istioctl", "\0kubeconfig", "\0context", ["\0values", "\0overlay"]),
+                   {"\0kubeconfig": Kubeconfig(n), "\0context": Context(n, c.context), "\0values": values,
+                    "\0overlay": overlay_file})
+    steps.append(Step(
+        f"{n}/istio", n, S_CONTROL_PLANE,
+        f"istioctl install Istio {profile.istio_version} (values-istio-multicluster-gateways.yaml + lab overlay)",
+        Command(argv, writes=((overlay_file, overlay),), timeout=TIMEOUTS.istio_install),
+        needs=(f"{n}/cacerts", base), phase="control-plane",
+        verify=Check(kubectl(c, "-n", "istio-system", "get", "deployment", "istiod",
+                             "-o", "jsonpath={.spec.template.spec.containers[0].image}"),
+                     Expect("equals", images["pilot"]), 0)))
+    if c.role == "server":
+        steps.append(Step(
+            f"{n}/gateway", n, S_GATEWAY, "ingress gateway ready, its 15443 nodePort as the profile fixed it",
+            Check(kubectl(c, "-n", "istio-system", "get", "service", "istio-ingressgateway", "-o",
+                          "jsonpath={.spec.ports[?(@.port==15443)].nodePort}"),
+                  Expect("equals", str(profile.gateway_node_port)), TIMEOUTS.rollout),
+            needs=(f"{n}/istio",), phase="control-plane"))
+        steps.append(Step(
+            f"{n}/gateway-ready", n, S_GATEWAY, "ingress gateway deployment rolled out",
+            _rollout(c, "istio-system", "istio-ingressgateway"), needs=(f"{n}/gateway",), phase="control-plane"))
+    return steps
+
+
+def _rollout(c: ClusterSpec, namespace: str, deployment: str, timeout: float = TIMEOUTS.rollout) -> Check:
+    return Check(kubectl(c, "-n", namespace, "rollout", "status", f"deployment/{deployment}",
+                         f"--timeout={int(timeout)}s"), Expect("exit0"), timeout)
+
+
+def istiocoredns_ip(c: ClusterSpec) -> Lookup:
+    return lookup(c, "-n", "istio-system", "service", "istiocoredns", jsonpath="{.spec.clusterIP}",
+                  what="istiocoredns ClusterIP")
+
+
+def kubedns_ip(c: ClusterSpec) -> Lookup:
+    return lookup(c, "-n", "kube-system", "service", "kube-dns", jsonpath="{.spec.clusterIP}",
+                  what="kube-dns ClusterIP")
+
+
+def _dns_steps(profile: Profile, c: ClusterSpec) -> list[Step]:
+    n = c.name
+    return [
+        Step(f"{n}/istiocoredns", n, S_DNS, "istiocoredns (installed by Istio) is ready",
+             _rollout(c, "istio-system", "istiocoredns"), needs=(f"{n}/istio",), phase="dns"),
+        # Read the live Corefile and add (or replace) the `global` server block: never paste the docs' copy,
+        # CoreDNS 1.7+ exits on its `upstream` option (facts/istio-1.7.md §3).
+        Step(f"{n}/coredns-global", n, S_DNS, "CoreDNS: forward the `global` zone to istiocoredns",
+             LabAction("coredns.patch", (("cluster", n), ("forward", istiocoredns_ip(c)),
+                                         ("aaaa_guard", profile.aaaa_guard),
+                                         ("file", File("LAB_HOME", f"{n}.Corefile")))),
+             needs=(f"{n}/istiocoredns",), phase="dns"),
+        # The write-up: after the apply CoreDNS may not pick the change up; restart its pods.
+        Step(f"{n}/coredns-restart", n, S_DNS, "restart CoreDNS",
+             Command(kubectl(c, "-n", "kube-system", "rollout", "restart", "deployment/coredns")),
+             needs=(f"{n}/coredns-global",), phase="dns"),
+        Step(f"{n}/coredns-ready", n, S_DNS, "CoreDNS rolled out",
+             _rollout(c, "kube-system", "coredns", TIMEOUTS.coredns_restart), needs=(f"{n}/coredns-restart",),
+             phase="dns"),
+    ]
+
+
+def _sample(rel: str, app: str, images: Mapping[str, str]) -> Sample:
+    want = images[app]
+    written = SAMPLE_IMAGES[app]
+    return Sample(File("ISTIO_DIR", rel), () if _same_image(written, want) else ((written, want),))
+
+
+def _same_image(a: str, b: str) -> bool:
+    """Whether two references name the same image the way containerd normalises them (docker.io/library, :latest)."""
+    return _normalise(a) == _normalise(b)
+
+
+def _normalise(ref: str) -> str:
+    name, digest = (ref.split("@", 1) + [""])[:2]
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last:
+        name += ":latest"
+    first = name.split("/", 1)[0]
+    if "/" not in name or ("." not in first and ":" not in first and first != "localhost"):
+        name = "docker.io/" + (name if "/" in name else "library/" + name)
+    return name + ("@" + digest if digest else "")
+
+
+def _app_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, str]) -> list[Step]:
+    n = c.name
+    ns = CLIENT_NS if c.role == "client" else SERVER_NS
+    # Injection must be on before the pods exist: the label is on the namespace object itself, and the
+    # namespace needs Istio's injector (istiod) running, so apps come after the install.
+    steps = [Step(f"{n}/ns-{ns}", n, S_APPS, f"namespace {ns} labelled istio-injection=enabled",
+                  Manifest(n, Text(namespace_manifest(ns, {"istio-injection": "enabled"}))),
+                  needs=(f"{n}/istio",), phase="apps",
+                  verify=Check(kubectl(c, "get", "namespace", ns, "-o",
+                                       "jsonpath={.metadata.labels.istio-injection}"), Expect("equals", "enabled"),
+                               0))]
+    apps = [("httpbin", SAMPLE_HTTPBIN)] if c.role == "server" else []
+    apps.append(("sleep", SAMPLE_SLEEP))  # the write-up also runs a sleep in cluster2's bar
+    for app, rel in apps:
+        steps.append(Step(f"{n}/{app}", n, S_APPS, f"{app} in {ns} ({rel})",
+                          Manifest(n, _sample(rel, app, images), ns), needs=(f"{n}/ns-{ns}",), phase="apps",
+                          verify=Check(kubectl(c, "-n", ns, "get", "deployment", app, "-o", "name"),
+                                       Expect("exit0"), 0)))
+    for app, _ in apps:
+        steps.append(Step(f"{n}/{app}-ready", n, S_APPS, f"{app} in {ns} rolled out (with its sidecar)",
+                          _rollout(c, ns, app), needs=(f"{n}/{app}",), phase="apps"))
+    return steps
+
+
+def gateway_address(server: ClusterSpec) -> Lookup:
+    # The node IP of the gateway pod on the shared `kind` Docker network (the write-up's INGRESS_HOST).
+    return lookup(server, "-n", "istio-system", "pod", "-l", "istio=ingressgateway",
+                  jsonpath="{.items[0].status.hostIP}", what="cluster2 gateway node IP")
+
+
+def gateway_node_port(server: ClusterSpec) -> Lookup:
+    return lookup(server, "-n", "istio-system", "service", "istio-ingressgateway",
+                  jsonpath="{.spec.ports[?(@.port==15443)].nodePort}", what="cluster2 gateway 15443 nodePort")
+
+
+def _serviceentry_steps(profile: Profile) -> list[Step]:
+    client, server = profile.client, profile.server
+
+    def se_vip(c: ClusterSpec, ns: str) -> Check:
+        return Check(kubectl(c, "-n", ns, "get", "serviceentries.networking.istio.io", SE_NAME, "-o",
+                             "jsonpath={.spec.addresses[0]}"), Expect("equals", c.vip), 0)
+
+    steps = [
+        Step(f"{client.name}/serviceentry", client.name, S_SERVICEENTRY,
+             f"ServiceEntry {REMOTE.host} in {CLIENT_NS}: VIP {client.vip}, endpoint {server.name}'s gateway node "
+             "IP and 15443 nodePort",
+             LabAction("serviceentry.client", (
+                 ("cluster", client.name), ("namespace", CLIENT_NS), ("service", REMOTE.name),
+                 ("service_namespace", REMOTE.namespace), ("vip", client.vip),
+                 ("address", gateway_address(server)), ("port", gateway_node_port(server)))),
+             needs=(f"{client.name}/ns-{CLIENT_NS}", f"{server.name}/gateway-ready"), phase="serviceentries",
+             verify=se_vip(client, CLIENT_NS)),
+        # The write-up's own finding: without it the gateway could not resolve httpbin.bar.global (true only
+        # where the gateway EnvoyFilter is broken, 1.7.0-1.7.4; see DESIGN.md); the lab keeps it as written.
+        Step(f"{server.name}/serviceentry", server.name, S_SERVICEENTRY,
+             f"ServiceEntry {REMOTE.host} in {SERVER_NS}: VIP {server.vip}, endpoint {REMOTE.local_host}",
+             Manifest(server.name, Text(serviceentry.to_yaml(serviceentry.render_server(REMOTE, server.vip))),
+                      SERVER_NS),
+             needs=(f"{server.name}/ns-{SERVER_NS}",), phase="serviceentries",
+             verify=se_vip(server, SERVER_NS)),
+    ]
+    return steps
+
+
+def sleep_pod(c: ClusterSpec, namespace: str) -> Lookup:
+    # The write-up's SLEEP_POD; only a Running pod, so that a terminating one left by a rollout is not picked.
+    return lookup(c, "-n", namespace, "pod", "-l", "app=sleep", "--field-selector=status.phase=Running",
+                  jsonpath="{.items[0].metadata.name}", what=f"sleep pod in {namespace}")
+
+
+def curl_check(c: ClusterSpec, namespace: str) -> Check:
+    url = f"{REMOTE.host}:{REMOTE.port}/headers"
+    return Check(kubectl(c, "exec", "-n", namespace, sleep_pod(c, namespace), "-c", "sleep", "--",
+                         *probe.curl_argv(url)), Expect("http", "200"), TIMEOUTS.probe)
+
+
+def _verify_steps(profile: Profile) -> list[Step]:
+    client, server = profile.client, profile.server
+    cn, sn = client.name, server.name
+    all_client = (f"{cn}/serviceentry", f"{cn}/sleep-ready", f"{cn}/coredns-ready")
+    steps = []
+    for dns, name in ((istiocoredns_ip(client), "istiocoredns"), (kubedns_ip(client), "kube-dns")):
+        steps.append(Step(
+            f"{cn}/nslookup-{name}", cn, S_DNS_CHECK,
+            f"nslookup -type=a {REMOTE.host} through {name} answers {client.vip}",
+            # nslookup takes the server as its last argument (lab/probe.py nslookup_argv)
+            Check((*kubectl(client, "exec", "-n", CLIENT_NS, sleep_pod(client, CLIENT_NS), "-c", "sleep", "--",
+                            *probe.nslookup_argv(REMOTE.host)), dns), Expect("resolves", client.vip),
+                  TIMEOUTS.dns_converge),
+            needs=all_client, phase="verify"))
+    steps.append(Step(
+        f"{sn}/curl", sn, S_VERIFY, f"curl {REMOTE.host}:{REMOTE.port}/headers from sleep in {sn}/{SERVER_NS} = 200",
+        curl_check(server, SERVER_NS),
+        needs=(f"{sn}/serviceentry", f"{sn}/sleep-ready", f"{sn}/httpbin-ready", f"{sn}/coredns-ready"),
+        phase="verify"))
+    # The proof, last: it needs every other step (so the executor runs it only when all is in place).
+    steps.append(Step(
+        f"{cn}/curl", cn, S_VERIFY, f"curl {REMOTE.host}:{REMOTE.port}/headers from sleep in {cn}/{CLIENT_NS} = 200",
+        curl_check(client, CLIENT_NS), needs=(), phase="verify"))
+    return steps
+
+
+def _tokens(argv: Sequence[str], mapping: Mapping[str, Token]) -> tuple[Token, ...]:
+    """Turn the marker strings we passed to another module's argv builder back into tokens.
+
+    A marker may be embedded in an element (`--kubeconfig=<marker>`): that element becomes a Concat."""
+    pattern = re.compile("(" + "|".join(re.escape(m) for m in mapping) + ")")
+    out: list[Token] = []
+    used: set[str] = set()
+    for a in argv:
+        pieces = [x for x in pattern.split(a) if x]
+        used.update(x for x in pieces if x in mapping)
+        parts = tuple(mapping.get(x, x) for x in pieces)
+        out.append(parts[0] if len(parts) == 1 else Concat(parts))  # type: ignore[arg-type]
+    if set(mapping) - used:
+        raise ValueError(f"argv builder dropped {sorted(set(mapping) - used)}")
+    return tuple(out)
+
+
+def check_order(steps: Sequence[Step]) -> None:
+    """Step ids are unique and every step's needs come before it (the executor relies on it)."""
+    seen: set[str] = set()
+    for s in steps:
+        if s.id in seen:
+            raise ValueError(f"duplicate step id {s.id}")
+        unknown = [n for n in s.needs if n not in seen]
+        if unknown:
+            raise ValueError(f"step {s.id} needs {unknown}, which do not come before it")
+        seen.add(s.id)
+
+
+# --- uninstall (the write-up's last section) ----------------------------------------------------------------
+def build_uninstall(profile: Profile, paths: Paths | None = None) -> list[Step]:
+    """The write-up's uninstall section, cluster by cluster; deletions ignore what is already gone."""
+    del paths
+    client, server = profile.client, profile.server
+    ign = "--ignore-not-found"
+    steps = [
+        Step(f"{client.name}/uninstall-sleep", client.name, S_UNINSTALL, f"delete sleep in {CLIENT_NS}",
+             Command(kubectl(client, "delete", "-n", CLIENT_NS, "-f", File("ISTIO_DIR", SAMPLE_SLEEP), ign))),
+        Step(f"{client.name}/uninstall-serviceentry", client.name, S_UNINSTALL,
+             f"delete ServiceEntry {SE_NAME} in {CLIENT_NS}",
+             Command(kubectl(client, "delete", "-n", CLIENT_NS, "serviceentry", SE_NAME, ign))),
+        Step(f"{client.name}/uninstall-ns", client.name, S_UNINSTALL, f"delete namespace {CLIENT_NS}",
+             Command(kubectl(client, "delete", "ns", CLIENT_NS, ign))),
+        Step(f"{server.name}/uninstall-httpbin", server.name, S_UNINSTALL, f"delete httpbin in {SERVER_NS}",
+             Command(kubectl(server, "delete", "-n", SERVER_NS, "-f", File("ISTIO_DIR", SAMPLE_HTTPBIN), ign))),
+        # Not in the write-up's list, but the lab (like the write-up's body) also put these in cluster2's bar.
+        Step(f"{server.name}/uninstall-sleep", server.name, S_UNINSTALL, f"delete sleep in {SERVER_NS}",
+             Command(kubectl(server, "delete", "-n", SERVER_NS, "-f", File("ISTIO_DIR", SAMPLE_SLEEP), ign))),
+        Step(f"{server.name}/uninstall-serviceentry", server.name, S_UNINSTALL,
+             f"delete ServiceEntry {SE_NAME} in {SERVER_NS}",
+             Command(kubectl(server, "delete", "-n", SERVER_NS, "serviceentry", SE_NAME, ign))),
+        Step(f"{server.name}/uninstall-ns", server.name, S_UNINSTALL, f"delete namespace {SERVER_NS}",
+             Command(kubectl(server, "delete", "ns", SERVER_NS, ign))),
+    ]
+    ordered: list[Step] = []
+    for s in steps:  # within a cluster, in the write-up's order
+        prev = [o.id for o in ordered if o.cluster == s.cluster]
+        ordered.append(replace(s, needs=tuple(prev[-1:]), phase="uninstall"))
+    return ordered
+
+
+# --- rendering --------------------------------------------------------------------------------------------
+def describe(run: Run) -> str:
+    """One line saying what a step runs (for `lab plan`)."""
+    if isinstance(run, Command):
+        return _plain(run.argv)
+    if isinstance(run, Check):
+        return f"{_plain(run.argv)}  => expect {run.expect.describe()}"
+    if isinstance(run, Manifest):
+        src = run.source
+        ns = f" -n {run.namespace}" if run.namespace else ""
+        if isinstance(src, Text):
+            kinds = [f"{d['kind']}/{d['metadata']['name']}" for d in yaml.safe_load_all(src.yaml) if d]
+            return f"kubectl apply{ns} ({', '.join(kinds)})"
+        if isinstance(src, Sample):
+            swap = "".join(f" with image {new}" for _, new in src.images)
+            return f"kubectl apply{ns} -f ${src.file.base}/{src.file.rel}{swap}"
+        return (f"kubectl create secret generic {src.name} -n {src.namespace} "
+                + " ".join(f"--from-file=${f.base}/{f.rel}" for f in src.files) + " (applied)")
+    if run.name == "kind.create":
+        return _plain(run.param("argv"))  # type: ignore[arg-type]
+    params = ", ".join(f"{k}={_plain_value(v)}" for k, v in run.params)
+    return f"lab action {run.name}({params})"
+
+
+def _plain_value(v: object) -> str:
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_plain_value(x) for x in v) + "]"
+    if isinstance(v, (Kubeconfig, Context, File, Lookup, Concat)):
+        return _plain((v,))
+    return str(v)
+
+
+def _plain(argv: Iterable[Token]) -> str:
+    out = []
+    for t in argv:
+        if isinstance(t, Kubeconfig):
+            out.append(f"$LAB_HOME/kubeconfig/{t.cluster}")
+        elif isinstance(t, Context):
+            out.append(t.name)
+        elif isinstance(t, File):
+            out.append(f"${t.base}/{t.rel}")
+        elif isinstance(t, Lookup):
+            out.append(f"<{t.what}>")
+        elif isinstance(t, Concat):
+            out.append("".join(_plain((p,)) for p in t.parts))
+        else:
+            out.append(t if re.fullmatch(r"[\w@%+=:,./{}\[\]?()'-]+", t) else shlex.quote(t))
+    return " ".join(out)
+
+
+def render_text(steps: Sequence[Step]) -> str:
+    """`lab plan`: every step in order with its number, cluster, id, title and write-up section."""
+    lines = []
+    width = max(len(s.id) for s in steps)
+    for i, s in enumerate(steps, 1):
+        lines.append(f"{i:2d}. [{s.cluster or 'host'}] {s.id:<{width}}  {s.title}")
+        lines.append(f"      write-up: {s.section}")
+        lines.append(f"      runs:     {describe(s.run)}")
+        if s.needs and s is not steps[-1]:
+            lines.append(f"      after:    {', '.join(s.needs)}")
+        elif s.needs:
+            lines.append("      after:    every step above")
+    return "\n".join(lines) + "\n"
+
+
+def var_suffix(cluster: str) -> str:
+    return re.sub(r"\W", "_", cluster.upper())
+
+
+def _sh(t: Token) -> str:
+    if isinstance(t, Kubeconfig):
+        return f'"$KUBECONFIG_{var_suffix(t.cluster)}"'
+    if isinstance(t, Context):
+        return f'"$CTX_{var_suffix(t.cluster)}"'
+    if isinstance(t, File):
+        return f'"${t.base}/{t.rel}"'
+    if isinstance(t, Lookup):
+        inner = kubectl_for_lookup(t)
+        return '"$(' + " ".join(_sh(x) for x in inner) + ')"'
+    if isinstance(t, Concat):
+        return "".join(_sh(p) for p in t.parts)
+    return shlex.quote(t)
+
+
+def kubectl_for_lookup(t: Lookup) -> tuple[Token, ...]:
+    return ("kubectl", "--kubeconfig", Kubeconfig(t.cluster), "--context", Context(t.cluster, t.context), "get",
+            *t.args, "-o", f"jsonpath={t.jsonpath}")
+
+
+def _sh_argv(argv: Iterable[Token]) -> str:
+    return " ".join(_sh(t) for t in argv)
+
+
+def _heredoc(text: str) -> str:
+    if not text.endswith("\n"):
+        text += "\n"
+    if "\nLAB_EOF\n" in "\n" + text:
+        raise ValueError("manifest contains the heredoc delimiter")
+    return f"<<'LAB_EOF'\n{text}LAB_EOF"
+
+
+def _kubectl_of(cluster: str, contexts: Mapping[str, str]) -> tuple[Token, ...]:
+    return ("kubectl", "--kubeconfig", Kubeconfig(cluster), "--context", Context(cluster, contexts[cluster]))
+
+
+def _write_file(f: File, text: str) -> list[str]:
+    parent = f.rel.rsplit("/", 1)[0] if "/" in f.rel else ""
+    mk = [f'mkdir -p "${f.base}/{parent}"'] if parent else []
+    return [*mk, f"cat > {_sh(f)} {_heredoc(text)}"]
+
+
+def _shell_lines(step: Step, contexts: Mapping[str, str]) -> list[str]:
+    run = step.run
+    if isinstance(run, Command):
+        lines: list[str] = []
+        for f, text in run.writes:
+            lines += _write_file(f, text)
+        return lines + [_sh_argv(run.argv)]
+    if isinstance(run, Check):
+        return [f"# expect: {run.expect.describe()}", _sh_argv(run.argv)]
+    if isinstance(run, Manifest):
+        k = _kubectl_of(run.cluster, contexts)
+        ns = ("-n", run.namespace) if run.namespace else ()
+        src = run.source
+        if isinstance(src, Text):
+            return [f"{_sh_argv((*k, 'apply', *ns, '-f', '-'))} {_heredoc(src.yaml)}"]
+        if isinstance(src, Sample):
+            if not src.images:
+                return [_sh_argv((*k, "apply", *ns, "-f", src.file))]
+            seds = " ".join(f"-e {shlex.quote(_sed_image(old, new))}" for old, new in src.images)
+            return [f"sed {seds} {_sh(src.file)} | {_sh_argv((*k, 'apply', *ns, '-f', '-'))}"]
+        files = [x for f in src.files for x in ("--from-file", f)]
+        create = (*k, "-n", src.namespace, "create", "secret", "generic", src.name, *files,
+                  "--dry-run=client", "-o", "yaml")
+        return [f"{_sh_argv(create)} | {_sh_argv((*k, 'apply', '-f', '-'))}"]
+    return _shell_action(run, contexts)
+
+
+def _sed_image(old: str, new: str) -> str:
+    if re.search(r"[|&\\\s]", old + new):
+        raise ValidationError(f"image reference {new!r} has characters the lab cannot put in a sed expression")
+    return f"s|image: {re.escape(old)}$|image: {new}|"
+
+
+def _shell_action(run: LabAction, contexts: Mapping[str, str]) -> list[str]:
+    p = dict(run.params)
+    if run.name == "kind.create":
+        cfg = p["config"]
+        assert isinstance(cfg, File)
+        cluster = str(p["cluster"])
+        k = _kubectl_of(cluster, contexts)
+        # pytest_kind.KindCluster.create runs this argv and waits for nothing; the lab waits for the node.
+        lines = [*_write_file(cfg, str(p["config_text"])), _sh_argv(p["argv"]),  # type: ignore[arg-type]
+                 _sh_argv((*k, "wait", "--for=condition=Ready", "node", "--all",
+                           f"--timeout={int(TIMEOUTS.kind_create)}s"))]
+        node = str(p["dns_check"])
+        if node:
+            # kind #3054 (node images before kind v0.18): Docker's DNS DNAT rules in the node lose `--dport 53`
+            # on hosts with iptables 1.8.8+ in nf_tables mode; lab.kind.dns_dnat_problem is the lab's check.
+            lines += [f"if docker exec {shlex.quote(node)} iptables-save -t nat | grep -e '-A DOCKER_OUTPUT' "
+                      "| grep -e '-j DNAT' | grep -qv -e '--dport 53'; then",
+                      f"  echo 'kind #3054: DNS DNAT rules in {node} lost --dport 53; use the default profile' >&2",
+                      "  exit 1", "fi"]
+        return lines
+    if run.name == "images.pull":
+        return [_sh_argv(lab_images.pull_argv(i)) for i in p["images"]]  # type: ignore[union-attr]
+    if run.name == "images.load":
+        images = " ".join(shlex.quote(i) for i in p["images"])  # type: ignore[union-attr]
+        return [f"kind load docker-image --name {shlex.quote(str(p['cluster']))} {images}"]
+    if run.name == "certs.generate":
+        clusters = shlex.quote(",".join(p["clusters"]))  # type: ignore[arg-type]
+        return [f"python -m lab certs generate --out {_sh(p['out'])} --clusters {clusters}"]  # type: ignore[arg-type]
+    if run.name == "coredns.patch":
+        cluster = str(p["cluster"])
+        k = _kubectl_of(cluster, contexts)
+        f = p["file"]
+        assert isinstance(f, File)
+        guard = "" if p["aaaa_guard"] else " --no-aaaa-guard"
+        read = _sh_argv((*k, "-n", "kube-system", "get", "configmap", "coredns", "-o", "jsonpath={.data.Corefile}"))
+        write = _sh_argv((*k, "-n", "kube-system", "create", "configmap", "coredns", "--from-file")) \
+            + f' Corefile={_sh(f)} --dry-run=client -o yaml | {_sh_argv((*k, "apply", "-f", "-"))}'
+        return [f"{read} \\\n  | python -m lab corefile patch --forward {_sh(p['forward'])}{guard} > {_sh(f)}",  # type: ignore[arg-type]
+                write]
+    if run.name == "serviceentry.client":
+        cluster = str(p["cluster"])
+        k = _kubectl_of(cluster, contexts)
+        svc = serviceentry.RemoteService(str(p["service"]), str(p["service_namespace"]))
+        endpoint = _sh(Concat((p["address"], ":", p["port"])))  # type: ignore[arg-type]
+        return [f"python -m lab serviceentry render --host {shlex.quote(svc.host)} --vip {shlex.quote(str(p['vip']))} "
+                f"\\\n  --endpoint {endpoint} \\\n"
+                f"  | {_sh_argv((*k, 'apply', '-n', str(p['namespace']), '-f', '-'))}"]
+    raise ValueError(f"unknown lab action {run.name}")
+
+
+def contexts_of(steps: Iterable[Step]) -> dict[str, str]:
+    """cluster -> context, from the Context tokens the steps carry (in first-seen order)."""
+    out: dict[str, str] = {}
+
+    def visit(v: object) -> None:
+        if isinstance(v, Context):
+            out.setdefault(v.cluster, v.name)
+        elif isinstance(v, Lookup):
+            out.setdefault(v.cluster, v.context)
+        elif isinstance(v, tuple):
+            for x in v:
+                visit(x)
+        elif hasattr(v, "__dataclass_fields__"):
+            for name in v.__dataclass_fields__:  # type: ignore[attr-defined]
+                visit(getattr(v, name))
+
+    for s in steps:
+        visit(s.run)
+    return out
+
+
+def render_shell(steps: Sequence[Step], paths: Paths | None = None, *, title: str = "lab up",
+                 unset: bool = False) -> str:
+    """The plan as a bash script a person can replay by hand, top to bottom (the lab runs clusters in parallel)."""
+    contexts = contexts_of(steps)
+    home = str(paths.home) if paths else ".lab"
+    istio_dir = str(paths.istio_dir) if paths else "istio"
+    lines = [
+        "#!/usr/bin/env bash",
+        f"# {title}, as commands a person can replay (generated by `python -m lab plan --shell`).",
+        "# Needs kind, kubectl and istioctl on PATH at the profile's versions (`python -m lab up` downloads them).",
+        "# Every kubectl/istioctl names its cluster: the lab's own kubeconfig files, never ~/.kube/config.",
+        "set -euo pipefail",
+        f"export LAB_HOME=\"${{LAB_HOME:-{_dq(home)}}}\"",
+        f"export ISTIO_DIR=\"${{ISTIO_DIR:-{_dq(istio_dir)}}}\"",
+    ]
+    for cluster, ctx in contexts.items():
+        v = var_suffix(cluster)
+        lines.append(f'export CTX_{v}={shlex.quote(ctx)}')
+        lines.append(f'export KUBECONFIG_{v}="$LAB_HOME/kubeconfig/{cluster}"')
+    if contexts:
+        # The write-up reads both contexts from one kubectl config; this merged view serves ad-hoc commands.
+        joined = ":".join(f"$KUBECONFIG_{var_suffix(c)}" for c in contexts)
+        lines.append(f'export KUBECONFIG="{joined}"')
+    lines.append('mkdir -p "$LAB_HOME/kubeconfig"')
+    section = None
+    for i, s in enumerate(steps, 1):
+        lines.append("")
+        if s.section != section:
+            lines.append(f"# === {s.section}")
+            section = s.section
+        lines.append(f"# {i}. [{s.cluster or 'host'}] {s.id}: {s.title}")
+        lines += _shell_lines(s, contexts)
+    if unset:
+        names = [f"{p}_{var_suffix(c)}" for c in contexts for p in ("CTX", "KUBECONFIG")]
+        lines += ["", "# the write-up's last line: forget the variables this script exported",
+                  "unset " + " ".join([*names, "KUBECONFIG"])]
+    return "\n".join(lines) + "\n"
+
+
+def _dq(text: str) -> str:
+    return re.sub(r'(["\\$`])', r"\\\1", text)
+
+
+def to_json(steps: Sequence[Step]) -> str:
+    """The plan as JSON (for tools): id, cluster, section, title, phase, needs and a one-line description."""
+    return json.dumps([{"id": s.id, "cluster": s.cluster, "section": s.section, "title": s.title, "phase": s.phase,
+                        "needs": list(s.needs), "runs": describe(s.run)} for s in steps], ensure_ascii=False,
+                      indent=2) + "\n"
