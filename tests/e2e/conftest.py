@@ -48,8 +48,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.add_marker(skip)
 
 
-def _profile(config: pytest.Config):
-    return load_profile(config.getoption("--lab-profile"), parse_overrides(config.getoption("--lab-set")))
 
 
 @pytest.fixture(scope="session")
@@ -62,10 +60,11 @@ def artifacts_dir(pytestconfig: pytest.Config) -> Path:
 @pytest.fixture(scope="session")
 def lab_session(pytestconfig: pytest.Config, artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     try:
-        profile = _profile(pytestconfig)
+        overrides = parse_overrides(pytestconfig.getoption("--lab-set"))
+        profile = load_profile(pytestconfig.getoption("--lab-profile"), overrides)
     except LabError as err:
         pytest.exit(f"e2e: {err}", returncode=2)
-    session = LabSession(profile=profile, runner=Runner(), artifacts=artifacts_dir,
+    session = LabSession(profile=profile, runner=Runner(), artifacts=artifacts_dir, overrides=overrides,
                          keep=pytestconfig.getoption("--lab-keep"), workdir=tmp_path_factory.mktemp("lab-faults"))
     pytestconfig.stash[_SESSION_KEY] = session
     session.start()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from lab.kube import Kubectl
 from lab.probe import CurlResult, Prober
 from lab.profile import ClusterSpec, Profile
 from lab.shell import Runner
+from lab.state import lab_home
 
 log = logging.getLogger("tests.e2e")
 
@@ -39,11 +39,6 @@ def docker_problem(runner: Runner, timeout: float = 20.0) -> str | None:
     return f"Docker is not reachable: {tried} failed: {why}"
 
 
-def lab_home() -> Path:
-    # lab.state keeps its files in $LAB_HOME (default ./.lab), kubeconfigs under kubeconfig/<cluster>.
-    return Path(os.environ.get("LAB_HOME", ".lab")).resolve()
-
-
 @dataclass
 class LabSession:
     profile: Profile
@@ -51,8 +46,10 @@ class LabSession:
     artifacts: Path
     keep: bool
     workdir: Path  # scratch for the faults (another root's CA keys): never under the uploaded artifacts
-    home: Path = field(default_factory=lab_home)
+    overrides: dict[str, str] = field(default_factory=dict)  # --lab-set, passed on to `lab up`
+    home: Path = field(default_factory=lab_home)  # $LAB_HOME, default ./.lab (lab.state)
     tools: Any = None  # lab.tools.Tools
+    provider: Any = None  # the executor's cluster provider: kubeconfig and context per cluster
     kubectl: dict[str, Kubectl] = field(default_factory=dict)
     handle: LabHandle | None = None
     created: bool = False  # this session built the lab (so it may take it down)
@@ -62,10 +59,12 @@ class LabSession:
 
     # --- building ----------------------------------------------------------------------------------------------
     def start(self) -> None:
-        from lab import tools as lab_tools
+        from lab import executor
 
         t0 = time.monotonic()
-        self.tools = lab_tools.ensure_tools(self.profile, lab_tools.cache_dir(), self.runner)
+        hooks = executor.Hooks()
+        self.tools = hooks.tools(self.profile, self.runner)
+        self.provider = hooks.provider(self.profile, self.home, self.tools, self.runner)
         self._connect()
         if self.check():
             log.info("reusing the healthy lab in %s", self.home)
@@ -77,14 +76,19 @@ class LabSession:
 
     def _connect(self) -> None:
         kubectl_bin = str(self.tools.kubectl) if self.tools is not None else "kubectl"
-        self.kubectl = {c.name: Kubectl(self.runner, str(self.kubeconfig(c)), c.context, binary=kubectl_bin)
+        self.kubectl = {c.name: Kubectl(self.runner, str(self.kubeconfig(c)), self.context(c), binary=kubectl_bin)
                         for c in self.profile.clusters}
         self.handle = LabHandle(profile=self.profile, kubectl=self.kubectl, workdir=self.workdir,
                                 istioctl=getattr(self.tools, "istioctl", None),
                                 istio_dir=getattr(self.tools, "istio_dir", None))
 
     def kubeconfig(self, cluster: ClusterSpec) -> Path:
-        return self.home / "kubeconfig" / cluster.name
+        if self.provider is not None:
+            return Path(self.provider.kubeconfig(cluster))
+        return self.home / "kubeconfig" / cluster.name  # lab.state's layout
+
+    def context(self, cluster: ClusterSpec) -> str:
+        return self.provider.context(cluster) if self.provider is not None else cluster.context
 
     def _kubeconfigs_exist(self) -> bool:
         return all(self.kubeconfig(c).exists() for c in self.profile.clusters)
@@ -93,13 +97,13 @@ class LabSession:
         """`lab up` (idempotent: repairs what is missing); if the lab is still unhealthy, down and up again."""
         from lab import executor
 
-        executor.up(self.profile)
+        executor.up(self.profile, home=self.home, overrides=self.overrides, runner=self.runner)
         self._connect()
         if self.check():
             return
         log.warning("lab still unhealthy after `lab up` (%s): recreating it", self.why_unhealthy)
-        executor.down(self.profile)
-        executor.up(self.profile)
+        executor.down(home=self.home, runner=self.runner)
+        executor.up(self.profile, home=self.home, overrides=self.overrides, runner=self.runner)
         self.created = True
         self._connect()
         if not self.check():
@@ -109,7 +113,7 @@ class LabSession:
         if self.created and not self.keep:
             from lab import executor
 
-            executor.down(self.profile)
+            executor.down(home=self.home, runner=self.runner)
 
     def ensure_healthy(self) -> None:
         if not self.healthy:

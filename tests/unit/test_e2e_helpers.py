@@ -90,8 +90,8 @@ def test_a_failed_restore_makes_the_next_test_run_lab_up_first(tmp_path, monkeyp
     from lab import faults
 
     calls: list[str] = []
-    fake = type("Executor", (), {"up": staticmethod(lambda profile: calls.append("up")),
-                                 "down": staticmethod(lambda profile: calls.append("down"))})
+    fake = type("Executor", (), {"up": staticmethod(lambda profile, **kw: calls.append(("up", kw))),
+                                 "down": staticmethod(lambda **kw: calls.append(("down", kw)))})
     monkeypatch.setitem(sys.modules, "lab.executor", fake)
     monkeypatch.setattr(lab, "executor", fake, raising=False)
     s = _session(tmp_path, _runner(tmp_path, "1.7.8", OK_CALL))
@@ -100,7 +100,7 @@ def test_a_failed_restore_makes_the_next_test_run_lab_up_first(tmp_path, monkeyp
     assert calls == []
     s.mark_unhealthy("restore of dns-stub-missing failed: ...")
     s.ensure_healthy()
-    assert calls == ["up"] and s.healthy
+    assert calls == [("up", {"home": s.home, "overrides": {}, "runner": s.runner})] and s.healthy
     assert isinstance(s.handle, faults.LabHandle) and s.handle.workdir == tmp_path / "work"
 
 
