@@ -405,14 +405,13 @@ def _inject_cacerts_after_install(lab: LabHandle) -> None:
 
 
 def _reinstall_istio(lab: LabHandle, k: Kubectl) -> None:
-    import yaml
-
     from lab import istio
 
     if lab.istioctl is None or lab.istio_dir is None:
         raise LabError("this fault reinstalls Istio and needs istioctl and the Istio release directory")
-    overlay = lab.workdir / "overlay.yaml"
-    overlay.write_text(yaml.safe_dump(istio.overlay(lab.profile), sort_keys=False), encoding="utf-8")
+    # The same two files `lab up` installs with (lab/plan.py: the release's values file + the lab's overlay).
+    overlay = lab.workdir / f"istio-overlay-{lab.profile.server.name}.yaml"
+    overlay.write_text(istio.overlay_yaml(lab.profile), encoding="utf-8")
     argv = istio.install_argv(lab.istioctl, Path(k.kubeconfig), k.context, [istio.values_file(lab.istio_dir), overlay])
     k.runner.run(argv, timeout=TIMEOUTS.istio_install, context=f"reinstall Istio on {k.context}")
 

@@ -478,3 +478,53 @@ def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_t
     (back,) = _replaced(runner)
     assert back["data"] == shared["data"]
     assert ("delete", "secret", "istio-ca-secret") in [v[:3] for v in _verbs(runner, "kind-cluster2")]
+
+
+def test_stale_workloads_reinstalls_with_the_plans_files_and_keeps_the_pods_in_bar(tmp_path):
+    import base64
+
+    samples = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
+    shared = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
+              "data": {"root-cert.pem": base64.b64encode((samples / "root-cert.pem").read_bytes()).decode()}}
+    istio_dir = tmp_path / "istio-1.7.8"
+    values = istio_dir / "manifests" / "examples" / "multicluster" / "values-istio-multicluster-gateways.yaml"
+    values.parent.mkdir(parents=True)
+    values.write_text("# the release's file\n", encoding="utf-8")
+    runner = RecordingRunner(answers={
+        (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
+        (*CTX2, "create", "secret", "generic", "cacerts"): _secret_from_files,
+        (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
+    })
+    lab = _lab(tmp_path, runner)
+    lab.istioctl, lab.istio_dir = Path("/cache/istioctl"), istio_dir
+    faults.BY_ID["stale-workloads-after-reinstall"].inject(lab)
+    installs = [c for c in runner.calls if c[:2] == ("/cache/istioctl", "install")]
+    assert len(installs) == 1
+    overlay = tmp_path / "istio-overlay-cluster2.yaml"
+    assert installs[0][2:6] == ("-f", str(values), "-f", str(overlay))
+    assert "--context" in installs[0] and installs[0][installs[0].index("--context") + 1] == "kind-cluster2"
+    assert "NodePort" in overlay.read_text()
+    after_install = runner.calls[runner.calls.index(installs[0]):]
+    restarts = [c[c.index("restart") + 1] for c in after_install if "restart" in c]
+    assert restarts == ["deployment/istiod"]  # the pods in bar are kept
+    # the shared root is back in cacerts before the reinstall
+    puts = _replaced(runner)
+    assert puts[-1]["data"] == shared["data"]
+
+
+def test_probe_class_runs_curl_in_cluster1s_sleep_and_classifies_what_it_printed(tmp_path):
+    from lab.probe import EXIT_MARK, STATUS_MARK
+
+    # Istio 1.7's Envoy local reply for a failed upstream connection (91 bytes; DESIGN.md, lab/classify.py)
+    reply = ("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 91\r\ncontent-type: text/plain\r\nserver: envoy\r\n"
+             "\r\nupstream connect error or disconnect/reset before headers. reset reason: connection failure\n"
+             f"{STATUS_MARK}503\n{EXIT_MARK}0\n")
+    runner = RecordingRunner(answers={
+        (*CTX1, "get", "pods", "-n", "foo", "-l", "app=sleep"): Result((), 0, "sleep-5d8b", ""),
+        (*CTX1, "exec", "-n", "foo", "sleep-5d8b", "-c", "sleep"): Result((), 0, reply, ""),
+    })
+    cls, evidence = faults.probe_class(_lab(tmp_path, runner))
+    assert cls == "upstream-connect-failure"
+    assert any("connection failure" in e for e in evidence)
+    (call,) = [c for c in runner.calls if "exec" in c]
+    assert call[-1].endswith("http://httpbin.bar.global:8000/headers; echo \"__LAB_CURL_EXIT__=$?\"")
