@@ -2,8 +2,8 @@
 Docker gate, artifacts on failure.
 
 Options (registered in the root conftest.py): --lab-profile, --lab-set KEY=VALUE (e.g. istio_version=1.7.3),
---lab-keep, --lab-artifacts. JUnit XML comes from pytest's own --junitxml; durations from --durations
-(`make e2e` passes --durations=0).
+--lab-keep, --lab-artifacts. JUnit XML comes from pytest's own --junitxml. Durations: a "lab e2e" section at the
+end lists every test's setup + call + teardown time (and `make e2e` passes --durations=0).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ log = logging.getLogger("tests.e2e")
 
 
 def _in_suite(item: pytest.Item) -> bool:
-    return E2E_DIR in Path(str(item.fspath)).parents
+    return E2E_DIR in item.path.parents
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -46,8 +46,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         skip = pytest.mark.skip(reason=problem)
         for item in mine:
             item.add_marker(skip)
-
-
 
 
 @pytest.fixture(scope="session")
@@ -77,11 +75,6 @@ def lab(lab_session: LabSession) -> LabSession:
     """The session's lab, rebuilt first if an earlier test left it unhealthy (a failed fault restore)."""
     lab_session.ensure_healthy()
     return lab_session
-
-
-@pytest.fixture(scope="session")
-def profile(lab_session: LabSession):
-    return lab_session.profile
 
 
 @pytest.hookimpl(wrapper=True)
