@@ -321,7 +321,10 @@ def _inject_wrong_gateway_port(lab: LabHandle) -> None:
 # --- the gateway's EnvoyFilter --------------------------------------------------------------------------------------
 def legacy_envoyfilter(obj: dict) -> dict:
     """The 1.7.0-1.7.4 form of `istio-multicluster-ingressgateway`: the rewrite filter's settings under `config:`
-    instead of `typed_config` (preconfigured.yaml at tag 1.7.3 vs 1.7.5; istio#27909). Pure; returns a copy."""
+    instead of `typed_config` (preconfigured.yaml at tag 1.7.3 vs 1.7.5; istio#27909). Pure; returns a copy.
+
+    Istio 1.7.8's validation accepts it, as it accepted the charts of 1.7.0-1.7.4: the patch value is unmarshalled
+    with AllowUnknownFields (pkg/config/xds/xds.go GogoStructToMessage), so `config` is dropped without an error."""
     out = copy.deepcopy(obj)
     for patch in out.get("spec", {}).get("configPatches", []):
         value = patch.get("patch", {}).get("value", {})
