@@ -37,6 +37,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items.sort(key=lambda i: _in_suite(i) and i.get_closest_marker("reinstall") is not None)
     for item in mine:
         item.add_marker(pytest.mark.e2e)
+    try:  # a bad --lab-profile/--lab-set is a usage error before anything else, Docker or not
+        _profile(config)
+    except LabError as err:
+        raise pytest.UsageError(f"e2e: {err}") from err
     if config.option.collectonly:
         return
     # One cheap check for the whole suite: without a Docker daemon there is no lab, so nothing runs and nothing
@@ -48,6 +52,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.add_marker(skip)
 
 
+def _profile(config: pytest.Config):
+    overrides = parse_overrides(config.getoption("--lab-set"))
+    return load_profile(config.getoption("--lab-profile"), overrides), overrides
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir(pytestconfig: pytest.Config) -> Path:
     path = Path(pytestconfig.getoption("--lab-artifacts")).resolve()
@@ -57,11 +66,7 @@ def artifacts_dir(pytestconfig: pytest.Config) -> Path:
 
 @pytest.fixture(scope="session")
 def lab_session(pytestconfig: pytest.Config, artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    try:
-        overrides = parse_overrides(pytestconfig.getoption("--lab-set"))
-        profile = load_profile(pytestconfig.getoption("--lab-profile"), overrides)
-    except LabError as err:
-        pytest.exit(f"e2e: {err}", returncode=2)
+    profile, overrides = _profile(pytestconfig)  # checked at collection already
     session = LabSession(profile=profile, runner=Runner(), artifacts=artifacts_dir, overrides=overrides,
                          keep=pytestconfig.getoption("--lab-keep"), workdir=tmp_path_factory.mktemp("lab-faults"))
     pytestconfig.stash[_SESSION_KEY] = session

@@ -91,3 +91,11 @@ def test_without_docker_the_whole_suite_is_skipped_for_one_precise_reason(tmp_pa
     # what failed, as Docker (or the runner, without a docker binary) said it
     assert UNREACHABLE.split("://")[1] in reason or "not installed or not on PATH" in reason, reason
     assert f"{count} skipped" in res.stdout and "error" not in res.stdout.lower().split("short test summary")[0]
+
+
+def test_a_bad_lab_set_is_refused_in_one_line_before_docker_is_tried():
+    res = _pytest(str(ROOT / "tests" / "e2e"), "-q", "--lab-set", "istio_version=1.8.0",
+                  env={"DOCKER_HOST": UNREACHABLE})
+    assert res.returncode == 4, res.output  # pytest's usage-error exit code
+    assert "e2e: istio_version '1.8.0' is not a 1.7.x release" in res.output
+    assert "Docker is not reachable" not in res.output
