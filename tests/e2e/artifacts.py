@@ -6,13 +6,17 @@ written as a `.error` file with the reason, so a broken lab still yields everyth
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lab.errors import LabError
 from lab.faults import CLIENT_NS, ISTIO_NS, SERVER_NS
 from lab.kube import Kubectl
+
+log = logging.getLogger("tests.e2e")
 
 
 def safe_name(nodeid: str) -> str:
@@ -74,3 +78,16 @@ def collect(out: Path, kubectl: Kubectl, role: str, admin: Callable[[str, str, s
         target.write_text(text, encoding="utf-8")
         written.append(target)
     return written
+
+
+def dump_lab(session: Any, base: Path) -> Path:
+    """Everything `plan` names, for every cluster of a tests.e2e.session.LabSession, under base/<cluster>/."""
+    for cluster in session.profile.clusters:
+        def admin(ns: str, selector: str, path: str, cluster=cluster) -> str:
+            return session.envoy_admin(cluster, ns, selector, path)
+
+        try:
+            collect(base / cluster.name, session.kubectl[cluster.name], cluster.role, admin)
+        except OSError as err:  # a full disk must not hide the test's own failure
+            log.warning("could not write artifacts under %s: %s", base, err)
+    return base

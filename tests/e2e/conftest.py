@@ -8,7 +8,6 @@ end lists every test's setup + call + teardown time (and `make e2e` passes --dur
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from tests.e2e.session import LabSession, docker_problem
 E2E_DIR = Path(__file__).parent
 _SESSION_KEY = pytest.StashKey[LabSession]()
 _DURATIONS_KEY = pytest.StashKey[dict[str, float]]()
-log = logging.getLogger("tests.e2e")
 
 
 def _in_suite(item: pytest.Item) -> bool:
@@ -92,21 +90,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if report.when == "call" and report.failed and _in_suite(item):
         session = item.config.stash.get(_SESSION_KEY, None)
         if session is not None and session.kubectl:
-            report.sections.append(("artifacts", f"saved under {_dump(item, session)}"))
+            base = artifacts.dump_lab(session, session.artifacts / artifacts.safe_name(item.nodeid))
+            report.sections.append(("artifacts", f"saved under {base}"))
     return report
-
-
-def _dump(item: pytest.Item, session: LabSession) -> Path:
-    base = session.artifacts / artifacts.safe_name(item.nodeid)
-    for cluster in session.profile.clusters:
-        def admin(ns: str, selector: str, path: str, cluster=cluster) -> str:
-            return session.envoy_admin(cluster, ns, selector, path)
-
-        try:
-            artifacts.collect(base / cluster.name, session.kubectl[cluster.name], cluster.role, admin)
-        except OSError as err:  # a full disk must not hide the test's own failure
-            log.warning("could not write artifacts for %s: %s", item.nodeid, err)
-    return base
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

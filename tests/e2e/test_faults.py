@@ -16,6 +16,7 @@ import pytest
 from lab.errors import LabError, NotReadyError
 from lab.faults import FAULTS, PROBE_URL, Fault, Followup, probe_class, settled_class
 from lab.settings import TIMEOUTS
+from tests.e2e import artifacts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
@@ -65,8 +66,15 @@ def _message(fault_id: str, stage: str, exp, seen, history, evidence) -> str:
             f"evidence {evidence}")
 
 
+def _dump_if_unexpected(lab, request, stage: str, expected: str, seen: str | None) -> None:
+    """The lab as the fault left it, when the symptom is not the expected one (after restore it is gone)."""
+    if seen != expected:
+        stage_dir = "injected" if stage == "injected" else "followup"
+        artifacts.dump_lab(lab, lab.artifacts / artifacts.safe_name(request.node.nodeid) / stage_dir)
+
+
 @pytest.mark.parametrize("fault", list(_params()))
-def test_fault_shows_its_documented_symptom_then_heals(lab, fault: Fault, record_property):
+def test_fault_shows_its_documented_symptom_then_heals(lab, fault: Fault, record_property, request):
     version = lab.profile.istio_version
     expected = fault.expected_for(version)
     observer = _Observer(lab.handle)
@@ -78,6 +86,7 @@ def test_fault_shows_its_documented_symptom_then_heals(lab, fault: Fault, record
         seen, history = _observe(observer, settle=fault.settle, timeout=fault.timeout)
         results.append(("injected", expected, seen, history, observer.evidence))
         _record(lab, fault.id, "injected", expected.cls, seen, history, observer.evidence)
+        _dump_if_unexpected(lab, request, "injected", expected.cls, seen)
         if fault.followup is not None:
             follow: Followup = fault.followup
             follow.apply(lab.handle)
@@ -85,6 +94,7 @@ def test_fault_shows_its_documented_symptom_then_heals(lab, fault: Fault, record
             f_seen, f_history = _observe(observer, settle=fault.settle, timeout=fault.timeout)
             results.append((follow.title, f_exp, f_seen, f_history, observer.evidence))
             _record(lab, fault.id, follow.title, f_exp.cls, f_seen, f_history, observer.evidence)
+            _dump_if_unexpected(lab, request, follow.title, f_exp.cls, f_seen)
     finally:
         t1 = time.monotonic()
         try:
