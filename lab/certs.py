@@ -129,6 +129,8 @@ def generate(
     out = Path(out)
     names = _cluster_names(clusters)
     now = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
+    if out.exists() and not out.is_dir():
+        raise ValidationError(f"{out} exists and is not a directory: pass a new or a generated directory to --out")
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     root_cert_path, root_key_path = out / ROOT_CERT, out / ROOT_KEY
@@ -140,6 +142,9 @@ def generate(
         root_key = _load_key(root_key_path)
         if not _same_public_key(root_cert, root_key):
             raise ValidationError(f"{root_key_path} does not belong to {root_cert_path}: delete {out} and start over")
+        expired = _validity_problem(root_cert, now)
+        if expired:
+            raise ValidationError(f"{root_cert_path}: {expired}: delete {out} and start over with a new root")
     else:
         root_key = _new_key(key_size)
         root_cert = _root_cert(root_key, now)
@@ -148,13 +153,14 @@ def generate(
 
     for name in names:
         cdir = out / name
-        if _is_complete_under(cdir, root_cert):
-            log.info("keeping %s: it already chains to %s", cdir, root_cert_path)
-            continue
         if cdir.exists() and any((cdir / f).exists() for f in CACERTS_FILES):
-            raise ValidationError(
-                f"{cdir} holds material that does not chain to {root_cert_path}: move it away or delete {out}"
-            )
+            why = _unusable_under(cdir, root_cert)
+            if not why:
+                log.info("keeping %s: it already chains to %s", cdir, root_cert_path)
+                continue
+            # Never overwrite a cluster's CA silently: istiod may already be running with it.
+            raise ValidationError(f"{cdir} holds material that is not usable under {root_cert_path} ({why}): "
+                                  f"move {cdir} away or delete {out}")
         cdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = _new_key(key_size)
         cert = _intermediate_cert(key, name, root_cert, root_key, now)
@@ -177,8 +183,6 @@ def _cluster_names(clusters: Sequence[str]) -> list[str]:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValidationError(f"cluster name {dupes[0]!r} is given twice: each cluster needs its own intermediate")
-    if ROOT_CERT in names or ROOT_KEY in names:
-        raise ValidationError("a cluster cannot be named like a root file")
     return names
 
 
@@ -238,11 +242,14 @@ def _intermediate_cert(
     )
 
 
-def _is_complete_under(cdir: Path, root: x509.Certificate) -> bool:
-    if not all((cdir / f).is_file() for f in CACERTS_FILES):
-        return False
+def _unusable_under(cdir: Path, root: x509.Certificate) -> str:
+    """Why the material in `cdir` cannot be kept under `root`, or "" if it can."""
     material, problems = _inspect(cdir)
-    return not problems and material is not None and material.anchor == _fingerprint(root)
+    if problems:
+        return problems[0]
+    if material is None or material.anchor != _fingerprint(root):
+        return "it chains to another root"
+    return ""
 
 
 def _key_pem(key: rsa.RSAPrivateKey) -> bytes:

@@ -17,10 +17,16 @@ from lab.errors import LabError, UsageError
 
 
 def _read_input(path: str | None) -> str:
-    if path in (None, "-"):
-        return sys.stdin.read()
-    with open(path, encoding="utf-8", newline="") as fh:
-        return fh.read()
+    """FILE or standard input, bytes preserved (CRLF stays CRLF); a missing file is a one-line usage error."""
+    try:
+        if path in (None, "-"):
+            return sys.stdin.buffer.read().decode("utf-8")
+        with open(path, "rb") as fh:
+            return fh.read().decode("utf-8")
+    except FileNotFoundError as err:
+        raise UsageError(f"{path}: no such file") from err
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path or 'standard input'} is not UTF-8 text ({err.reason} at byte {err.start})") from err
 
 
 # --- mesh building blocks (certs, corefile, serviceentry) -------------------------------------------------
@@ -127,18 +133,9 @@ def _add_serviceentry(sub: argparse._SubParsersAction) -> None:
 
     def run(a: argparse.Namespace) -> int:
         from lab import serviceentry as se
-        from lab.errors import ValidationError
 
         svc = se.RemoteService.from_host(a.host, port=a.port, port_name=a.port_name)
-        address, port = se.parse_endpoint(a.endpoint)
-        if port is not None:
-            obj = se.render_client(svc, a.vip, address, port, namespace=a.namespace)
-        elif address.rstrip(".") == svc.local_host:
-            obj = se.render_server(svc, a.vip, namespace=a.namespace)
-        else:
-            raise ValidationError(f"endpoint {a.endpoint!r}: give ADDR:PORT (the remote gateway) or {svc.local_host} "
-                                  "(the service itself, in the serving cluster)")
-        sys.stdout.write(se.to_yaml(obj))
+        sys.stdout.write(se.to_yaml(se.render_for_endpoint(svc, a.vip, a.endpoint, namespace=a.namespace)))
         return 0
 
     r.set_defaults(func=run)

@@ -129,10 +129,15 @@ def _tokens(text: str) -> Iterator[Token]:
                 escaped = False
             yield Token("".join(buf), start, i, start_line, line, True)
         else:
+            # The Caddy lexer skips `\r` without ending a token (only other whitespace ends one), so a lone CR
+            # inside a token vanishes from its text; a CR before the newline is not part of the token's span.
             start = i
-            while i < n and not _is_space(text[i]) and text[i] != "#":
+            while i < n and (text[i] == "\r" or not _is_space(text[i])) and text[i] != "#":
                 i += 1
-            yield Token(text[start:i], start, i, line, line, False)
+            end = i
+            while text[end - 1] == "\r":
+                end -= 1
+            yield Token(text[start:end].replace("\r", ""), start, end, line, line, False)
 
 
 def parse(text: str) -> Corefile:

@@ -17,6 +17,7 @@ import re
 import shlex
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -158,9 +159,21 @@ def render_config(profile: Profile, cluster: ClusterSpec) -> dict:
     return config
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line strings (the kubeadm patch) as `|` blocks, so the config reads like kind's examples."""
+
+
+def _str_block(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_BlockDumper.add_representer(str, _str_block)
+
+
 def config_yaml(profile: Profile, cluster: ClusterSpec) -> str:
     """`render_config` as YAML text."""
-    return yaml.safe_dump(render_config(profile, cluster), sort_keys=False)
+    return yaml.dump(render_config(profile, cluster), Dumper=_BlockDumper, sort_keys=False)
 
 
 def create_argv(kind: Path | str, cluster: ClusterSpec, profile: Profile, config: Path | str,
@@ -202,13 +215,14 @@ def dns_dnat_problem(iptables_save: str, node: str = "the node") -> str | None:
 
 
 def shell_quote(value: Path | str) -> str:
-    """shlex.quote, except that a leading `$NAME` (like `$LAB_HOME/...`) stays expandable for the shell plan."""
+    """shlex.quote, except that a leading `$NAME` (like `$LAB_HOME/...`, also after `--flag=`) stays expandable
+    for the shell plan."""
     text = str(value)
-    m = re.match(r"^(\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)(.*)$", text)
+    m = re.match(r"^(--[A-Za-z0-9-]+=)?(\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)(.*)$", text)
     if not m:
         return shlex.quote(text)
-    rest = m.group(2)
-    return f'"{m.group(1)}"' + (shlex.quote(rest) if rest else "")
+    flag, var, rest = m.group(1) or "", m.group(2), m.group(3)
+    return (shlex.quote(flag) if flag else "") + f'"{var}"' + (shlex.quote(rest) if rest else "")
 
 
 def _argv_line(argv: Sequence[Path | str]) -> str:
@@ -216,6 +230,8 @@ def _argv_line(argv: Sequence[Path | str]) -> str:
 
 
 ClusterFactory = Callable[..., Any]
+# Serialises KindCluster construction and the clean-up of its ./.pytest-kind folder across parallel cluster threads.
+_CWD_LOCK = threading.Lock()
 
 
 def _default_factory(**kwargs: Any) -> Any:
@@ -272,15 +288,18 @@ class KindProvider:
 
     def _kind_cluster(self, cluster: ClusterSpec) -> Any:
         leftover = Path(".pytest-kind") / cluster.name
-        existed = leftover.exists()
-        kc = self._factory(name=cluster.name, kubeconfig=self.kubeconfig(cluster), image=self.profile.node_image,
-                           kind_path=Path(self.tools.kind), kubectl_path=Path(self.tools.kubectl))
-        if not existed:
-            for folder in (leftover, leftover.parent):
-                try:
-                    folder.rmdir()  # only succeeds when empty; another thread may still be using the parent
-                except OSError:
-                    break
+        with _CWD_LOCK:
+            existed = leftover.exists()
+            parent_existed = leftover.parent.exists()
+            kc = self._factory(name=cluster.name, kubeconfig=self.kubeconfig(cluster),
+                               image=self.profile.node_image, kind_path=Path(self.tools.kind),
+                               kubectl_path=Path(self.tools.kubectl))
+            if not existed:
+                for folder in (leftover, leftover.parent) if not parent_existed else (leftover,):
+                    try:
+                        folder.rmdir()  # only succeeds when empty
+                    except OSError:
+                        break
         return kc
 
     def create(self, cluster: ClusterSpec) -> None:
@@ -388,7 +407,7 @@ class KindProvider:
             node = shlex.quote(self.node_container(cluster))
             lines += ["# kind #3054: Docker's DNS DNAT rules in the node must still carry --dport 53",
                       f"docker exec {node} iptables-save -t nat | grep -e '-A DOCKER_OUTPUT .*-j DNAT' "
-                      f"| grep -qv -e '--dport 53' && {{ echo 'kind #3054: DNS DNAT rules lost --dport 53 in "
+                      f"| grep -qv -e '--dport 53 ' && {{ echo 'kind #3054: DNS DNAT rules lost --dport 53 in "
                       f"{cluster.name}; use the default profile' >&2; exit 1; }} || true"]
         return lines
 
@@ -436,3 +455,9 @@ def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def make_provider(profile: Profile, state_dir: Path, tools: Any, runner: Runner) -> Provider:
+    """The provider the lab uses for `profile`. Today always kind; a provider for existing clusters would be chosen
+    here, and nothing else in the lab would change."""
+    return KindProvider(profile, state_dir, tools, runner)

@@ -214,3 +214,15 @@ def parse_endpoint(value: str) -> tuple[str, int | None]:
     if not port.isdigit():
         raise ValidationError(f"endpoint {value!r}: port {port!r} is not a number")
     return addr, int(port)
+
+
+def render_for_endpoint(svc: RemoteService, vip: str, endpoint: str, *, namespace: str | None = None) -> dict:
+    """`ADDR:PORT` (the remote gateway) renders the calling cluster's ServiceEntry, `<name>.<ns>.svc.cluster.local`
+    the serving cluster's; anything else is refused."""
+    address, port = parse_endpoint(endpoint)
+    if port is not None:
+        return render_client(svc, vip, address, port, namespace=namespace)
+    if address.rstrip(".") == svc.local_host:
+        return render_server(svc, vip, namespace=namespace)
+    raise ValidationError(f"endpoint {endpoint!r}: give ADDR:PORT (the remote gateway) or {svc.local_host} "
+                          "(the service itself, in the serving cluster)")

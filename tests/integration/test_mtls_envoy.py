@@ -8,6 +8,7 @@ the lab. The failing cases show the symptom of each way the material can be wron
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -60,23 +61,29 @@ class Call:
     client_ssl: dict[str, int]
     server_ssl: dict[str, int]
     app_requests: int
+    gateway: dict[str, int]  # the passthrough gateway's stats for the SNI-named cluster (empty without a gateway)
 
 
 def call_through_sidecars(tmp: Path, client_dir: Path, server_dir: Path, *, client_trust: Path | None = None,
-                          send_intermediate: bool = True) -> Call:
-    """sleep -> sleep's sidecar -(mTLS)-> httpbin's sidecar -> httpbin, one GET /headers."""
+                          send_intermediate: bool = True, via_gateway: bool = False) -> Call:
+    """sleep -> sleep's sidecar -(mTLS[, through the 15443 gateway])-> httpbin's sidecar -> httpbin, GET /headers."""
     sleep = issue(client_dir, SLEEP_ID, with_chain=send_intermediate)
     httpbin = issue(server_dir, HTTPBIN_ID)
     sleep_chain, sleep_key = sleep.write(tmp, "sleep")
     httpbin_chain, httpbin_key = httpbin.write(tmp, "httpbin")
-    client_port, server_port, app_port = free_port(), free_port(), free_port()
+    client_port, server_port, app_port, gateway_port = free_port(), free_port(), free_port(), free_port()
     server = mtls_envoys.server_sidecar(listen_port=server_port, app_port=app_port, chain=httpbin_chain,
                                         key=httpbin_key, root=server_dir / certs.ROOT_CERT)
-    client = mtls_envoys.client_sidecar(listen_port=client_port, server_port=server_port, chain=sleep_chain,
+    upstream_port = gateway_port if via_gateway else server_port
+    client = mtls_envoys.client_sidecar(listen_port=client_port, server_port=upstream_port, chain=sleep_chain,
                                         key=sleep_key, root=client_trust or client_dir / certs.ROOT_CERT,
                                         server_identity=HTTPBIN_ID)
-    with mtls_envoys.headers_app(app_port) as app, run_envoy(server, workdir=tmp) as server_envoy, \
-            run_envoy(client, workdir=tmp) as client_envoy:
+    gateway = mtls_envoys.passthrough_gateway(listen_port=gateway_port, server_port=server_port)
+    with contextlib.ExitStack() as stack:
+        app = stack.enter_context(mtls_envoys.headers_app(app_port))
+        server_envoy = stack.enter_context(run_envoy(server, workdir=tmp))
+        gateway_envoy = stack.enter_context(run_envoy(gateway, workdir=tmp)) if via_gateway else None
+        client_envoy = stack.enter_context(run_envoy(client, workdir=tmp))
         r = requests.get(f"http://127.0.0.1:{client_port}/headers", timeout=10)
 
         def access_line() -> str:
@@ -91,6 +98,7 @@ def call_through_sidecars(tmp: Path, client_dir: Path, server_dir: Path, *, clie
             client_ssl={k.removeprefix(CLIENT_SSL): v for k, v in client_envoy.stats(CLIENT_SSL).items()},
             server_ssl={k.removeprefix(SERVER_SSL): v for k, v in server_envoy.stats(SERVER_SSL).items()},
             app_requests=app.requests_seen,  # type: ignore[attr-defined]
+            gateway={} if gateway_envoy is None else gateway_envoy.stats(f"cluster.{mtls_envoys.OUTBOUND_SNI}."),
         )
 
 
@@ -170,3 +178,16 @@ def test_server_sidecar_rejects_a_workload_certificate_sent_without_its_intermed
     assert call.status == 503
     assert call.server_ssl["fail_verify_error"] == 1
     assert call.app_requests == 0
+
+
+def test_sleeps_identity_reaches_httpbin_through_the_passthrough_gateway_unchanged(shared_root, tmp_path):
+    call = call_through_sidecars(tmp_path, shared_root / CLIENT, shared_root / SERVER, via_gateway=True)
+
+    assert call.status == 200, call.body
+    seen = {k.lower(): v for k, v in json.loads(call.body)["headers"].items()}
+    assert f"URI={SLEEP_ID}" in seen["x-forwarded-client-cert"].split(";")
+    assert call.headers["x-upstream-peer-uri"] == HTTPBIN_ID
+    # The stream went through the gateway's SNI-named cluster, and the identities above are the two workloads'
+    # own: the gateway passed the TLS session through instead of terminating it.
+    assert call.gateway[f"cluster.{mtls_envoys.OUTBOUND_SNI}.upstream_cx_total"] == 1
+    assert call.server_ssl["handshake"] == 1

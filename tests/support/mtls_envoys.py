@@ -10,6 +10,11 @@ Only what that hop needs from Istio 1.7.8's generated config is kept:
   cluster's root, and `forward_client_cert_details: APPEND_FORWARD` with Subject/URI/DNS
   (pilot/pkg/networking/core/v1alpha3/listener.go, ~line 644), so the app sees the caller's SPIFFE identity in
   `X-Forwarded-Client-Cert`.
+`passthrough_gateway` is cluster2's ingress gateway port 15443 in sni-dnat mode (AUTO_PASSTHROUGH): it reads the SNI
+without terminating TLS and forwards the stream to the cluster named by it, as in the 1.7-era listener kept in
+../shared/vectors/envoy_config_dump/fragments (sni_cluster, then tcp_proxy whose BlackHoleCluster is a placeholder).
+Istio's own `tcp_cluster_rewrite` filter is not in upstream Envoy, so the gateway's cluster keeps the `.global` name:
+what cluster2's own `httpbin.bar.global` ServiceEntry (the write-up's fix) gives the gateway.
 The app behind the server sidecar is `headers_app`, a tiny stand-in for httpbin's `/headers`: it answers with the
 request headers it received as JSON.
 """
@@ -132,6 +137,32 @@ def server_sidecar(*, listen_port: int, app_port: int, chain: Path, key: Path, r
              }]},
         ],
         "clusters": [_static_cluster("inbound|8000||", app_port)],
+    }}
+
+
+def passthrough_gateway(*, listen_port: int, server_port: int) -> dict:
+    """cluster2's gateway on 15443: SNI `*.global` routed, TLS passed through untouched, to the server sidecar."""
+    return {"static_resources": {
+        "listeners": [{
+            "name": "0.0.0.0_15443",
+            "address": _addr(listen_port),
+            "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}],
+            "filter_chains": [{
+                "filter_chain_match": {"server_names": ["*.global"]},
+                "filters": [
+                    {"name": "envoy.filters.network.sni_cluster", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.sni_cluster.v3.SniCluster"}},
+                    {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                        "stat_prefix": "BlackHoleCluster", "cluster": "BlackHoleCluster"}},
+                ],
+            }],
+        }],
+        "clusters": [
+            _static_cluster(OUTBOUND_SNI, server_port),
+            {"name": "BlackHoleCluster", "type": "STATIC", "connect_timeout": "1s"},
+        ],
     }}
 
 

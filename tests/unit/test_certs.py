@@ -37,9 +37,9 @@ def ext(cert: x509.Certificate, cls: type) -> x509.Extension:
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Path:
-    """One `generate` run with the defaults (RSA 4096, Makefile validities), read-only for the tests below."""
+    """One `generate` run (Makefile validities; small keys, which no extension depends on), read-only."""
     out = tmp_path_factory.mktemp("gen") / "certs"
-    certs.generate(out, CLUSTERS)
+    certs.generate(out, CLUSTERS, key_size=FAST)
     return out
 
 
@@ -76,8 +76,9 @@ def test_private_keys_are_written_0600_and_certificates_0644(generated):
     assert {m for k, m in modes.items() if not k.endswith("-key.pem")} == {0o644}
 
 
-def test_keys_are_rsa_4096_in_pkcs1_like_the_makefile_and_the_samples(generated):
-    for path in [generated / "root-key.pem", *(generated / c / "ca-key.pem" for c in CLUSTERS)]:
+def test_keys_are_rsa_4096_by_default_in_pkcs1_like_the_makefile_and_the_samples(tmp_path):
+    certs.generate(tmp_path, CLUSTERS)
+    for path in [tmp_path / "root-key.pem", *(tmp_path / c / "ca-key.pem" for c in CLUSTERS)]:
         text = path.read_bytes()
         assert text.startswith(b"-----BEGIN RSA PRIVATE KEY-----")
         key = serialization.load_pem_private_key(text, password=None)
@@ -157,9 +158,23 @@ def test_generate_refuses_to_overwrite_a_cluster_directory_from_another_root(fre
     for name in certs.CACERTS_FILES:
         shutil.copy(other / TWO / name, fresh / TWO / name)
     before = (fresh / TWO / "ca-cert.pem").read_bytes()
-    with pytest.raises(ValidationError, match="does not chain to"):
+    with pytest.raises(ValidationError, match="not usable under .*it chains to another root"):
         certs.generate(fresh, CLUSTERS, key_size=FAST)
     assert (fresh / TWO / "ca-cert.pem").read_bytes() == before
+
+
+def test_generate_refuses_to_replace_an_expired_intermediate_silently(tmp_path):
+    long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=731)
+    certs.generate(tmp_path / "old", CLUSTERS, key_size=FAST, now=long_ago)
+    with pytest.raises(ValidationError, match=r"not usable under .*Intermediate CA.* expired .*: move .* away"):
+        certs.generate(tmp_path / "old", CLUSTERS, key_size=FAST)
+
+
+def test_generate_refuses_to_reuse_an_expired_root(tmp_path):
+    certs.generate(tmp_path / "old", [ONE], key_size=FAST,
+                   now=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3651))
+    with pytest.raises(ValidationError, match=r"root-cert.pem: 'CN=Root CA,O=Istio' expired .*new root"):
+        certs.generate(tmp_path / "old", [TWO], key_size=FAST)
 
 
 @pytest.mark.parametrize("names, rule", [
@@ -175,6 +190,12 @@ def test_generate_refuses_bad_cluster_names_before_writing_anything(tmp_path, na
     with pytest.raises(ValidationError, match=rule):
         certs.generate(tmp_path / "out", names, key_size=FAST)
     assert not (tmp_path / "out").exists()
+
+
+def test_generate_refuses_an_out_path_that_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValidationError, match="is not a directory"):
+        certs.generate(tmp_path / "f", CLUSTERS, key_size=FAST)
 
 
 @given(st.text(min_size=1, max_size=70))

@@ -235,6 +235,12 @@ def test_crlf_files_get_a_crlf_block_and_round_trip():
     assert unpatch(out) == text
 
 
+def test_a_lone_carriage_return_does_not_split_a_token_as_in_caddy():
+    text = ".:53 {\n    errors\n}\nglo\rbal {\r\n    forward . 1.2.3.4\r\n}\r\n"
+    assert [b.keys for b in parse(text).blocks] == [(".:53",), ("global",)]
+    assert unpatch(text) == ".:53 {\n    errors\n}\n"
+
+
 def test_comments_quotes_and_placeholders_do_not_confuse_the_parser():
     text = (
         "# a comment with { and } and global:53 {\n"

@@ -1,0 +1,120 @@
+"""lab.images: the image list by tag, the pull-once plan, digests from docker, and lock.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab import images
+from lab.errors import ValidationError
+from lab.profile import load_profile
+from lab.shell import RecordingRunner, Result
+
+DEFAULT_IMAGES = [
+    "docker.io/istio/pilot:1.7.8",
+    "docker.io/istio/proxyv2:1.7.8",
+    "docker.io/coredns/coredns:1.6.2",
+    "docker.io/istio/coredns-plugin:0.2-istio-1.1",
+    "docker.io/governmentpaas/curl-ssl:latest",
+    "docker.io/kennethreitz/httpbin:latest",
+]
+DIGEST = "docker.io/kennethreitz/httpbin@sha256:599fe5e5073102dbb0ee3dbb65f049dab44fa9fc251f6835c9990f8fb196a72b"
+
+
+def res(rc=0, out="", err="") -> Result:
+    return Result((), rc, out, err)
+
+
+def test_default_profile_images_are_the_istio_1_7_8_set_by_tag():
+    assert images.image_list(load_profile("default")) == DEFAULT_IMAGES
+
+
+def test_an_istio_version_override_retags_istios_images_only():
+    got = images.image_list(load_profile("default", {"istio_version": "1.7.3"}))
+    assert got[:2] == ["docker.io/istio/pilot:1.7.3", "docker.io/istio/proxyv2:1.7.3"]
+    assert got[2:] == DEFAULT_IMAGES[2:]
+
+
+def test_a_profile_image_given_by_digest_is_refused_because_kind_load_works_by_tag():
+    profile = load_profile("default", {"images.httpbin": DIGEST})
+    with pytest.raises(ValidationError, match="loads by tag"):
+        images.image_list(profile)
+
+
+def test_the_same_image_twice_is_pulled_once():
+    profile = load_profile("default", {"images.sleep": "docker.io/kennethreitz/httpbin:latest"})
+    assert images.image_list(profile).count("docker.io/kennethreitz/httpbin:latest") == 1
+
+
+def test_pull_plan_pulls_the_amd64_platform_and_is_empty_when_loading_is_off():
+    plan = images.pull_plan(load_profile("default"))
+    assert plan[0] == ["docker", "pull", "--platform", "linux/amd64", "docker.io/istio/pilot:1.7.8"]
+    assert len(plan) == len(DEFAULT_IMAGES)
+    assert images.pull_plan(load_profile("default", {"load_images": "false"})) == []
+
+
+def test_ensure_pulled_pulls_only_what_the_host_lacks():
+    on_host = set(DEFAULT_IMAGES[:2])
+
+    def inspect(argv):
+        return res(0, "sha256:abc") if argv[-1] in on_host else res(1, err="No such image")
+
+    runner = RecordingRunner(answers={("docker", "image", "inspect"): inspect})
+    pulled = images.ensure_pulled(load_profile("default"), runner)
+    assert pulled == DEFAULT_IMAGES[2:]
+    assert [c for c in runner.calls if c[1] == "pull"] == [
+        ("docker", "pull", "--platform", "linux/amd64", image) for image in DEFAULT_IMAGES[2:]]
+
+
+def test_repo_digest_comes_from_docker_image_inspect():
+    runner = RecordingRunner(answers={("docker", "image", "inspect"): res(0, DIGEST + "\n")})
+    assert images.repo_digest(runner, "docker.io/kennethreitz/httpbin:latest") == DIGEST
+    assert runner.calls == [("docker", "image", "inspect", "--format", "{{index .RepoDigests 0}}",
+                             "docker.io/kennethreitz/httpbin:latest")]
+
+
+@pytest.mark.parametrize("answer", [
+    # a locally built image has no RepoDigests: Go's template index fails
+    res(1, err='template parsing error: template: :1:2: executing "" at <index .RepoDigests 0>: error calling '
+               'index: index out of range: 0'),
+    res(1, err="Error: No such image: x:1"),
+    res(0, "\n"),
+])
+def test_repo_digest_is_none_without_a_registry_digest(answer):
+    runner = RecordingRunner(answers={("docker", "image", "inspect"): answer})
+    assert images.repo_digest(runner, "x:1") is None
+
+
+def test_lock_entries_record_only_images_with_digests():
+    def inspect(argv):
+        return res(0, DIGEST) if "httpbin" in argv[-1] else res(1)
+
+    runner = RecordingRunner(answers={("docker", "image", "inspect"): inspect})
+    assert images.lock_entries(load_profile("default"), runner) == {"docker.io/kennethreitz/httpbin:latest": DIGEST}
+
+
+def test_lock_file_round_trips_and_leaves_no_temp_files(tmp_path):
+    path = tmp_path / "lab" / "lock.json"
+    entries = {"docker.io/kennethreitz/httpbin:latest": DIGEST}
+    images.write_lock(path, entries, load_profile("writeup"))
+    assert images.read_lock(path) == entries
+    doc = json.loads(path.read_text())
+    assert doc["profile"] == "writeup" and doc["istio_version"] == "1.7.8" and doc["version"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["lock.json"]
+
+
+def test_a_missing_lock_is_empty_and_a_broken_one_is_a_one_line_error(tmp_path):
+    assert images.read_lock(tmp_path / "lock.json") == {}
+    (tmp_path / "lock.json").write_text("{not json")
+    with pytest.raises(ValidationError, match="is not JSON"):
+        images.read_lock(tmp_path / "lock.json")
+    (tmp_path / "lock.json").write_text(json.dumps({"images": {"a:1": "not-a-digest"}}))
+    with pytest.raises(ValidationError, match="name@sha256"):
+        images.read_lock(tmp_path / "lock.json")
+
+
+def test_drift_names_images_whose_digest_moved():
+    old = {"a:1": "a@sha256:" + "1" * 64, "b:1": "b@sha256:" + "2" * 64}
+    new = {"a:1": "a@sha256:" + "1" * 64, "b:1": "b@sha256:" + "3" * 64, "c:1": "c@sha256:" + "4" * 64}
+    assert images.drift(old, new) == {"b:1": (old["b:1"], new["b:1"])}

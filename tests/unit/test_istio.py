@@ -1,0 +1,132 @@
+"""lab.istio: the install overlay against Istio 1.7.8's own default profile, the install argv, the release files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab import istio
+from lab.errors import PreflightError
+from lab.profile import load_profile
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "istio"
+DEFAULT_PROFILE = yaml.safe_load((DATA / "1.7.8" / "default-profile.yaml").read_text())
+# Flags `istioctl install` accepts in Istio 1.7.8 (operator/cmd/mesh/install.go addInstallFlags, plus the
+# persistent root flags of operator/cmd/mesh/root.go): long and short forms.
+INSTALL_FLAGS_1_7_8 = {"--filename", "-f", "--kubeconfig", "-c", "--context", "--readiness-timeout",
+                       "--skip-confirmation", "-y", "--force", "--set", "-s", "--charts", "--manifests", "-d",
+                       "--revision", "-r", "--dry-run"}
+
+
+def default_gateway() -> dict:
+    (gw,) = [g for g in DEFAULT_PROFILE["spec"]["components"]["ingressGateways"] if g["name"] == istio.GATEWAY]
+    return gw
+
+
+def overlay_gateway(profile=None) -> dict:
+    (gw,) = istio.overlay(profile or load_profile("default"))["spec"]["components"]["ingressGateways"]
+    return gw
+
+
+def test_overlay_repeats_every_default_gateway_port_unchanged_but_the_tls_nodeport():
+    defaults = default_gateway()["k8s"]["service"]["ports"]
+    ours = overlay_gateway()["k8s"]["service"]["ports"]
+    assert [{k: v for k, v in p.items() if k != "nodePort"} for p in ours] == defaults
+    assert [p.get("nodePort") for p in ours] == [None, None, None, 31443]
+    assert [p["name"] for p in ours if "nodePort" in p] == ["tls"]
+    assert [p["port"] for p in ours if "nodePort" in p] == [15443]
+
+
+def test_overlay_takes_the_nodeport_from_the_profile():
+    profile = load_profile("default", {"gateway_node_port": "30443"})
+    tls = [p for p in overlay_gateway(profile)["k8s"]["service"]["ports"] if p["name"] == "tls"]
+    assert tls == [{"name": "tls", "port": 15443, "targetPort": 15443, "nodePort": 30443}]
+
+
+def test_overlay_makes_the_gateway_a_nodeport_service_and_keeps_it_enabled():
+    gw = overlay_gateway()
+    assert gw["enabled"] is True
+    assert gw["k8s"]["service"]["type"] == "NodePort"
+
+
+def test_overlay_leaves_the_gateway_env_alone_so_sni_dnat_survives():
+    # The profile's env carries the router mode; an overlay list would replace it whole.
+    assert {"name": "ISTIO_META_ROUTER_MODE", "value": "sni-dnat"} in default_gateway()["k8s"]["env"]
+    assert "env" not in overlay_gateway()["k8s"]
+    assert "gateways" not in istio.overlay(load_profile("default"))["spec"]["values"]
+
+
+def test_overlay_sets_if_not_present_pull_policy_and_stdout_access_logs():
+    spec = istio.overlay(load_profile("writeup"))["spec"]
+    assert spec["values"]["global"]["imagePullPolicy"] == "IfNotPresent"
+    assert spec["meshConfig"]["accessLogFile"] == "/dev/stdout"
+    # the 1.7.8 default profile leaves both at their off/Always defaults: the overlay is what changes them
+    assert DEFAULT_PROFILE["spec"]["values"]["global"].get("imagePullPolicy", "") == ""
+    assert "accessLogFile" not in DEFAULT_PROFILE["spec"].get("meshConfig", {})
+
+
+def test_overlay_is_an_istio_operator_for_the_install_api():
+    doc = yaml.safe_load(istio.overlay_yaml(load_profile("default")))
+    assert (doc["apiVersion"], doc["kind"]) == ("install.istio.io/v1alpha1", "IstioOperator")
+    assert doc == istio.overlay(load_profile("default"))
+
+
+def test_overlay_does_not_touch_what_the_multicluster_values_file_sets():
+    values = DATA / "1.7.8" / "values-istio-multicluster-gateways.yaml"
+    theirs = yaml.safe_load(values.read_text())["spec"]
+    ours = istio.overlay(load_profile("default"))["spec"]
+    assert "egressGateways" not in ours["components"] and "addonComponents" not in ours
+    assert set(ours["values"]["global"]) & set(theirs["values"]["global"]) == set()
+
+
+def test_install_argv_passes_files_in_order_and_names_the_cluster():
+    argv = istio.install_argv("/c/istioctl", "/s/kubeconfig/cluster2", "kind-cluster2",
+                              [Path("/c/values.yaml"), "/s/overlay.yaml"], readiness_timeout="420s")
+    assert argv == ["/c/istioctl", "install", "-f", "/c/values.yaml", "-f", "/s/overlay.yaml", "--skip-confirmation",
+                    "--kubeconfig", "/s/kubeconfig/cluster2", "--context", "kind-cluster2",
+                    "--readiness-timeout", "420s"]
+
+
+def test_install_argv_uses_only_flags_istioctl_1_7_8_install_defines():
+    argv = istio.install_argv("istioctl", "k", "c", ["a", "b"], readiness_timeout="1s")
+    assert {a for a in argv if a.startswith("-")} <= INSTALL_FLAGS_1_7_8
+
+
+def test_install_argv_without_files_is_refused():
+    with pytest.raises(ValueError, match="at least one -f"):
+        istio.install_argv("istioctl", "k", "c", [])
+
+
+def test_values_file_is_found_in_the_release_or_reported_missing(tmp_path):
+    with pytest.raises(PreflightError, match="values-istio-multicluster-gateways.yaml is missing"):
+        istio.values_file(tmp_path)
+    target = tmp_path / istio.VALUES_FILE
+    target.parent.mkdir(parents=True)
+    target.write_text("kind: IstioOperator\n")
+    assert istio.values_file(tmp_path) == target
+
+
+def test_release_url_follows_release_builder_naming():
+    assert istio.release_url("1.7.3") == \
+        "https://github.com/istio/istio/releases/download/1.7.3/istio-1.7.3-linux-amd64.tar.gz"
+    assert istio.release_url("1.7.8", "osx").endswith("/1.7.8/istio-1.7.8-osx.tar.gz")
+
+
+@pytest.mark.parametrize("name", ["default", "writeup"])
+def test_overlay_passes_strict_istio_operator_validation(name):
+    from lab import schemas
+
+    schemas.validate_istio(istio.overlay(load_profile(name)))
+    schemas.validate_manifest(istio.overlay_yaml(load_profile(name)))
+
+
+def test_strict_validation_would_catch_a_misspelt_overlay_field():
+    from lab import schemas
+    from lab.errors import ValidationError
+
+    bad = istio.overlay(load_profile("default"))
+    bad["spec"]["components"]["ingressGateways"][0]["k8s"]["service"]["ports"][3]["nodeport"] = 31443
+    with pytest.raises(ValidationError):
+        schemas.validate_istio(bad)
