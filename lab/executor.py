@@ -448,7 +448,7 @@ class Scheduler:
             recorded = self.record and not forced and env.state.step_done(step.id, fp)
             if recorded and not isinstance(step.run, Check):
                 if step.verify is None:
-                    status = "in place"
+                    status = "in-place"
                 else:
                     try:
                         run_check(env, step.verify, f"{step.id} (verify)", once=True)
@@ -461,7 +461,7 @@ class Scheduler:
                     status = "checked"
                     changed = forced  # a check passes freshness through to what needs it
                 elif not changed:
-                    status = "in place"
+                    status = "in-place"
                 if changed:
                     with self.cond:
                         self.fresh.add(step.id)
@@ -514,7 +514,7 @@ def _default_tools(profile: Profile, runner: Runner) -> Any:
 def _default_provider(profile: Profile, home: Path, tools: Any, runner: Runner) -> Any:
     from lab import kind
 
-    return kind.KindProvider(profile, home, tools, runner)
+    return kind.make_provider(profile, home, tools, runner)
 
 
 @dataclass

@@ -277,7 +277,7 @@ def _cluster_steps(profile: Profile, c: ClusterSpec, image_list: tuple[str, ...]
                    {"\0config": config, "\0kubeconfig": Kubeconfig(n)})
     steps = [Step(
         f"{n}/cluster", n, S_REQUIREMENTS, f"kind create cluster {n} ({profile.node_image.split('@')[0]})",
-        # Done by the provider (pytest_kind.KindCluster, then its checks); `argv` and `config_text` are what it
+        # Done by the provider (lab.kind: creation, then its checks); `argv` and `config_text` are what it
         # runs, for the plan and the shell script.
         LabAction("kind.create", (("cluster", n), ("argv", argv), ("config", config),
                                   ("config_text", kind.config_yaml(profile, c)),
@@ -721,7 +721,7 @@ def _shell_action(run: LabAction, contexts: Mapping[str, str]) -> list[str]:
         assert isinstance(cfg, File)
         cluster = str(p["cluster"])
         k = _kubectl_of(cluster, contexts)
-        # pytest_kind.KindCluster.create runs this argv and waits for nothing; the lab waits for the node.
+        # the provider runs this argv (kind waits for nothing by default); the lab waits for the node.
         lines = [*_write_file(cfg, str(p["config_text"])), _sh_argv(p["argv"]),  # type: ignore[arg-type]
                  _sh_argv((*k, "wait", "--for=condition=Ready", "node", "--all",
                            f"--timeout={int(TIMEOUTS.kind_create)}s"))]

@@ -1,0 +1,337 @@
+"""The executor against a recording runner and a fake two-cluster lab: order, parallel branches, resume, re-run,
+lock, interrupt, and the pure helpers it is made of."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+import pytest
+import yaml
+
+from lab import executor
+from lab.errors import CommandError, LockedError, PreflightError, UsageError
+from lab.executor import Hooks, judge, sample_manifest, secret_manifest
+from lab.plan import Expect
+from lab.profile import load_profile
+from lab.shell import Result
+from lab.state import State
+from tests.support.fakelab import ISTIO_DIR, FakeLab, fail
+
+PROFILE = load_profile()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    return FakeLab(PROFILE, tmp_path / "home")
+
+
+def hooks(lab: FakeLab, preflight=None) -> Hooks:
+    return Hooks(preflight=preflight or (lambda *a, **k: None), tools=lambda p, r: lab.tools,
+                 provider=lambda p, home, t, r: lab.provider, sleep=lambda s: None)
+
+
+def up(lab: FakeLab, **kw) -> tuple[int, str]:
+    out = io.StringIO()
+    code = executor.up(PROFILE, home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab, **kw))
+    return code, out.getvalue()
+
+
+def index(calls, pred) -> int:
+    for i, c in enumerate(calls):
+        if pred(c):
+            return i
+    raise AssertionError("no such call")
+
+
+def is_apply_of(kind: str, lab: FakeLab):
+    # calls are recorded with their stdin in the same order; pair them up
+    def pred(call_and_input):
+        call, text = call_and_input
+        return "apply" in call and text is not None and f"kind: {kind}" in text
+    return pred
+
+
+def calls_with_input(lab: FakeLab):
+    return list(zip(lab.runner.calls, lab.runner.inputs, strict=True))
+
+
+# --- a first run ---------------------------------------------------------------------------------------------
+def test_first_run_builds_both_clusters_and_ends_with_the_curl_returning_200(lab):
+    code, out = up(lab)
+    assert code == 0
+    assert sorted(lab.provider.created) == ["cluster1", "cluster2"]
+    assert all(c.istio for c in lab.clusters.values())
+    assert "global:53" in lab.clusters["cluster1"].corefile and "global:53" in lab.clusters["cluster2"].corefile
+    assert lab.clusters["cluster1"].coredns_restarts == 1
+    last = [c for c in lab.runner.calls if c[0] != "docker"][-1]  # docker: the digests for lock.json, after
+    assert "exec" in last and "kind-cluster1" in last and "httpbin.bar.global:8000/headers" in last[-1]
+    assert "returned 200" in out
+    state = State.load(lab.home)
+    assert state.data["last_probe"]["status"] == 200
+    assert state.owns_cluster("cluster1") and state.owns_cluster("cluster2")
+
+
+def test_every_step_prints_one_progress_line_with_its_duration_and_a_phase_summary(lab):
+    _, out = up(lab)
+    steps = executor.build(PROFILE)
+    for s in steps:
+        lines = [ln for ln in out.splitlines() if f" {s.id} " in ln]
+        assert len(lines) == 1, s.id
+        assert lines[0].split()[3].endswith("s")  # the duration column
+    assert "lab up: finished in" in out
+    for phase in ("clusters", "control-plane", "dns", "apps", "serviceentries", "verify"):
+        assert any(ln.strip().startswith(phase) for ln in out.splitlines()), phase
+
+
+def test_cacerts_is_applied_before_istioctl_install_in_each_cluster(lab):
+    up(lab)
+    seq = calls_with_input(lab)
+    for c in ("cluster1", "cluster2"):
+        secret = index(seq, lambda ci, c=c: f"kind-{c}" in ci[0] and ci[1] and "kind: Secret" in ci[1])
+        install = index(seq, lambda ci, c=c: ci[0][0] == "istioctl" and f"kind-{c}" in ci[0])
+        assert secret < install
+
+
+def test_the_ca_key_is_sent_on_stdin_never_on_a_command_line_nor_in_the_output(lab):
+    _, out = up(lab)
+    key = (ISTIO_DIR / "samples/certs/ca-key.pem").read_text()
+    key_line = key.splitlines()[1]
+    assert not any(key_line in " ".join(c) for c in lab.runner.calls)
+    assert key_line not in out
+    secrets = [t for t in lab.runner.inputs if t and "kind: Secret" in t]
+    assert len(secrets) == 2  # one per cluster, rendered from the files
+
+
+def test_cluster1_serviceentry_waits_for_cluster2_gateway_and_uses_its_node_ip_and_nodeport(lab):
+    up(lab)
+    seq = calls_with_input(lab)
+    gw = index(seq, lambda ci: "kind-cluster2" in ci[0] and "deployment/istio-ingressgateway" in ci[0]
+               and "rollout" in ci[0])
+    se = index(seq, lambda ci: "kind-cluster1" in ci[0] and ci[1] and "kind: ServiceEntry" in ci[1])
+    assert gw < se
+    doc = yaml.safe_load(seq[se][1])
+    assert doc["spec"]["endpoints"] == [{"address": "172.18.0.3", "ports": {"http1": PROFILE.gateway_node_port}}]
+    assert doc["spec"]["addresses"] == [PROFILE.client.vip]
+
+
+def test_both_clusters_are_built_in_parallel(lab):
+    # Each `kind create` waits until the other has started: if the branches ran one after the other,
+    # the barrier would time out and the run would fail.
+    barrier = threading.Barrier(2, timeout=10)
+
+    def on_call(argv):
+        if argv[:3] == ("kind", "create", "cluster"):
+            barrier.wait()
+
+    lab.on_call = on_call
+    code, _ = up(lab)
+    assert code == 0
+
+
+# --- failure, resume, re-run ---------------------------------------------------------------------------------
+def test_a_failure_in_the_middle_stops_what_depends_on_it_and_the_next_run_resumes_there(lab):
+    lab.fail_when(lambda a: a[0] == "istioctl" and "kind-cluster2" in a, fail("Error: failed to apply manifests"))
+    with pytest.raises(CommandError, match="cluster2/istio"):
+        up(lab)
+    state = State.load(lab.home)
+    assert state.step_done("cluster2/cacerts", _fp("cluster2/cacerts"))
+    assert not any(s.startswith("cluster2/istio") for s in state.done_steps)
+    assert "cluster1/curl" not in state.done_steps
+    assert lab.clusters["cluster1"].istio, "the independent branch kept going"
+
+    before = len(lab.runner.calls)
+    code, out = up(lab)
+    assert code == 0
+    again = lab.runner.calls[before:]
+    assert not any(c[:3] == ("kind", "create", "cluster") for c in again), "clusters are not created again"
+    assert sum(1 for c in again if c[0] == "istioctl") == 1, "only the failed install runs again"
+    assert [ln for ln in out.splitlines() if "cluster2/istio " in ln][0].split()[2] == "done"
+
+
+def _fp(step_id: str) -> str:
+    from lab.state import fingerprint
+    return fingerprint(next(s for s in executor.build(PROFILE) if s.id == step_id).run)
+
+
+def test_rerunning_a_healthy_lab_only_checks_and_changes_nothing(lab):
+    up(lab)
+    before = len(lab.runner.calls)
+    code, out = up(lab)
+    assert code == 0
+    again = calls_with_input(lab)[before:]
+    assert not any(c[0] == "istioctl" for c, _ in again)
+    assert not any("apply" in c for c, _ in again), "nothing is applied again"
+    assert not any("restart" in c for c, _ in again)
+    assert not any(c[:2] == ("kind", "create") for c, _ in again)
+    statuses = {ln.split()[1]: ln.split()[2] for ln in out.splitlines() if ln.startswith("  ") and "/" in ln}
+    assert statuses["cluster1/cluster"] == "in-place"
+    assert statuses["cluster1/ns-istio-system"] == "verified"
+    assert statuses["cluster1/curl"] == "checked"
+    assert len(again) < 60
+
+
+def test_a_deleted_namespace_is_noticed_on_rerun_and_redone_with_what_depends_on_it(lab):
+    up(lab)
+    del lab.clusters["cluster1"].objects[("Namespace", "", "foo")]
+    del lab.clusters["cluster1"].objects[("Deployment", "foo", "sleep")]
+    before = len(lab.runner.calls)
+    code, _ = up(lab)
+    assert code == 0
+    again = calls_with_input(lab)[before:]
+    applied = [t for c, t in again if "apply" in c and t]
+    assert any("name: foo" in t and "kind: Namespace" in t for t in applied)
+    assert any("kind: Deployment" in t and "name: sleep" in t for t in applied), "the sleep app is applied again"
+
+
+def test_a_changed_profile_redoes_the_steps(lab, tmp_path):
+    up(lab)
+    other = load_profile(overrides={"images.sleep": "docker.io/curlimages/curl:8.5.0"})
+    before = len(lab.runner.calls)
+    out = io.StringIO()
+    executor.up(other, home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab))
+    applied = [t for c, t in calls_with_input(lab)[before:] if "apply" in c and t]
+    assert any("image: docker.io/curlimages/curl:8.5.0" in t for t in applied)
+
+
+def test_an_existing_cluster_the_lab_did_not_create_is_refused(lab):
+    lab.clusters["cluster1"].exists = True
+    with pytest.raises(UsageError, match="cluster1 exists that this lab did not create"):
+        up(lab)
+    assert "cluster1" not in lab.provider.created
+
+
+def test_interrupt_stops_every_branch_and_the_next_run_continues(lab):
+    lab.fail_when(lambda a: a[0] == "istioctl" and "kind-cluster1" in a, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        up(lab)
+    state = State.load(lab.home)
+    assert "cluster1/cacerts" in state.done_steps and "cluster1/istio" not in state.done_steps
+    assert not (lab.home / "lock").exists(), "the lock is released on interrupt"
+    code, _ = up(lab)
+    assert code == 0
+
+
+# --- preflight and lock ----------------------------------------------------------------------------------------
+def test_preflight_failure_creates_nothing(lab):
+    def no_docker(*a, **k):
+        raise PreflightError("Docker is not reachable: start Docker")
+
+    with pytest.raises(PreflightError):
+        up(lab, preflight=no_docker)
+    assert not lab.home.exists()
+    assert lab.runner.calls == []
+
+
+def test_a_second_concurrent_run_is_refused_by_the_lock(lab):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lab.home.mkdir(parents=True)
+        (lab.home / "lock").write_text(f"{holder.pid}\nup\n")
+        with pytest.raises(LockedError, match=f"pid {holder.pid}"):
+            up(lab)
+        assert lab.runner.calls == []
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# --- down, uninstall, status -------------------------------------------------------------------------------
+def test_down_deletes_only_the_clusters_the_state_says_the_lab_created(lab):
+    up(lab)
+    state = State.load(lab.home)
+    state.forget_cluster("cluster2")  # as if cluster2 had been made by someone else
+    out = io.StringIO()
+    assert executor.down(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 0
+    assert lab.provider.deleted == ["cluster1"]
+    assert lab.clusters["cluster2"].exists
+    assert not (lab.home / "kubeconfig" / "cluster1").exists()
+
+
+def test_down_without_state_deletes_nothing(lab):
+    out = io.StringIO()
+    assert executor.down(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 0
+    assert "nothing to delete" in out.getvalue() and lab.runner.calls == []
+
+
+def test_uninstall_removes_apps_and_serviceentries_and_the_next_up_puts_them_back(lab):
+    up(lab)
+    out = io.StringIO()
+    assert executor.uninstall(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 0
+    c1 = lab.clusters["cluster1"]
+    assert ("Namespace", "", "foo") not in c1.objects and ("ServiceEntry", "foo", "httpbin-bar") not in c1.objects
+    assert c1.istio and c1.exists, "uninstall keeps the clusters and Istio"
+    deletes = [c for c in lab.runner.calls if "delete" in c]
+    assert all("--ignore-not-found" in c for c in deletes)
+    code, _ = up(lab)
+    assert code == 0 and ("ServiceEntry", "foo", "httpbin-bar") in c1.objects
+
+
+def test_status_reports_each_cluster_and_the_last_probe(lab):
+    up(lab)
+    out = io.StringIO()
+    executor.status(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab))
+    text = out.getvalue()
+    assert "cluster1: cluster up" in text and "cluster2: cluster up" in text
+    assert "HTTP 200" in text
+
+
+def test_status_without_a_lab_says_so(lab):
+    out = io.StringIO()
+    assert executor.status(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 1
+    assert "no lab in" in out.getvalue()
+
+
+# --- pure helpers ---------------------------------------------------------------------------------------------
+def test_secret_manifest_matches_kubectl_create_secret_from_file_keys():
+    files = {p.name: p.read_bytes() for p in sorted((ISTIO_DIR / "samples/certs").glob("*.pem"))}
+    doc = yaml.safe_load(secret_manifest("cacerts", "istio-system", files))
+    assert doc["metadata"] == {"name": "cacerts", "namespace": "istio-system"}
+    assert sorted(doc["data"]) == ["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"]
+    import base64
+    assert base64.b64decode(doc["data"]["root-cert.pem"]) == files["root-cert.pem"]
+
+
+def test_sample_manifest_swaps_only_the_named_image():
+    text = (ISTIO_DIR / "samples/sleep/sleep.yaml").read_text()
+    out = sample_manifest(text, [("governmentpaas/curl-ssl", "docker.io/curlimages/curl:8.5.0")])
+    assert "image: docker.io/curlimages/curl:8.5.0" in out and "governmentpaas" not in out
+    assert out.replace("docker.io/curlimages/curl:8.5.0", "governmentpaas/curl-ssl") == text
+
+
+def test_sample_manifest_refuses_a_sample_without_the_image():
+    with pytest.raises(Exception, match="no `image: nope/nope` line"):
+        sample_manifest("image: a/b\n", [("nope/nope", "x/y:1")])
+
+
+@pytest.mark.parametrize(("expect", "result", "passes"), [
+    (Expect("exit0"), Result((), 0, "", ""), True),
+    (Expect("exit0"), Result((), 1, "", "boom"), False),
+    (Expect("equals", "31443"), Result((), 0, "31443\n", ""), True),
+    (Expect("equals", "31443"), Result((), 0, "30001", ""), False),
+    (Expect("http", "200"), Result((), 0, "HTTP/1.1 200 OK\n\n__LAB_HTTP_CODE__=200\n__LAB_CURL_EXIT__=0\n", ""),
+     True),
+    (Expect("http", "200"), Result((), 0, "HTTP/1.1 503 x\n\n__LAB_HTTP_CODE__=503\n__LAB_CURL_EXIT__=0\n", ""),
+     False),
+    (Expect("resolves", "240.0.0.2"), Result((), 0, "Name:\thttpbin.bar.global\nAddress: 240.0.0.2\n", ""), True),
+    (Expect("resolves", "240.0.0.2"), Result((), 1, "** server can't find httpbin.bar.global: NXDOMAIN\n", ""),
+     False),
+])
+def test_judge_says_whether_a_result_meets_its_expectation(expect, result, passes):
+    assert (judge(expect, result) is None) == passes
+
+
+def test_coredns_configmap_keeps_other_keys():
+    live = {"metadata": {"name": "coredns", "namespace": "kube-system"}, "data": {"Corefile": "old", "x": "y"}}
+    doc = yaml.safe_load(executor.coredns_configmap(live, "new"))
+    assert doc["data"] == {"Corefile": "new", "x": "y"}
+
+
+def test_lock_file_records_image_digests_after_a_successful_run(lab):
+    up(lab)
+    lock = json.loads((lab.home / "lock.json").read_text())
+    assert set(lock["images"]) == set(executor.lab_images.image_list(PROFILE))
