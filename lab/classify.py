@@ -6,7 +6,7 @@ JSON lines, or a pretty-printed and not-quite-valid JSON object). The classifier
 local-reply body, the response flags in the access log, the `server` header, and, when `curl -I` left no body,
 the fixed content-length of Envoy's local replies. docs/classify.md explains every class and the evidence order.
 
-Upstream grounding (read at envoyproxy/envoy@001b1c0c and istio/istio@1.7.8):
+Upstream grounding (envoyproxy/envoy: router.cc@001b1c0c, utility.cc@2d3b5057, usage.rst@01625a89; istio/istio@1.7.8):
 - The local-reply body is built in `Filter::onUpstreamReset` in envoy `source/common/router/router.cc`:
   "upstream connect error or disconnect/reset before headers. " [+ "retried and the latest "] + "reset reason: "
   + reason [+ ", transport failure reason: " + reason]. The reset reason strings are
@@ -18,8 +18,11 @@ Upstream grounding (read at envoyproxy/envoy@001b1c0c and istio/istio@1.7.8):
   `pilot/pkg/networking/core/v1alpha3/listener.go@1.7.8` (response code then flags; JSON keys `response_code`,
   `response_flags`, `upstream_transport_failure_reason`, `upstream_cluster`); its server name is `istio-envoy`.
 - Istio 1.7's Envoy wrote `reset reason: connection failure` (the vectors: 91 bytes, 0x5b) and no transport
-  reason; today's Envoy writes `local connection failure` / `remote connection failure` and may append
-  `, transport failure reason: ...` (so its body length is not fixed).
+  reason; today's Envoy writes `local connection failure` / `remote connection failure` and the router may append
+  `, transport failure reason: ...` (third-party reports show it), so a body with a reason has no fixed length.
+  Envoy 1.40 on loopback (tests/integration/test_classify_envoy.py) did not append it for a refused or
+  TLS-verify failure: the body was the 98-byte `... reset reason: remote connection failure` in both cases and only
+  the access log's `%UPSTREAM_TRANSPORT_FAILURE_REASON%` (spaces written as `_`) told the TLS failure apart.
 """
 
 from __future__ import annotations
@@ -108,28 +111,34 @@ def _body(reason: str | None, retried: bool = False) -> str:
     return f"{UPSTREAM_ERROR}. {_RETRIED if retried else ''}reset reason: {reason}"
 
 
-# Fixed local-reply lengths: only a fallback for `curl -I` (no body). Built from the strings above so the table
-# says what each length means. Only reasons whose body has a fixed length are here; today's Envoy may append a
-# transport failure reason, which makes the length unpredictable, and "overload manager reset" is left out
-# because its length (95) is that of "connection termination".
-_FIXED: list[tuple[str, int, str]] = [
-    (NO_HEALTHY_UPSTREAM, 503, "no-healthy-upstream"),
-    (UPSTREAM_TIMEOUT, 504, "timeout"),
-    (UPSTREAM_ERROR, 503, "upstream-connect-failure"),  # Envoy before ~1.12 gave no reason (57 bytes)
-    (_MIXER_PREFIX + _body("connection failure"), 503, "denied"),
-]
-for _retried in (False, True):
-    for _reason in _CONNECT_REASONS:
-        _FIXED.append((_body(_reason, _retried), 503, "upstream-connect-failure"))
-    for _reason in ("connection termination", "remote reset", "local reset"):
-        _FIXED.append((_body(_reason, _retried), 503, "upstream-reset"))
-    _FIXED.append((_body("protocol error", _retried), 502, "upstream-reset"))
-FIXED_LENGTHS: dict[tuple[int, int], tuple[str, str]] = {}
-for _text, _status, _cls in _FIXED:
-    _key = (len(_text), _status)
-    # equal lengths must agree on the class ("connection failure" and "connection timeout" are both 91)
-    assert FIXED_LENGTHS.get(_key, (_cls, ""))[0] == _cls, _text
-    FIXED_LENGTHS.setdefault(_key, (_cls, _text))
+def _fixed_lengths() -> dict[tuple[int, int], tuple[str, str]]:
+    """(content-length, status) -> (class, body) for Envoy's local replies whose length is fixed: only a fallback
+    for `curl -I` (no body). Built from the strings above so the table says what each length means. A body with a
+    transport failure reason has no fixed length; "overload manager reset" is left out because its length (95) is
+    that of "connection termination"."""
+    bodies: list[tuple[str, int, str]] = [
+        (NO_HEALTHY_UPSTREAM, 503, "no-healthy-upstream"),
+        (UPSTREAM_TIMEOUT, 504, "timeout"),
+        (UPSTREAM_ERROR, 503, "upstream-connect-failure"),  # Envoy before ~1.12 gave no reason (57 bytes)
+        (_MIXER_PREFIX + _body("connection failure"), 503, "denied"),
+        ("RBAC: access denied", 403, "denied"),  # Envoy's RBAC filter (seen from Envoy 1.40 in the integration tests)
+    ]
+    for retried in (False, True):
+        bodies += [(_body(r, retried), 503, "upstream-connect-failure") for r in _CONNECT_REASONS]
+        bodies += [(_body(r, retried), 503, "upstream-reset")
+                   for r in ("connection termination", "remote reset", "local reset")]
+        bodies.append((_body("protocol error", retried), 502, "upstream-reset"))
+    table: dict[tuple[int, int], tuple[str, str]] = {}
+    for text, status, cls in bodies:
+        key = (len(text), status)
+        # equal lengths must mean the same class ("connection failure" and "connection timeout" are both 91)
+        if table.get(key, (cls, ""))[0] != cls:
+            raise RuntimeError(f"ambiguous local-reply length {key}: {text!r} vs {table[key][1]!r}")
+        table.setdefault(key, (cls, text))
+    return table
+
+
+FIXED_LENGTHS = _fixed_lengths()
 
 # --- response flags ------------------------------------------------------------------------------------
 # Short names from usage.rst; long names (%RESPONSE_FLAGS_LONG%) mapped to them.
@@ -141,7 +150,7 @@ _LONG_FLAGS = {
     "DelayInjected": "DI", "FaultInjected": "FI", "RateLimited": "RL", "UnauthorizedExternalService": "UAEX",
     "RateLimitServiceError": "RLSE", "StreamIdleTimeout": "SI", "DownstreamProtocolError": "DPE",
     "UpstreamProtocolError": "UPE", "UpstreamMaxStreamDurationReached": "UMSDR", "NoFilterConfigFound": "NFCF",
-    "OverloadManagerTerminated": "OM", "DnsResolutionFailed": "DF",
+    "OverloadManagerTerminated": "OM", "DnsResolutionFailed": "DF", "InvalidEnvoyRequestHeaders": "IH",
 }
 _FLAG_MEANING = {
     "UH": "no healthy upstream hosts", "UF": "upstream connection failure", "UO": "upstream overflow",
@@ -153,6 +162,7 @@ _FLAG_MEANING = {
     "RLSE": "rate limit service error", "SI": "stream idle timeout", "DPE": "downstream protocol error",
     "UPE": "upstream protocol error", "UMSDR": "upstream max stream duration reached",
     "NFCF": "no filter config found", "OM": "overload manager", "DF": "DNS resolution failed",
+    "IH": "invalid strictly-checked request header",
 }
 _FLAGS_RE = r"(?:[A-Z]{1,6}(?:,[A-Z]{1,6})*|-)"
 # Istio's and Envoy's default text formats: a quoted request line, then %RESPONSE_CODE% %RESPONSE_FLAGS%.
@@ -170,6 +180,8 @@ _WRITEOUT_STATUS_RE = re.compile(r"(?im)^\s*(?:response|http)[ _]code:\s*(\d{3})
 _STATUS_LINE_RE = re.compile(r"HTTP/\d(?:\.\d)?\s+(\d{3})\b")
 _HEADER_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*):\s*(?P<value>.*)$")
 _FAIL_STATUS_RE = re.compile(r"returned error:\s*(\d{3})")
+# curl -v names the connect error that recent curl leaves out of its `curl: (7)` line
+_CONNECT_DETAIL_RE = re.compile(r"(?:connect to \S+ port \d+ failed|Immediate connect fail for \S+):\s*([^\n]+)")
 
 _TLS_EXITS = {35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91}
 _RESET_EXITS = {16, 18, 52, 55, 56, 92}
@@ -289,6 +301,9 @@ def _decide(obs: _Observed) -> tuple[str, list[str]]:
         reply = _local_reply(obs.body)
         if reply:
             cls, why = reply
+            tls = _tls_refinement(obs) if cls == "upstream-connect-failure" else None
+            if tls:
+                return "upstream-tls-failure", [tls, why, *ev]
             return cls, [why, *ev, *_log_agreement(obs, cls)]
 
     # 4. Access-log response flags.
@@ -314,7 +329,7 @@ def _decide(obs: _Observed) -> tuple[str, list[str]]:
         if status:
             ev.append(f"HTTP status {status} (from the access log)")
     if status is not None and 200 <= status < 400:
-        return "ok", ev
+        return "ok", [*ev, *_log_agreement(obs, "ok")]
     if status is not None and status >= 400:
         return "http-error", [f"HTTP {status} without an Envoy reason (body, flags or known local-reply length)",
                               *ev]
@@ -342,6 +357,9 @@ def _observe(output: str, exit_code: int | None, access_log: str | None) -> _Obs
         obs.exit_code, obs.exit_source = int(kube_exit[-1].group(1)), "kubectl exec"
     elif exit_code is not None:
         obs.exit_code, obs.exit_source = exit_code, "the caller"
+    detail = list(_CONNECT_DETAIL_RE.finditer(text))
+    if detail and obs.exit_code == 7:
+        obs.curl_message = f"{obs.curl_message} ({detail[-1].group(0).strip()})".strip()
     _observe_http(text, obs)
     obs.entries = parse_access_log(access_log or "")
     return obs
@@ -404,8 +422,11 @@ def _is_verbose(line: str) -> bool:
 
 
 def _is_progress(line: str) -> bool:
+    """curl's progress meter (printed without -s): its header lines and its rows of numbers and --:--:-- times."""
     s = line.strip()
-    return s.startswith("% Total") or s.startswith("Dload") or bool(re.match(r"^[\d\s.:kMG%-]+$", s)) and "--:--" in s
+    if s.startswith(("% Total", "Dload")):
+        return True
+    return "--:--" in s and bool(re.fullmatch(r"[\d\s.:kMG%-]+", s))
 
 
 def _is_end_marker(line: str) -> bool:
@@ -536,7 +557,7 @@ def _entry_class(e: LogEntry) -> tuple[str, str] | None:
         return "upstream-reset", f"{said}: the upstream connection was reset or closed before the response"
     if f & {"UT", "SI", "DT", "UMSDR"}:
         return "timeout", f"{said}: a timeout in Envoy"
-    if f & {"UO", "OM", "FI", "DPE", "DF"}:
+    if f & {"UO", "OM", "FI", "DPE", "DF", "IH"}:
         return "http-error", f"{said}"
     if f - {"DC", "DI"}:
         return "http-error", f"{said}: flags not classified"
@@ -548,25 +569,42 @@ def _entry_class(e: LogEntry) -> tuple[str, str] | None:
 
 
 def _log_class(entries: list[LogEntry], status: int | None) -> tuple[str, str] | None:
-    """The decisive entry: the last failing one whose code matches the status (when known)."""
+    """The decisive entry: the last one with an Envoy reason (flags, TLS reason, BlackHoleCluster, RBAC details)
+    whose code matches the status (when known). Entries with only a code decide only when curl showed no status;
+    otherwise the status itself (and the fixed-length fallback) are read first."""
     failing = []
     for e in entries:
         c = _entry_class(e)
-        if c and c[0] != "ok" and (status is None or e.code in (status, None, 0) or status >= 500):
+        if c and c[0] != "ok" and _has_reason(e) and (status is None or e.code in (status, None, 0) or status >= 500):
             failing.append(c)
     if failing:
         return failing[-1]
     if status is None:
-        oks = [c for e in entries if (c := _entry_class(e)) and c[0] == "ok"]
-        if oks:
-            return oks[-1]
+        plain = [c for e in entries if (c := _entry_class(e))]
+        if plain:
+            return plain[-1]
+    return None
+
+
+def _has_reason(e: LogEntry) -> bool:
+    return (bool(set(e.flags) - {"DC", "DI"}) or e.cluster == "BlackHoleCluster"
+            or bool(_TLS_MARKERS.search(e.transport_failure)) or "rbac_access_denied" in e.details.lower())
+
+
+def _tls_refinement(obs: _Observed) -> str | None:
+    """The body says only "connection failure" (Istio 1.7's Envoy, and Envoy 1.40 too, as the integration tests
+    show); the access log's upstream transport failure reason says whether that failure was the TLS handshake."""
+    for e in reversed(obs.entries):
+        c = _entry_class(e)
+        if c and c[0] == "upstream-tls-failure" and e.code in (obs.status, None):
+            return f"{c[1]} (the access log names the TLS error behind the body's connection failure)"
     return None
 
 
 def _log_agreement(obs: _Observed, cls: str) -> list[str]:
     other = {c[0] for e in obs.entries if (c := _entry_class(e)) and c[0] not in ("ok", cls)}
-    return [f"the access log suggests {', '.join(sorted(other))}; the response body is what the client got and wins"
-            ] if other else []
+    return [f"the access log suggests {', '.join(sorted(other))}; what the client got wins (the log may be another "
+            "request's or another proxy's)"] if other else []
 
 
 def _fixed_length(obs: _Observed) -> tuple[str, str] | None:
@@ -576,17 +614,19 @@ def _fixed_length(obs: _Observed) -> tuple[str, str] | None:
     server = obs.headers.get("server", "").lower()
     if server not in ("", "envoy", "istio-envoy"):
         return None
-    if length == "0" and obs.status == 404 and "x-envoy-upstream-service-time" not in obs.headers and server:
+    hit = FIXED_LENGTHS.get((int(length), obs.status)) if length and length.isdigit() else None
+    if hit:
+        cls, text = hit
+        return cls, (f"no body (curl -I?); content-length {length} with status {obs.status} is the length of "
+                     f"Envoy's \"{text}\" (a fallback: the wording and lengths differ across Envoy versions)")
+    envoy_made = bool(server) and "x-envoy-upstream-service-time" not in obs.headers
+    if length == "0" and obs.status == 404 and envoy_made:
         return "no-route", ("404 from Envoy with an empty body and no x-envoy-upstream-service-time: Envoy's "
                             "no-route reply (weak: only the access log's NR flag proves it)")
-    if not (length and length.isdigit()):
-        return None
-    hit = FIXED_LENGTHS.get((int(length), obs.status))
-    if not hit:
-        return None
-    cls, text = hit
-    return cls, (f"no body (curl -I?); content-length {length} with status {obs.status} is the length of Envoy's "
-                 f"\"{text}\" (a fallback: the wording and lengths differ across Envoy versions)")
+    if obs.status == 403 and envoy_made:
+        return "denied", ("403 made by Envoy itself (no x-envoy-upstream-service-time): a denying filter such as "
+                          "ext-authz or RBAC (weak: the access log's UAEX flag or the RBAC body proves it)")
+    return None
 
 
 # --- access-log parsing ---------------------------------------------------------------------------------
@@ -623,8 +663,9 @@ def _parse_entry(chunk: str) -> LogEntry | None:
                 value = m.group("value")
                 pairs[m.group("key")] = value[1:-1] if value.startswith('"') else value
         return _entry_from_pairs(chunk, pairs)
-    m = _TEXT_LOG_RE.search(s)
-    kv = _KV_FLAGS_RE.search(s)
+    # the first "<quoted> <code> <flags>" whose flags are Envoy's (so `"..." 200 OK` in other logs is no entry)
+    m = next((x for x in _TEXT_LOG_RE.finditer(s) if _known_flags(x.group("flags"))), None)
+    kv = next((x for x in _KV_FLAGS_RE.finditer(s) if _known_flags(x.group("flags"))), None)
     if not m and not kv:
         return None
     code = int(m.group("code")) if m else None
@@ -655,6 +696,10 @@ def _entry_from_pairs(raw: str, pairs: dict[str, str]) -> LogEntry | None:
                     details=find(r"response_code_details") + " " + find(r"upstream_transport_failure_reason"),
                     transport_failure=find(r"upstream_transport_failure_reason"),
                     cluster=find(r"upstream_clust[a-z]*"))
+
+
+def _known_flags(value: str) -> bool:
+    return value == "-" or all(part in _FLAG_MEANING for part in value.split(","))
 
 
 def _split_flags(value: str) -> tuple[str, ...]:

@@ -154,6 +154,14 @@ LOG_CASES = [
     ('{"response_code":"502","response_flags":"-","upstream_cluster":"BlackHoleCluster"}', "denied"),
     ('{"response_code":"503","response_flags":"UpstreamConnectionFailure,UpstreamRetryLimitExceeded"}',
      "upstream-connect-failure"),
+    # later Istio text format: %RESPONSE_CODE_DETAILS% after the flags, TLS error in it
+    ('[2022-01-01T00:00:00.000Z] "GET / HTTP/1.1" 503 UF upstream_reset_before_response_started{connection_failure,'
+     'TLS_error:_268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED} - "-" 0 0 1 - "-"',
+     "upstream-tls-failure"),
+    ('[2022-04-24T12:23:37.047Z] "GET /wrong HTTP/1.1" 502 UPE upstream_reset_before_response_started{protocol_error}'
+     ' - "-" 0 87 1001 - "-" "curl/7.80.0"', "upstream-reset"),
+    ("[out 2026-09-02T00:19:58Z] GET /api/data 503 upstream=10.0.0.141:9902 flags=UF duration=0ms",
+     "upstream-connect-failure"),  # a custom key=value format
 ]
 
 
@@ -187,6 +195,7 @@ def test_json_line_access_log_is_read_with_istio_keys():
 
 def test_lines_that_are_not_access_log_entries_are_skipped():
     assert parse_access_log("2020-10-20T08:01:02 info Envoy proxy is ready\n\n") == []
+    assert parse_access_log('10.0.0.1 - - "GET / HTTP/1.1" 200 OK\n') == []  # "OK" is no Envoy flag
 
 
 # --- evidence order ----------------------------------------------------------------------------------------
@@ -242,6 +251,7 @@ def head(status: str, length: int, server: str = "envoy") -> str:
     ("503 Service Unavailable", 103, "denied"),                    # Mixer UNAVAILABLE: + connection failure
     ("503 Service Unavailable", 98, "upstream-connect-failure"),   # today's "remote connection failure", no reason
     ("504 Gateway Timeout", 24, "timeout"),
+    ("403 Forbidden", 19, "denied"),                               # RBAC: access denied (same length as UH)
 ])
 def test_curl_head_falls_back_to_envoys_fixed_body_lengths(status, length, expected):
     v = classify(head(status, length, "istio-envoy"), 0)
@@ -260,6 +270,15 @@ def test_fixed_length_table_matches_the_documented_lengths():
     assert FIXED_LENGTHS[(91, 503)][1].endswith("reset reason: connection failure") or \
         FIXED_LENGTHS[(91, 503)][1].endswith("reset reason: connection timeout")
     assert {k[0] for k in FIXED_LENGTHS} >= {19, 57, 84, 91, 95, 103}
+
+
+def test_empty_403_made_by_envoy_is_a_weak_denial_but_one_from_the_app_is_an_http_error():
+    envoy_403 = "HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nserver: istio-envoy\r\n\r\n"
+    v = classify(envoy_403, 0)
+    assert v.cls == "denied" and "weak" in v.evidence[0]
+    app_403 = ("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nserver: istio-envoy\r\n"
+               "x-envoy-upstream-service-time: 4\r\n\r\n")
+    assert classify(app_403, 0).cls == "http-error"
 
 
 def test_head_404_with_empty_body_from_envoy_is_a_no_route_guess_and_nr_proves_it():
@@ -310,7 +329,7 @@ def test_cli_prints_the_class_alone_on_the_first_line(capsys):
 def test_cli_reads_stdin_and_an_access_log(capsys, monkeypatch):
     import io
 
-    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"")))
     rc = cli.main(["classify", "--access-log", str(DATA / "handbook-faq_accesslog-json-UC.accesslog.txt")])
     assert rc == 0
     assert capsys.readouterr().out.splitlines()[0] == "upstream-reset"
@@ -332,4 +351,57 @@ def test_cli_each_prints_one_verdict_per_request(capsys):
 def test_cli_missing_file_is_one_line_and_exit_2(capsys, tmp_path):
     assert cli.main(["classify", str(tmp_path / "nope.txt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("lab: error: cannot read")
+    assert len(err) == 1 and err[0].startswith("lab: error: ") and "nope.txt" in err[0]
+
+
+def test_access_log_tls_reason_refines_a_bodys_connection_failure():
+    # SYNTHETIC, in the shape the real Envoy wrote in tests/integration (body without a reason, log with it)
+    out = "HTTP/1.1 503 Service Unavailable\n\n" + UPSTREAM_ERROR + ". reset reason: connection failure"
+    log = ISTIO17_UF_URX.replace('"-" "-" 0 91', '"-" "TLS_error:|268435581:SSL_routines:OPENSSL_internal:'
+                                 'CERTIFICATE_VERIFY_FAILED:TLS_error_end" 0 91')
+    assert classify(out, 0).cls == "upstream-connect-failure"
+    v = classify(out, 0, access_log=log)
+    assert v.cls == "upstream-tls-failure"
+    assert "connection failure" in v.evidence[1]
+
+
+def test_a_200_beside_a_failing_access_log_line_is_ok_and_says_the_log_disagrees():
+    v = classify(LAB_TRAILER_OK, access_log=ISTIO17_UF_URX)
+    assert v.cls == "ok"
+    assert any("access log suggests upstream-connect-failure" in line for line in v.evidence)
+
+
+@pytest.mark.parametrize(("verbose_line", "expected"), [
+    ("* Immediate connect fail for 224.0.0.1: Network is unreachable", "unreachable"),
+    ("* connect to 127.0.0.1 port 1 failed: Connection refused", "connect-refused"),
+])
+def test_curl_verbose_line_tells_refused_from_unreachable_where_the_exit_7_line_does_not(verbose_line, expected):
+    # the wording of curl 7.88.1 -v on this machine; its `curl: (7)` line says only "Couldn't connect to server"
+    out = (f"*   Trying 224.0.0.1:8000...\n{verbose_line}\n"
+           "curl: (7) Failed to connect to 224.0.0.1 port 8000 after 0 ms: Couldn't connect to server\n")
+    v = classify(out)
+    assert v.cls == expected
+    assert "assumed" not in v.evidence[0]
+    bare = classify("curl: (7) Failed to connect to 224.0.0.1 port 8000 after 0 ms: Couldn't connect to server")
+    assert bare.cls == "connect-refused" and "assumed" in bare.evidence[0]
+
+
+def test_a_flagless_access_log_line_does_not_hide_the_rbac_length_under_curl_head():
+    # Envoy 1.40 logs an RBAC denial as a flagless "403 -" in Istio 1.7's text format (tests/integration)
+    out = head("403 Forbidden", 19)
+    log = ISTIO17_UF_URX.replace("503 UF,URX", "403 -")
+    assert classify(out, 0, access_log=log).cls == "denied"
+
+
+def test_classify_many_pairs_access_log_entries_with_requests_only_when_counts_match():
+    # SYNTHETIC: two runs of the lab's probe, the second a 503 without a body (curl -I), and their two log lines
+    second = ("HTTP/1.1 503 Service Unavailable\r\nserver: istio-envoy\r\n\r\n\n"
+              "__LAB_HTTP_CODE__=503\n__LAB_CURL_EXIT__=0\n")
+    out = LAB_TRAILER_OK + second
+    ok_line = ISTIO17_UF_URX.replace("503 UF,URX", "200 -")
+    assert len(split_requests(out)) == 2
+    paired = classify_many(out, access_log=ok_line + "\n" + ISTIO17_UF_URX)
+    assert [v.cls for v in paired] == ["ok", "upstream-connect-failure"]
+    unpaired = classify_many(out, access_log=ISTIO17_UF_URX)
+    assert [v.cls for v in unpaired] == ["ok", "http-error"]
+    assert all("access log not used: 1 entries for 2 requests" in v.evidence[-1] for v in unpaired)
