@@ -183,6 +183,7 @@ def _add_configdump(sub: argparse._SubParsersAction) -> None:
         import json
 
         from lab import configdump
+        from lab.errors import UsageError
 
         try:
             text = _read_input(a.file)

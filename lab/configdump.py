@@ -226,7 +226,7 @@ def summarize_cluster(cluster: dict, state: str = "active", eds: dict[str, dict]
     statement = ""
     if "load_assignment" in cluster:
         endpoints = _assignment_endpoints(cluster["load_assignment"])
-        statement = "inline load_assignment" + (" (DNS names, re-resolved by Envoy)" if ctype.endswith("DNS") else "")
+        statement = "inline load_assignment" + (" (resolved by Envoy's DNS)" if ctype.endswith("DNS") else "")
     elif "hosts" in cluster:  # v2 clusters before load_assignment
         endpoints = [{"address": a} for a in (_socket(h) for h in cluster["hosts"]) if a]
         statement = "inline hosts"
@@ -309,6 +309,9 @@ def _filter_config(f: dict) -> dict:
 
 
 def _rewrite_info(f: dict) -> dict:
+    # Why the legacy form breaks on 1.7: istio/istio pkg/config/xds/xds.go@1.7.8 BuildXDSObjectFromStruct unmarshals
+    # an EnvoyFilter NETWORK_FILTER value into the v3 listener.Filter with AllowUnknownFields, so `config:` is
+    # silently dropped (at 1.6.8 the target was the v2 Filter, which still had `config`).
     typed = f.get("typed_config")
     legacy = f.get("config")
     if isinstance(typed, dict) and typed:
@@ -328,8 +331,9 @@ def _rewrite_info(f: dict) -> dict:
         return {"present": True, "form": "legacy-config", "usable": False, "type_url": None,
                 "cluster_pattern": legacy.get("cluster_pattern"),
                 "cluster_replacement": legacy.get("cluster_replacement"),
-                "why": "legacy `config:` struct: Envoy with xDS v3 (Istio 1.7+) does not apply it; Istio "
-                       "1.7.0-1.7.4 shipped this form (istio#27909, fixed in 1.7.5 with typed_config)"}
+                "why": "legacy `config:` struct: Istio 1.7+ builds xDS v3 filters, which have no `config` field, "
+                       "so it is dropped; Istio 1.7.0-1.7.4 shipped this form (istio#27909, fixed in 1.7.5 with "
+                       "typed_config)"}
     return {"present": True, "form": "none", "usable": False, "type_url": None, "cluster_pattern": None,
             "cluster_replacement": None,
             "why": "the filter has no configuration (what Istio 1.7.0-1.7.4 pushed from the legacy `config:` "
@@ -431,7 +435,10 @@ def summarize_listener(listener: dict, state: str = "active", node_ips: set[str]
 
 def _rewrite(name: str, rewrite: dict) -> str | None:
     try:
-        return re.sub(rewrite["cluster_pattern"], rewrite.get("cluster_replacement") or "", name)
+        replacement = str(rewrite.get("cluster_replacement") or "")
+        # Envoy patterns are RE2; the ones Istio writes (`\.global$`) mean the same in Python. The replacement is
+        # taken literally.
+        return re.sub(rewrite["cluster_pattern"], lambda _m: replacement, name)
     except (re.error, TypeError):
         return None
 

@@ -22,8 +22,9 @@ from pathlib import Path
 from types import ModuleType
 
 from lab import configdump
-from lab.errors import LabError, ValidationError
+from lab.errors import CommandError, LabError, PreflightError, ValidationError
 from lab.kube import Kubectl
+from lab.probe import NslookupResult, Prober
 from lab.profile import Profile, load_profile
 from lab.shell import Runner
 
@@ -61,9 +62,9 @@ class PodState:
 class Observations:
     """What the doctor saw. None means "not observed"; `errors` says why, by the same key."""
 
-    istio_version: str = "1.7.8"
-    client: str = "cluster1"
-    server: str = "cluster2"
+    istio_version: str = field(default_factory=lambda: load_profile().istio_version)
+    client: str = field(default_factory=lambda: load_profile().client.name)
+    server: str = field(default_factory=lambda: load_profile().server.name)
     host: str = "httpbin.bar.global"
     port: int = 8000
     client_namespace: str = "foo"
@@ -73,6 +74,10 @@ class Observations:
     corefile: str | None = None  # client cluster kube-system/coredns Corefile
     istiocoredns_ip: str | None = None  # client cluster istiocoredns ClusterIP
     istiocoredns_log: str | None = None  # client cluster istio-coredns-plugin container log
+    kube_dns_ip: str | None = None  # client cluster kube-system/kube-dns ClusterIP
+    # the write-up's checks from sleep: `nslookup -type=a <host> <kube-dns IP | istiocoredns IP>`
+    lookup_kube_dns: NslookupResult | None = None
+    lookup_istiocoredns: NslookupResult | None = None
     serviceentries: dict[str, list[dict]] | None = None  # by cluster name: ServiceEntry objects
     sidecar_dump: dict | None = None  # client sleep pod istio-proxy /config_dump
     gateway_dump: dict | None = None  # server ingress gateway /config_dump
@@ -175,6 +180,11 @@ def _module(name: str) -> ModuleType | None:
         return None
 
 
+def _local_host(host: str) -> str:
+    """`name.ns.global` -> `name.ns.svc.cluster.local`, the Service the gateway side reaches."""
+    return re.sub(r"\.global$", ".svc.cluster.local", host)
+
+
 def _se_hosts(se: dict) -> list[str]:
     return list((se.get("spec") or {}).get("hosts") or [])
 
@@ -215,8 +225,12 @@ def hop_kube_dns(obs: Observations) -> Hop:
     name = "kube-dns-global"
     fix = ("add the `global:53` server block (forward . <istiocoredns ClusterIP>:53, with the AAAA guard) to "
            f"kube-system/coredns in {obs.client}: `make lab-up` does it; then restart CoreDNS")
+    looked = _lookup_evidence(obs.lookup_kube_dns, obs, "kube-dns", obs.kube_dns_ip)
     if obs.corefile is None:
-        return _unknown(name, obs, "corefile", "kube-system/coredns Corefile", fix)
+        if looked is None:
+            return _unknown(name, obs, "corefile", "kube-system/coredns Corefile", fix)
+        line, resolved = looked
+        return Hop(name, OK if resolved else BROKEN, ("kube-system/coredns Corefile not observed", line), fix)
     corefile = _module("lab.corefile")
     if corefile is None:
         return Hop(name, UNKNOWN, ("lab.corefile (Corefile parser) is not in this build",), fix)
@@ -227,7 +241,8 @@ def hop_kube_dns(obs: Observations) -> Hop:
     if not block:
         return Hop(name, BROKEN, (f"{obs.client} kube-system/coredns has no `global` server block: kube-dns sends "
                                   ".global names upstream, where they do not exist",), fix)
-    evidence = [f"global block: {' '.join(block.split())}"]
+    code = "\n".join(line.split("#", 1)[0] for line in block.splitlines())  # comments are not evidence
+    evidence = [f"global block: {' '.join(code.split())}"]
     targets = re.findall(r"forward\s+\.\s+(\S+)", block)
     target = targets[0] if targets else None
     if target is None or not re.match(r"^\d+\.\d+\.\d+\.\d+(:\d+)?$", target):
@@ -235,10 +250,27 @@ def hop_kube_dns(obs: Observations) -> Hop:
     if obs.istiocoredns_ip and target.split(":")[0] != obs.istiocoredns_ip:
         return Hop(name, BROKEN, (*evidence, f"it forwards to {target}, but istiocoredns is {obs.istiocoredns_ip}"),
                    fix)
-    if obs.aaaa_guard and "aaaa" not in block.lower():
+    # the guard lab.corefile writes: CoreDNS `template IN AAAA global { rcode NOERROR }` inside the block
+    if obs.aaaa_guard and not re.search(r"(?m)^\s*template\s+IN\s+AAAA\b", block):
         return Hop(name, BROKEN, (*evidence, "no AAAA guard: istiocoredns answers NXDOMAIN to AAAA and musl (Alpine "
                                   "sleep) then fails the whole lookup"), fix)
+    if looked is not None:
+        evidence.append(looked[0])
+        if not looked[1]:
+            return Hop(name, BROKEN, tuple(evidence), fix)
     return Hop(name, OK, tuple(evidence), "")
+
+
+def _lookup_evidence(result: NslookupResult | None, obs: Observations, via: str,
+                     server: str | None) -> tuple[str, bool] | None:
+    """One evidence line for an nslookup from sleep, and whether it returned an address."""
+    if result is None:
+        return None
+    where = f"nslookup -type=a {obs.host} via {via}" + (f" ({server})" if server else "")
+    if result.addresses:
+        return f"{where}: {', '.join(result.addresses)}", True
+    last = result.output.strip().splitlines()[-1] if result.output.strip() else f"exit {result.exit_code}"
+    return f"{where}: no address ({last})", False
 
 
 def hop_istiocoredns(obs: Observations) -> Hop:
@@ -246,10 +278,19 @@ def hop_istiocoredns(obs: Observations) -> Hop:
     fix = (f"make sure a ServiceEntry for {obs.host} with `addresses: [<VIP>]` exists in {obs.client} and is valid; "
            "the plugin re-reads ServiceEntries every 5 s (`kubectl -n istio-system logs deploy/istiocoredns "
            "-c istio-coredns-plugin`)")
+    looked = _lookup_evidence(obs.lookup_istiocoredns, obs, "istiocoredns", obs.istiocoredns_ip)
+    if looked is not None and not looked[1]:
+        extra = ()
+        if obs.istiocoredns_log is not None:
+            facts = plugin_log_facts(obs.istiocoredns_log, obs.host)
+            extra = (f"plugin: Have {facts['entries']} service entries; mapping for {obs.host}: {facts['mapping']}",)
+        return Hop(name, BROKEN, (looked[0], *extra), fix)
     if obs.istiocoredns_log is None:
+        if looked is not None:
+            return Hop(name, OK, (looked[0], "istio-coredns-plugin log not observed"), "")
         return _unknown(name, obs, "istiocoredns_log", "istio-coredns-plugin log", fix)
     facts = plugin_log_facts(obs.istiocoredns_log, obs.host)
-    evidence = []
+    evidence = [looked[0]] if looked else []
     if facts["entries"] is not None:
         evidence.append(f"plugin: Have {facts['entries']} service entries")
     if facts["invalid"]:
@@ -306,7 +347,7 @@ def hop_serviceentries(obs: Observations) -> Hop:
         for se in mine:
             spec = se.get("spec") or {}
             why = _vip_problem(se)
-            eps = [f"{e.get('address')}:{','.join(str(v) for v in (e.get('ports') or {}).values())}"
+            eps = [str(e.get("address")) + "".join(f":{v}" for v in (e.get("ports") or {}).values())
                    for e in spec.get("endpoints") or []]
             line = f"{cluster} {_se_name(se)}: addresses {spec.get('addresses')}, endpoints {eps}"
             evidence.append(line)
@@ -374,7 +415,7 @@ def hop_gateway(obs: Observations) -> Hop:
         f"restore EnvoyFilter istio-system/{ENVOYFILTER} in its typed_config form (@type "
         f"{configdump.REWRITE_TYPE}), e.g. by re-running `istioctl install`" if fixed else
         f"the chart's EnvoyFilter uses the legacy `config:` form that Istio 1.7.0-1.7.4 cannot apply (istio#27909): "
-        f"create the {obs.host} ServiceEntry in {obs.server} (endpoint httpbin.bar.svc.cluster.local) or upgrade "
+        f"create the {obs.host} ServiceEntry in {obs.server} (endpoint {_local_host(obs.host)}) or upgrade "
         "to 1.7.5+"))
     if obs.gateway_dump is None:
         return _unknown(name, obs, "gateway_dump", "ingress gateway config_dump", fix)
@@ -532,6 +573,8 @@ def _envoy_get(k: Kubectl, namespace: str, pod: str, path: str) -> str:
 def _gather(obs: Observations, key: str, fn: Callable[[], None]) -> None:
     try:
         fn()
+    except PreflightError:
+        raise
     except (LabError, ValueError, KeyError) as err:  # ValueError covers bad JSON from a half-started proxy
         obs.errors[key] = str(err).splitlines()[0] if str(err) else type(err).__name__
 
@@ -554,6 +597,17 @@ def collect(lab: LabAccess) -> Observations:
 
     def get_istiocoredns() -> None:
         obs.istiocoredns_ip = k1.jsonpath("svc", "-n", "istio-system", "istiocoredns", path="{.spec.clusterIP}")
+
+    def get_kube_dns() -> None:
+        obs.kube_dns_ip = k1.jsonpath("svc", "-n", "kube-system", "kube-dns", path="{.spec.clusterIP}") or None
+
+    def lookups() -> None:
+        prober = Prober(k1)
+        pod = prober.pod(obs.client_namespace, "app=sleep")
+        if obs.kube_dns_ip:
+            obs.lookup_kube_dns = prober.nslookup(obs.client_namespace, pod, obs.host, obs.kube_dns_ip)
+        if obs.istiocoredns_ip:
+            obs.lookup_istiocoredns = prober.nslookup(obs.client_namespace, pod, obs.host, obs.istiocoredns_ip)
 
     def get_plugin_log() -> None:
         # container name from manifests/charts/istiocoredns/templates/deployment.yaml@1.7.8
@@ -597,14 +651,20 @@ def collect(lab: LabAccess) -> Observations:
         obs.node_port_detail = res.output.strip().splitlines()[-1] if res.output.strip() else f"exit {res.returncode}"
 
     def do_curl() -> None:
-        from lab.probe import Prober
-
         prober = Prober(k1)
         pod = prober.pod(obs.client_namespace, "app=sleep")
         result = prober.curl(obs.client_namespace, pod, f"http://{obs.host}:{obs.port}/headers")
         obs.curl_output, obs.curl_exit, obs.curl_status = result.output, result.exit_code, result.status
 
-    for key, fn in (("pods", get_pods), ("corefile", get_corefile), ("istiocoredns_ip", get_istiocoredns),
+    # Without the API servers nothing else can be observed: say so in one line instead of ten unknown hops.
+    # (A missing kubectl binary is a PreflightError from the runner and passes through as it is.)
+    try:
+        get_pods()
+    except CommandError as err:
+        raise LabError(f"cannot read pods with kubectl ({err.context or 'cluster'}): {err.output.strip()[-200:]}; "
+                       "is the lab up? (`make lab-status`)") from err
+    for key, fn in (("corefile", get_corefile), ("istiocoredns_ip", get_istiocoredns), ("kube_dns_ip", get_kube_dns),
+                    ("lookup", lookups),
                     ("istiocoredns_log", get_plugin_log), ("serviceentries", get_serviceentries),
                     ("gateway_address", get_gateway_address), ("envoyfilter", get_envoyfilter),
                     ("sidecar_dump", get_sidecar), ("gateway_dump", get_gateway_dump), ("node_port", probe_node_port),
@@ -613,17 +673,29 @@ def collect(lab: LabAccess) -> Observations:
     return obs
 
 
-def lab_access(profile: Profile, lab_home: Path, runner: Runner | None = None) -> LabAccess:
+def lab_access(profile: Profile, lab_home: Path, runner: Runner | None = None,
+               kubectl: str | None = None) -> LabAccess:
     """Kubectl for each cluster from the lab's state directory, or a one-line LabError when there is no lab."""
     runner = runner or Runner()
-    kubectls = {}
+    kubeconfigs = {}
     for cluster in profile.clusters:
+        # the layout lab.kind's provider writes: <state dir>/kubeconfig/<cluster>
         kubeconfig = lab_home / "kubeconfig" / cluster.name
         if not kubeconfig.is_file():
             raise LabError(f"no lab here: {kubeconfig} does not exist; run `make lab-up` first "
                            "(or set LAB_HOME to the lab's state directory)")
-        kubectls[cluster.name] = Kubectl(runner, str(kubeconfig), cluster.context)
-    return LabAccess(profile, kubectls)
+        kubeconfigs[cluster] = kubeconfig
+    binary = kubectl or _kubectl_binary(profile, runner)
+    return LabAccess(profile, {c.name: Kubectl(runner, str(k), c.context, binary=binary)
+                               for c, k in kubeconfigs.items()})
+
+
+def _kubectl_binary(profile: Profile, runner: Runner) -> str:
+    """The kubectl `lab up` used (lab.tools: PATH at the pinned version, else its cache), else kubectl on PATH."""
+    tools = _module("lab.tools")  # branch platform
+    if tools is None:
+        return "kubectl"
+    return str(tools.ensure_tools(profile, tools.cache_dir(), runner).kubectl)
 
 
 def run(profile: str = "default", lab_home: str | None = None, runner: Runner | None = None) -> list[Hop]:
