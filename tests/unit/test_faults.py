@@ -528,3 +528,18 @@ def test_probe_class_runs_curl_in_cluster1s_sleep_and_classifies_what_it_printed
     assert any("connection failure" in e for e in evidence)
     (call,) = [c for c in runner.calls if "exec" in c]
     assert call[-1].endswith("http://httpbin.bar.global:8000/headers; echo \"__LAB_CURL_EXIT__=$?\"")
+
+
+@pytest.mark.parametrize("fault_id", ["vip-multicast", "vip-loopback", "wrong-gateway-port",
+                                      "serviceentry-without-addresses"])
+def test_serviceentry_faults_still_pass_istio_1_7_8s_crd_schema(tmp_path, fault_id):
+    # Only the lab's own validation refuses these values; Istio's CRD schema (and its webhook, which checks
+    # addresses with ValidateIPSubnet: pkg/config/validation/validation.go at 1.7.8) take them, so the fault
+    # reaches the cluster.
+    from lab.schemas import validate_istio
+
+    runner = RecordingRunner(answers={(*CTX1, "get", "serviceentries.networking.istio.io"): _se_list(SE_CLIENT),
+                                      **GATEWAY_ANSWERS})
+    faults.BY_ID[fault_id].inject(_lab(tmp_path, runner))
+    (se,) = _replaced(runner)
+    validate_istio(se)
