@@ -543,3 +543,10 @@ def test_serviceentry_faults_still_pass_istio_1_7_8s_crd_schema(tmp_path, fault_
     faults.BY_ID[fault_id].inject(_lab(tmp_path, runner))
     (se,) = _replaced(runner)
     validate_istio(se)
+
+
+def test_legacy_envoyfilter_passes_istio_1_7_8s_crd_schema():
+    from lab.schemas import validate_istio
+
+    validate_istio(ENVOYFILTER_1_7_8)
+    validate_istio(legacy_envoyfilter(ENVOYFILTER_1_7_8))
