@@ -11,9 +11,6 @@ What this module owns:
   bypassed on purpose for the VIP faults, whose point is to show what the validation prevents), another root of
   trust through `lab.certs.generate`.
 - `settled_class`: poll a probe until its class is stable, after a settling time long enough for DNS caches.
-
-Modules from the sibling branches (corefile, serviceentry, certs, istio, classify, probe) are imported where they
-are used, so the catalogue's data can be read (and unit-tested) on its own.
 """
 
 from __future__ import annotations
@@ -27,8 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab import certs, corefile, istio, serviceentry
+from lab.classify import classify
 from lab.errors import CommandError, LabError
 from lab.kube import Kubectl
+from lab.probe import Prober
 from lab.profile import Profile
 from lab.retry import NotYet, poll
 from lab.settings import TIMEOUTS
@@ -244,8 +244,6 @@ def _write_corefile(k: Kubectl, text: str) -> None:
 
 
 def _set_global_block(lab: LabHandle, *, present: bool, aaaa_guard: bool) -> None:
-    from lab import corefile
-
     k = lab.client
     text = _corefile_configmap(k)["data"]["Corefile"]
     new = corefile.patch(text, _istiocoredns_ip(k), aaaa_guard=aaaa_guard) if present else corefile.unpatch(text)
@@ -291,8 +289,6 @@ def _client_serviceentry(lab: LabHandle, *, vip: str, port: int | None = None) -
     The renderer is given the profile's (valid) VIP and the bad one is written into the result afterwards: the
     validation that refuses multicast and loopback VIPs is bypassed on purpose to show what it prevents.
     """
-    from lab import serviceentry
-
     saved = _save_serviceentries(lab, "client-se", lab.client)
     address, node_port = _gateway_endpoint(lab.server)
     svc = serviceentry.RemoteService("httpbin", SERVER_NS, port=REMOTE_PORT)
@@ -362,8 +358,6 @@ def _save_cacerts(lab: LabHandle) -> None:
 
 def _cacerts_from(k: Kubectl, cluster_dir: Path) -> None:
     """Create or replace secret `cacerts` from a cluster directory written by lab.certs.generate."""
-    from lab import certs
-
     files = certs.cacerts_files(cluster_dir)
     manifest = k.run("create", "secret", "generic", "cacerts", "-n", ISTIO_NS,
                      *[f"--from-file={p.name}={p}" for p in files.values()],
@@ -373,8 +367,6 @@ def _cacerts_from(k: Kubectl, cluster_dir: Path) -> None:
 
 def _other_root(lab: LabHandle) -> Path:
     """Certificates for cluster2 under a root that cluster1 does not trust."""
-    from lab import certs
-
     out = lab.workdir / "other-root"
     cluster = lab.profile.server.name
     if not (out / cluster / "ca-cert.pem").exists():
@@ -408,8 +400,6 @@ def _inject_cacerts_after_install(lab: LabHandle) -> None:
 
 
 def _reinstall_istio(lab: LabHandle, k: Kubectl) -> None:
-    from lab import istio
-
     if lab.istioctl is None or lab.istio_dir is None:
         raise LabError("this fault reinstalls Istio and needs istioctl and the Istio release directory")
     # The same two files `lab up` installs with (lab/plan.py: the release's values file + the lab's overlay).
@@ -657,9 +647,6 @@ def settled_class(
 
 def probe_class(lab: LabHandle) -> tuple[str, list[str]]:
     """One call from cluster1's sleep to httpbin.bar.global:8000, classified: (class, evidence)."""
-    from lab.classify import classify
-    from lab.probe import Prober
-
     prober = Prober(lab.client)
     pod = prober.pod(CLIENT_NS, "app=sleep")
     result = prober.curl(CLIENT_NS, pod, PROBE_URL)
