@@ -167,7 +167,10 @@ def _clean(obj: dict) -> dict:
 
 
 def _put(k: Kubectl, obj: dict) -> None:
-    """Replace the object whole (so removed fields stay removed), or create it when it does not exist."""
+    """Replace the object whole (so removed fields stay removed), or create it when it does not exist.
+
+    No resourceVersion is needed: `kubectl replace` fetches the live one when the object carries none
+    (k8s.io/cli-runtime pkg/resource/helper.go, Helper.Replace with overwrite)."""
     text = json.dumps(obj)
     res = k.run("replace", "-f", "-", input=text, check=False)
     if res.ok:
