@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from lab import configdump
+from lab import classify, configdump, corefile, serviceentry
 from lab.errors import CommandError, LabError, PreflightError, ValidationError
 from lab.kube import Kubectl
 from lab.probe import NslookupResult, Prober
@@ -171,7 +171,7 @@ def fail_verify_errors(stats: str, host: str) -> int | None:
 
 
 def _module(name: str) -> ModuleType | None:
-    """A sibling module built on another branch (corefile, serviceentry, classify), or None if not merged yet."""
+    """An optional sibling module (lab.tools, branch platform), or None when this build does not have it."""
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as err:
@@ -231,9 +231,6 @@ def hop_kube_dns(obs: Observations) -> Hop:
             return _unknown(name, obs, "corefile", "kube-system/coredns Corefile", fix)
         line, resolved = looked
         return Hop(name, OK if resolved else BROKEN, ("kube-system/coredns Corefile not observed", line), fix)
-    corefile = _module("lab.corefile")
-    if corefile is None:
-        return Hop(name, UNKNOWN, ("lab.corefile (Corefile parser) is not in this build",), fix)
     try:
         block = corefile.global_block(obs.corefile)
     except ValidationError as err:
@@ -308,13 +305,10 @@ def hop_istiocoredns(obs: Observations) -> Hop:
 
 
 def _vip_problem(se: dict) -> str | None:
-    serviceentry = _module("lab.serviceentry")
     addresses = (se.get("spec") or {}).get("addresses") or []
     if not addresses:
         return "has no addresses: istiocoredns has no VIP to answer with"
     for a in addresses:
-        if serviceentry is None:
-            continue  # VIP rules live in lab.serviceentry; without it only presence is checked
         try:
             serviceentry.validate_vip(a)
         except ValidationError as err:
@@ -498,9 +492,6 @@ def hop_call(obs: Observations) -> Hop:
     if obs.curl_exit == 0 and obs.curl_status is not None and 200 <= obs.curl_status < 300:
         return Hop(name, OK, (f"curl {url} from {obs.client} sleep: HTTP {obs.curl_status}",), "")
     head = f"curl {url}: exit {obs.curl_exit}, HTTP {obs.curl_status}"
-    classify = _module("lab.classify")
-    if classify is None:
-        return Hop(name, BROKEN, (head, *obs.curl_output.strip().splitlines()[-3:]), fix)
     verdict = classify.classify(obs.curl_output, obs.curl_exit)
     return Hop(name, BROKEN, (f"{head}, class {verdict.cls}", *verdict.evidence), fix)
 

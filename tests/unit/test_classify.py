@@ -405,3 +405,10 @@ def test_classify_many_pairs_access_log_entries_with_requests_only_when_counts_m
     unpaired = classify_many(out, access_log=ISTIO17_UF_URX)
     assert [v.cls for v in unpaired] == ["ok", "http-error"]
     assert all("access log not used: 1 entries for 2 requests" in v.evidence[-1] for v in unpaired)
+
+
+def test_curl_fail_flag_exit_22_reads_the_status_from_its_message():
+    out = "curl: (22) The requested URL returned error: 503"  # curl --fail, wording of curl 7.88
+    v = classify(out)
+    assert v.cls == "http-error" and "HTTP status 503 (curl --fail message)" in v.evidence
+    assert classify(out, access_log=ISTIO17_UF_URX).cls == "upstream-connect-failure"

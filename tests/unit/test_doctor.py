@@ -546,3 +546,13 @@ def test_lab_access_uses_the_lab_kubeconfigs_and_kind_contexts(tmp_path):
     k1 = access.kubectl["cluster1"]
     assert k1.base() == ["/opt/kubectl", "--kubeconfig", str(tmp_path / "kubeconfig" / "cluster1"),
                          "--context", "kind-cluster1"]
+
+
+def test_cli_doctor_prints_hops_and_exits_1_on_a_broken_hop(monkeypatch, capsys):
+    hops = doctor.walk(healthy(node_port_reachable=False))
+    monkeypatch.setattr(doctor, "run", lambda **kw: hops)
+    assert cli.main(["doctor", "--json"]) == 1
+    printed = json.loads(capsys.readouterr().out)
+    assert printed[-1]["name"] == "gateway-reachable" and printed[-1]["status"] == BROKEN
+    assert cli.main(["doctor"]) == 1
+    assert capsys.readouterr().out.rstrip().endswith("first broken hop: gateway-reachable")
