@@ -135,6 +135,7 @@ class Env:
     sleep: Callable[[float], None] | None = None  # for lab.retry.poll; tests pass a no-op
     clock: Callable[[], float] = time.monotonic
     _print_lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)  # set on interrupt: waits end at once
 
     def cluster(self, name: str) -> ClusterSpec:
         for c in self.profile.clusters:
@@ -177,7 +178,17 @@ class Env:
         return argv
 
     def poll(self, fn: Callable[[], Any], *, timeout: float, what: str) -> Any:
-        return poll(fn, timeout=timeout, what=what, sleep=self.sleep)
+        return poll(fn, timeout=timeout, what=what, sleep=self._sleep)
+
+    def _sleep(self, seconds: float) -> None:
+        # A wait between attempts that an interrupt (Ctrl-C in the main thread) cuts short in every branch.
+        if self.sleep is not None:
+            self.sleep(seconds)
+            interrupted = self.stop.is_set()
+        else:
+            interrupted = self.stop.wait(seconds)
+        if interrupted:
+            raise KeyboardInterrupt
 
 
 # --- running one step ---------------------------------------------------------------------------------------
@@ -408,6 +419,7 @@ class Scheduler:
             for t in threads:
                 t.join()
         except KeyboardInterrupt:
+            self.env.stop.set()
             with self.cond:
                 self.interrupted = True
                 self.cond.notify_all()
@@ -436,6 +448,7 @@ class Scheduler:
             self.outcomes[outcome.step.id] = outcome
             if isinstance(outcome.error, KeyboardInterrupt):
                 self.interrupted = True
+                self.env.stop.set()
             self.cond.notify_all()
         self._report(outcome)
 
@@ -540,6 +553,7 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
     hooks.preflight(profile, runner, skip_ports_of=frozenset(n for n, r in known.items() if r.get("created_by_lab")))
     with Lock(home, "up"):
         state = State.load(home)
+        _refuse_other_clusters(state, profile, home)
         state.set_profile(profile.name, dict(overrides or {}), fingerprint(profile))
         t0 = hooks.clock()
         tools = hooks.tools(profile, runner)
@@ -560,6 +574,21 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
         print(f"lab up: curl {serviceentry.RemoteService('httpbin', 'bar').host}:8000/headers from "
               f"{profile.client.name}/foo/sleep returned {probe_rec.get('status')}", file=out, flush=True)
     return 0
+
+
+def _refuse_other_clusters(state: State, profile: Profile, home: Path) -> None:
+    """A lab built with other nodes (image, kind version, subnets) cannot be changed in place: say so."""
+    if not state.profile or not any(r.get("created_by_lab") for r in state.clusters.values()):
+        return
+    try:
+        old = _recorded_profile(state)
+    except LabError:
+        return
+    keys = ("node_image", "kind_version", "clusters")
+    changed = [k for k in keys if getattr(old, k) != getattr(profile, k)]
+    if changed:
+        raise UsageError(f"the lab in {home} was built with another {', '.join(changed)}; run `make lab-down` "
+                         "first (or use another LAB_HOME) to build it with this profile")
 
 
 def _write_lock_file(env: Env) -> None:

@@ -335,3 +335,23 @@ def test_lock_file_records_image_digests_after_a_successful_run(lab):
     up(lab)
     lock = json.loads((lab.home / "lock.json").read_text())
     assert set(lock["images"]) == set(executor.lab_images.image_list(PROFILE))
+
+
+def test_a_lab_built_on_other_nodes_is_not_changed_in_place(lab):
+    up(lab)
+    writeup = load_profile("writeup")
+    with pytest.raises(UsageError, match="built with another node_image, kind_version; run `make lab-down`"):
+        executor.up(writeup, home=lab.home, runner=lab.runner, out=io.StringIO(), hooks=hooks(lab))
+
+
+def test_an_interrupt_cuts_a_wait_short_in_every_branch(lab):
+    # cluster2's gateway check never passes; an interrupt in cluster1 must end that wait at once, not after
+    # its deadline (the test would hang for minutes otherwise).
+    lab.fail_when(lambda a: "nodePort}" in " ".join(a) and "kind-cluster2" in a, Result((), 0, "1", ""), times=10**6)
+    lab.fail_when(lambda a: a[0] == "istioctl" and "kind-cluster1" in a, KeyboardInterrupt())
+    import time
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        up(lab)
+    assert time.monotonic() - t0 < 60, "the gateway wait ran to its deadline"
+    assert not (lab.home / "lock").exists()
