@@ -143,3 +143,70 @@ def test_artifacts_write_each_item_and_an_error_file_for_what_failed(tmp_path):
 ])
 def test_artifact_directories_are_named_by_test(nodeid, name):
     assert artifacts.safe_name(nodeid) == name
+
+
+# --- the fault test's flow, with a fake lab and a scripted probe ---------------------------------------------------
+class _FakeLab:
+    def __init__(self, tmp_path: Path) -> None:
+        self.profile = load_profile()
+        self.artifacts = tmp_path
+        self.handle = object()
+        self.unhealthy: list[str] = []
+        self.kubectl: dict = {}
+
+    def mark_unhealthy(self, why: str) -> None:
+        self.unhealthy.append(why)
+
+
+def _run_fault_test(monkeypatch, tmp_path, classes: list[str], restore=lambda lab: None, expected="dns-failure"):
+    from lab import faults
+    from tests.e2e import test_faults as suite
+
+    answers = iter(classes)
+    monkeypatch.setattr(suite, "probe_class", lambda handle: (next(answers), ["evidence line"]))
+    monkeypatch.setattr(suite.artifacts, "dump_lab", lambda lab, base: base)
+    fault = faults.Fault(id="demo", cluster="client", breaks="demo", inject=lambda lab: None, restore=restore,
+                         expectations=(faults.Expectation(faults.ALL, expected, 90, "because"),), settle=0.0,
+                         timeout=5.0)
+    lab = _FakeLab(tmp_path)
+    props: list[tuple[str, object]] = []
+    request = type("Request", (), {"node": type("Node", (), {"nodeid": "tests/e2e/test_faults.py::t[demo]"})()})()
+    monkeypatch.setattr(suite, "settled_class", _fast(suite.settled_class))
+    return lab, props, lambda: suite.test_fault_shows_its_documented_symptom_then_heals(
+        lab, fault, lambda k, v: props.append((k, v)), request)
+
+
+def _fast(settled):
+    def call(observe, **kw):
+        return settled(observe, interval=0.0, **kw)
+    return call
+
+
+def test_fault_flow_records_the_observation_heals_and_passes(monkeypatch, tmp_path):
+    import json
+
+    lab, props, run = _run_fault_test(monkeypatch, tmp_path, ["dns-failure"] * 3 + ["ok"] * 3)
+    run()
+    line = json.loads((tmp_path / "observed.jsonl").read_text())
+    assert line["fault"] == "demo" and line["observed"] == "dns-failure" and line["history"] == ["dns-failure"] * 3
+    assert ("injected: observed", "dns-failure") in props and lab.unhealthy == []
+
+
+def test_fault_flow_fails_with_what_was_seen_when_the_symptom_differs(monkeypatch, tmp_path):
+    lab, props, run = _run_fault_test(monkeypatch, tmp_path, ["ok"] * 6)
+    with pytest.raises(AssertionError, match=r"demo \(injected\).*expected class dns-failure \[90%: because\], "
+                                             r"got ok; sequence \['ok', 'ok', 'ok'\]"):
+        run()
+    assert lab.unhealthy == []
+
+
+def test_fault_flow_marks_the_lab_unhealthy_when_restore_fails(monkeypatch, tmp_path):
+    from lab.errors import CommandError
+
+    def broken_restore(lab):
+        raise CommandError(["kubectl", "replace"], 1, "the server is currently unable to handle the request")
+
+    lab, props, run = _run_fault_test(monkeypatch, tmp_path, ["dns-failure"] * 3, restore=broken_restore)
+    with pytest.raises(CommandError):
+        run()
+    assert lab.unhealthy and lab.unhealthy[0].startswith("restore of demo failed: ")
