@@ -277,6 +277,9 @@ def _add_provisioning(sub: argparse._SubParsersAction) -> None:
     ]:
         p = sub.add_parser(name, help=text)
         home_arg(p)
+        # `make lab-down LAB_ARGS=...` passes what `make lab-up` got; the lab's recorded profile decides here.
+        p.add_argument("--profile", help=argparse.SUPPRESS)
+        p.add_argument("--set", dest="overrides", action="append", default=[], help=argparse.SUPPRESS)
         p.set_defaults(func=lambda a, n=name: run_executor(n, a))
 
 

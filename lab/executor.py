@@ -599,9 +599,16 @@ def _write_lock_file(env: Env) -> None:
         env.say(f"lab up: note: image digests not recorded in lock.json ({err})")
 
 
-def _recorded_profile(state: State) -> Profile:
+def _recorded_profile(state: State, *, lenient: bool = False) -> Profile:
+    """The profile the lab was built with. `lenient`: if it no longer loads (renamed, an override this version
+    refuses), fall back to the default one, so that `lab down` can still delete the recorded clusters."""
     rec = state.profile or {}
-    return load_profile(rec.get("name", "default"), rec.get("overrides") or {})
+    try:
+        return load_profile(rec.get("name", "default"), rec.get("overrides") or {})
+    except LabError:
+        if not lenient:
+            raise
+        return load_profile()
 
 
 def down(*, home: Path | str | None = None, runner: Runner | None = None, out: TextIO | None = None,
@@ -616,7 +623,7 @@ def down(*, home: Path | str | None = None, runner: Runner | None = None, out: T
         return 0
     with Lock(home, "down"):
         state = State.load(home)
-        profile = _recorded_profile(state)
+        profile = _recorded_profile(state, lenient=True)
         ours = {n: r for n, r in state.clusters.items() if r.get("created_by_lab")}
         if not ours:
             print(f"lab down: {home} records no cluster created by the lab; nothing to delete", file=out)
@@ -680,7 +687,8 @@ def status(*, home: Path | str | None = None, runner: Runner | None = None, out:
     state = State.load(home)
     profile = _recorded_profile(state)
     rec = state.profile or {}
-    print(f"lab in {home}: profile {rec.get('name')} {rec.get('overrides') or ''} (Istio {profile.istio_version}, "
+    print(f"lab in {home}: profile {rec.get('name')}{' ' + str(rec['overrides']) if rec.get('overrides') else ''} "
+          f"(Istio {profile.istio_version}, "
           f"{profile.node_image.split('@')[0]}), {len(state.done_steps)} steps recorded", file=out)
     tools = hooks.tools(profile, runner)
     provider = hooks.provider(profile, home, tools, runner)

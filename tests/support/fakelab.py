@@ -237,6 +237,14 @@ class FakeLab:
             return ok(f"namespace/{name}")
         if what == "secret":
             return ok(f"secret/{name}") if ("Secret", ns, name) in c.objects else notfound
+        if what == "deployment" and "readyReplicas" in out:
+            if not self._deployment(c, ns or "default", name):
+                return notfound
+            image = {"istiod": "docker.io/istio/pilot:1.7.8"}.get(name, f"docker.io/{name}:fake")
+            return ok(f"1/1 {image}")
+        if what.startswith("serviceentries") and "-A" in args:
+            return ok("".join(f"{k[1]}/{k[2]} {o['spec']['hosts']} {o['spec']['addresses']} x\n"
+                              for k, o in sorted(c.objects.items()) if k[0] == "ServiceEntry"))
         if what == "deployment":
             if name == "istiod":
                 return ok(self.profile.images.resolved(self.profile.istio_version)["pilot"]) if c.istio else notfound

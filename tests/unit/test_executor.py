@@ -274,10 +274,12 @@ def test_uninstall_removes_apps_and_serviceentries_and_the_next_up_puts_them_bac
 def test_status_reports_each_cluster_and_the_last_probe(lab):
     up(lab)
     out = io.StringIO()
-    executor.status(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab))
+    assert executor.status(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 0
     text = out.getvalue()
     assert "cluster1: cluster up" in text and "cluster2: cluster up" in text
     assert "HTTP 200" in text
+    assert "NO " not in text, text
+    assert "foo/httpbin-bar ['httpbin.bar.global'] ['240.0.0.2']" in text
 
 
 def test_status_without_a_lab_says_so(lab):
@@ -355,3 +357,37 @@ def test_an_interrupt_cuts_a_wait_short_in_every_branch(lab):
         up(lab)
     assert time.monotonic() - t0 < 60, "the gateway wait ran to its deadline"
     assert not (lab.home / "lock").exists()
+
+
+def test_status_after_uninstall_reports_what_is_missing(lab):
+    up(lab)
+    executor.uninstall(home=lab.home, runner=lab.runner, out=io.StringIO(), hooks=hooks(lab))
+    out = io.StringIO()
+    assert executor.status(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 1
+    text = out.getvalue()
+    assert "NO  sleep in foo: absent" in text and "ok  istiod" in text
+
+
+def test_down_still_works_when_the_recorded_profile_no_longer_loads(lab):
+    up(lab)
+    state = State.load(lab.home)
+    state.data["profile"]["overrides"] = {"no_such_key": "1"}
+    state.save()
+    assert executor.down(home=lab.home, runner=lab.runner, out=io.StringIO(), hooks=hooks(lab)) == 0
+    assert sorted(lab.provider.deleted) == ["cluster1", "cluster2"]
+    assert not (lab.home / "state.json").exists()
+
+
+def test_generated_certificates_are_made_once_and_each_cluster_gets_its_own_intermediate(lab):
+    from lab import certs
+
+    profile = load_profile(overrides={"cert_source": "generated"})
+    executor.up(profile, home=lab.home, runner=lab.runner, out=io.StringIO(), hooks=hooks(lab))
+    assert certs.check(lab.home / "certs" / "cluster1", lab.home / "certs" / "cluster2") == []
+    secrets = [yaml.safe_load(t) for t in lab.runner.inputs if t and "kind: Secret" in t]
+    import base64
+    c1, c2 = (base64.b64decode(s["data"]["ca-cert.pem"]) for s in secrets)
+    assert c1 != c2, "one intermediate per cluster"
+    assert base64.b64decode(secrets[0]["data"]["root-cert.pem"]) == (lab.home / "certs" / "root-cert.pem").read_bytes()
+    key = (lab.home / "certs" / "root-key.pem").read_text()
+    assert not any(key.splitlines()[1] in (t or "") for t in lab.runner.inputs), "the root key is never applied"
