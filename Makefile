@@ -41,8 +41,9 @@ lint: $(STAMP) ## ruff over the code
 test: $(STAMP) lint ## every test that needs no Docker (unit + integration)
 	$(PY) -m pytest
 
-e2e: $(STAMP) ## the e2e suite against the lab (builds or reuses it; needs Docker)
-	$(PY) -m pytest tests/e2e -m 'e2e' $(E2E_ARGS)
+E2E_MARK ?= e2e
+e2e: $(STAMP) ## the e2e suite against the lab (builds or reuses it; needs Docker); E2E_MARK='e2e and not reinstall' = fast lane
+	$(PY) -m pytest tests/e2e -m '$(E2E_MARK)' --durations=0 $(E2E_ARGS)
 
 clean: ## remove the virtual environment and caches (not the lab: use lab-down)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
