@@ -35,8 +35,9 @@ lab-doctor: $(STAMP) ## walk the path from sleep to httpbin and name the first b
 plan: $(STAMP) ## print the plan `lab up` runs, as a bash script a person can replay
 	$(PY) -m lab plan --shell $(LAB_ARGS)
 
-lint: $(STAMP) ## ruff over the code
+lint: $(STAMP) ## ruff, and the import layering contract (.importlinter)
 	$(VENV)/bin/ruff check lab tests conftest.py
+	$(VENV)/bin/lint-imports --no-cache
 
 test: $(STAMP) lint ## every test that needs no Docker (unit + integration)
 	$(PY) -m pytest
