@@ -727,7 +727,11 @@ def _shell_action(run: LabAction, contexts: Mapping[str, str]) -> list[str]:
         cluster = str(p["cluster"])
         k = _kubectl_of(cluster, contexts)
         # the provider runs this argv (kind waits for nothing by default); the lab waits for the node.
-        lines = [*_write_file(cfg, str(p["config_text"])), _sh_argv(p["argv"]),  # type: ignore[arg-type]
+        # Re-runnable like the lab: an existing cluster of that name is reused. (No `grep -q`: exiting early
+        # could SIGPIPE kind, and with pipefail the cluster would be created a second time.)
+        lines = [*_write_file(cfg, str(p["config_text"])),
+                 f"kind get clusters | grep -x {shlex.quote(cluster)} >/dev/null || "
+                 f"{_sh_argv(p['argv'])}",  # type: ignore[arg-type]
                  _sh_argv((*k, "wait", "--for=condition=Ready", "node", "--all",
                            f"--timeout={int(TIMEOUTS.kind_create)}s"))]
         node = str(p["dns_check"])

@@ -140,7 +140,13 @@ case "$*" in
 esac
 ''',
     "istioctl": '#!/usr/bin/env bash\necho "istioctl $*" >> "$LOG"\n',
-    "kind": '#!/usr/bin/env bash\necho "kind $*" >> "$LOG"\n',
+    "kind": r'''#!/usr/bin/env bash
+echo "kind $*" >> "$LOG"
+case "$1 $2" in
+  "get clusters") cat "$LOG.clusters" 2>/dev/null || true ;;
+  "create cluster") echo "${3#--name=}" >> "$LOG.clusters" ;;
+esac
+''',
     "docker": '#!/usr/bin/env bash\necho "docker $*" >> "$LOG"\n',
 }
 
@@ -165,6 +171,10 @@ def test_the_script_replays_against_stand_in_tools(name, tmp_path):
     log = (tmp_path / "log").read_text()
     if name == "default":
         assert log.count("istioctl install") == 2
+        # replaying again is safe: the clusters are reused, not created twice
+        again = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert (tmp_path / "log").read_text().count("kind create cluster") == 2
         assert (tmp_path / "home" / "cluster1.Corefile").read_text().count("forward . 10.255.10.53:53") == 1
         assert "kubectl --kubeconfig" in log and "exec -n foo sleep-1 -c sleep" in log
     else:

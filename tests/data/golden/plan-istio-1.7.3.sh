@@ -39,7 +39,7 @@ networking:
   podSubnet: 10.10.0.0/16
   serviceSubnet: 10.255.10.0/24
 LAB_EOF
-kind create cluster --name=cluster1 --kubeconfig="$KUBECONFIG_CLUSTER1" --image=kindest/node:v1.21.14@sha256:8a4e9bb3f415d2bb81629ce33ef9c76ba514c14d707f9797a01e3216376ba093 --config "$LAB_HOME/kind/cluster1.yaml"
+kind get clusters | grep -x cluster1 >/dev/null || kind create cluster --name=cluster1 --kubeconfig="$KUBECONFIG_CLUSTER1" --image=kindest/node:v1.21.14@sha256:8a4e9bb3f415d2bb81629ce33ef9c76ba514c14d707f9797a01e3216376ba093 --config "$LAB_HOME/kind/cluster1.yaml"
 kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" wait --for=condition=Ready node --all --timeout=300s
 
 # 3. [cluster1] cluster1/images-load: load the images into cluster1 (kind load docker-image)
@@ -63,7 +63,7 @@ networking:
   podSubnet: 10.20.0.0/16
   serviceSubnet: 10.255.20.0/24
 LAB_EOF
-kind create cluster --name=cluster2 --kubeconfig="$KUBECONFIG_CLUSTER2" --image=kindest/node:v1.21.14@sha256:8a4e9bb3f415d2bb81629ce33ef9c76ba514c14d707f9797a01e3216376ba093 --config "$LAB_HOME/kind/cluster2.yaml"
+kind get clusters | grep -x cluster2 >/dev/null || kind create cluster --name=cluster2 --kubeconfig="$KUBECONFIG_CLUSTER2" --image=kindest/node:v1.21.14@sha256:8a4e9bb3f415d2bb81629ce33ef9c76ba514c14d707f9797a01e3216376ba093 --config "$LAB_HOME/kind/cluster2.yaml"
 kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" wait --for=condition=Ready node --all --timeout=300s
 
 # 5. [cluster2] cluster2/images-load: load the images into cluster2 (kind load docker-image)

@@ -49,7 +49,7 @@ kubeadmConfigPatches:
       "service-account-issuer": "kubernetes.default.svc"
       "service-account-signing-key-file": "/etc/kubernetes/pki/sa.key"
 LAB_EOF
-kind create cluster --name=cluster1 --kubeconfig="$KUBECONFIG_CLUSTER1" --image=kindest/node:v1.19.16@sha256:476cb3269232888437b61deca013832fee41f9f074f9bed79f57e4280f7c48b7 --config "$LAB_HOME/kind/cluster1.yaml"
+kind get clusters | grep -x cluster1 >/dev/null || kind create cluster --name=cluster1 --kubeconfig="$KUBECONFIG_CLUSTER1" --image=kindest/node:v1.19.16@sha256:476cb3269232888437b61deca013832fee41f9f074f9bed79f57e4280f7c48b7 --config "$LAB_HOME/kind/cluster1.yaml"
 kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" wait --for=condition=Ready node --all --timeout=300s
 # kind #3054: in nodes before kind v0.18, Docker's DNS DNAT rules must still carry --dport 53
 if docker exec cluster1-control-plane iptables-save -t nat | grep -e '-A DOCKER_OUTPUT' | grep -e '-j DNAT' | grep -qv -e '--dport 53'; then
@@ -88,7 +88,7 @@ kubeadmConfigPatches:
       "service-account-issuer": "kubernetes.default.svc"
       "service-account-signing-key-file": "/etc/kubernetes/pki/sa.key"
 LAB_EOF
-kind create cluster --name=cluster2 --kubeconfig="$KUBECONFIG_CLUSTER2" --image=kindest/node:v1.19.16@sha256:476cb3269232888437b61deca013832fee41f9f074f9bed79f57e4280f7c48b7 --config "$LAB_HOME/kind/cluster2.yaml"
+kind get clusters | grep -x cluster2 >/dev/null || kind create cluster --name=cluster2 --kubeconfig="$KUBECONFIG_CLUSTER2" --image=kindest/node:v1.19.16@sha256:476cb3269232888437b61deca013832fee41f9f074f9bed79f57e4280f7c48b7 --config "$LAB_HOME/kind/cluster2.yaml"
 kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" wait --for=condition=Ready node --all --timeout=300s
 # kind #3054: in nodes before kind v0.18, Docker's DNS DNAT rules must still carry --dport 53
 if docker exec cluster2-control-plane iptables-save -t nat | grep -e '-A DOCKER_OUTPUT' | grep -e '-j DNAT' | grep -qv -e '--dport 53'; then
