@@ -172,7 +172,7 @@ def generate(
 
 
 def _cluster_names(clusters: Sequence[str]) -> list[str]:
-    names = [c.strip() for c in clusters]
+    names = [c.strip(" \t") for c in clusters]  # ASCII blanks only: str.strip() would eat U+0085 and others
     if not names:
         raise ValidationError("no cluster names given: pass at least one, e.g. --clusters cluster1,cluster2")
     for n in names:

@@ -32,6 +32,7 @@ from lab import images as lab_images
 from lab.errors import LabError, NotReadyError, UsageError
 from lab.kube import Kubectl
 from lab.plan import (
+    SERVER_SIDE_APPLY,
     Check,
     Command,
     Context,
@@ -237,8 +238,11 @@ def apply(env: Env, cluster: str, text: str, namespace: str | None, what: str,
           redact: Sequence[str] = ()) -> Result:
     runner = dataclasses.replace(env.runner, redact=[*env.runner.redact, *redact]) if redact else env.runner
     ns = ["-n", namespace] if namespace else []
+    # Manifests with secrets go server-side, so that no last-applied-configuration annotation copies the key.
+    mode = list(SERVER_SIDE_APPLY) if redact else []
     k = env.kubectl(cluster)
-    return runner.run([*k.base(), "apply", *ns, "-f", "-"], input=text, timeout=TIMEOUTS.command, context=what)
+    return runner.run([*k.base(), "apply", *mode, *ns, "-f", "-"], input=text, timeout=TIMEOUTS.command,
+                      context=what)
 
 
 def execute(env: Env, step: Step) -> bool:

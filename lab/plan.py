@@ -57,6 +57,9 @@ SHELL_BASES = ("LAB_HOME", "ISTIO_DIR")
 
 
 # --- argv tokens ------------------------------------------------------------------------------------------
+# `kubectl apply` flags for Secrets that carry keys (see `_shell_manifest` and lab.executor.apply).
+SERVER_SIDE_APPLY = ("--server-side", "--force-conflicts", "--field-manager=istio-multicluster-lab")
+
 @dataclass(frozen=True)
 class Kubeconfig:
     """The lab's own kubeconfig file of a cluster ($LAB_HOME/kubeconfig/<cluster>); never ~/.kube/config."""
@@ -709,7 +712,10 @@ def _shell_lines(step: Step, contexts: Mapping[str, str]) -> list[str]:
         files = [x for f in src.files for x in ("--from-file", f)]
         create = (*k, "-n", src.namespace, "create", "secret", "generic", src.name, *files,
                   "--dry-run=client", "-o", "yaml")
-        return [f"{_sh_argv(create)} | {_sh_argv((*k, 'apply', '-f', '-'))}"]
+        # Server-side apply: a client-side apply would copy the CA key into the
+        # kubectl.kubernetes.io/last-applied-configuration annotation, readable by anyone who can read the Secret's
+        # metadata. SERVER_SIDE_APPLY stores only field ownership.
+        return [f"{_sh_argv(create)} | {_sh_argv((*k, 'apply', *SERVER_SIDE_APPLY, '-f', '-'))}"]
     return _shell_action(run, contexts)
 
 

@@ -94,6 +94,17 @@ def test_cacerts_is_applied_before_istioctl_install_in_each_cluster(lab):
         assert secret < install
 
 
+def test_the_cacerts_secret_is_applied_server_side_so_no_annotation_copies_the_key(lab):
+    up(lab)
+    seq = calls_with_input(lab)
+    secrets = [argv for argv, text in seq if text and "kind: Secret" in text]
+    assert len(secrets) == 2
+    for argv in secrets:
+        assert "--server-side" in argv and "--force-conflicts" in argv
+    others = [argv for argv, text in seq if text and "kind: Secret" not in text and "apply" in argv]
+    assert others and not any("--server-side" in argv for argv in others)
+
+
 def test_the_ca_key_is_sent_on_stdin_never_on_a_command_line_nor_in_the_output(lab):
     _, out = up(lab)
     key = (ISTIO_DIR / "samples/certs/ca-key.pem").read_text()

@@ -109,7 +109,7 @@ metadata:
 LAB_EOF
 
 # 7. [cluster1] cluster1/cacerts: secret cacerts (ca-cert, ca-key, root-cert, cert-chain)
-kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" -n istio-system create secret generic cacerts --from-file "$ISTIO_DIR/samples/certs/ca-cert.pem" --from-file "$ISTIO_DIR/samples/certs/ca-key.pem" --from-file "$ISTIO_DIR/samples/certs/root-cert.pem" --from-file "$ISTIO_DIR/samples/certs/cert-chain.pem" --dry-run=client -o yaml | kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" apply -f -
+kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" -n istio-system create secret generic cacerts --from-file "$ISTIO_DIR/samples/certs/ca-cert.pem" --from-file "$ISTIO_DIR/samples/certs/ca-key.pem" --from-file "$ISTIO_DIR/samples/certs/root-cert.pem" --from-file "$ISTIO_DIR/samples/certs/cert-chain.pem" --dry-run=client -o yaml | kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" apply --server-side --force-conflicts --field-manager=istio-multicluster-lab -f -
 
 # 8. [cluster1] cluster1/istio: istioctl install Istio 1.7.8 (values-istio-multicluster-gateways.yaml + lab overlay)
 cat > "$LAB_HOME/istio-overlay-cluster1.yaml" <<'LAB_EOF'
@@ -155,7 +155,7 @@ metadata:
 LAB_EOF
 
 # 10. [cluster2] cluster2/cacerts: secret cacerts (ca-cert, ca-key, root-cert, cert-chain)
-kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" -n istio-system create secret generic cacerts --from-file "$ISTIO_DIR/samples/certs/ca-cert.pem" --from-file "$ISTIO_DIR/samples/certs/ca-key.pem" --from-file "$ISTIO_DIR/samples/certs/root-cert.pem" --from-file "$ISTIO_DIR/samples/certs/cert-chain.pem" --dry-run=client -o yaml | kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" apply -f -
+kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" -n istio-system create secret generic cacerts --from-file "$ISTIO_DIR/samples/certs/ca-cert.pem" --from-file "$ISTIO_DIR/samples/certs/ca-key.pem" --from-file "$ISTIO_DIR/samples/certs/root-cert.pem" --from-file "$ISTIO_DIR/samples/certs/cert-chain.pem" --dry-run=client -o yaml | kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" apply --server-side --force-conflicts --field-manager=istio-multicluster-lab -f -
 
 # 11. [cluster2] cluster2/istio: istioctl install Istio 1.7.8 (values-istio-multicluster-gateways.yaml + lab overlay)
 cat > "$LAB_HOME/istio-overlay-cluster2.yaml" <<'LAB_EOF'
