@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from lab import classify, configdump, corefile, serviceentry
+from lab import classify, configdump, corefile, names, serviceentry
 from lab.errors import CommandError, LabError, PreflightError, ValidationError
 from lab.kube import Kubectl
 from lab.probe import NslookupResult, Prober
@@ -30,8 +30,7 @@ from lab.shell import Runner
 
 OK, BROKEN, UNKNOWN = "ok", "broken", "unknown"
 
-# manifests/charts/gateways/istio-ingress/templates/preconfigured.yaml@1.7.8
-ENVOYFILTER = "istio-multicluster-ingressgateway"
+ENVOYFILTER = names.ENVOYFILTER
 # The fixed EnvoyFilter (typed_config) first shipped in 1.7.5 (istio/istio commit 3990ddff, PR #28283, istio#27909).
 FIXED_ENVOYFILTER = (1, 7, 5)
 # Istio 1.7.8's sidecar bootstrap keeps only a few stat prefixes (pkg/bootstrap/config.go
@@ -65,10 +64,10 @@ class Observations:
     istio_version: str = field(default_factory=lambda: load_profile().istio_version)
     client: str = field(default_factory=lambda: load_profile().client.name)
     server: str = field(default_factory=lambda: load_profile().server.name)
-    host: str = "httpbin.bar.global"
-    port: int = 8000
-    client_namespace: str = "foo"
-    server_namespace: str = "bar"
+    host: str = names.REMOTE_HOST
+    port: int = names.REMOTE_PORT
+    client_namespace: str = names.CLIENT_NS
+    server_namespace: str = names.SERVER_NS
     aaaa_guard: bool = True
     pods: dict[str, list[PodState]] | None = None  # by cluster name
     corefile: str | None = None  # client cluster kube-system/coredns Corefile
@@ -587,10 +586,10 @@ def collect(lab: LabAccess) -> Observations:
         obs.corefile = k1.get_json("configmap", "-n", "kube-system", "coredns")["data"]["Corefile"]
 
     def get_istiocoredns() -> None:
-        obs.istiocoredns_ip = k1.jsonpath("svc", "-n", "istio-system", "istiocoredns", path="{.spec.clusterIP}")
+        obs.istiocoredns_ip = k1.query(names.ISTIOCOREDNS_IP)
 
     def get_kube_dns() -> None:
-        obs.kube_dns_ip = k1.jsonpath("svc", "-n", "kube-system", "kube-dns", path="{.spec.clusterIP}") or None
+        obs.kube_dns_ip = k1.query(names.KUBE_DNS_IP) or None
 
     def lookups() -> None:
         prober = Prober(k1)
@@ -611,10 +610,8 @@ def collect(lab: LabAccess) -> Observations:
 
     def get_gateway_address() -> None:
         # the write-up's lookups (facts/recipes.md "Lookups the write-up does")
-        obs.gateway_address = k2.jsonpath("pod", "-n", "istio-system", "-l", "istio=ingressgateway",
-                                          path="{.items[0].status.hostIP}") or None
-        port = k2.jsonpath("svc", "-n", "istio-system", "istio-ingressgateway",
-                           path="{.spec.ports[?(@.port==15443)].nodePort}")
+        obs.gateway_address = k2.query(names.GATEWAY_NODE_IP) or None
+        port = k2.query(names.GATEWAY_NODEPORT)
         obs.gateway_node_port = int(port) if port else None
 
     def get_envoyfilter() -> None:

@@ -28,6 +28,17 @@ from lab import certs, corefile, istio, serviceentry
 from lab.classify import classify
 from lab.errors import CommandError, LabError
 from lab.kube import Kubectl
+from lab.names import (
+    CLIENT_NS,
+    ENVOYFILTER,
+    GATEWAY_NODE_IP,
+    GATEWAY_NODEPORT,
+    ISTIO_NS,
+    ISTIOCOREDNS_IP,
+    REMOTE_HOST,
+    REMOTE_PORT,
+    SERVER_NS,
+)
 from lab.probe import Prober
 from lab.profile import Profile
 from lab.retry import NotYet, poll
@@ -39,14 +50,7 @@ log = logging.getLogger("lab.faults")
 ISTIO_VERSIONS: tuple[str, ...] = tuple(f"1.7.{n}" for n in range(9))
 
 # Where the scenario's objects live (the write-up's names; facts/recipes.md "Lookups the write-up does").
-ISTIO_NS = "istio-system"
-CLIENT_NS = "foo"
-SERVER_NS = "bar"
-REMOTE_HOST = "httpbin.bar.global"
-REMOTE_PORT = 8000
 PROBE_URL = f"http://{REMOTE_HOST}:{REMOTE_PORT}/headers"  # the write-up's check
-# manifests/charts/gateways/istio-ingress/templates/preconfigured.yaml (istio/istio 1.7.x)
-ENVOYFILTER = "istio-multicluster-ingressgateway"
 TCP_CLUSTER_REWRITE = "envoy.filters.network.tcp_cluster_rewrite"
 
 # A VIP of each forbidden kind (DESIGN.md; the write-up's "不能使用多播地址 ... 也不能使用环回地址").
@@ -216,16 +220,15 @@ def _rollout_restart(k: Kubectl, namespace: str, deployments: list[str] | None =
 
 def _gateway_endpoint(k: Kubectl) -> tuple[str, int]:
     """cluster2's gateway node IP and 15443 nodePort, looked up as the write-up does (facts/recipes.md)."""
-    address = k.jsonpath("pods", "-n", ISTIO_NS, "-l", "istio=ingressgateway", path="{.items[0].status.hostIP}")
-    port = k.jsonpath("service", "istio-ingressgateway", "-n", ISTIO_NS,
-                      path="{.spec.ports[?(@.port==15443)].nodePort}")
+    address = k.query(GATEWAY_NODE_IP)
+    port = k.query(GATEWAY_NODEPORT)
     if not address or not port:
         raise LabError(f"cannot find the ingress gateway's node IP and 15443 nodePort on {k.context}")
     return address, int(port)
 
 
 def _istiocoredns_ip(k: Kubectl) -> str:
-    ip = k.jsonpath("service", "istiocoredns", "-n", ISTIO_NS, path="{.spec.clusterIP}")
+    ip = k.query(ISTIOCOREDNS_IP)
     if not ip:
         raise LabError(f"service istiocoredns has no ClusterIP on {k.context}; is Istio installed?")
     return ip

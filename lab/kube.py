@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lab.names import Query
 from lab.settings import TIMEOUTS
 from lab.shell import Result, Runner
 
@@ -30,6 +31,10 @@ class Kubectl:
 
     def jsonpath(self, *args: str, path: str) -> str:
         return self.run("get", *args, "-o", f"jsonpath={path}").stdout.strip()
+
+    def query(self, q: Query) -> str:
+        """One of the write-up's run-time lookups (lab.names), e.g. the istiocoredns ClusterIP."""
+        return self.jsonpath(*q.args, path=q.jsonpath)
 
     def apply(self, manifest: str, namespace: str | None = None) -> Result:
         ns = ["-n", namespace] if namespace else []

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from lab import images as lab_images
-from lab import istio, kind, probe, serviceentry
+from lab import istio, kind, names, probe, serviceentry
 from lab.errors import ValidationError
 from lab.profile import ClusterSpec, Profile
 from lab.settings import TIMEOUTS
@@ -44,9 +44,9 @@ S_UNINSTALL = "卸载 (Uninstall)"
 PHASES = ("host", "clusters", "control-plane", "dns", "apps", "serviceentries", "verify")
 
 # The scenario's names (the write-up and the Istio samples); not pins, so they live here and not in the profile.
-CLIENT_NS = "foo"
-SERVER_NS = "bar"
-REMOTE = serviceentry.RemoteService("httpbin", SERVER_NS)
+CLIENT_NS = names.CLIENT_NS
+SERVER_NS = names.SERVER_NS
+REMOTE = serviceentry.RemoteService(names.REMOTE_NAME, SERVER_NS, names.REMOTE_PORT)
 SE_NAME = REMOTE.resource_name  # the write-up's ServiceEntry name in both clusters: httpbin-bar
 SAMPLE_SLEEP = "samples/sleep/sleep.yaml"
 SAMPLE_HTTPBIN = "samples/httpbin/httpbin.yaml"
@@ -356,14 +356,16 @@ def _rollout(c: ClusterSpec, namespace: str, deployment: str, timeout: float = T
                          f"--timeout={int(timeout)}s"), Expect("exit0"), timeout)
 
 
+def _query(c: ClusterSpec, q: names.Query, what: str | None = None) -> Lookup:
+    return lookup(c, *q.args, jsonpath=q.jsonpath, what=what or q.what)
+
+
 def istiocoredns_ip(c: ClusterSpec) -> Lookup:
-    return lookup(c, "-n", "istio-system", "service", "istiocoredns", jsonpath="{.spec.clusterIP}",
-                  what="istiocoredns ClusterIP")
+    return _query(c, names.ISTIOCOREDNS_IP)
 
 
 def kubedns_ip(c: ClusterSpec) -> Lookup:
-    return lookup(c, "-n", "kube-system", "service", "kube-dns", jsonpath="{.spec.clusterIP}",
-                  what="kube-dns ClusterIP")
+    return _query(c, names.KUBE_DNS_IP)
 
 
 def _dns_steps(profile: Profile, c: ClusterSpec) -> list[Step]:
@@ -436,13 +438,11 @@ def _app_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, str]) -> l
 
 def gateway_address(server: ClusterSpec) -> Lookup:
     # The node IP of the gateway pod on the shared `kind` Docker network (the write-up's INGRESS_HOST).
-    return lookup(server, "-n", "istio-system", "pod", "-l", "istio=ingressgateway",
-                  jsonpath="{.items[0].status.hostIP}", what="cluster2 gateway node IP")
+    return _query(server, names.GATEWAY_NODE_IP, f"{server.name} gateway node IP")
 
 
 def gateway_node_port(server: ClusterSpec) -> Lookup:
-    return lookup(server, "-n", "istio-system", "service", "istio-ingressgateway",
-                  jsonpath="{.spec.ports[?(@.port==15443)].nodePort}", what="cluster2 gateway 15443 nodePort")
+    return _query(server, names.GATEWAY_NODEPORT, f"{server.name} gateway 15443 nodePort")
 
 
 def _serviceentry_steps(profile: Profile) -> list[Step]:

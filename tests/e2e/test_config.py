@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from lab.configdump import analyze
-from lab.faults import ENVOYFILTER, ISTIO_NS, REMOTE_HOST, REMOTE_PORT, TCP_CLUSTER_REWRITE, version_key
+from lab.faults import TCP_CLUSTER_REWRITE, version_key
+from lab.names import ENVOYFILTER, GATEWAY_NODE_IP, GATEWAY_NODEPORT, ISTIO_NS, REMOTE_HOST, REMOTE_PORT
 from tests.e2e.session import CLIENT_NS, SERVER_NS
 
 pytestmark = pytest.mark.e2e
@@ -40,9 +41,8 @@ def gateway2(lab) -> dict:
 
 def test_cluster1_sleep_sends_httpbin_bar_global_to_cluster2s_gateway_node_ip_and_nodeport(lab, sleep1):
     server = lab.kubectl[lab.profile.server.name]
-    node_ip = server.jsonpath("pods", "-n", ISTIO_NS, "-l", "istio=ingressgateway", path="{.items[0].status.hostIP}")
-    node_port = int(server.jsonpath("service", "istio-ingressgateway", "-n", ISTIO_NS,
-                                    path="{.spec.ports[?(@.port==15443)].nodePort}"))
+    node_ip = server.query(GATEWAY_NODE_IP)
+    node_port = int(server.query(GATEWAY_NODEPORT))
     assert node_port == lab.profile.gateway_node_port
     cluster = _cluster(sleep1, OUTBOUND)
     assert [e["address"] for e in cluster["endpoints"]] == [f"{node_ip}:{node_port}"], cluster

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.faults import ISTIO_NS, REMOTE_HOST
+from lab.names import ISTIO_NS, ISTIOCOREDNS_IP, KUBE_DNS_IP, REMOTE_HOST
 from tests.e2e.session import CLIENT_NS, SERVER_NS
 
 pytestmark = pytest.mark.e2e
@@ -14,8 +14,7 @@ pytestmark = pytest.mark.e2e
 CLUSTERS = [pytest.param("client", CLIENT_NS, id="cluster1"), pytest.param("server", SERVER_NS, id="cluster2")]
 
 # The write-up's two servers: istiocoredns' Service and kube-dns' Service (facts/recipes.md lookups).
-SERVERS = [pytest.param(ISTIO_NS, "istiocoredns", id="via-istiocoredns"),
-           pytest.param("kube-system", "kube-dns", id="via-kube-dns")]
+SERVERS = [pytest.param(ISTIOCOREDNS_IP, id="via-istiocoredns"), pytest.param(KUBE_DNS_IP, id="via-kube-dns")]
 
 
 def _cluster(profile, role):
@@ -23,12 +22,13 @@ def _cluster(profile, role):
 
 
 @pytest.mark.parametrize("role,namespace", CLUSTERS)
-@pytest.mark.parametrize("svc_ns,svc", SERVERS)
-def test_nslookup_type_a_answers_the_clusters_vip(lab, role, namespace, svc_ns, svc):
+@pytest.mark.parametrize("query", SERVERS)
+def test_nslookup_type_a_answers_the_clusters_vip(lab, role, namespace, query):
     cluster = _cluster(lab.profile, role)
     k = lab.kubectl[cluster.name]
-    server = k.jsonpath("service", svc, "-n", svc_ns, path="{.spec.clusterIP}")
-    assert server, f"service {svc_ns}/{svc} has no ClusterIP on {cluster.name}"
+    server = k.query(query)
+    svc = query.what
+    assert server, f"no {query.what} on {cluster.name}"
     prober = lab.prober(cluster)
     res = prober.nslookup(namespace, prober.pod(namespace, "app=sleep"), REMOTE_HOST, server)
     assert res.addresses == [cluster.vip], (

@@ -325,8 +325,8 @@ def test_cacerts_after_install_restarts_istiod_without_cacerts_then_recreates_it
 CTX1 = ("kubectl", "--kubeconfig", "/lab/kubeconfig/cluster1", "--context", "kind-cluster1")
 CTX2 = ("kubectl", "--kubeconfig", "/lab/kubeconfig/cluster2", "--context", "kind-cluster2")
 GATEWAY_ANSWERS = {
-    (*CTX2, "get", "pods", "-n", "istio-system", "-l", "istio=ingressgateway"): Result((), 0, "172.18.0.4", ""),
-    (*CTX2, "get", "service", "istio-ingressgateway"): Result((), 0, "31443", ""),
+    (*CTX2, "get", "-n", "istio-system", "pod", "-l", "istio=ingressgateway"): Result((), 0, "172.18.0.4", ""),
+    (*CTX2, "get", "-n", "istio-system", "service", "istio-ingressgateway"): Result((), 0, "31443", ""),
 }
 
 
@@ -376,7 +376,7 @@ def _coredns_runner(corefile_text: str) -> RecordingRunner:
           "data": {"Corefile": corefile_text}}
     return RecordingRunner(answers={
         (*CTX1, "get", "configmap", "coredns"): Result((), 0, json.dumps(cm), ""),
-        (*CTX1, "get", "service", "istiocoredns"): Result((), 0, "10.255.10.53", ""),
+        (*CTX1, "get", "-n", "istio-system", "service", "istiocoredns"): Result((), 0, "10.255.10.53", ""),
     })
 
 

@@ -64,3 +64,21 @@ def test_poll_stable_needs_same_answer_in_a_row():
     answers = iter(["a", "b", "b", "b"])
     assert poll(lambda: next(answers), timeout=5, interval=0, what="x", stable=3, sleep=lambda s: None) == "b"
 
+
+
+def test_the_write_ups_lookups_run_its_jsonpaths_on_the_named_cluster():
+    # facts/recipes.md "Lookups the write-up does": the same objects and jsonpaths, on an explicit context.
+    from lab import names
+    from lab.kube import Kubectl
+
+    runner = RecordingRunner()
+    k = Kubectl(runner, "/lab/kubeconfig/cluster2", "kind-cluster2")
+    for q in (names.ISTIOCOREDNS_IP, names.GATEWAY_NODE_IP, names.GATEWAY_NODEPORT):
+        k.query(q)
+    base = ("kubectl", "--kubeconfig", "/lab/kubeconfig/cluster2", "--context", "kind-cluster2", "get")
+    assert runner.calls == [
+        (*base, "-n", "istio-system", "service", "istiocoredns", "-o", "jsonpath={.spec.clusterIP}"),
+        (*base, "-n", "istio-system", "pod", "-l", "istio=ingressgateway", "-o", "jsonpath={.items[0].status.hostIP}"),
+        (*base, "-n", "istio-system", "service", "istio-ingressgateway", "-o",
+         "jsonpath={.spec.ports[?(@.port==15443)].nodePort}"),
+    ]

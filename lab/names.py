@@ -1,0 +1,41 @@
+"""The scenario's fixed names and the write-up's run-time lookups, in one place.
+
+These are not pins (versions and images live in lab.profile): they are the names the write-up and Istio 1.7's
+charts and samples use, and the `kubectl get ... -o jsonpath=...` queries the write-up runs to learn values known
+only at run time (facts/recipes.md "Lookups the write-up does"). The plan renders them into `plan --shell`; the
+executor, the faults, the doctor and the e2e suite run them through `lab.kube.Kubectl.query`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ISTIO_NS = "istio-system"
+CLIENT_NS = "foo"  # sleep, in the client cluster (the write-up's cluster1)
+SERVER_NS = "bar"  # httpbin (and a second sleep), in the server cluster (cluster2)
+REMOTE_NAME = "httpbin"
+REMOTE_PORT = 8000  # samples/httpbin/httpbin.yaml: Service port 8000 `http`
+REMOTE_HOST = f"{REMOTE_NAME}.{SERVER_NS}.global"
+# manifests/charts/gateways/istio-ingress/templates/preconfigured.yaml (istio/istio 1.7.x)
+ENVOYFILTER = "istio-multicluster-ingressgateway"
+GATEWAY_SELECTOR = "istio=ingressgateway"
+GATEWAY_SERVICE = "istio-ingressgateway"
+GATEWAY_TLS_PORT = 15443
+
+
+@dataclass(frozen=True)
+class Query:
+    """`kubectl get <args> -o jsonpath=<jsonpath>` and what the value is, for messages."""
+
+    args: tuple[str, ...]
+    jsonpath: str
+    what: str
+
+
+ISTIOCOREDNS_IP = Query(("-n", ISTIO_NS, "service", "istiocoredns"), "{.spec.clusterIP}", "istiocoredns ClusterIP")
+KUBE_DNS_IP = Query(("-n", "kube-system", "service", "kube-dns"), "{.spec.clusterIP}", "kube-dns ClusterIP")
+# The write-up: INGRESS_HOST from the gateway pod's hostIP (on kind, the node's address on the `kind` network).
+GATEWAY_NODE_IP = Query(("-n", ISTIO_NS, "pod", "-l", GATEWAY_SELECTOR), "{.items[0].status.hostIP}",
+                        "gateway node IP")
+GATEWAY_NODEPORT = Query(("-n", ISTIO_NS, "service", GATEWAY_SERVICE),
+                         f"{{.spec.ports[?(@.port=={GATEWAY_TLS_PORT})].nodePort}}", "gateway 15443 nodePort")
