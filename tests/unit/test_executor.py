@@ -464,3 +464,28 @@ def test_a_cluster_whose_creation_was_interrupted_is_still_the_lab_s_and_is_reus
     code, _ = up(lab)
     assert code == 0
     assert State.load(lab.home).clusters["cluster1"]["status"] == "created"
+
+
+# --- the stats annotation lab doctor needs ---------------------------------------------------------------------
+def _stats_annotation(lab: FakeLab, cluster: str, ns: str) -> str | None:
+    obj = lab.clusters[cluster].objects[("Deployment", ns, "sleep")]
+    return (obj["spec"]["template"]["metadata"].get("annotations") or {}).get("sidecar.istio.io/statsInclusionSuffixes")
+
+
+def test_up_leaves_every_sleep_pod_template_with_the_stats_annotation(lab):
+    code, _ = up(lab)
+    assert code == 0
+    assert _stats_annotation(lab, "cluster1", "foo") == "ssl.fail_verify_error"
+    assert _stats_annotation(lab, "cluster2", "bar") == "ssl.fail_verify_error"
+    calls = lab.commands("cluster1")
+    patch = index(calls, lambda c: "patch" in c and "sleep" in c)
+    assert index(calls, lambda c: "rollout" in c and "deployment/sleep" in c) > patch, \
+        "the rollout awaited is the annotated one"
+
+
+def test_a_sleep_deployment_recreated_on_rerun_gets_the_annotation_again(lab):
+    up(lab)
+    del lab.clusters["cluster1"].objects[("Deployment", "foo", "sleep")]
+    code, _ = up(lab)
+    assert code == 0
+    assert _stats_annotation(lab, "cluster1", "foo") == "ssl.fail_verify_error"

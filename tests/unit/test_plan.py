@@ -311,3 +311,54 @@ def test_the_validation_is_strict_enough_to_catch_a_wrong_field():
     _, ns, _ = next(m for m in _rendered_manifests(PROFILES["default"]) if m[0] == "cluster1/ns-foo")
     with pytest.raises(ValidationError):
         schemas.validate_manifest(ns.replace("labels:", "lables:"))
+
+
+# --- the sidecar stats lab doctor reads ------------------------------------------------------------------------
+def _patched_sample_deployment(step) -> dict:
+    """The release's sleep Deployment with the merge patch that `step` sends (RFC 7386, as kubectl --type merge)."""
+    argv = step.run.argv
+    assert argv[argv.index("patch") + 1:argv.index("patch") + 5] == ("deployment", "sleep", "--type", "merge")
+    patch = json.loads(argv[argv.index("-p") + 1])
+    docs = [d for d in yaml.safe_load_all((ISTIO_DIR / plan.SAMPLE_SLEEP).read_text()) if d]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+
+    def merge(target, p):
+        for k, v in p.items():
+            if isinstance(v, dict) and isinstance(target.get(k), dict):
+                merge(target[k], v)
+            else:
+                target[k] = v
+    merge(deployment, patch)
+    return deployment
+
+
+def test_every_sleep_pod_template_gets_the_stats_annotation_before_its_rollout_is_awaited(profile):
+    steps = plan.build(profile)
+    index = by_id(steps)
+    for c in profile.clusters:
+        step = index[f"{c.name}/sleep-stats"]
+        assert isinstance(step.run, Command)
+        assert before(steps, f"{c.name}/sleep", step.id)
+        assert before(steps, step.id, f"{c.name}/sleep-ready"), "the pod awaited must be the annotated one"
+        deployment = _patched_sample_deployment(step)
+        # the name Istio 1.7.8 reads (pilot/pkg/model/context.go BootstrapNodeMetadata.StatsInclusionSuffixes)
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {"sidecar.istio.io/statsInclusionSuffixes": "ssl.fail_verify_error"}
+        assert deployment["spec"]["template"]["metadata"]["labels"] == {"app": "sleep"}, "the patch only adds"
+        schemas.validate_k8s(deployment, k8s_version=f"1.{profile.node_minor}")
+        ns = "foo" if c.role == "client" else "bar"
+        assert ("-n", ns) == step.run.argv[5:7] and Context(c.name, c.context) in step.run.argv
+
+
+def test_the_stats_annotation_step_verifies_the_annotation_it_sets():
+    step = by_id(plan.build(PROFILES["default"]))["cluster1/sleep-stats"]
+    key, value = plan.STATS_ANNOTATION
+    assert step.verify.expect == plan.Expect("equals", value)
+    jsonpath = step.verify.argv[-1]
+    assert jsonpath == "jsonpath={.spec.template.metadata.annotations." + key.replace(".", "\\.") + "}"
+
+
+def test_the_doctor_names_the_same_annotation_the_plan_sets():
+    from lab import doctor
+
+    assert doctor.STATS_ANNOTATION == ": ".join(plan.STATS_ANNOTATION)
