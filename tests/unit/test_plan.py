@@ -361,4 +361,4 @@ def test_the_stats_annotation_step_verifies_the_annotation_it_sets():
 def test_the_doctor_names_the_same_annotation_the_plan_sets():
     from lab import doctor
 
-    assert doctor.STATS_ANNOTATION == ": ".join(plan.STATS_ANNOTATION)
+    assert ": ".join(plan.STATS_ANNOTATION) == doctor.STATS_ANNOTATION
