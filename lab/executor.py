@@ -282,13 +282,23 @@ def _kind_create(env: Env, step: Step, run: LabAction) -> bool:
         raise UsageError(
             f"a kind cluster named {spec.name} exists that this lab did not create (not in {env.state.path}); "
             f"delete it (`kind delete cluster --name {spec.name}`) or use another LAB_HOME")
+    if existed and (env.state.clusters.get(spec.name) or {}).get("status") == "creating":
+        # Our creation never finished: kind installs no signal handler (no os/signal in kind v0.20.0's tree), so
+        # a `kind create cluster` stopped by Ctrl-C leaves its node containers behind, kubeadm perhaps half-run,
+        # and kind deletes them itself only when it fails on its own (pkg/cluster/internal/create/create.go,
+        # unless --retain). Reusing such a node would wait for a Ready that may never come: start again.
+        env.say(f"  {spec.name:<9} a creation of this cluster did not finish last time; deleting it to start again")
+        env.provider.delete(spec)
+        existed = False
     if not existed:
         # Recorded before creating: a creation interrupted half-way still counts as the lab's (`lab down`).
         env.state.cluster_intent(spec.name, getattr(env.provider, "name", "kind"))
     # The provider reuses an existing cluster (rewriting its kubeconfig if needed) and waits for its node.
     env.provider.create(spec)
-    env.provider.verify(spec)
+    # Created and Ready: from here on a re-run reuses it (a failing provider check below is reported again on the
+    # next run, not "fixed" by creating the same node once more).
     env.state.cluster_created(spec.name, Path(env.provider.kubeconfig(spec)), env.provider.context(spec))
+    env.provider.verify(spec)
     return not existed
 
 

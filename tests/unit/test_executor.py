@@ -489,3 +489,40 @@ def test_a_sleep_deployment_recreated_on_rerun_gets_the_annotation_again(lab):
     code, _ = up(lab)
     assert code == 0
     assert _stats_annotation(lab, "cluster1", "foo") == "ssl.fail_verify_error"
+
+
+# --- an interrupted cluster creation -----------------------------------------------------------------------------
+def test_a_cluster_whose_creation_never_finished_is_deleted_and_created_again(lab):
+    # What Ctrl-C during `kind create cluster` leaves: the intent recorded, node containers labelled for the cluster
+    # (kind has no signal handler, so it does not clean up), and the kubeconfig pytest_kind touched.
+    state = State(lab.home)
+    state.cluster_intent("cluster1")
+    lab.clusters["cluster1"].exists = True
+    kubeconfig = lab.provider.kubeconfig(PROFILE.clusters[0])
+    kubeconfig.parent.mkdir(parents=True)
+    kubeconfig.write_text("")
+    code, out = up(lab)
+    assert code == 0
+    assert lab.provider.deleted == ["cluster1"]
+    assert sorted(lab.provider.created) == ["cluster1", "cluster2"]
+    assert "did not finish last time" in out
+    assert State.load(lab.home).clusters["cluster1"]["status"] == "created"
+
+
+def test_a_cluster_the_lab_finished_creating_is_reused_on_rerun(lab):
+    up(lab)
+    code, _ = up(lab)
+    assert code == 0
+    assert lab.provider.deleted == [] and sorted(lab.provider.created) == ["cluster1", "cluster2"]
+
+
+def test_a_failing_provider_check_after_creation_does_not_recreate_the_cluster_next_time(lab, monkeypatch):
+    def verify(cluster):
+        raise PreflightError("cluster1-control-plane: Docker's DNS DNAT rules lost '--dport 53'")
+
+    monkeypatch.setattr(lab.provider, "verify", verify)
+    with pytest.raises(PreflightError):
+        up(lab)
+    with pytest.raises(PreflightError):
+        up(lab)
+    assert lab.provider.deleted == [], "the same node image would fail the same way: say so again, cheaply"
