@@ -581,6 +581,9 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
         provider = hooks.provider(profile, home, tools, runner)
         env = Env(profile, Paths(home, Path(tools.istio_dir)), runner, tools, provider, state, out,
                   hooks.sleep, hooks.clock)
+        if hasattr(provider, "sleep"):
+            # The provider's own wait (node Ready, up to TIMEOUTS.kind_create) must end at Ctrl-C like the plan's.
+            provider.sleep = env._sleep
         report = Scheduler(env, build(profile, env.paths)).run()
         print(summary(report, before={"tools": tools_seconds}), file=out, flush=True)
         state.set_run({"command": "up", "ok": not report.failed, "seconds": round(report.seconds, 1),

@@ -252,13 +252,16 @@ class KindProvider:
     name = "kind"
 
     def __init__(self, profile: Profile, state_dir: Path, tools: Any, runner: Runner, *,
-                 cluster_factory: ClusterFactory = _default_factory) -> None:
-        """`tools` is a lab.tools.Tools; `state_dir` holds kubeconfig/<cluster> and kind/<cluster>.yaml."""
+                 cluster_factory: ClusterFactory = _default_factory,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        """`tools` is a lab.tools.Tools; `state_dir` holds kubeconfig/<cluster> and kind/<cluster>.yaml.
+        `sleep` is the wait between polls (lab.retry.poll); the executor sets it to one an interrupt cuts short."""
         self.profile = profile
         self.state_dir = Path(state_dir)
         self.tools = tools
         self.runner = runner
         self._factory = cluster_factory
+        self.sleep = sleep
 
     # --- names and paths -------------------------------------------------------------------------------------
     def kubeconfig(self, cluster: ClusterSpec) -> Path:
@@ -335,7 +338,7 @@ class KindProvider:
             if not node_ready(res.stdout):
                 raise NotYet(f"nodes not Ready: {res.stdout.strip() or 'none listed'}")
 
-        poll(ready, timeout=timeout, what=f"{cluster.name}: node Ready")
+        poll(ready, timeout=timeout, what=f"{cluster.name}: node Ready", sleep=self.sleep)
 
     def verify(self, cluster: ClusterSpec) -> None:
         if not needs_dns_check(self.profile):

@@ -526,3 +526,15 @@ def test_a_failing_provider_check_after_creation_does_not_recreate_the_cluster_n
     with pytest.raises(PreflightError):
         up(lab)
     assert lab.provider.deleted == [], "the same node image would fail the same way: say so again, cheaply"
+
+
+def test_up_hands_the_provider_a_sleep_that_an_interrupt_cuts_short(lab):
+    lab.provider.sleep = None  # lab.kind.KindProvider's attribute: the wait between its node-Ready polls
+    code, _ = up(lab)
+    assert code == 0
+    sleep = lab.provider.sleep
+    assert sleep is not None
+    sleep(0)  # not interrupted: returns
+    sleep.__self__.stop.set()  # what Scheduler.run does on Ctrl-C
+    with pytest.raises(KeyboardInterrupt):
+        sleep(0)

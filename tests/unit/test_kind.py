@@ -437,3 +437,17 @@ def test_the_shell_3054_check_agrees_with_the_python_one(vector, passes):
     script = line.replace("docker exec cluster1-control-plane iptables-save -t nat", f"cat {rules}")
     assert (subprocess.run(["bash", "-c", script], capture_output=True).returncode == 0) is passes
     assert (kind.dns_dnat_problem(rules.read_text()) is None) is passes
+
+
+def test_the_wait_for_node_ready_uses_the_sleep_it_is_given_so_an_interrupt_ends_it(tmp_path):
+    runner = RecordingRunner(answers={("docker", "ps"): ok(""),
+                                      (str(FakeTools.kubectl),): ok("cluster1-control-plane=False\n")})
+    p = provider(tmp_path, runner)
+
+    def interrupted(_seconds):
+        raise KeyboardInterrupt  # what the executor's sleep does once Ctrl-C has set its stop event
+
+    p.sleep = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        p.wait_ready(p.profile.clusters[0], timeout=300)
+    assert sum(1 for call in runner.calls if call[0] == str(FakeTools.kubectl)) == 1
