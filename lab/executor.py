@@ -17,6 +17,7 @@ import base64
 import dataclasses
 import json
 import re
+import signal
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ import yaml
 
 from lab import corefile, probe, serviceentry
 from lab import images as lab_images
-from lab.errors import LabError, NotReadyError, UsageError
+from lab.errors import CommandError, LabError, NotReadyError, UsageError
 from lab.kube import Kubectl
 from lab.plan import (
     SERVER_SIDE_APPLY,
@@ -495,6 +496,10 @@ class Scheduler:
             if self.record:
                 env.state.mark_done(step.id, fp, env.clock() - started)
         except BaseException as err:  # noqa: BLE001 - recorded, reported, re-raised by the caller
+            if isinstance(err, CommandError) and err.returncode == -signal.SIGINT:
+                # Ctrl-C reaches the whole foreground process group: the kubectl/istioctl/kind this step ran died
+                # of the same SIGINT the main thread turns into KeyboardInterrupt. Report it as the interrupt.
+                err = KeyboardInterrupt()
             return Outcome(step, "failed", env.clock() - started, started - self.t0, err)
         return Outcome(step, status, env.clock() - started, started - self.t0)
 

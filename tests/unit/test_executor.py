@@ -458,7 +458,7 @@ def test_every_cluster_command_of_a_run_uses_the_lab_own_kubeconfig(lab):
             assert "--context" in call
 
 
-def test_a_cluster_whose_creation_was_interrupted_is_still_the_lab_s_and_is_reused(lab):
+def test_a_cluster_whose_creation_was_interrupted_is_still_the_lab_s_and_ends_created(lab):
     State(lab.home).cluster_intent("cluster1")  # recorded, then the run died before kind finished
     lab.clusters["cluster1"].exists = True
     code, _ = up(lab)
@@ -538,3 +538,15 @@ def test_up_hands_the_provider_a_sleep_that_an_interrupt_cuts_short(lab):
     sleep.__self__.stop.set()  # what Scheduler.run does on Ctrl-C
     with pytest.raises(KeyboardInterrupt):
         sleep(0)
+
+
+def test_a_command_killed_by_the_users_ctrl_c_is_reported_as_the_interrupt(lab):
+    # SIGINT goes to the whole process group: istioctl dies of it (subprocess returncode -2) as Python raises
+    # KeyboardInterrupt in the main thread; the step must read "interrupted", and the run end as an interrupt.
+    lab.fail_when(lambda a: a[0] == "istioctl" and "kind-cluster1" in a, Result((), -2, "", ""))
+    out = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        executor.up(PROFILE, home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab))
+    line = next(ln for ln in out.getvalue().splitlines() if " cluster1/istio " in ln)
+    assert "failed" in line
+    assert "-> interrupted" in out.getvalue().split(" cluster1/istio ", 1)[1].splitlines()[1]
