@@ -305,12 +305,26 @@ class KindProvider:
                         break
         return kc
 
+    def _clear_kubeconfig_lock(self, cluster: ClusterSpec) -> None:
+        """Remove `<kubeconfig>.lock` left by a kind that was killed while writing the lab's kubeconfig.
+
+        kind takes that lock with O_CREATE|O_EXCL around every kubeconfig write and removes it afterwards
+        (pkg/cluster/internal/kubeconfig/internal/kubeconfig/lock.go, the client-go convention; same at v0.17.0 and
+        v0.20.0), and installs no signal handler: after a Ctrl-C at the wrong moment every later `kind create`,
+        `kind export kubeconfig` and `kind delete` fails with "failed to lock config file". The file is the lab's
+        own, one per cluster, and the provider runs only under the lab's lock, so no live kind holds it."""
+        lock = self.kubeconfig(cluster).with_name(self.kubeconfig(cluster).name + ".lock")
+        if lock.exists():
+            log.info("%s: removing %s left by an interrupted kind", cluster.name, lock)
+            lock.unlink(missing_ok=True)
+
     def create(self, cluster: ClusterSpec) -> None:
         config = self.config_path(cluster)
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(config_yaml(self.profile, cluster))
         kubeconfig = self.kubeconfig(cluster)
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        self._clear_kubeconfig_lock(cluster)
         existed = self.exists(cluster)
         if not existed:
             kc = self._kind_cluster(cluster)
@@ -355,6 +369,7 @@ class KindProvider:
             log.info("%s: no container labelled %s=%s; nothing to delete", cluster.name, CLUSTER_LABEL,
                      cluster.name)
             return False
+        self._clear_kubeconfig_lock(cluster)
         kc = self._kind_cluster(cluster)
         try:
             kc.delete()

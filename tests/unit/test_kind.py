@@ -451,3 +451,48 @@ def test_the_wait_for_node_ready_uses_the_sleep_it_is_given_so_an_interrupt_ends
     with pytest.raises(KeyboardInterrupt):
         p.wait_ready(p.profile.clusters[0], timeout=300)
     assert sum(1 for call in runner.calls if call[0] == str(FakeTools.kubectl)) == 1
+
+
+class LockCheckingKindCluster(FakeKindCluster):
+    """kind fails as it does when `<kubeconfig>.lock` exists (O_EXCL create in its kubeconfig lock.go)."""
+
+    def _locked(self) -> bool:
+        return Path(str(self.kwargs["kubeconfig"]) + ".lock").exists()
+
+    def create(self, config_file=None):
+        if self._locked():
+            raise subprocess.CalledProcessError(1, ["kind", "create", "cluster"],
+                                                output=b"ERROR: failed to lock config file: file exists")
+        super().create(config_file)
+
+    def delete(self):
+        if self._locked():
+            raise subprocess.CalledProcessError(1, ["kind", "delete", "cluster"],
+                                                output=b"ERROR: failed to lock config file: file exists")
+        super().delete()
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_kubeconfig_lock_left_by_a_killed_kind_does_not_block_the_next_create(tmp_path, existing):
+    nodes = "cluster1-control-plane\n" if existing else ""
+    runner = RecordingRunner(answers={("docker", "ps"): ok(nodes), (str(FakeTools.kubectl),): ready_nodes})
+    p = kind.KindProvider(load_profile("default"), tmp_path / "state", FakeTools(), runner,
+                          cluster_factory=LockCheckingKindCluster)
+    c = p.profile.clusters[0]
+    lock = Path(str(p.kubeconfig(c)) + ".lock")
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")
+    p.create(c)  # kind export kubeconfig (existing cluster) would fail the same way with the lock there
+    assert not lock.exists()
+
+
+def test_a_kubeconfig_lock_left_by_a_killed_kind_does_not_block_delete(tmp_path):
+    runner = RecordingRunner(answers={("docker", "ps"): ok("cluster1-control-plane\n")})
+    p = kind.KindProvider(load_profile("default"), tmp_path / "state", FakeTools(), runner,
+                          cluster_factory=LockCheckingKindCluster)
+    c = p.profile.clusters[0]
+    lock = Path(str(p.kubeconfig(c)) + ".lock")
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")
+    assert p.delete(c) is True
+    assert [i.calls for i in LockCheckingKindCluster.instances] == [[("delete",)]]
