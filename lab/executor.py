@@ -611,7 +611,9 @@ def _refuse_other_clusters(state: State, profile: Profile, home: Path) -> None:
         old = _recorded_profile(state)
     except LabError:
         return
-    keys = ("node_image", "kind_version", "clusters")
+    # cert_source too: istiod reads `cacerts` only when it starts (Istio 1.7.8 pilot/pkg/bootstrap/istio_ca.go), so
+    # re-applying it from another root leaves both istiods on the old one until some restart splits the mesh.
+    keys = ("node_image", "kind_version", "clusters", "cert_source")
     changed = [k for k in keys if getattr(old, k) != getattr(profile, k)]
     if changed:
         raise UsageError(f"the lab in {home} was built with another {', '.join(changed)}; run `make lab-down` "

@@ -3,6 +3,7 @@ lock, interrupt, and the pure helpers it is made of."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import threading
@@ -550,3 +551,13 @@ def test_a_command_killed_by_the_users_ctrl_c_is_reported_as_the_interrupt(lab):
     line = next(ln for ln in out.getvalue().splitlines() if " cluster1/istio " in ln)
     assert "failed" in line
     assert "-> interrupted" in out.getvalue().split(" cluster1/istio ", 1)[1].splitlines()[1]
+
+
+def test_a_lab_built_with_other_certificates_is_not_changed_in_place(lab):
+    up(lab)
+    generated = load_profile(overrides={"cert_source": "generated"})
+    with pytest.raises(UsageError, match="built with another cert_source; run `make lab-down`"):
+        executor.up(generated, home=lab.home, runner=lab.runner, out=io.StringIO(), hooks=hooks(lab))
+    secret = lab.clusters["cluster1"].objects[("Secret", "istio-system", "cacerts")]
+    sample_root = (ISTIO_DIR / "samples/certs/root-cert.pem").read_bytes()
+    assert base64.b64decode(secret["data"]["root-cert.pem"]) == sample_root, "cacerts was not replaced"
