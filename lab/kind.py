@@ -389,7 +389,17 @@ class KindProvider:
                 # (kind #4066): save just the one platform and load the archive (kind PR #4247).
                 log.info("%s: kind load docker-image %s failed (%s); loading a %s archive instead",
                          cluster.name, image, first, PLATFORM)
-                self._load_archive(cluster, image)
+                try:
+                    self._load_archive(cluster, image)
+                except CommandError as second:
+                    # Say both: before Docker 28 `docker image save` has no --platform (docs.docker.com reference for
+                    # docker image save: "API 1.48+"), and that error alone would
+                    # hide why `kind load docker-image` failed in the first place.
+                    first_tail = " | ".join(ln for ln in first.output.strip().splitlines()[-2:] if ln.strip())
+                    raise CommandError(second.argv, second.returncode, second.output,
+                                       f"{cluster.name}: `kind load docker-image {image}` failed "
+                                       f"({first_tail or f'exit {first.returncode}'}), and so did its "
+                                       f"{PLATFORM} archive fallback (kind #4066)") from first
 
     def _load_archive(self, cluster: ClusterSpec, image: str) -> None:
         scratch = self.state_dir / "tmp"

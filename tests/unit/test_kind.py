@@ -496,3 +496,16 @@ def test_a_kubeconfig_lock_left_by_a_killed_kind_does_not_block_delete(tmp_path)
     lock.write_text("")
     assert p.delete(c) is True
     assert [i.calls for i in LockCheckingKindCluster.instances] == [[("delete",)]]
+
+
+def test_a_failed_fallback_still_says_why_kind_load_failed_first(tmp_path):
+    # Docker before 28 has no `docker image save --platform`: its error alone would hide the real cause.
+    runner = RecordingRunner(answers={
+        (str(FakeTools.kind), "load"): ok(rc=1, stderr="ERROR: failed to load image: no space left on device"),
+        ("docker", "image", "save"): ok(rc=125, stderr="unknown flag: --platform")})
+    p = provider(tmp_path, runner)
+    with pytest.raises(CommandError) as err:
+        p.load_images(p.profile.clusters[0], ["docker.io/istio/pilot:1.7.8"])
+    message = str(err.value)
+    assert "no space left on device" in message and "unknown flag: --platform" in message
+    assert len(message.splitlines()) == 1
