@@ -362,3 +362,12 @@ def test_the_doctor_names_the_same_annotation_the_plan_sets():
     from lab import doctor
 
     assert ": ".join(plan.STATS_ANNOTATION) == doctor.STATS_ANNOTATION
+
+
+def test_an_overridden_pilot_image_is_both_installed_and_what_the_install_step_verifies():
+    profile = load_profile(overrides={"images.pilot": "reg.example:5000/istio/pilot:1.7.8"})
+    step = by_id(plan.build(profile))["cluster1/istio"]
+    ((_, overlay_text),) = step.run.writes
+    overlay = yaml.safe_load(overlay_text)
+    mirrored = "reg.example:5000/istio/pilot:1.7.8"
+    assert overlay["spec"]["values"]["pilot"]["image"] == step.verify.expect.value == mirrored
