@@ -495,9 +495,13 @@ def _serviceentry_steps(profile: Profile) -> list[Step]:
 
 
 def sleep_pod(c: ClusterSpec, namespace: str) -> Lookup:
-    # The write-up's SLEEP_POD; only a Running pod, so that a terminating one left by a rollout is not picked.
+    # The write-up's SLEEP_POD: the newest Running pod. A pod being deleted keeps phase Running until its containers
+    # stop, and the sample's sleep (`/bin/sleep` as PID 1 ignores SIGTERM) takes its whole 30 s grace period, while
+    # its sidecar drains and exits within seconds; `rollout status` does not wait for it (terminating pods are not
+    # counted). After the `sleep-stats` rollout the old pod is still listed: take the newest, not `.items[0]`.
     return lookup(c, "-n", namespace, "pod", "-l", "app=sleep", "--field-selector=status.phase=Running",
-                  jsonpath="{.items[0].metadata.name}", what=f"sleep pod in {namespace}")
+                  "--sort-by=.metadata.creationTimestamp", jsonpath="{.items[-1:].metadata.name}",
+                  what=f"sleep pod in {namespace}")
 
 
 def curl_check(c: ClusterSpec, namespace: str) -> Check:

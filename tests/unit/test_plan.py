@@ -371,3 +371,13 @@ def test_an_overridden_pilot_image_is_both_installed_and_what_the_install_step_v
     overlay = yaml.safe_load(overlay_text)
     mirrored = "reg.example:5000/istio/pilot:1.7.8"
     assert overlay["spec"]["values"]["pilot"]["image"] == step.verify.expect.value == mirrored
+
+
+def test_the_probes_run_in_the_newest_running_sleep_pod_not_one_still_terminating():
+    # after the sleep-stats rollout the replaced pod stays Running (sleep as PID 1 ignores SIGTERM) for its grace
+    # period, with its sidecar already gone; the lookup must pick the new pod
+    steps = plan.build(PROFILES["default"])
+    lookups = [t for s in steps if isinstance(s.run, Check) for t in s.run.argv if isinstance(t, Lookup)
+               and t.what.startswith("sleep pod")]
+    assert lookups and all("--sort-by=.metadata.creationTimestamp" in t.args for t in lookups)
+    assert all(t.jsonpath == "{.items[-1:].metadata.name}" for t in lookups)
