@@ -283,6 +283,12 @@ def _kind_create(env: Env, step: Step, run: LabAction) -> bool:
         raise UsageError(
             f"a kind cluster named {spec.name} exists that this lab did not create (not in {env.state.path}); "
             f"delete it (`kind delete cluster --name {spec.name}`) or use another LAB_HOME")
+    recorded = (env.state.clusters.get(spec.name) or {}).get("identity")
+    if existed and recorded and _identity(env.provider, spec) not in (None, recorded):
+        raise UsageError(
+            f"the kind cluster {spec.name} is not the one this lab created (its node containers changed: it was "
+            f"deleted and created again outside the lab); `make lab-down` forgets it without deleting it, then "
+            f"delete it yourself (`kind delete cluster --name {spec.name}`) or use another LAB_HOME")
     if existed and (env.state.clusters.get(spec.name) or {}).get("status") == "creating":
         # Our creation never finished: kind installs no signal handler (no os/signal in kind v0.20.0's tree), so
         # a `kind create cluster` stopped by Ctrl-C leaves its node containers behind, kubeadm perhaps half-run,
@@ -298,9 +304,16 @@ def _kind_create(env: Env, step: Step, run: LabAction) -> bool:
     env.provider.create(spec)
     # Created and Ready: from here on a re-run reuses it (a failing provider check below is reported again on the
     # next run, not "fixed" by creating the same node once more).
-    env.state.cluster_created(spec.name, Path(env.provider.kubeconfig(spec)), env.provider.context(spec))
+    env.state.cluster_created(spec.name, Path(env.provider.kubeconfig(spec)), env.provider.context(spec),
+                              _identity(env.provider, spec))
     env.provider.verify(spec)
     return not existed
+
+
+def _identity(provider: Any, spec: ClusterSpec) -> str | None:
+    """The provider's identity of a cluster instance, if it has one (lab.kind: node container IDs)."""
+    ident = getattr(provider, "identity", None)
+    return ident(spec) if ident else None
 
 
 def _images_pull(env: Env, step: Step, run: LabAction) -> bool:
@@ -659,12 +672,20 @@ def down(*, home: Path | str | None = None, runner: Runner | None = None, out: T
         else:
             tools = hooks.tools(profile, runner)
             provider = hooks.provider(profile, home, tools, runner)
-            for name in ours:
+            for name, rec in ours.items():
                 spec = next((c for c in profile.clusters if c.name == name), None) or \
                     dataclasses.replace(profile.clusters[0], name=name)
                 t0 = hooks.clock()
-                deleted = provider.delete(spec)
-                word = "deleted" if deleted else "not found (no kind node labelled as this cluster; nothing deleted)"
+                current = _identity(provider, spec) if rec.get("identity") else None
+                if current and current != rec["identity"]:
+                    # same name, other instance: created outside the lab after the lab's was deleted; not ours
+                    deleted = False
+                    word = ("not deleted: a kind cluster of that name exists but it is not the one this lab created "
+                            "(other node containers); forgotten")
+                else:
+                    deleted = provider.delete(spec)
+                    word = "deleted" if deleted else \
+                        "not found (no kind node labelled as this cluster; nothing deleted)"
                 print(f"  {name:<9} {word} ({_duration(hooks.clock() - t0)})", file=out, flush=True)
                 Path(provider.kubeconfig(spec)).unlink(missing_ok=True)
                 state.forget_cluster_steps(name)

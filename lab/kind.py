@@ -289,6 +289,13 @@ class KindProvider:
     def exists(self, cluster: ClusterSpec) -> bool:
         return bool(self._containers(cluster))
 
+    def identity(self, cluster: ClusterSpec) -> str:
+        """The IDs of the cluster's node containers (sorted, comma-joined; "" if none). kind's label names the
+        cluster, not the instance: a cluster deleted and re-created under the same name has new container IDs."""
+        res = self.runner.run(["docker", "ps", "-a", "--filter", f"label={CLUSTER_LABEL}={cluster.name}",
+                               "--format", "{{.ID}}"], timeout=30, context=f"{cluster.name}: kind node IDs")
+        return ",".join(sorted(ln.strip() for ln in res.stdout.splitlines() if ln.strip()))
+
     def _kind_cluster(self, cluster: ClusterSpec) -> Any:
         leftover = Path(".pytest-kind") / cluster.name
         with _CWD_LOCK:

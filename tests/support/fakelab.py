@@ -58,6 +58,7 @@ class FakeCluster:
     objects: dict[tuple[str, str, str], dict] = field(default_factory=dict)  # (kind, namespace, name) -> object
     corefile: str = START_COREFILE
     coredns_restarts: int = 0
+    node_id: str = ""  # what `docker ps --format {{.ID}}` would show for its node container
 
 
 class FakeLab:
@@ -329,9 +330,14 @@ class FakeProvider:
         self.lab.runner.run(["kind", "create", "cluster", f"--name={cluster.name}"])
         with self.lab.lock:
             self.lab.clusters[cluster.name].exists = True
+            self.lab.clusters[cluster.name].node_id = f"{cluster.name}-node-{len(self.created) + 1}"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"# fake kubeconfig of {cluster.name}\n")
         self.created.append(cluster.name)
+
+    def identity(self, cluster: ClusterSpec) -> str:
+        c = self.lab.clusters[cluster.name]
+        return c.node_id if c.exists else ""
 
     def verify(self, cluster: ClusterSpec) -> None:
         return None

@@ -18,7 +18,7 @@ from lab.plan import Expect
 from lab.profile import load_profile
 from lab.shell import Result
 from lab.state import State
-from tests.support.fakelab import ISTIO_DIR, FakeLab, fail
+from tests.support.fakelab import ISTIO_DIR, FakeCluster, FakeLab, fail
 
 PROFILE = load_profile()
 
@@ -561,3 +561,56 @@ def test_a_lab_built_with_other_certificates_is_not_changed_in_place(lab):
     secret = lab.clusters["cluster1"].objects[("Secret", "istio-system", "cacerts")]
     sample_root = (ISTIO_DIR / "samples/certs/root-cert.pem").read_bytes()
     assert base64.b64decode(secret["data"]["root-cert.pem"]) == sample_root, "cacerts was not replaced"
+
+
+# --- a cluster of the lab's name that is not the lab's -------------------------------------------------------------
+def _recreated_outside_the_lab(lab: FakeLab) -> None:
+    # `kind delete cluster --name cluster1` then `kind create cluster --name cluster1` by the user: same name and
+    # label, other node containers
+    lab.clusters["cluster1"] = FakeCluster(exists=True, node_id="users-own-node")
+
+
+def test_up_records_the_node_identity_of_each_cluster_it_creates(lab):
+    up(lab)
+    clusters = State.load(lab.home).clusters
+    assert clusters["cluster1"]["identity"] == lab.clusters["cluster1"].node_id != ""
+    assert clusters["cluster2"]["identity"] == lab.clusters["cluster2"].node_id
+
+
+def test_up_refuses_a_cluster_of_its_name_recreated_outside_the_lab(lab):
+    up(lab)
+    _recreated_outside_the_lab(lab)
+    with pytest.raises(UsageError, match="not the one this lab created"):
+        up(lab)
+    assert lab.clusters["cluster1"].node_id == "users-own-node" and lab.provider.deleted == []
+
+
+def test_down_does_not_delete_a_cluster_of_its_name_recreated_outside_the_lab(lab):
+    up(lab)
+    _recreated_outside_the_lab(lab)
+    out = io.StringIO()
+    assert executor.down(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 0
+    assert lab.provider.deleted == ["cluster2"]
+    assert lab.clusters["cluster1"].exists and lab.clusters["cluster1"].node_id == "users-own-node"
+    assert "cluster1" in out.getvalue() and "not deleted" in out.getvalue()
+    assert not (lab.home / "state.json").exists(), "both forgotten: cluster1 is not the lab's any more"
+
+
+def test_a_lab_cluster_deleted_behind_its_back_and_interrupted_while_recreated_is_still_the_labs(lab, monkeypatch):
+    up(lab)
+    lab.clusters["cluster1"] = FakeCluster()  # `kind delete cluster --name cluster1` by someone
+    real_create = lab.provider.create
+
+    def killed_kind(cluster):
+        if cluster.name == "cluster1":  # kind made the node container, then Ctrl-C
+            lab.clusters["cluster1"].exists, lab.clusters["cluster1"].node_id = True, "half-made-node"
+            raise KeyboardInterrupt
+        real_create(cluster)
+
+    monkeypatch.setattr(lab.provider, "create", killed_kind)
+    with pytest.raises(KeyboardInterrupt):
+        up(lab)
+    monkeypatch.setattr(lab.provider, "create", real_create)
+    code, _ = up(lab)
+    assert code == 0, "the lab's own half-made cluster is not taken for someone else's"
+    assert "cluster1" in lab.provider.deleted, "and it is created again"

@@ -509,3 +509,11 @@ def test_a_failed_fallback_still_says_why_kind_load_failed_first(tmp_path):
     message = str(err.value)
     assert "no space left on device" in message and "unknown flag: --platform" in message
     assert len(message.splitlines()) == 1
+
+
+def test_identity_is_the_sorted_ids_of_the_clusters_labelled_node_containers(tmp_path):
+    runner = RecordingRunner(answers={("docker", "ps"): ok("f00dcafe0002\n0123abcd0001\n")})
+    p = provider(tmp_path, runner)
+    assert p.identity(p.profile.clusters[0]) == "0123abcd0001,f00dcafe0002"
+    assert runner.calls[-1] == ("docker", "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster=cluster1",
+                                "--format", "{{.ID}}")
