@@ -547,7 +547,10 @@ class LabAccess:
 
 
 def _first_pod(k: Kubectl, namespace: str, selector: str) -> str:
-    name = k.jsonpath("pods", "-n", namespace, "-l", selector, path="{.items[0].metadata.name}")
+    # The newest Running pod: after a rollout (lab up annotates the sleep pods for their stats) the replaced pod
+    # stays Running for its grace period, without the annotation, its sidecar already gone.
+    name = k.jsonpath("pods", "-n", namespace, "-l", selector, "--field-selector=status.phase=Running",
+                      "--sort-by=.metadata.creationTimestamp", path="{.items[-1:].metadata.name}")
     if not name:
         raise LabError(f"no pod with {selector} in {namespace} on {k.context}")
     return name

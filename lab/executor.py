@@ -17,6 +17,7 @@ import base64
 import dataclasses
 import json
 import re
+import signal
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ import yaml
 
 from lab import corefile, probe, serviceentry
 from lab import images as lab_images
-from lab.errors import LabError, NotReadyError, UsageError
+from lab.errors import CommandError, LabError, NotReadyError, UsageError
 from lab.kube import Kubectl
 from lab.plan import (
     SERVER_SIDE_APPLY,
@@ -282,14 +283,37 @@ def _kind_create(env: Env, step: Step, run: LabAction) -> bool:
         raise UsageError(
             f"a kind cluster named {spec.name} exists that this lab did not create (not in {env.state.path}); "
             f"delete it (`kind delete cluster --name {spec.name}`) or use another LAB_HOME")
+    recorded = (env.state.clusters.get(spec.name) or {}).get("identity")
+    if existed and recorded and _identity(env.provider, spec) not in (None, recorded):
+        raise UsageError(
+            f"the kind cluster {spec.name} is not the one this lab created (its node containers changed: it was "
+            f"deleted and created again outside the lab); `make lab-down` forgets it without deleting it, then "
+            f"delete it yourself (`kind delete cluster --name {spec.name}`) or use another LAB_HOME")
+    if existed and (env.state.clusters.get(spec.name) or {}).get("status") == "creating":
+        # Our creation never finished: kind installs no signal handler (no os/signal in kind v0.20.0's tree), so
+        # a `kind create cluster` stopped by Ctrl-C leaves its node containers behind, kubeadm perhaps half-run,
+        # and kind deletes them itself only when it fails on its own (pkg/cluster/internal/create/create.go,
+        # unless --retain). Reusing such a node would wait for a Ready that may never come: start again.
+        env.say(f"  {spec.name:<9} a creation of this cluster did not finish last time; deleting it to start again")
+        env.provider.delete(spec)
+        existed = False
     if not existed:
         # Recorded before creating: a creation interrupted half-way still counts as the lab's (`lab down`).
         env.state.cluster_intent(spec.name, getattr(env.provider, "name", "kind"))
     # The provider reuses an existing cluster (rewriting its kubeconfig if needed) and waits for its node.
     env.provider.create(spec)
+    # Created and Ready: from here on a re-run reuses it (a failing provider check below is reported again on the
+    # next run, not "fixed" by creating the same node once more).
+    env.state.cluster_created(spec.name, Path(env.provider.kubeconfig(spec)), env.provider.context(spec),
+                              _identity(env.provider, spec))
     env.provider.verify(spec)
-    env.state.cluster_created(spec.name, Path(env.provider.kubeconfig(spec)), env.provider.context(spec))
     return not existed
+
+
+def _identity(provider: Any, spec: ClusterSpec) -> str | None:
+    """The provider's identity of a cluster instance, if it has one (lab.kind: node container IDs)."""
+    ident = getattr(provider, "identity", None)
+    return ident(spec) if ident else None
 
 
 def _images_pull(env: Env, step: Step, run: LabAction) -> bool:
@@ -485,6 +509,10 @@ class Scheduler:
             if self.record:
                 env.state.mark_done(step.id, fp, env.clock() - started)
         except BaseException as err:  # noqa: BLE001 - recorded, reported, re-raised by the caller
+            if isinstance(err, CommandError) and err.returncode == -signal.SIGINT:
+                # Ctrl-C reaches the whole foreground process group: the kubectl/istioctl/kind this step ran died
+                # of the same SIGINT the main thread turns into KeyboardInterrupt. Report it as the interrupt.
+                err = KeyboardInterrupt()
             return Outcome(step, "failed", env.clock() - started, started - self.t0, err)
         return Outcome(step, status, env.clock() - started, started - self.t0)
 
@@ -571,6 +599,9 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
         provider = hooks.provider(profile, home, tools, runner)
         env = Env(profile, Paths(home, Path(tools.istio_dir)), runner, tools, provider, state, out,
                   hooks.sleep, hooks.clock)
+        if hasattr(provider, "sleep"):
+            # The provider's own wait (node Ready, up to TIMEOUTS.kind_create) must end at Ctrl-C like the plan's.
+            provider.sleep = env._sleep
         report = Scheduler(env, build(profile, env.paths)).run()
         print(summary(report, before={"tools": tools_seconds}), file=out, flush=True)
         state.set_run({"command": "up", "ok": not report.failed, "seconds": round(report.seconds, 1),
@@ -593,7 +624,9 @@ def _refuse_other_clusters(state: State, profile: Profile, home: Path) -> None:
         old = _recorded_profile(state)
     except LabError:
         return
-    keys = ("node_image", "kind_version", "clusters")
+    # cert_source too: istiod reads `cacerts` only when it starts (Istio 1.7.8 pilot/pkg/bootstrap/istio_ca.go), so
+    # re-applying it from another root leaves both istiods on the old one until some restart splits the mesh.
+    keys = ("node_image", "kind_version", "clusters", "cert_source")
     changed = [k for k in keys if getattr(old, k) != getattr(profile, k)]
     if changed:
         raise UsageError(f"the lab in {home} was built with another {', '.join(changed)}; run `make lab-down` "
@@ -639,12 +672,20 @@ def down(*, home: Path | str | None = None, runner: Runner | None = None, out: T
         else:
             tools = hooks.tools(profile, runner)
             provider = hooks.provider(profile, home, tools, runner)
-            for name in ours:
+            for name, rec in ours.items():
                 spec = next((c for c in profile.clusters if c.name == name), None) or \
                     dataclasses.replace(profile.clusters[0], name=name)
                 t0 = hooks.clock()
-                deleted = provider.delete(spec)
-                word = "deleted" if deleted else "not found (no kind node labelled as this cluster; nothing deleted)"
+                current = _identity(provider, spec) if rec.get("identity") else None
+                if current and current != rec["identity"]:
+                    # same name, other instance: created outside the lab after the lab's was deleted; not ours
+                    deleted = False
+                    word = ("not deleted: a kind cluster of that name exists but it is not the one this lab created "
+                            "(other node containers); forgotten")
+                else:
+                    deleted = provider.delete(spec)
+                    word = "deleted" if deleted else \
+                        "not found (no kind node labelled as this cluster; nothing deleted)"
                 print(f"  {name:<9} {word} ({_duration(hooks.clock() - t0)})", file=out, flush=True)
                 Path(provider.kubeconfig(spec)).unlink(missing_ok=True)
                 state.forget_cluster_steps(name)

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from lab.errors import PreflightError
-from lab.profile import Profile
+from lab.profile import Images, Profile
 
 # Relative to the extracted release (release-builder 1.7 ships manifests/examples; facts/istio-1.7.md §2).
 VALUES_FILE = Path("manifests/examples/multicluster/values-istio-multicluster-gateways.yaml")
@@ -55,8 +55,60 @@ def gateway_ports(node_port: int) -> list[dict]:
     return ports
 
 
+def image_values(profile: Profile) -> dict:
+    """`values` that make the install run the profile's Istio images where they differ from what istioctl renders by
+    default (an `images.*` override); {} for the default images, which istioctl's own hub/tag already names.
+
+    Istio 1.7.8 charts use a value as the whole image reference when it contains "/":
+    istio-discovery templates/deployment.yaml (`pilot.image`), files/injection-template.yaml (`global.proxy.image`,
+    `global.proxy_init.image`), gateways/istio-{ingress,egress} templates/deployment.yaml (`global.proxy.image`);
+    istiocoredns templates/deployment.yaml renders `coreDNSImage:coreDNSTag` and `coreDNSPluginImage` as given.
+    Field names per operator/pkg/apis/istio/v1alpha1/values_types.proto (PilotConfig, ProxyConfig, ProxyInitConfig,
+    IstioCorednsConfig)."""
+    chosen = profile.images.resolved(profile.istio_version)
+    default = Images().resolved(profile.istio_version)
+    changed = {k: v for k, v in chosen.items() if v != default.get(k)}
+    values: dict = {}
+    if "pilot" in changed:
+        values["pilot"] = {"image": _with_slash(changed["pilot"])}
+    if "proxyv2" in changed:
+        ref = _with_slash(changed["proxyv2"])
+        values["global"] = {"proxy": {"image": ref}, "proxy_init": {"image": ref}}
+    coredns: dict = {}
+    if "coredns" in changed:
+        name, tag = _split_tag(changed["coredns"])
+        coredns.update(coreDNSImage=name, coreDNSTag=tag)
+    if "coredns_plugin" in changed:
+        coredns["coreDNSPluginImage"] = changed["coredns_plugin"]
+    if coredns:
+        values["istiocoredns"] = coredns
+    return values
+
+
+def _with_slash(ref: str) -> str:
+    # a bare name ("pilot:x") would be read as a name under the hub; Docker reads it as docker.io/library/<name>
+    return ref if "/" in ref else f"docker.io/library/{ref}"
+
+
+def _split_tag(ref: str) -> tuple[str, str]:
+    name, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:
+        return ref, "latest"
+    return name, tag
+
+
+def _merge(into: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
 def overlay(profile: Profile) -> dict:
     """The IstioOperator overlay (see module docstring)."""
+    values = _merge({"global": {"imagePullPolicy": "IfNotPresent"}}, image_values(profile))
     return {
         "apiVersion": "install.istio.io/v1alpha1",
         "kind": "IstioOperator",
@@ -71,7 +123,7 @@ def overlay(profile: Profile) -> dict:
                     }
                 ]
             },
-            "values": {"global": {"imagePullPolicy": "IfNotPresent"}},
+            "values": values,
         },
     }
 

@@ -252,13 +252,16 @@ class KindProvider:
     name = "kind"
 
     def __init__(self, profile: Profile, state_dir: Path, tools: Any, runner: Runner, *,
-                 cluster_factory: ClusterFactory = _default_factory) -> None:
-        """`tools` is a lab.tools.Tools; `state_dir` holds kubeconfig/<cluster> and kind/<cluster>.yaml."""
+                 cluster_factory: ClusterFactory = _default_factory,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        """`tools` is a lab.tools.Tools; `state_dir` holds kubeconfig/<cluster> and kind/<cluster>.yaml.
+        `sleep` is the wait between polls (lab.retry.poll); the executor sets it to one an interrupt cuts short."""
         self.profile = profile
         self.state_dir = Path(state_dir)
         self.tools = tools
         self.runner = runner
         self._factory = cluster_factory
+        self.sleep = sleep
 
     # --- names and paths -------------------------------------------------------------------------------------
     def kubeconfig(self, cluster: ClusterSpec) -> Path:
@@ -286,6 +289,13 @@ class KindProvider:
     def exists(self, cluster: ClusterSpec) -> bool:
         return bool(self._containers(cluster))
 
+    def identity(self, cluster: ClusterSpec) -> str:
+        """The IDs of the cluster's node containers (sorted, comma-joined; "" if none). kind's label names the
+        cluster, not the instance: a cluster deleted and re-created under the same name has new container IDs."""
+        res = self.runner.run(["docker", "ps", "-a", "--filter", f"label={CLUSTER_LABEL}={cluster.name}",
+                               "--format", "{{.ID}}"], timeout=30, context=f"{cluster.name}: kind node IDs")
+        return ",".join(sorted(ln.strip() for ln in res.stdout.splitlines() if ln.strip()))
+
     def _kind_cluster(self, cluster: ClusterSpec) -> Any:
         leftover = Path(".pytest-kind") / cluster.name
         with _CWD_LOCK:
@@ -302,12 +312,26 @@ class KindProvider:
                         break
         return kc
 
+    def _clear_kubeconfig_lock(self, cluster: ClusterSpec) -> None:
+        """Remove `<kubeconfig>.lock` left by a kind that was killed while writing the lab's kubeconfig.
+
+        kind takes that lock with O_CREATE|O_EXCL around every kubeconfig write and removes it afterwards
+        (pkg/cluster/internal/kubeconfig/internal/kubeconfig/lock.go, the client-go convention; same at v0.17.0 and
+        v0.20.0), and installs no signal handler: after a Ctrl-C at the wrong moment every later `kind create`,
+        `kind export kubeconfig` and `kind delete` fails with "failed to lock config file". The file is the lab's
+        own, one per cluster, and the provider runs only under the lab's lock, so no live kind holds it."""
+        lock = self.kubeconfig(cluster).with_name(self.kubeconfig(cluster).name + ".lock")
+        if lock.exists():
+            log.info("%s: removing %s left by an interrupted kind", cluster.name, lock)
+            lock.unlink(missing_ok=True)
+
     def create(self, cluster: ClusterSpec) -> None:
         config = self.config_path(cluster)
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(config_yaml(self.profile, cluster))
         kubeconfig = self.kubeconfig(cluster)
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        self._clear_kubeconfig_lock(cluster)
         existed = self.exists(cluster)
         if not existed:
             kc = self._kind_cluster(cluster)
@@ -335,7 +359,7 @@ class KindProvider:
             if not node_ready(res.stdout):
                 raise NotYet(f"nodes not Ready: {res.stdout.strip() or 'none listed'}")
 
-        poll(ready, timeout=timeout, what=f"{cluster.name}: node Ready")
+        poll(ready, timeout=timeout, what=f"{cluster.name}: node Ready", sleep=self.sleep)
 
     def verify(self, cluster: ClusterSpec) -> None:
         if not needs_dns_check(self.profile):
@@ -352,6 +376,7 @@ class KindProvider:
             log.info("%s: no container labelled %s=%s; nothing to delete", cluster.name, CLUSTER_LABEL,
                      cluster.name)
             return False
+        self._clear_kubeconfig_lock(cluster)
         kc = self._kind_cluster(cluster)
         try:
             kc.delete()
@@ -371,7 +396,17 @@ class KindProvider:
                 # (kind #4066): save just the one platform and load the archive (kind PR #4247).
                 log.info("%s: kind load docker-image %s failed (%s); loading a %s archive instead",
                          cluster.name, image, first, PLATFORM)
-                self._load_archive(cluster, image)
+                try:
+                    self._load_archive(cluster, image)
+                except CommandError as second:
+                    # Say both: before Docker 28 `docker image save` has no --platform (docs.docker.com reference for
+                    # docker image save: "API 1.48+"), and that error alone would
+                    # hide why `kind load docker-image` failed in the first place.
+                    first_tail = " | ".join(ln for ln in first.output.strip().splitlines()[-2:] if ln.strip())
+                    raise CommandError(second.argv, second.returncode, second.output,
+                                       f"{cluster.name}: `kind load docker-image {image}` failed "
+                                       f"({first_tail or f'exit {first.returncode}'}), and so did its "
+                                       f"{PLATFORM} archive fallback (kind #4066)") from first
 
     def _load_archive(self, cluster: ClusterSpec, image: str) -> None:
         scratch = self.state_dir / "tmp"

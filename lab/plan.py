@@ -53,6 +53,14 @@ SAMPLE_HTTPBIN = "samples/httpbin/httpbin.yaml"
 # The images the 1.7.x samples name (unpinned upstream); the profile decides what actually runs.
 SAMPLE_IMAGES = {"sleep": "governmentpaas/curl-ssl", "httpbin": "docker.io/kennethreitz/httpbin"}
 CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
+# The sidecar's Envoy keeps only the stats its bootstrap's stats_matcher includes: Istio 1.7.8
+# tools/packaging/common/envoy_bootstrap.json (inclusion_list) filled by pkg/bootstrap/config.go getStatsOptions, whose
+# only default is requiredEnvoyStatsMatcherInclusionPrefixes (cluster_manager, listener_manager, server,
+# cluster.xds-grpc, ...). `ssl.fail_verify_error` (what lab doctor reads to tell a root-of-trust mismatch) is there
+# only with this pod annotation (pilot/pkg/model/context.go BootstrapNodeMetadata.StatsInclusionSuffixes, passed by
+# files/injection-template.yaml as ISTIO_METAJSON_ANNOTATIONS). The bootstrap is written when the pod starts, so
+# the annotation goes on the pod template of the clients (sleep), before their rollout is awaited.
+STATS_ANNOTATION = ("sidecar.istio.io/statsInclusionSuffixes", "ssl.fail_verify_error")
 SHELL_BASES = ("LAB_HOME", "ISTIO_DIR")
 
 
@@ -430,9 +438,21 @@ def _app_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, str]) -> l
                           Manifest(n, _sample(rel, app, images), ns), needs=(f"{n}/ns-{ns}",), phase="apps",
                           verify=Check(kubectl(c, "-n", ns, "get", "deployment", app, "-o", "name"),
                                        Expect("exit0"), 0)))
+    key, value = STATS_ANNOTATION
+    patch = json.dumps({"spec": {"template": {"metadata": {"annotations": {key: value}}}}}, separators=(",", ":"))
+    steps.append(Step(
+        f"{n}/sleep-stats", n, S_APPS, f"sleep in {ns}: pod annotation {key}={value} (for lab doctor)",
+        # A merge patch of the pod template, not an edit of the release's sample: `kubectl apply` of the sample
+        # later keeps it (it is not in the last-applied annotation), and the shell script replays it as is.
+        Command(kubectl(c, "-n", ns, "patch", "deployment", "sleep", "--type", "merge", "-p", patch)),
+        needs=(f"{n}/sleep",), phase="apps",
+        verify=Check(kubectl(c, "-n", ns, "get", "deployment", "sleep", "-o",
+                             "jsonpath={.spec.template.metadata.annotations." + key.replace(".", "\\.") + "}"),
+                     Expect("equals", value), 0)))
     for app, _ in apps:
+        after = f"{n}/sleep-stats" if app == "sleep" else f"{n}/{app}"
         steps.append(Step(f"{n}/{app}-ready", n, S_APPS, f"{app} in {ns} rolled out (with its sidecar)",
-                          _rollout(c, ns, app), needs=(f"{n}/{app}",), phase="apps"))
+                          _rollout(c, ns, app), needs=(after,), phase="apps"))
     return steps
 
 
@@ -475,9 +495,13 @@ def _serviceentry_steps(profile: Profile) -> list[Step]:
 
 
 def sleep_pod(c: ClusterSpec, namespace: str) -> Lookup:
-    # The write-up's SLEEP_POD; only a Running pod, so that a terminating one left by a rollout is not picked.
+    # The write-up's SLEEP_POD: the newest Running pod. A pod being deleted keeps phase Running until its containers
+    # stop, and the sample's sleep (`/bin/sleep` as PID 1 ignores SIGTERM) takes its whole 30 s grace period, while
+    # its sidecar drains and exits within seconds; `rollout status` does not wait for it (terminating pods are not
+    # counted). After the `sleep-stats` rollout the old pod is still listed: take the newest, not `.items[0]`.
     return lookup(c, "-n", namespace, "pod", "-l", "app=sleep", "--field-selector=status.phase=Running",
-                  jsonpath="{.items[0].metadata.name}", what=f"sleep pod in {namespace}")
+                  "--sort-by=.metadata.creationTimestamp", jsonpath="{.items[-1:].metadata.name}",
+                  what=f"sleep pod in {namespace}")
 
 
 def curl_check(c: ClusterSpec, namespace: str) -> Check:

@@ -123,8 +123,11 @@ class Prober:
     timeouts: dict[str, float] = field(default_factory=lambda: {"exec": 60.0})
 
     def pod(self, namespace: str, selector: str) -> str:
+        # The newest Running pod: one being replaced stays Running until its containers stop (the sample's sleep,
+        # PID 1, ignores SIGTERM for the whole grace period) while its sidecar has already drained and exited.
         name = self.kubectl.jsonpath("pods", "-n", namespace, "-l", selector,
-                                     "--field-selector=status.phase=Running", path="{.items[0].metadata.name}")
+                                     "--field-selector=status.phase=Running", "--sort-by=.metadata.creationTimestamp",
+                                     path="{.items[-1:].metadata.name}")
         if not name:
             raise LabError(f"no running pod with {selector} in {namespace} on {self.kubectl.context}; "
                            "run `make lab-up` (or `python -m lab status`)")

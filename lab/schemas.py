@@ -199,6 +199,12 @@ _SCALARS: dict[str, dict] = {
 # Values and `meshConfig` as MeshConfig, operator/pkg/validate/validate.go DefaultValidations).
 _FIELD_MESSAGE = {("IstioOperatorSpec", "mesh_config"): "MeshConfig", ("IstioOperatorSpec", "values"): "Values"}
 _MESH_ENUMS = ("IngressControllerMode", "AuthPolicy", "AccessLogEncoding", "H2UpgradePolicy")
+# Values fields whose Go name istioctl rewrites to the name values.yaml and the charts use (Istio 1.7.8
+# operator/pkg/apis/istio/fixup_structs/main.go valuesNameMapping; values_types.pb.go then carries
+# `name=proxy_init` / `json:"proxy_init"`): the default profile itself writes `global.proxy_init`, and the injection
+# template reads `.Values.global.proxy_init.image`.
+_VALUES_NAME_MAPPING = {"proxyInit": "proxy_init", "istioEgressgateway": "istio-egressgateway",
+                        "istioIngressgateway": "istio-ingressgateway"}
 
 
 def _camel(name: str) -> str:
@@ -233,6 +239,8 @@ def _iop_schema() -> dict:
             # jsonpb accepts the proto field name and its lowerCamelCase JSON name.
             props[field] = schema
             props[_camel(field)] = schema
+            if field in _VALUES_NAME_MAPPING:
+                props[_VALUES_NAME_MAPPING[field]] = schema
         defs[msg] = {"type": "object", "properties": props, "additionalProperties": False}
     return {
         "definitions": defs,

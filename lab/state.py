@@ -108,16 +108,22 @@ class State:
 
     # --- clusters ------------------------------------------------------------------------------------------
     def cluster_intent(self, name: str, provider: str = "kind") -> None:
-        """Before creating: a cluster interrupted mid-creation is still known to be the lab's."""
+        """Before creating: a cluster interrupted mid-creation is still known to be the lab's. Also when the lab
+        creates again a cluster of its own that disappeared: the old instance's identity no longer applies."""
         with self._lock:
-            self.data["clusters"].setdefault(name, {"provider": provider, "created_by_lab": True,
-                                                    "status": "creating", "since": _now()})
+            rec = self.data["clusters"].setdefault(name, {"provider": provider, "created_by_lab": True})
+            rec.update({"status": "creating", "since": _now()})
+            rec.pop("identity", None)
             self.save()
 
-    def cluster_created(self, name: str, kubeconfig: Path, context: str) -> None:
+    def cluster_created(self, name: str, kubeconfig: Path, context: str, identity: str | None = None) -> None:
+        """`identity`: what the provider says tells this cluster from another of the same name (kind: the node
+        container IDs), so that a cluster deleted and re-created outside the lab is not taken for the lab's."""
         with self._lock:
             rec = self.data["clusters"].setdefault(name, {"provider": "kind", "created_by_lab": True})
             rec.update({"status": "created", "kubeconfig": str(kubeconfig), "context": context})
+            if identity:
+                rec["identity"] = identity
             self.save()
 
     def owns_cluster(self, name: str) -> bool:

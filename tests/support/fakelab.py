@@ -58,6 +58,7 @@ class FakeCluster:
     objects: dict[tuple[str, str, str], dict] = field(default_factory=dict)  # (kind, namespace, name) -> object
     corefile: str = START_COREFILE
     coredns_restarts: int = 0
+    node_id: str = ""  # what `docker ps --format {{.ID}}` would show for its node container
 
 
 class FakeLab:
@@ -154,6 +155,8 @@ class FakeLab:
                     else fail(f'Error from server (NotFound): deployments.apps "{name}" not found')
             if verb == "exec":
                 return self._exec(c, cluster, rest)
+            if verb == "patch":
+                return self._patch(c, ns or "default", rest)
             if verb in ("wait", "delete"):
                 if verb == "delete":
                     self._delete(c, ns, rest)
@@ -187,6 +190,17 @@ class FakeLab:
             c.objects[(kind, obj_ns, meta["name"])] = doc
             out.append(f"{kind.lower()}/{meta['name']} configured")
         return ok("\n".join(out) + "\n")
+
+    def _patch(self, c: FakeCluster, ns: str, rest: list[str]) -> Result:
+        # only what the plan uses: `patch deployment NAME --type merge -p JSON` (RFC 7386 merge)
+        kind, name = rest[1], rest[2]
+        if kind != "deployment" or rest[rest.index("--type") + 1] != "merge":
+            return fail(f"fake kubectl patch: unexpected {rest}")
+        obj = c.objects.get(("Deployment", ns, name))
+        if obj is None:
+            return fail(f'Error from server (NotFound): deployments.apps "{name}" not found')
+        _merge(obj, json.loads(rest[rest.index("-p") + 1]))
+        return ok(f"deployment.apps/{name} patched\n")
 
     def _delete(self, c: FakeCluster, ns: str | None, rest: list[str]) -> None:
         if rest[1] == "ns":
@@ -245,6 +259,12 @@ class FakeLab:
         if what.startswith("serviceentries") and "-A" in args:
             return ok("".join(f"{k[1]}/{k[2]} {o['spec']['hosts']} {o['spec']['addresses']} x\n"
                               for k, o in sorted(c.objects.items()) if k[0] == "ServiceEntry"))
+        if what == "deployment" and "annotations" in out:
+            obj = c.objects.get(("Deployment", ns, name))
+            if obj is None:
+                return notfound
+            key = out.split(".annotations.", 1)[1].rstrip("}").replace("\\.", ".")
+            return ok(((obj["spec"]["template"]["metadata"].get("annotations")) or {}).get(key, ""))
         if what == "deployment":
             if name == "istiod":
                 return ok(self.profile.images.resolved(self.profile.istio_version)["pilot"]) if c.istio else notfound
@@ -310,9 +330,14 @@ class FakeProvider:
         self.lab.runner.run(["kind", "create", "cluster", f"--name={cluster.name}"])
         with self.lab.lock:
             self.lab.clusters[cluster.name].exists = True
+            self.lab.clusters[cluster.name].node_id = f"{cluster.name}-node-{len(self.created) + 1}"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"# fake kubeconfig of {cluster.name}\n")
         self.created.append(cluster.name)
+
+    def identity(self, cluster: ClusterSpec) -> str:
+        c = self.lab.clusters[cluster.name]
+        return c.node_id if c.exists else ""
 
     def verify(self, cluster: ClusterSpec) -> None:
         return None
@@ -329,3 +354,14 @@ class FakeProvider:
     def load_images(self, cluster: ClusterSpec, images) -> None:
         for image in images:
             self.lab.runner.run(["kind", "load", "docker-image", "--name", cluster.name, image])
+
+
+def _merge(target: dict, patch: dict) -> None:
+    """JSON merge patch (RFC 7386), as `kubectl patch --type merge` sends it."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value

@@ -556,3 +556,15 @@ def test_cli_doctor_prints_hops_and_exits_1_on_a_broken_hop(monkeypatch, capsys)
     assert printed[-1]["name"] == "gateway-reachable" and printed[-1]["status"] == BROKEN
     assert cli.main(["doctor"]) == 1
     assert capsys.readouterr().out.rstrip().endswith("first broken hop: gateway-reachable")
+
+
+def test_collect_reads_the_sidecar_of_the_newest_running_sleep_pod(tmp_path):
+    # after lab up's sleep-stats rollout the replaced pod (no stats annotation, sidecar gone) is still listed
+    profile = load_profile()
+    runner, ks = _answers(profile, tmp_path)
+    doctor.collect(doctor.LabAccess(profile, ks))
+    lookups = [c for c in runner.calls if c[5:11] == ("get", "pods", "-n", "foo", "-l", "app=sleep")]
+    assert lookups
+    for call in lookups:
+        assert "--field-selector=status.phase=Running" in call and "--sort-by=.metadata.creationTimestamp" in call
+        assert call[-1] == "jsonpath={.items[-1:].metadata.name}"

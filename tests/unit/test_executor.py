@@ -3,6 +3,7 @@ lock, interrupt, and the pure helpers it is made of."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import threading
@@ -17,7 +18,7 @@ from lab.plan import Expect
 from lab.profile import load_profile
 from lab.shell import Result
 from lab.state import State
-from tests.support.fakelab import ISTIO_DIR, FakeLab, fail
+from tests.support.fakelab import ISTIO_DIR, FakeCluster, FakeLab, fail
 
 PROFILE = load_profile()
 
@@ -458,9 +459,158 @@ def test_every_cluster_command_of_a_run_uses_the_lab_own_kubeconfig(lab):
             assert "--context" in call
 
 
-def test_a_cluster_whose_creation_was_interrupted_is_still_the_lab_s_and_is_reused(lab):
+def test_a_cluster_whose_creation_was_interrupted_is_still_the_lab_s_and_ends_created(lab):
     State(lab.home).cluster_intent("cluster1")  # recorded, then the run died before kind finished
     lab.clusters["cluster1"].exists = True
     code, _ = up(lab)
     assert code == 0
     assert State.load(lab.home).clusters["cluster1"]["status"] == "created"
+
+
+# --- the stats annotation lab doctor needs ---------------------------------------------------------------------
+def _stats_annotation(lab: FakeLab, cluster: str, ns: str) -> str | None:
+    obj = lab.clusters[cluster].objects[("Deployment", ns, "sleep")]
+    return (obj["spec"]["template"]["metadata"].get("annotations") or {}).get("sidecar.istio.io/statsInclusionSuffixes")
+
+
+def test_up_leaves_every_sleep_pod_template_with_the_stats_annotation(lab):
+    code, _ = up(lab)
+    assert code == 0
+    assert _stats_annotation(lab, "cluster1", "foo") == "ssl.fail_verify_error"
+    assert _stats_annotation(lab, "cluster2", "bar") == "ssl.fail_verify_error"
+    calls = lab.commands("cluster1")
+    patch = index(calls, lambda c: "patch" in c and "sleep" in c)
+    assert index(calls, lambda c: "rollout" in c and "deployment/sleep" in c) > patch, \
+        "the rollout awaited is the annotated one"
+
+
+def test_a_sleep_deployment_recreated_on_rerun_gets_the_annotation_again(lab):
+    up(lab)
+    del lab.clusters["cluster1"].objects[("Deployment", "foo", "sleep")]
+    code, _ = up(lab)
+    assert code == 0
+    assert _stats_annotation(lab, "cluster1", "foo") == "ssl.fail_verify_error"
+
+
+# --- an interrupted cluster creation -----------------------------------------------------------------------------
+def test_a_cluster_whose_creation_never_finished_is_deleted_and_created_again(lab):
+    # What Ctrl-C during `kind create cluster` leaves: the intent recorded, node containers labelled for the cluster
+    # (kind has no signal handler, so it does not clean up), and the kubeconfig pytest_kind touched.
+    state = State(lab.home)
+    state.cluster_intent("cluster1")
+    lab.clusters["cluster1"].exists = True
+    kubeconfig = lab.provider.kubeconfig(PROFILE.clusters[0])
+    kubeconfig.parent.mkdir(parents=True)
+    kubeconfig.write_text("")
+    code, out = up(lab)
+    assert code == 0
+    assert lab.provider.deleted == ["cluster1"]
+    assert sorted(lab.provider.created) == ["cluster1", "cluster2"]
+    assert "did not finish last time" in out
+    assert State.load(lab.home).clusters["cluster1"]["status"] == "created"
+
+
+def test_a_cluster_the_lab_finished_creating_is_reused_on_rerun(lab):
+    up(lab)
+    code, _ = up(lab)
+    assert code == 0
+    assert lab.provider.deleted == [] and sorted(lab.provider.created) == ["cluster1", "cluster2"]
+
+
+def test_a_failing_provider_check_after_creation_does_not_recreate_the_cluster_next_time(lab, monkeypatch):
+    def verify(cluster):
+        raise PreflightError("cluster1-control-plane: Docker's DNS DNAT rules lost '--dport 53'")
+
+    monkeypatch.setattr(lab.provider, "verify", verify)
+    with pytest.raises(PreflightError):
+        up(lab)
+    with pytest.raises(PreflightError):
+        up(lab)
+    assert lab.provider.deleted == [], "the same node image would fail the same way: say so again, cheaply"
+
+
+def test_up_hands_the_provider_a_sleep_that_an_interrupt_cuts_short(lab):
+    lab.provider.sleep = None  # lab.kind.KindProvider's attribute: the wait between its node-Ready polls
+    code, _ = up(lab)
+    assert code == 0
+    sleep = lab.provider.sleep
+    assert sleep is not None
+    sleep(0)  # not interrupted: returns
+    sleep.__self__.stop.set()  # what Scheduler.run does on Ctrl-C
+    with pytest.raises(KeyboardInterrupt):
+        sleep(0)
+
+
+def test_a_command_killed_by_the_users_ctrl_c_is_reported_as_the_interrupt(lab):
+    # SIGINT goes to the whole process group: istioctl dies of it (subprocess returncode -2) as Python raises
+    # KeyboardInterrupt in the main thread; the step must read "interrupted", and the run end as an interrupt.
+    lab.fail_when(lambda a: a[0] == "istioctl" and "kind-cluster1" in a, Result((), -2, "", ""))
+    out = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        executor.up(PROFILE, home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab))
+    line = next(ln for ln in out.getvalue().splitlines() if " cluster1/istio " in ln)
+    assert "failed" in line
+    assert "-> interrupted" in out.getvalue().split(" cluster1/istio ", 1)[1].splitlines()[1]
+
+
+def test_a_lab_built_with_other_certificates_is_not_changed_in_place(lab):
+    up(lab)
+    generated = load_profile(overrides={"cert_source": "generated"})
+    with pytest.raises(UsageError, match="built with another cert_source; run `make lab-down`"):
+        executor.up(generated, home=lab.home, runner=lab.runner, out=io.StringIO(), hooks=hooks(lab))
+    secret = lab.clusters["cluster1"].objects[("Secret", "istio-system", "cacerts")]
+    sample_root = (ISTIO_DIR / "samples/certs/root-cert.pem").read_bytes()
+    assert base64.b64decode(secret["data"]["root-cert.pem"]) == sample_root, "cacerts was not replaced"
+
+
+# --- a cluster of the lab's name that is not the lab's -------------------------------------------------------------
+def _recreated_outside_the_lab(lab: FakeLab) -> None:
+    # `kind delete cluster --name cluster1` then `kind create cluster --name cluster1` by the user: same name and
+    # label, other node containers
+    lab.clusters["cluster1"] = FakeCluster(exists=True, node_id="users-own-node")
+
+
+def test_up_records_the_node_identity_of_each_cluster_it_creates(lab):
+    up(lab)
+    clusters = State.load(lab.home).clusters
+    assert clusters["cluster1"]["identity"] == lab.clusters["cluster1"].node_id != ""
+    assert clusters["cluster2"]["identity"] == lab.clusters["cluster2"].node_id
+
+
+def test_up_refuses_a_cluster_of_its_name_recreated_outside_the_lab(lab):
+    up(lab)
+    _recreated_outside_the_lab(lab)
+    with pytest.raises(UsageError, match="not the one this lab created"):
+        up(lab)
+    assert lab.clusters["cluster1"].node_id == "users-own-node" and lab.provider.deleted == []
+
+
+def test_down_does_not_delete_a_cluster_of_its_name_recreated_outside_the_lab(lab):
+    up(lab)
+    _recreated_outside_the_lab(lab)
+    out = io.StringIO()
+    assert executor.down(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 0
+    assert lab.provider.deleted == ["cluster2"]
+    assert lab.clusters["cluster1"].exists and lab.clusters["cluster1"].node_id == "users-own-node"
+    assert "cluster1" in out.getvalue() and "not deleted" in out.getvalue()
+    assert not (lab.home / "state.json").exists(), "both forgotten: cluster1 is not the lab's any more"
+
+
+def test_a_lab_cluster_deleted_behind_its_back_and_interrupted_while_recreated_is_still_the_labs(lab, monkeypatch):
+    up(lab)
+    lab.clusters["cluster1"] = FakeCluster()  # `kind delete cluster --name cluster1` by someone
+    real_create = lab.provider.create
+
+    def killed_kind(cluster):
+        if cluster.name == "cluster1":  # kind made the node container, then Ctrl-C
+            lab.clusters["cluster1"].exists, lab.clusters["cluster1"].node_id = True, "half-made-node"
+            raise KeyboardInterrupt
+        real_create(cluster)
+
+    monkeypatch.setattr(lab.provider, "create", killed_kind)
+    with pytest.raises(KeyboardInterrupt):
+        up(lab)
+    monkeypatch.setattr(lab.provider, "create", real_create)
+    code, _ = up(lab)
+    assert code == 0, "the lab's own half-made cluster is not taken for someone else's"
+    assert "cluster1" in lab.provider.deleted, "and it is created again"

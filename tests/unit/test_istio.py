@@ -130,3 +130,42 @@ def test_strict_validation_would_catch_a_misspelt_overlay_field():
     bad["spec"]["components"]["ingressGateways"][0]["k8s"]["service"]["ports"][3]["nodeport"] = 31443
     with pytest.raises(ValidationError):
         schemas.validate_istio(bad)
+
+
+# --- Istio images the profile overrides --------------------------------------------------------------------------
+MIRRORED = {"images.pilot": "reg.example:5000/istio/pilot:1.7.8",
+            "images.proxyv2": "reg.example:5000/istio/proxyv2:1.7.8",
+            "images.coredns": "reg.example:5000/coredns/coredns:1.6.2",
+            "images.coredns_plugin": "reg.example:5000/istio/coredns-plugin:0.2-istio-1.1"}
+
+
+@pytest.mark.parametrize("name", ["default", "writeup"])
+def test_default_images_leave_the_image_values_to_istioctl(name):
+    # istioctl renders docker.io/istio/<image>:<its version> itself; the overlay must not repeat or change it
+    assert istio.overlay(load_profile(name))["spec"]["values"] == {"global": {"imagePullPolicy": "IfNotPresent"}}
+
+
+def test_overridden_istio_images_reach_the_install_so_the_loaded_images_are_the_ones_run():
+    profile = load_profile(overrides=MIRRORED)
+    values = istio.overlay(profile)["spec"]["values"]
+    # Istio 1.7.8 charts take a value containing "/" as the whole image reference (istio-discovery deployment,
+    # injection template, gateway deployments); istiocoredns renders coreDNSImage:coreDNSTag.
+    assert values["pilot"] == {"image": MIRRORED["images.pilot"]}
+    assert values["global"]["proxy"] == {"image": MIRRORED["images.proxyv2"]}
+    assert values["global"]["proxy_init"] == {"image": MIRRORED["images.proxyv2"]}
+    assert values["global"]["imagePullPolicy"] == "IfNotPresent"
+    coredns = values["istiocoredns"]
+    assert f"{coredns['coreDNSImage']}:{coredns['coreDNSTag']}" == MIRRORED["images.coredns"]
+    assert coredns["coreDNSPluginImage"] == MIRRORED["images.coredns_plugin"]
+
+
+def test_the_overlay_with_overridden_images_passes_strict_validation():
+    from lab import schemas
+
+    schemas.validate_istio(istio.overlay(load_profile(overrides=MIRRORED)))
+
+
+def test_only_the_overridden_image_is_set():
+    values = istio.overlay(load_profile(overrides={"images.coredns_plugin": "example/plugin:1"}))["spec"]["values"]
+    assert values == {"global": {"imagePullPolicy": "IfNotPresent"},
+                      "istiocoredns": {"coreDNSPluginImage": "example/plugin:1"}}

@@ -437,3 +437,83 @@ def test_the_shell_3054_check_agrees_with_the_python_one(vector, passes):
     script = line.replace("docker exec cluster1-control-plane iptables-save -t nat", f"cat {rules}")
     assert (subprocess.run(["bash", "-c", script], capture_output=True).returncode == 0) is passes
     assert (kind.dns_dnat_problem(rules.read_text()) is None) is passes
+
+
+def test_the_wait_for_node_ready_uses_the_sleep_it_is_given_so_an_interrupt_ends_it(tmp_path):
+    runner = RecordingRunner(answers={("docker", "ps"): ok(""),
+                                      (str(FakeTools.kubectl),): ok("cluster1-control-plane=False\n")})
+    p = provider(tmp_path, runner)
+
+    def interrupted(_seconds):
+        raise KeyboardInterrupt  # what the executor's sleep does once Ctrl-C has set its stop event
+
+    p.sleep = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        p.wait_ready(p.profile.clusters[0], timeout=300)
+    assert sum(1 for call in runner.calls if call[0] == str(FakeTools.kubectl)) == 1
+
+
+class LockCheckingKindCluster(FakeKindCluster):
+    """kind fails as it does when `<kubeconfig>.lock` exists (O_EXCL create in its kubeconfig lock.go)."""
+
+    def _locked(self) -> bool:
+        return Path(str(self.kwargs["kubeconfig"]) + ".lock").exists()
+
+    def create(self, config_file=None):
+        if self._locked():
+            raise subprocess.CalledProcessError(1, ["kind", "create", "cluster"],
+                                                output=b"ERROR: failed to lock config file: file exists")
+        super().create(config_file)
+
+    def delete(self):
+        if self._locked():
+            raise subprocess.CalledProcessError(1, ["kind", "delete", "cluster"],
+                                                output=b"ERROR: failed to lock config file: file exists")
+        super().delete()
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_kubeconfig_lock_left_by_a_killed_kind_does_not_block_the_next_create(tmp_path, existing):
+    nodes = "cluster1-control-plane\n" if existing else ""
+    runner = RecordingRunner(answers={("docker", "ps"): ok(nodes), (str(FakeTools.kubectl),): ready_nodes})
+    p = kind.KindProvider(load_profile("default"), tmp_path / "state", FakeTools(), runner,
+                          cluster_factory=LockCheckingKindCluster)
+    c = p.profile.clusters[0]
+    lock = Path(str(p.kubeconfig(c)) + ".lock")
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")
+    p.create(c)  # kind export kubeconfig (existing cluster) would fail the same way with the lock there
+    assert not lock.exists()
+
+
+def test_a_kubeconfig_lock_left_by_a_killed_kind_does_not_block_delete(tmp_path):
+    runner = RecordingRunner(answers={("docker", "ps"): ok("cluster1-control-plane\n")})
+    p = kind.KindProvider(load_profile("default"), tmp_path / "state", FakeTools(), runner,
+                          cluster_factory=LockCheckingKindCluster)
+    c = p.profile.clusters[0]
+    lock = Path(str(p.kubeconfig(c)) + ".lock")
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")
+    assert p.delete(c) is True
+    assert [i.calls for i in LockCheckingKindCluster.instances] == [[("delete",)]]
+
+
+def test_a_failed_fallback_still_says_why_kind_load_failed_first(tmp_path):
+    # Docker before 28 has no `docker image save --platform`: its error alone would hide the real cause.
+    runner = RecordingRunner(answers={
+        (str(FakeTools.kind), "load"): ok(rc=1, stderr="ERROR: failed to load image: no space left on device"),
+        ("docker", "image", "save"): ok(rc=125, stderr="unknown flag: --platform")})
+    p = provider(tmp_path, runner)
+    with pytest.raises(CommandError) as err:
+        p.load_images(p.profile.clusters[0], ["docker.io/istio/pilot:1.7.8"])
+    message = str(err.value)
+    assert "no space left on device" in message and "unknown flag: --platform" in message
+    assert len(message.splitlines()) == 1
+
+
+def test_identity_is_the_sorted_ids_of_the_clusters_labelled_node_containers(tmp_path):
+    runner = RecordingRunner(answers={("docker", "ps"): ok("f00dcafe0002\n0123abcd0001\n")})
+    p = provider(tmp_path, runner)
+    assert p.identity(p.profile.clusters[0]) == "0123abcd0001,f00dcafe0002"
+    assert runner.calls[-1] == ("docker", "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster=cluster1",
+                                "--format", "{{.ID}}")

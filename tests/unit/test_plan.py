@@ -311,3 +311,73 @@ def test_the_validation_is_strict_enough_to_catch_a_wrong_field():
     _, ns, _ = next(m for m in _rendered_manifests(PROFILES["default"]) if m[0] == "cluster1/ns-foo")
     with pytest.raises(ValidationError):
         schemas.validate_manifest(ns.replace("labels:", "lables:"))
+
+
+# --- the sidecar stats lab doctor reads ------------------------------------------------------------------------
+def _patched_sample_deployment(step) -> dict:
+    """The release's sleep Deployment with the merge patch that `step` sends (RFC 7386, as kubectl --type merge)."""
+    argv = step.run.argv
+    assert argv[argv.index("patch") + 1:argv.index("patch") + 5] == ("deployment", "sleep", "--type", "merge")
+    patch = json.loads(argv[argv.index("-p") + 1])
+    docs = [d for d in yaml.safe_load_all((ISTIO_DIR / plan.SAMPLE_SLEEP).read_text()) if d]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+
+    def merge(target, p):
+        for k, v in p.items():
+            if isinstance(v, dict) and isinstance(target.get(k), dict):
+                merge(target[k], v)
+            else:
+                target[k] = v
+    merge(deployment, patch)
+    return deployment
+
+
+def test_every_sleep_pod_template_gets_the_stats_annotation_before_its_rollout_is_awaited(profile):
+    steps = plan.build(profile)
+    index = by_id(steps)
+    for c in profile.clusters:
+        step = index[f"{c.name}/sleep-stats"]
+        assert isinstance(step.run, Command)
+        assert before(steps, f"{c.name}/sleep", step.id)
+        assert before(steps, step.id, f"{c.name}/sleep-ready"), "the pod awaited must be the annotated one"
+        deployment = _patched_sample_deployment(step)
+        # the name Istio 1.7.8 reads (pilot/pkg/model/context.go BootstrapNodeMetadata.StatsInclusionSuffixes)
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {"sidecar.istio.io/statsInclusionSuffixes": "ssl.fail_verify_error"}
+        assert deployment["spec"]["template"]["metadata"]["labels"] == {"app": "sleep"}, "the patch only adds"
+        schemas.validate_k8s(deployment, k8s_version=f"1.{profile.node_minor}")
+        ns = "foo" if c.role == "client" else "bar"
+        assert ("-n", ns) == step.run.argv[5:7] and Context(c.name, c.context) in step.run.argv
+
+
+def test_the_stats_annotation_step_verifies_the_annotation_it_sets():
+    step = by_id(plan.build(PROFILES["default"]))["cluster1/sleep-stats"]
+    key, value = plan.STATS_ANNOTATION
+    assert step.verify.expect == plan.Expect("equals", value)
+    jsonpath = step.verify.argv[-1]
+    assert jsonpath == "jsonpath={.spec.template.metadata.annotations." + key.replace(".", "\\.") + "}"
+
+
+def test_the_doctor_names_the_same_annotation_the_plan_sets():
+    from lab import doctor
+
+    assert ": ".join(plan.STATS_ANNOTATION) == doctor.STATS_ANNOTATION
+
+
+def test_an_overridden_pilot_image_is_both_installed_and_what_the_install_step_verifies():
+    profile = load_profile(overrides={"images.pilot": "reg.example:5000/istio/pilot:1.7.8"})
+    step = by_id(plan.build(profile))["cluster1/istio"]
+    ((_, overlay_text),) = step.run.writes
+    overlay = yaml.safe_load(overlay_text)
+    mirrored = "reg.example:5000/istio/pilot:1.7.8"
+    assert overlay["spec"]["values"]["pilot"]["image"] == step.verify.expect.value == mirrored
+
+
+def test_the_probes_run_in_the_newest_running_sleep_pod_not_one_still_terminating():
+    # after the sleep-stats rollout the replaced pod stays Running (sleep as PID 1 ignores SIGTERM) for its grace
+    # period, with its sidecar already gone; the lookup must pick the new pod
+    steps = plan.build(PROFILES["default"])
+    lookups = [t for s in steps if isinstance(s.run, Check) for t in s.run.argv if isinstance(t, Lookup)
+               and t.what.startswith("sleep pod")]
+    assert lookups and all("--sort-by=.metadata.creationTimestamp" in t.args for t in lookups)
+    assert all(t.jsonpath == "{.items[-1:].metadata.name}" for t in lookups)

@@ -135,7 +135,7 @@ case "$*" in
   *"kube-dns -o jsonpath={.spec.clusterIP}"*) echo 10.255.10.10 ;;
   *"jsonpath={.items[0].status.hostIP}"*) echo 172.18.0.3 ;;
   *"nodePort}"*) echo 31443 ;;
-  *"jsonpath={.items[0].metadata.name}"*) echo sleep-1 ;;
+  *"--sort-by=.metadata.creationTimestamp -o jsonpath={.items[-1:].metadata.name}"*) echo sleep-1 ;;
   *" apply "*) cat > /dev/null ;;
 esac
 ''',

@@ -76,3 +76,11 @@ def test_prober_execs_in_the_sleep_container_with_explicit_context():
     call = runner.calls[-1]
     assert call[:8] == ("kubectl", "--kubeconfig", "k", "--context", "kind-cluster1", "exec", "-n", "foo")
     assert call[8:12] == ("sleep-1", "-c", "sleep", "--")
+
+
+def test_prober_picks_the_newest_running_pod_not_one_being_replaced():
+    runner = RecordingRunner(answers={("kubectl",): Result((), 0, "sleep-new\n", "")})
+    assert Prober(Kubectl(runner, "k", "kind-cluster1")).pod("foo", "app=sleep") == "sleep-new"
+    call = runner.calls[-1]
+    assert "--field-selector=status.phase=Running" in call and "--sort-by=.metadata.creationTimestamp" in call
+    assert call[-1] == "jsonpath={.items[-1:].metadata.name}"

@@ -248,11 +248,14 @@ LAB_EOF
 # 23. [cluster1] cluster1/sleep: sleep in foo (samples/sleep/sleep.yaml)
 kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" apply -n foo -f "$ISTIO_DIR/samples/sleep/sleep.yaml"
 
-# 24. [cluster1] cluster1/sleep-ready: sleep in foo rolled out (with its sidecar)
+# 24. [cluster1] cluster1/sleep-stats: sleep in foo: pod annotation sidecar.istio.io/statsInclusionSuffixes=ssl.fail_verify_error (for lab doctor)
+kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" -n foo patch deployment sleep --type merge -p '{"spec":{"template":{"metadata":{"annotations":{"sidecar.istio.io/statsInclusionSuffixes":"ssl.fail_verify_error"}}}}}'
+
+# 25. [cluster1] cluster1/sleep-ready: sleep in foo rolled out (with its sidecar)
 # expect: exit code 0
 kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" -n foo rollout status deployment/sleep --timeout=300s
 
-# 25. [cluster2] cluster2/ns-bar: namespace bar labelled istio-injection=enabled
+# 26. [cluster2] cluster2/ns-bar: namespace bar labelled istio-injection=enabled
 kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" apply -f - <<'LAB_EOF'
 apiVersion: v1
 kind: Namespace
@@ -262,27 +265,30 @@ metadata:
     istio-injection: enabled
 LAB_EOF
 
-# 26. [cluster2] cluster2/httpbin: httpbin in bar (samples/httpbin/httpbin.yaml)
+# 27. [cluster2] cluster2/httpbin: httpbin in bar (samples/httpbin/httpbin.yaml)
 kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" apply -n bar -f "$ISTIO_DIR/samples/httpbin/httpbin.yaml"
 
-# 27. [cluster2] cluster2/sleep: sleep in bar (samples/sleep/sleep.yaml)
+# 28. [cluster2] cluster2/sleep: sleep in bar (samples/sleep/sleep.yaml)
 kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" apply -n bar -f "$ISTIO_DIR/samples/sleep/sleep.yaml"
 
-# 28. [cluster2] cluster2/httpbin-ready: httpbin in bar rolled out (with its sidecar)
+# 29. [cluster2] cluster2/sleep-stats: sleep in bar: pod annotation sidecar.istio.io/statsInclusionSuffixes=ssl.fail_verify_error (for lab doctor)
+kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" -n bar patch deployment sleep --type merge -p '{"spec":{"template":{"metadata":{"annotations":{"sidecar.istio.io/statsInclusionSuffixes":"ssl.fail_verify_error"}}}}}'
+
+# 30. [cluster2] cluster2/httpbin-ready: httpbin in bar rolled out (with its sidecar)
 # expect: exit code 0
 kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" -n bar rollout status deployment/httpbin --timeout=300s
 
-# 29. [cluster2] cluster2/sleep-ready: sleep in bar rolled out (with its sidecar)
+# 31. [cluster2] cluster2/sleep-ready: sleep in bar rolled out (with its sidecar)
 # expect: exit code 0
 kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" -n bar rollout status deployment/sleep --timeout=300s
 
 # === 配置应用服务: ServiceEntry (Configure application services: the ServiceEntry)
-# 30. [cluster1] cluster1/serviceentry: ServiceEntry httpbin.bar.global in foo: VIP 240.0.0.2, endpoint cluster2's gateway node IP and 15443 nodePort
+# 32. [cluster1] cluster1/serviceentry: ServiceEntry httpbin.bar.global in foo: VIP 240.0.0.2, endpoint cluster2's gateway node IP and 15443 nodePort
 python -m lab serviceentry render --host httpbin.bar.global --vip 240.0.0.2 \
   --endpoint "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" get -n istio-system pod -l istio=ingressgateway -o 'jsonpath={.items[0].status.hostIP}')":"$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" get -n istio-system service istio-ingressgateway -o 'jsonpath={.spec.ports[?(@.port==15443)].nodePort}')" \
   | kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" apply -n foo -f -
 
-# 31. [cluster2] cluster2/serviceentry: ServiceEntry httpbin.bar.global in bar: VIP 240.0.0.3, endpoint httpbin.bar.svc.cluster.local
+# 33. [cluster2] cluster2/serviceentry: ServiceEntry httpbin.bar.global in bar: VIP 240.0.0.3, endpoint httpbin.bar.svc.cluster.local
 kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" apply -n bar -f - <<'LAB_EOF'
 apiVersion: networking.istio.io/v1alpha3
 kind: ServiceEntry
@@ -304,19 +310,19 @@ spec:
 LAB_EOF
 
 # === 配置DNS: 判断DNS解析是否正确 (Configure DNS: check the resolution)
-# 32. [cluster1] cluster1/nslookup-istiocoredns: nslookup -type=a httpbin.bar.global through istiocoredns answers 240.0.0.2
+# 34. [cluster1] cluster1/nslookup-istiocoredns: nslookup -type=a httpbin.bar.global through istiocoredns answers 240.0.0.2
 # expect: an A record 240.0.0.2
-kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" exec -n foo "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" get -n foo pod -l app=sleep --field-selector=status.phase=Running -o 'jsonpath={.items[0].metadata.name}')" -c sleep -- nslookup -type=a httpbin.bar.global "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" get -n istio-system service istiocoredns -o 'jsonpath={.spec.clusterIP}')"
+kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" exec -n foo "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" get -n foo pod -l app=sleep --field-selector=status.phase=Running --sort-by=.metadata.creationTimestamp -o 'jsonpath={.items[-1:].metadata.name}')" -c sleep -- nslookup -type=a httpbin.bar.global "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" get -n istio-system service istiocoredns -o 'jsonpath={.spec.clusterIP}')"
 
-# 33. [cluster1] cluster1/nslookup-kube-dns: nslookup -type=a httpbin.bar.global through kube-dns answers 240.0.0.2
+# 35. [cluster1] cluster1/nslookup-kube-dns: nslookup -type=a httpbin.bar.global through kube-dns answers 240.0.0.2
 # expect: an A record 240.0.0.2
-kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" exec -n foo "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" get -n foo pod -l app=sleep --field-selector=status.phase=Running -o 'jsonpath={.items[0].metadata.name}')" -c sleep -- nslookup -type=a httpbin.bar.global "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" get -n kube-system service kube-dns -o 'jsonpath={.spec.clusterIP}')"
+kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" exec -n foo "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" get -n foo pod -l app=sleep --field-selector=status.phase=Running --sort-by=.metadata.creationTimestamp -o 'jsonpath={.items[-1:].metadata.name}')" -c sleep -- nslookup -type=a httpbin.bar.global "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" get -n kube-system service kube-dns -o 'jsonpath={.spec.clusterIP}')"
 
 # === 校验可以通过sleep服务访问httpbin服务 (Verify that sleep reaches httpbin)
-# 34. [cluster2] cluster2/curl: curl httpbin.bar.global:8000/headers from sleep in cluster2/bar = 200
+# 36. [cluster2] cluster2/curl: curl httpbin.bar.global:8000/headers from sleep in cluster2/bar = 200
 # expect: HTTP 200
-kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" exec -n bar "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" get -n bar pod -l app=sleep --field-selector=status.phase=Running -o 'jsonpath={.items[0].metadata.name}')" -c sleep -- sh -c 'curl -sS -v --max-time 10 -i -X GET -w '"'"'\n__LAB_HTTP_CODE__=%{http_code}\n'"'"' httpbin.bar.global:8000/headers; echo "__LAB_CURL_EXIT__=$?"'
+kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" exec -n bar "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" get -n bar pod -l app=sleep --field-selector=status.phase=Running --sort-by=.metadata.creationTimestamp -o 'jsonpath={.items[-1:].metadata.name}')" -c sleep -- sh -c 'curl -sS -v --max-time 10 -i -X GET -w '"'"'\n__LAB_HTTP_CODE__=%{http_code}\n'"'"' httpbin.bar.global:8000/headers; echo "__LAB_CURL_EXIT__=$?"'
 
-# 35. [cluster1] cluster1/curl: curl httpbin.bar.global:8000/headers from sleep in cluster1/foo = 200
+# 37. [cluster1] cluster1/curl: curl httpbin.bar.global:8000/headers from sleep in cluster1/foo = 200
 # expect: HTTP 200
-kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" exec -n foo "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" get -n foo pod -l app=sleep --field-selector=status.phase=Running -o 'jsonpath={.items[0].metadata.name}')" -c sleep -- sh -c 'curl -sS -v --max-time 10 -i -X GET -w '"'"'\n__LAB_HTTP_CODE__=%{http_code}\n'"'"' httpbin.bar.global:8000/headers; echo "__LAB_CURL_EXIT__=$?"'
+kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" exec -n foo "$(kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" get -n foo pod -l app=sleep --field-selector=status.phase=Running --sort-by=.metadata.creationTimestamp -o 'jsonpath={.items[-1:].metadata.name}')" -c sleep -- sh -c 'curl -sS -v --max-time 10 -i -X GET -w '"'"'\n__LAB_HTTP_CODE__=%{http_code}\n'"'"' httpbin.bar.global:8000/headers; echo "__LAB_CURL_EXIT__=$?"'
