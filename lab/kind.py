@@ -301,9 +301,13 @@ class KindProvider:
         with _CWD_LOCK:
             existed = leftover.exists()
             parent_existed = leftover.parent.exists()
-            kc = self._factory(name=cluster.name, kubeconfig=self.kubeconfig(cluster),
-                               image=self.profile.node_image, kind_path=Path(self.tools.kind),
-                               kubectl_path=Path(self.tools.kubectl))
+            try:
+                kc = self._factory(name=cluster.name, kubeconfig=self.kubeconfig(cluster),
+                                   image=self.profile.node_image, kind_path=Path(self.tools.kind),
+                                   kubectl_path=Path(self.tools.kubectl))
+            except OSError as err:  # KindCluster mkdirs ./.pytest-kind/<name> in the current directory
+                raise PreflightError(f"cannot create {leftover} in {Path.cwd()} ({err.strerror}): run the lab from a "
+                                     "directory you can write to (the repository's root)") from err
             if not existed:
                 for folder in (leftover, leftover.parent) if not parent_existed else (leftover,):
                     try:

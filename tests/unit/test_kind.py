@@ -282,6 +282,16 @@ def test_create_turns_a_failed_kind_run_into_a_command_error(tmp_path):
         p.create(p.profile.clusters[0])
 
 
+def test_an_unwritable_working_directory_is_one_preflight_line_not_a_traceback(tmp_path):
+    def unwritable(**kwargs):  # what KindCluster.__init__ raises when it cannot mkdir ./.pytest-kind/<name>
+        raise PermissionError(13, "Permission denied", ".pytest-kind/cluster1")
+
+    runner = RecordingRunner(answers={("docker", "ps"): ok("")})
+    p = kind.KindProvider(load_profile("default"), tmp_path, FakeTools(), runner, cluster_factory=unwritable)
+    with pytest.raises(PreflightError, match=r"cannot create .pytest-kind/cluster1 in .*Permission denied.*writ"):
+        p.create(p.profile.clusters[0])
+
+
 def test_create_waits_until_the_node_reports_ready(tmp_path, monkeypatch):
     answers = iter([ok("cluster1-control-plane=False\n"), ok("cluster1-control-plane=True\n")])
     runner = RecordingRunner(answers={("docker", "ps"): ok(""), (str(FakeTools.kubectl),): lambda argv: next(answers)})
