@@ -16,6 +16,7 @@ What this module owns:
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import time
@@ -246,23 +247,14 @@ def _write_corefile(k: Kubectl, text: str) -> None:
     _rollout_restart(k, "kube-system", ["coredns"])
 
 
-def _set_global_block(lab: LabHandle, *, present: bool, aaaa_guard: bool) -> None:
+def _set_global_block(lab: LabHandle, *, present: bool = True, aaaa_guard: bool | None = None) -> None:
+    """Write cluster1's `global` block as `lab up` does (the defaults: present, with the profile's AAAA guard), or
+    without the guard, or not at all."""
     k = lab.client
+    guard = lab.profile.aaaa_guard if aaaa_guard is None else aaaa_guard
     text = _corefile_configmap(k)["data"]["Corefile"]
-    new = corefile.patch(text, _istiocoredns_ip(k), aaaa_guard=aaaa_guard) if present else corefile.unpatch(text)
+    new = corefile.patch(text, _istiocoredns_ip(k), aaaa_guard=guard) if present else corefile.unpatch(text)
     _write_corefile(k, new)
-
-
-def _inject_dns_stub_missing(lab: LabHandle) -> None:
-    _set_global_block(lab, present=False, aaaa_guard=lab.profile.aaaa_guard)
-
-
-def _inject_aaaa_guard_off(lab: LabHandle) -> None:
-    _set_global_block(lab, present=True, aaaa_guard=False)
-
-
-def _restore_global_block(lab: LabHandle) -> None:
-    _set_global_block(lab, present=True, aaaa_guard=lab.profile.aaaa_guard)
 
 
 # --- ServiceEntry faults --------------------------------------------------------------------------------------------
@@ -271,8 +263,13 @@ def _inject_missing_local_serviceentry(lab: LabHandle) -> None:
         _delete(lab.server, "serviceentries.networking.istio.io", obj["metadata"]["namespace"], obj["metadata"]["name"])
 
 
-def _restore_server_serviceentries(lab: LabHandle) -> None:
-    _restore_saved(lab, "server-se", lab.server)
+def _restore_serviceentries(lab: LabHandle, *, role: str) -> None:
+    """Put back the ServiceEntries an inject saved in the cluster with `role` ("client" or "server")."""
+    _restore_saved(lab, f"{role}-se", lab.client if role == "client" else lab.server)
+
+
+_restore_server_serviceentries = functools.partial(_restore_serviceentries, role="server")
+_restore_client_serviceentries = functools.partial(_restore_serviceentries, role="client")
 
 
 def _inject_serviceentry_without_addresses(lab: LabHandle) -> None:
@@ -282,12 +279,9 @@ def _inject_serviceentry_without_addresses(lab: LabHandle) -> None:
         _put(lab.client, broken)
 
 
-def _restore_client_serviceentries(lab: LabHandle) -> None:
-    _restore_saved(lab, "client-se", lab.client)
-
-
-def _client_serviceentry(lab: LabHandle, *, vip: str, port: int | None = None) -> None:
-    """cluster1's ServiceEntry as the plan renders it, with `vip` and/or the endpoint port forced.
+def _client_serviceentry(lab: LabHandle, *, vip: str | None = None, port: int | None = None) -> None:
+    """cluster1's ServiceEntry as the plan renders it, with `vip` and/or the endpoint port forced (None: the
+    profile's VIP, the gateway's 15443 nodePort).
 
     The renderer is given the profile's (valid) VIP and the bad one is written into the result afterwards: the
     validation that refuses multicast and loopback VIPs is bypassed on purpose to show what it prevents.
@@ -296,25 +290,19 @@ def _client_serviceentry(lab: LabHandle, *, vip: str, port: int | None = None) -
     address, node_port = _gateway_endpoint(lab.server)
     svc = serviceentry.RemoteService("httpbin", SERVER_NS, port=REMOTE_PORT)
     obj = serviceentry.render_client(svc, lab.profile.client.vip, address, node_port if port is None else port)
-    obj["spec"]["addresses"] = [vip]
+    if vip is not None:
+        obj["spec"]["addresses"] = [vip]
     # Same name and namespace as the live object, so this replaces it rather than adding a second entry.
     obj["metadata"]["name"] = saved[0]["metadata"]["name"]
     obj["metadata"]["namespace"] = saved[0]["metadata"]["namespace"]
     _put(lab.client, obj)
 
 
-def _inject_vip_multicast(lab: LabHandle) -> None:
-    _client_serviceentry(lab, vip=MULTICAST_VIP)
-
-
-def _inject_vip_loopback(lab: LabHandle) -> None:
-    _client_serviceentry(lab, vip=LOOPBACK_VIP)
-
-
-def _inject_wrong_gateway_port(lab: LabHandle) -> None:
-    # The istio.io page's literal 15443 ("Do not change this port value"), which on a NodePort gateway is not where
-    # anything listens on the node.
-    _client_serviceentry(lab, vip=lab.profile.client.vip, port=15443)
+_inject_vip_multicast = functools.partial(_client_serviceentry, vip=MULTICAST_VIP)
+_inject_vip_loopback = functools.partial(_client_serviceentry, vip=LOOPBACK_VIP)
+# The istio.io page's literal 15443 ("Do not change this port value"), which on a NodePort gateway is not where
+# anything listens on the node.
+_inject_wrong_gateway_port = functools.partial(_client_serviceentry, port=15443)
 
 
 # --- the gateway's EnvoyFilter --------------------------------------------------------------------------------------
@@ -488,8 +476,8 @@ FAULTS: tuple[Fault, ...] = (
         expectations=(
             Expectation(ALL, "dns-failure", 90, "kube-dns forwards .global upstream, where nothing knows it (curl 6)"),
         ),
-        inject=_inject_dns_stub_missing,
-        restore=_restore_global_block,
+        inject=functools.partial(_set_global_block, present=False),
+        restore=_set_global_block,
         settle=35.0,  # kube-dns caches answers 30 s (`cache 30`); the restart empties it, the margin covers the rest
     ),
     Fault(
@@ -501,8 +489,8 @@ FAULTS: tuple[Fault, ...] = (
                         "istiocoredns answers NXDOMAIN to AAAA and musl 1.2.1+ (Alpine sleep image) then fails the "
                         "whole lookup (facts/istio-1.7.md §5)"),
         ),
-        inject=_inject_aaaa_guard_off,
-        restore=_restore_global_block,
+        inject=functools.partial(_set_global_block, aaaa_guard=False),
+        restore=_set_global_block,
         settle=35.0,
     ),
     Fault(
