@@ -15,6 +15,7 @@ What this module owns:
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import json
@@ -143,6 +144,7 @@ class LabHandle:
     istioctl: Path | None = None  # needed by the reinstall faults
     istio_dir: Path | None = None
     saved: dict[str, Any] = field(default_factory=dict)  # what inject took away, for restore (never printed)
+    sleep: Callable[[float], None] | None = None  # the polls' sleep (tests pass a fake one)
 
     @property
     def client(self) -> Kubectl:
@@ -365,8 +367,53 @@ def _other_root(lab: LabHandle) -> Path:
     return out / cluster
 
 
-def _restart_istiod(k: Kubectl) -> None:
+# istiod publishes its root into ConfigMap `istio-ca-root-cert` (key `root-cert.pem`) of every namespace
+# (pilot/pkg/serviceregistry/kube/controller/namespacecontroller.go at 1.7.8), but only once it holds the leader
+# lease `istio-namespace-controller-election` (pilot/pkg/bootstrap/server.go initNamespaceController;
+# pilot/pkg/leaderelection/leaderelection.go: 30 s lease), which the old pod keeps until it has terminated, after
+# `kubectl rollout status` has already returned. A sidecar reads that file ONCE, when it starts, to trust istiod
+# (pkg/istio-agent/sds-agent.go newWorkloadSecretCache: ./var/run/secrets/istio/root-cert.pem), so a workload
+# restarted before the new root is published can never get a certificate. Hence: wait for it, then restart.
+ROOT_CONFIGMAP = "istio-ca-root-cert"
+ROOT_KEY = "root-cert.pem"
+
+
+def _get_optional(k: Kubectl, *args: str) -> dict | None:
+    res = k.run("get", *args, "-o", "json", "--ignore-not-found")
+    return json.loads(res.stdout) if res.stdout.strip() else None
+
+
+def _root_in_use(k: Kubectl) -> str | None:
+    """The root a freshly started istiod serves: `cacerts`' root-cert.pem when that secret has a signing key
+    (istio_ca.go createIstioCA checks /etc/cacerts/ca-key.pem), else its self-signed ca-cert.pem kept in
+    `istio-ca-secret` (security/pkg/pki/ca/ca.go NewSelfSignedIstioCAOptions). None while neither is readable."""
+    for name, key in (("cacerts", ROOT_KEY), ("istio-ca-secret", "ca-cert.pem")):
+        data = (_get_optional(k, "secret", name, "-n", ISTIO_NS) or {}).get("data") or {}
+        if name == "cacerts" and not data.get("ca-key.pem"):
+            continue
+        if data.get(key):
+            return base64.b64decode(data[key]).decode()
+    return None
+
+
+def _wait_root_published(lab: LabHandle, k: Kubectl, namespace: str) -> None:
+    def published() -> None:
+        want = _root_in_use(k)
+        if want is None:
+            raise NotYet("neither cacerts nor istio-ca-secret holds a root yet")
+        cm = _get_optional(k, "configmap", ROOT_CONFIGMAP, "-n", namespace) or {}
+        if ((cm.get("data") or {}).get(ROOT_KEY) or "").strip() != want.strip():
+            raise NotYet(f"configmap {namespace}/{ROOT_CONFIGMAP} does not hold istiod's current root yet")
+
+    poll(published, timeout=TIMEOUTS.rollout, what=f"istiod's root in {namespace}/{ROOT_CONFIGMAP} on {k.context}",
+         sleep=lab.sleep)
+
+
+def _restart_istiod(lab: LabHandle) -> None:
+    """Restart cluster2's istiod and wait until the root it now uses is what new pods in `bar` will mount."""
+    k = lab.server
     _rollout_restart(k, ISTIO_NS, ["istiod"])
+    _wait_root_published(lab, k, SERVER_NS)
 
 
 def _inject_root_ca_mismatch(lab: LabHandle) -> None:
@@ -374,7 +421,7 @@ def _inject_root_ca_mismatch(lab: LabHandle) -> None:
     _save_cacerts(lab)
     _cacerts_from(k, _other_root(lab))
     _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
-    _restart_istiod(k)
+    _restart_istiod(lab)
     _rollout_restart(k, SERVER_NS)
 
 
@@ -384,7 +431,7 @@ def _inject_cacerts_after_install(lab: LabHandle) -> None:
     # As if Istio had been installed before `cacerts` existed: istiod starts without it and self-signs.
     _delete(k, "secret", ISTIO_NS, "cacerts")
     _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
-    _restart_istiod(k)
+    _restart_istiod(lab)
     # Then `cacerts` is created, and the workloads restarted, but not istiod: it keeps its self-signed root.
     _put(k, lab.saved["cacerts"])
     _rollout_restart(k, SERVER_NS)
@@ -408,7 +455,7 @@ def _inject_stale_workloads_after_reinstall(lab: LabHandle) -> None:
     _put(k, lab.saved["cacerts"])
     _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
     _reinstall_istio(lab, k)
-    _restart_istiod(k)
+    _restart_istiod(lab)
     # ... but the pods in `bar` are kept: they still hold certificates and ROOTCA from the other root.
 
 
@@ -417,7 +464,7 @@ def _restore_certificates(lab: LabHandle) -> None:
     if "cacerts" in lab.saved:
         _put(k, lab.saved["cacerts"])
     _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
-    _restart_istiod(k)
+    _restart_istiod(lab)
     _rollout_restart(k, SERVER_NS)
     lab.saved.pop("cacerts", None)
 
