@@ -81,6 +81,8 @@ class Observations:
     serviceentries: dict[str, list[dict]] | None = None  # by cluster name: ServiceEntry objects
     sidecar_dump: dict | None = None  # client sleep pod istio-proxy /config_dump
     gateway_dump: dict | None = None  # server ingress gateway /config_dump
+    # server httpbin pod istio-proxy /config_dump: the other end of the mTLS (the gateway only passes it through)
+    server_sidecar_dump: dict | None = None
     gateway_address: str | None = None  # server gateway pod's hostIP (node IP)
     gateway_node_port: int | None = None  # server gateway Service's nodePort for 15443
     node_port_reachable: bool | None = None
@@ -447,15 +449,18 @@ def hop_root_ca(obs: Observations) -> Hop:
     name = "root-ca"
     fix = ("give both clusters `cacerts` from one root BEFORE istiod starts; then restart istiod and the workloads "
            "(delete istio-ca-secret if istiod self-signed)")
-    if obs.sidecar_dump is None or obs.gateway_dump is None:
-        return _unknown(name, obs, "sidecar_dump" if obs.sidecar_dump is None else "gateway_dump",
-                        "config dumps of both sides", fix)
-    a, b = configdump.rootca(obs.sidecar_dump), configdump.rootca(obs.gateway_dump)
+    # The write-up's FAQ compares cluster1's sleep with cluster2's httpbin: those two sidecars end the mutual TLS.
+    # The gateway passes it through on 15443 and is not restarted when cluster2's root changes, so its ROOTCA
+    # says nothing about httpbin's certificate.
+    if obs.sidecar_dump is None or obs.server_sidecar_dump is None:
+        return _unknown(name, obs, "sidecar_dump" if obs.sidecar_dump is None else "server_sidecar_dump",
+                        "config dumps of both sidecars", fix)
+    a, b = configdump.rootca(obs.sidecar_dump), configdump.rootca(obs.server_sidecar_dump)
     if a is None or b is None:
-        missing = " and ".join(w for w, v in ((f"{obs.client} sidecar", a), (f"{obs.server} gateway", b)) if v is None)
-        return Hop(name, UNKNOWN, (f"no ROOTCA in the {missing} config_dump",), fix)
-    evidence = [f"{obs.client} sidecar ROOTCA sha256 {a['sha256']} ({a['subject']})",
-                f"{obs.server} gateway ROOTCA sha256 {b['sha256']} ({b['subject']})"]
+        missing = " and ".join(w for w, v in ((f"{obs.client} sleep", a), (f"{obs.server} httpbin", b)) if v is None)
+        return Hop(name, UNKNOWN, (f"no ROOTCA in the {missing} sidecar's config_dump",), fix)
+    evidence = [f"{obs.client} sleep sidecar ROOTCA sha256 {a['sha256']} ({a['subject']})",
+                f"{obs.server} httpbin sidecar ROOTCA sha256 {b['sha256']} ({b['subject']})"]
     failures = fail_verify_errors(obs.client_stats, obs.host) if obs.client_stats is not None else None
     if failures is None:
         evidence.append("ssl.fail_verify_error not exposed by the sidecar (needs the pod annotation "
@@ -626,6 +631,10 @@ def collect(lab: LabAccess) -> Observations:
         obs.sidecar_dump = json.loads(_envoy_get(k1, obs.client_namespace, pod, "config_dump"))
         obs.client_stats = _envoy_get(k1, obs.client_namespace, pod, "stats?filter=ssl.fail_verify_error")
 
+    def get_server_sidecar() -> None:
+        pod = _first_pod(k2, obs.server_namespace, "app=httpbin")
+        obs.server_sidecar_dump = json.loads(_envoy_get(k2, obs.server_namespace, pod, "config_dump"))
+
     def get_gateway_dump() -> None:
         pod = _first_pod(k2, "istio-system", "istio=ingressgateway")
         obs.gateway_dump = json.loads(_envoy_get(k2, "istio-system", pod, "config_dump"))
@@ -658,7 +667,8 @@ def collect(lab: LabAccess) -> Observations:
                     ("lookup", lookups),
                     ("istiocoredns_log", get_plugin_log), ("serviceentries", get_serviceentries),
                     ("gateway_address", get_gateway_address), ("envoyfilter", get_envoyfilter),
-                    ("sidecar_dump", get_sidecar), ("gateway_dump", get_gateway_dump), ("node_port", probe_node_port),
+                    ("sidecar_dump", get_sidecar), ("gateway_dump", get_gateway_dump),
+                    ("server_sidecar_dump", get_server_sidecar), ("node_port", probe_node_port),
                     ("curl", do_curl)):
         _gather(obs, key, fn)
     return obs
