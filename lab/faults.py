@@ -396,24 +396,43 @@ def _root_in_use(k: Kubectl) -> str | None:
     return None
 
 
-def _wait_root_published(lab: LabHandle, k: Kubectl, namespace: str) -> None:
+def _wait_root_published(lab: LabHandle, k: Kubectl, namespaces: tuple[str, ...]) -> None:
     def published() -> None:
         want = _root_in_use(k)
         if want is None:
             raise NotYet("neither cacerts nor istio-ca-secret holds a root yet")
-        cm = _get_optional(k, "configmap", ROOT_CONFIGMAP, "-n", namespace) or {}
-        if ((cm.get("data") or {}).get(ROOT_KEY) or "").strip() != want.strip():
-            raise NotYet(f"configmap {namespace}/{ROOT_CONFIGMAP} does not hold istiod's current root yet")
+        for namespace in namespaces:
+            cm = _get_optional(k, "configmap", ROOT_CONFIGMAP, "-n", namespace) or {}
+            if ((cm.get("data") or {}).get(ROOT_KEY) or "").strip() != want.strip():
+                raise NotYet(f"configmap {namespace}/{ROOT_CONFIGMAP} does not hold istiod's current root yet")
 
-    poll(published, timeout=TIMEOUTS.rollout, what=f"istiod's root in {namespace}/{ROOT_CONFIGMAP} on {k.context}",
-         sleep=lab.sleep)
+    poll(published, timeout=TIMEOUTS.rollout, what=f"istiod's root in {ROOT_CONFIGMAP} of {', '.join(namespaces)} "
+         f"on {k.context}", sleep=lab.sleep)
+
+
+# The pods of cluster2 that hold a certificate on the call's path: the apps in `bar` end the mutual TLS; the ingress
+# gateway passes it through, but its Envoy trusts istiod with the root file it read at start
+# (tools/packaging/common/envoy_bootstrap.json at 1.7.8, cluster xds-grpc: trusted_ca filename), so one left running
+# across a change of root loses xDS and keeps stale endpoints for the restarted apps: the call would then fail there,
+# not on the certificate the fault is about.
+GATEWAY_DEPLOYMENT = "istio-ingressgateway"
 
 
 def _restart_istiod(lab: LabHandle) -> None:
-    """Restart cluster2's istiod and wait until the root it now uses is what new pods in `bar` will mount."""
+    """Restart cluster2's istiod and wait until the root it now uses is what new pods in `istio-system` (the gateway)
+    and `bar` will mount."""
     k = lab.server
     _rollout_restart(k, ISTIO_NS, ["istiod"])
-    _wait_root_published(lab, k, SERVER_NS)
+    _wait_root_published(lab, k, (ISTIO_NS, SERVER_NS))
+
+
+def _restart_gateway(lab: LabHandle) -> None:
+    _rollout_restart(lab.server, ISTIO_NS, [GATEWAY_DEPLOYMENT])
+
+
+def _restart_server_workloads(lab: LabHandle) -> None:
+    _restart_gateway(lab)
+    _rollout_restart(lab.server, SERVER_NS)
 
 
 def _inject_root_ca_mismatch(lab: LabHandle) -> None:
@@ -422,7 +441,7 @@ def _inject_root_ca_mismatch(lab: LabHandle) -> None:
     _cacerts_from(k, _other_root(lab))
     _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
     _restart_istiod(lab)
-    _rollout_restart(k, SERVER_NS)
+    _restart_server_workloads(lab)
 
 
 def _inject_cacerts_after_install(lab: LabHandle) -> None:
@@ -434,7 +453,7 @@ def _inject_cacerts_after_install(lab: LabHandle) -> None:
     _restart_istiod(lab)
     # Then `cacerts` is created, and the workloads restarted, but not istiod: it keeps its self-signed root.
     _put(k, lab.saved["cacerts"])
-    _rollout_restart(k, SERVER_NS)
+    _restart_server_workloads(lab)
 
 
 def _reinstall_istio(lab: LabHandle, k: Kubectl) -> None:
@@ -456,6 +475,7 @@ def _inject_stale_workloads_after_reinstall(lab: LabHandle) -> None:
     _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
     _reinstall_istio(lab, k)
     _restart_istiod(lab)
+    _restart_gateway(lab)  # part of the reinstalled Istio
     # ... but the pods in `bar` are kept: they still hold certificates and ROOTCA from the other root.
 
 
@@ -465,7 +485,7 @@ def _restore_certificates(lab: LabHandle) -> None:
         _put(k, lab.saved["cacerts"])
     _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
     _restart_istiod(lab)
-    _rollout_restart(k, SERVER_NS)
+    _restart_server_workloads(lab)
     lab.saved.pop("cacerts", None)
 
 
