@@ -553,10 +553,9 @@ class LabAccess:
 
 
 def _first_pod(k: Kubectl, namespace: str, selector: str) -> str:
-    name = k.jsonpath("pods", "-n", namespace, "-l", selector, path="{.items[0].metadata.name}")
-    if not name:
-        raise LabError(f"no pod with {selector} in {namespace} on {k.context}")
-    return name
+    """A Running pod (as lab.probe.Prober.pod picks it): right after a restart, the first pod by name may be a new
+    one still Pending, whose istio-proxy cannot be exec'd into yet."""
+    return Prober(k).pod(namespace, selector)
 
 
 def _envoy_get(k: Kubectl, namespace: str, pod: str, path: str) -> str:

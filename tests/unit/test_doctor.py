@@ -571,3 +571,12 @@ def test_cli_doctor_prints_hops_and_exits_1_on_a_broken_hop(monkeypatch, capsys)
     assert printed[-1]["name"] == "gateway-reachable" and printed[-1]["status"] == BROKEN
     assert cli.main(["doctor"]) == 1
     assert capsys.readouterr().out.rstrip().endswith("first broken hop: gateway-reachable")
+
+
+def test_collect_reads_envoy_admin_of_running_pods_only(tmp_path):
+    # a pod that is still Pending after a restart cannot be exec'd into; the probe picks Running pods the same way
+    profile = load_profile()
+    runner, ks = _answers(profile, tmp_path)
+    doctor.collect(doctor.LabAccess(profile, ks))
+    lookups = [c for c in runner.calls if "get" in c and "pods" in c and "-l" in c]
+    assert lookups and all("--field-selector=status.phase=Running" in c for c in lookups)
