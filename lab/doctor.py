@@ -1,7 +1,7 @@
 """`lab doctor`: walk the path from cluster1's sleep to cluster2's httpbin and name the first broken hop.
 
 This module owns the hop-by-hop diagnosis. `walk(observations)` is pure: it reads an `Observations` record (pods,
-the kube-system Corefile, istiocoredns plugin log lines, ServiceEntries, the sidecar's and the gateway's config
+the kube-system Corefile, istiocoredns plugin log lines, ServiceEntries, the two sidecars' and the gateway's config
 dumps, the EnvoyFilter, nodePort reachability, Envoy stats, the final curl) and returns one `Hop` per check, in
 the order traffic meets them, stopping at the first broken one. `collect(lab)` is the thin part: it gathers those
 observations with kubectl (through `lab.kube.Kubectl`, so tests answer it with a RecordingRunner).
