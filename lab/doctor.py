@@ -1,7 +1,7 @@
 """`lab doctor`: walk the path from cluster1's sleep to cluster2's httpbin and name the first broken hop.
 
 This module owns the hop-by-hop diagnosis. `walk(observations)` is pure: it reads an `Observations` record (pods,
-the kube-system Corefile, istiocoredns plugin log lines, ServiceEntries, the sidecar's and the gateway's config
+the kube-system Corefile, istiocoredns plugin log lines, ServiceEntries, the two sidecars' and the gateway's config
 dumps, the EnvoyFilter, nodePort reachability, Envoy stats, the final curl) and returns one `Hop` per check, in
 the order traffic meets them, stopping at the first broken one. `collect(lab)` is the thin part: it gathers those
 observations with kubectl (through `lab.kube.Kubectl`, so tests answer it with a RecordingRunner).
@@ -80,6 +80,8 @@ class Observations:
     serviceentries: dict[str, list[dict]] | None = None  # by cluster name: ServiceEntry objects
     sidecar_dump: dict | None = None  # client sleep pod istio-proxy /config_dump
     gateway_dump: dict | None = None  # server ingress gateway /config_dump
+    # server httpbin pod istio-proxy /config_dump: the other end of the mTLS (the gateway only passes it through)
+    server_sidecar_dump: dict | None = None
     gateway_address: str | None = None  # server gateway pod's hostIP (node IP)
     gateway_node_port: int | None = None  # server gateway Service's nodePort for 15443
     node_port_reachable: bool | None = None
@@ -446,15 +448,18 @@ def hop_root_ca(obs: Observations) -> Hop:
     name = "root-ca"
     fix = ("give both clusters `cacerts` from one root BEFORE istiod starts; then restart istiod and the workloads "
            "(delete istio-ca-secret if istiod self-signed)")
-    if obs.sidecar_dump is None or obs.gateway_dump is None:
-        return _unknown(name, obs, "sidecar_dump" if obs.sidecar_dump is None else "gateway_dump",
-                        "config dumps of both sides", fix)
-    a, b = configdump.rootca(obs.sidecar_dump), configdump.rootca(obs.gateway_dump)
+    # The write-up's FAQ compares cluster1's sleep with cluster2's httpbin: those two sidecars end the mutual TLS.
+    # The gateway passes it through on 15443 and is not restarted when cluster2's root changes, so its ROOTCA
+    # says nothing about httpbin's certificate.
+    if obs.sidecar_dump is None or obs.server_sidecar_dump is None:
+        return _unknown(name, obs, "sidecar_dump" if obs.sidecar_dump is None else "server_sidecar_dump",
+                        "config dumps of both sidecars", fix)
+    a, b = configdump.rootca(obs.sidecar_dump), configdump.rootca(obs.server_sidecar_dump)
     if a is None or b is None:
-        missing = " and ".join(w for w, v in ((f"{obs.client} sidecar", a), (f"{obs.server} gateway", b)) if v is None)
-        return Hop(name, UNKNOWN, (f"no ROOTCA in the {missing} config_dump",), fix)
-    evidence = [f"{obs.client} sidecar ROOTCA sha256 {a['sha256']} ({a['subject']})",
-                f"{obs.server} gateway ROOTCA sha256 {b['sha256']} ({b['subject']})"]
+        missing = " and ".join(w for w, v in ((f"{obs.client} sleep", a), (f"{obs.server} httpbin", b)) if v is None)
+        return Hop(name, UNKNOWN, (f"no ROOTCA in the {missing} sidecar's config_dump",), fix)
+    evidence = [f"{obs.client} sleep sidecar ROOTCA sha256 {a['sha256']} ({a['subject']})",
+                f"{obs.server} httpbin sidecar ROOTCA sha256 {b['sha256']} ({b['subject']})"]
     failures = fail_verify_errors(obs.client_stats, obs.host) if obs.client_stats is not None else None
     if failures is None:
         evidence.append("ssl.fail_verify_error not exposed by the sidecar (needs the pod annotation "
@@ -547,13 +552,10 @@ class LabAccess:
 
 
 def _first_pod(k: Kubectl, namespace: str, selector: str) -> str:
-    # The newest Running pod: after a rollout (lab up annotates the sleep pods for their stats) the replaced pod
-    # stays Running for its grace period, without the annotation, its sidecar already gone.
-    name = k.jsonpath("pods", "-n", namespace, "-l", selector, "--field-selector=status.phase=Running",
-                      "--sort-by=.metadata.creationTimestamp", path="{.items[-1:].metadata.name}")
-    if not name:
-        raise LabError(f"no pod with {selector} in {namespace} on {k.context}")
-    return name
+    """The pod lab.probe.Prober.pod picks: the newest Running one. Right after a rollout (lab up annotates the
+    sleep pods for their stats) the replaced pod stays Running for its grace period with its sidecar gone, and a new
+    one may still be Pending, whose istio-proxy cannot be exec'd into yet."""
+    return Prober(k).pod(namespace, selector)
 
 
 def _envoy_get(k: Kubectl, namespace: str, pod: str, path: str) -> str:
@@ -626,6 +628,10 @@ def collect(lab: LabAccess) -> Observations:
         obs.sidecar_dump = json.loads(_envoy_get(k1, obs.client_namespace, pod, "config_dump"))
         obs.client_stats = _envoy_get(k1, obs.client_namespace, pod, "stats?filter=ssl.fail_verify_error")
 
+    def get_server_sidecar() -> None:
+        pod = _first_pod(k2, obs.server_namespace, "app=httpbin")
+        obs.server_sidecar_dump = json.loads(_envoy_get(k2, obs.server_namespace, pod, "config_dump"))
+
     def get_gateway_dump() -> None:
         pod = _first_pod(k2, "istio-system", "istio=ingressgateway")
         obs.gateway_dump = json.loads(_envoy_get(k2, "istio-system", pod, "config_dump"))
@@ -658,7 +664,8 @@ def collect(lab: LabAccess) -> Observations:
                     ("lookup", lookups),
                     ("istiocoredns_log", get_plugin_log), ("serviceentries", get_serviceentries),
                     ("gateway_address", get_gateway_address), ("envoyfilter", get_envoyfilter),
-                    ("sidecar_dump", get_sidecar), ("gateway_dump", get_gateway_dump), ("node_port", probe_node_port),
+                    ("sidecar_dump", get_sidecar), ("gateway_dump", get_gateway_dump),
+                    ("server_sidecar_dump", get_server_sidecar), ("node_port", probe_node_port),
                     ("curl", do_curl)):
         _gather(obs, key, fn)
     return obs

@@ -15,7 +15,9 @@ What this module owns:
 
 from __future__ import annotations
 
+import base64
 import copy
+import functools
 import json
 import logging
 import time
@@ -146,6 +148,7 @@ class LabHandle:
     istioctl: Path | None = None  # needed by the reinstall faults
     istio_dir: Path | None = None
     saved: dict[str, Any] = field(default_factory=dict)  # what inject took away, for restore (never printed)
+    sleep: Callable[[float], None] | None = None  # the polls' sleep (tests pass a fake one)
 
     @property
     def client(self) -> Kubectl:
@@ -249,23 +252,14 @@ def _write_corefile(k: Kubectl, text: str) -> None:
     _rollout_restart(k, "kube-system", ["coredns"])
 
 
-def _set_global_block(lab: LabHandle, *, present: bool, aaaa_guard: bool) -> None:
+def _set_global_block(lab: LabHandle, *, present: bool = True, aaaa_guard: bool | None = None) -> None:
+    """Write cluster1's `global` block as `lab up` does (the defaults: present, with the profile's AAAA guard), or
+    without the guard, or not at all."""
     k = lab.client
+    guard = lab.profile.aaaa_guard if aaaa_guard is None else aaaa_guard
     text = _corefile_configmap(k)["data"]["Corefile"]
-    new = corefile.patch(text, _istiocoredns_ip(k), aaaa_guard=aaaa_guard) if present else corefile.unpatch(text)
+    new = corefile.patch(text, _istiocoredns_ip(k), aaaa_guard=guard) if present else corefile.unpatch(text)
     _write_corefile(k, new)
-
-
-def _inject_dns_stub_missing(lab: LabHandle) -> None:
-    _set_global_block(lab, present=False, aaaa_guard=lab.profile.aaaa_guard)
-
-
-def _inject_aaaa_guard_off(lab: LabHandle) -> None:
-    _set_global_block(lab, present=True, aaaa_guard=False)
-
-
-def _restore_global_block(lab: LabHandle) -> None:
-    _set_global_block(lab, present=True, aaaa_guard=lab.profile.aaaa_guard)
 
 
 # --- ServiceEntry faults --------------------------------------------------------------------------------------------
@@ -274,8 +268,13 @@ def _inject_missing_local_serviceentry(lab: LabHandle) -> None:
         _delete(lab.server, "serviceentries.networking.istio.io", obj["metadata"]["namespace"], obj["metadata"]["name"])
 
 
-def _restore_server_serviceentries(lab: LabHandle) -> None:
-    _restore_saved(lab, "server-se", lab.server)
+def _restore_serviceentries(lab: LabHandle, *, role: str) -> None:
+    """Put back the ServiceEntries an inject saved in the cluster with `role` ("client" or "server")."""
+    _restore_saved(lab, f"{role}-se", lab.client if role == "client" else lab.server)
+
+
+_restore_server_serviceentries = functools.partial(_restore_serviceentries, role="server")
+_restore_client_serviceentries = functools.partial(_restore_serviceentries, role="client")
 
 
 def _inject_serviceentry_without_addresses(lab: LabHandle) -> None:
@@ -285,12 +284,9 @@ def _inject_serviceentry_without_addresses(lab: LabHandle) -> None:
         _put(lab.client, broken)
 
 
-def _restore_client_serviceentries(lab: LabHandle) -> None:
-    _restore_saved(lab, "client-se", lab.client)
-
-
-def _client_serviceentry(lab: LabHandle, *, vip: str, port: int | None = None) -> None:
-    """cluster1's ServiceEntry as the plan renders it, with `vip` and/or the endpoint port forced.
+def _client_serviceentry(lab: LabHandle, *, vip: str | None = None, port: int | None = None) -> None:
+    """cluster1's ServiceEntry as the plan renders it, with `vip` and/or the endpoint port forced (None: the
+    profile's VIP, the gateway's 15443 nodePort).
 
     The renderer is given the profile's (valid) VIP and the bad one is written into the result afterwards: the
     validation that refuses multicast and loopback VIPs is bypassed on purpose to show what it prevents.
@@ -299,25 +295,19 @@ def _client_serviceentry(lab: LabHandle, *, vip: str, port: int | None = None) -
     address, node_port = _gateway_endpoint(lab.server)
     svc = serviceentry.RemoteService("httpbin", SERVER_NS, port=REMOTE_PORT)
     obj = serviceentry.render_client(svc, lab.profile.client.vip, address, node_port if port is None else port)
-    obj["spec"]["addresses"] = [vip]
+    if vip is not None:
+        obj["spec"]["addresses"] = [vip]
     # Same name and namespace as the live object, so this replaces it rather than adding a second entry.
     obj["metadata"]["name"] = saved[0]["metadata"]["name"]
     obj["metadata"]["namespace"] = saved[0]["metadata"]["namespace"]
     _put(lab.client, obj)
 
 
-def _inject_vip_multicast(lab: LabHandle) -> None:
-    _client_serviceentry(lab, vip=MULTICAST_VIP)
-
-
-def _inject_vip_loopback(lab: LabHandle) -> None:
-    _client_serviceentry(lab, vip=LOOPBACK_VIP)
-
-
-def _inject_wrong_gateway_port(lab: LabHandle) -> None:
-    # The istio.io page's literal 15443 ("Do not change this port value"), which on a NodePort gateway is not where
-    # anything listens on the node.
-    _client_serviceentry(lab, vip=lab.profile.client.vip, port=15443)
+_inject_vip_multicast = functools.partial(_client_serviceentry, vip=MULTICAST_VIP)
+_inject_vip_loopback = functools.partial(_client_serviceentry, vip=LOOPBACK_VIP)
+# The istio.io page's literal 15443 ("Do not change this port value"), which on a NodePort gateway is not where
+# anything listens on the node.
+_inject_wrong_gateway_port = functools.partial(_client_serviceentry, port=15443)
 
 
 # --- the gateway's EnvoyFilter --------------------------------------------------------------------------------------
@@ -380,8 +370,72 @@ def _other_root(lab: LabHandle) -> Path:
     return out / cluster
 
 
-def _restart_istiod(k: Kubectl) -> None:
+# istiod publishes its root into ConfigMap `istio-ca-root-cert` (key `root-cert.pem`) of every namespace
+# (pilot/pkg/serviceregistry/kube/controller/namespacecontroller.go at 1.7.8), but only once it holds the leader
+# lease `istio-namespace-controller-election` (pilot/pkg/bootstrap/server.go initNamespaceController;
+# pilot/pkg/leaderelection/leaderelection.go: 30 s lease), which the old pod keeps until it has terminated, after
+# `kubectl rollout status` has already returned. A sidecar reads that file ONCE, when it starts, to trust istiod
+# (pkg/istio-agent/sds-agent.go newWorkloadSecretCache: ./var/run/secrets/istio/root-cert.pem), so a workload
+# restarted before the new root is published can never get a certificate. Hence: wait for it, then restart.
+ROOT_CONFIGMAP = "istio-ca-root-cert"
+ROOT_KEY = "root-cert.pem"
+
+
+def _get_optional(k: Kubectl, *args: str) -> dict | None:
+    res = k.run("get", *args, "-o", "json", "--ignore-not-found")
+    return json.loads(res.stdout) if res.stdout.strip() else None
+
+
+def _root_in_use(k: Kubectl) -> str | None:
+    """The root a freshly started istiod serves: `cacerts`' root-cert.pem when that secret has a signing key
+    (istio_ca.go createIstioCA checks /etc/cacerts/ca-key.pem), else its self-signed ca-cert.pem kept in
+    `istio-ca-secret` (security/pkg/pki/ca/ca.go NewSelfSignedIstioCAOptions). None while neither is readable."""
+    for name, key in (("cacerts", ROOT_KEY), ("istio-ca-secret", "ca-cert.pem")):
+        data = (_get_optional(k, "secret", name, "-n", ISTIO_NS) or {}).get("data") or {}
+        if name == "cacerts" and not data.get("ca-key.pem"):
+            continue
+        if data.get(key):
+            return base64.b64decode(data[key]).decode()
+    return None
+
+
+def _wait_root_published(lab: LabHandle, k: Kubectl, namespaces: tuple[str, ...]) -> None:
+    def published() -> None:
+        want = _root_in_use(k)
+        if want is None:
+            raise NotYet("neither cacerts nor istio-ca-secret holds a root yet")
+        for namespace in namespaces:
+            cm = _get_optional(k, "configmap", ROOT_CONFIGMAP, "-n", namespace) or {}
+            if ((cm.get("data") or {}).get(ROOT_KEY) or "").strip() != want.strip():
+                raise NotYet(f"configmap {namespace}/{ROOT_CONFIGMAP} does not hold istiod's current root yet")
+
+    poll(published, timeout=TIMEOUTS.rollout, what=f"istiod's root in {ROOT_CONFIGMAP} of {', '.join(namespaces)} "
+         f"on {k.context}", sleep=lab.sleep)
+
+
+# The pods of cluster2 that hold a certificate on the call's path: the apps in `bar` end the mutual TLS; the ingress
+# gateway passes it through, but its Envoy trusts istiod with the root file it read at start
+# (tools/packaging/common/envoy_bootstrap.json at 1.7.8, cluster xds-grpc: trusted_ca filename), so one left running
+# across a change of root loses xDS and keeps stale endpoints for the restarted apps: the call would then fail there,
+# not on the certificate the fault is about.
+GATEWAY_DEPLOYMENT = "istio-ingressgateway"
+
+
+def _restart_istiod(lab: LabHandle) -> None:
+    """Restart cluster2's istiod and wait until the root it now uses is what new pods in `istio-system` (the gateway)
+    and `bar` will mount."""
+    k = lab.server
     _rollout_restart(k, ISTIO_NS, ["istiod"])
+    _wait_root_published(lab, k, (ISTIO_NS, SERVER_NS))
+
+
+def _restart_gateway(lab: LabHandle) -> None:
+    _rollout_restart(lab.server, ISTIO_NS, [GATEWAY_DEPLOYMENT])
+
+
+def _restart_server_workloads(lab: LabHandle) -> None:
+    _restart_gateway(lab)
+    _rollout_restart(lab.server, SERVER_NS)
 
 
 def _inject_root_ca_mismatch(lab: LabHandle) -> None:
@@ -389,8 +443,8 @@ def _inject_root_ca_mismatch(lab: LabHandle) -> None:
     _save_cacerts(lab)
     _cacerts_from(k, _other_root(lab))
     _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
-    _restart_istiod(k)
-    _rollout_restart(k, SERVER_NS)
+    _restart_istiod(lab)
+    _restart_server_workloads(lab)
 
 
 def _inject_cacerts_after_install(lab: LabHandle) -> None:
@@ -399,10 +453,10 @@ def _inject_cacerts_after_install(lab: LabHandle) -> None:
     # As if Istio had been installed before `cacerts` existed: istiod starts without it and self-signs.
     _delete(k, "secret", ISTIO_NS, "cacerts")
     _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
-    _restart_istiod(k)
+    _restart_istiod(lab)
     # Then `cacerts` is created, and the workloads restarted, but not istiod: it keeps its self-signed root.
     _put(k, lab.saved["cacerts"])
-    _rollout_restart(k, SERVER_NS)
+    _restart_server_workloads(lab)
 
 
 def _reinstall_istio(lab: LabHandle, k: Kubectl) -> None:
@@ -423,7 +477,8 @@ def _inject_stale_workloads_after_reinstall(lab: LabHandle) -> None:
     _put(k, lab.saved["cacerts"])
     _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
     _reinstall_istio(lab, k)
-    _restart_istiod(k)
+    _restart_istiod(lab)
+    _restart_gateway(lab)  # part of the reinstalled Istio
     # ... but the pods in `bar` are kept: they still hold certificates and ROOTCA from the other root.
 
 
@@ -432,8 +487,8 @@ def _restore_certificates(lab: LabHandle) -> None:
     if "cacerts" in lab.saved:
         _put(k, lab.saved["cacerts"])
     _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
-    _restart_istiod(k)
-    _rollout_restart(k, SERVER_NS)
+    _restart_istiod(lab)
+    _restart_server_workloads(lab)
     lab.saved.pop("cacerts", None)
 
 
@@ -491,8 +546,8 @@ FAULTS: tuple[Fault, ...] = (
         expectations=(
             Expectation(ALL, "dns-failure", 90, "kube-dns forwards .global upstream, where nothing knows it (curl 6)"),
         ),
-        inject=_inject_dns_stub_missing,
-        restore=_restore_global_block,
+        inject=functools.partial(_set_global_block, present=False),
+        restore=_set_global_block,
         settle=35.0,  # kube-dns caches answers 30 s (`cache 30`); the restart empties it, the margin covers the rest
     ),
     Fault(
@@ -504,8 +559,8 @@ FAULTS: tuple[Fault, ...] = (
                         "istiocoredns answers NXDOMAIN to AAAA and musl 1.2.1+ (Alpine sleep image) then fails the "
                         "whole lookup (facts/istio-1.7.md §5)"),
         ),
-        inject=_inject_aaaa_guard_off,
-        restore=_restore_global_block,
+        inject=functools.partial(_set_global_block, aaaa_guard=False),
+        restore=_set_global_block,
         settle=35.0,
     ),
     Fault(

@@ -21,6 +21,7 @@ from tests.e2e.session import LabSession, docker_problem
 E2E_DIR = Path(__file__).parent
 _SESSION_KEY = pytest.StashKey[LabSession]()
 _DURATIONS_KEY = pytest.StashKey[dict[str, float]]()
+_SETUP_DUMPED_KEY = pytest.StashKey[bool]()
 
 
 def _in_suite(item: pytest.Item) -> bool:
@@ -87,9 +88,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         # Every phase counts: the lab build runs in the first test's setup, a fault's restore in its body.
         durations = item.config.stash.setdefault(_DURATIONS_KEY, {})
         durations[item.nodeid] = durations.get(item.nodeid, 0.0) + report.duration
-    if report.when == "call" and report.failed and _in_suite(item):
+    # Setup too: a lab that could not be rebuilt after a failed restore fails there, and is worth seeing; but only
+    # the first time, since every later test then fails its setup the same way.
+    if report.when in ("setup", "call") and report.failed and _in_suite(item):
         session = item.config.stash.get(_SESSION_KEY, None)
-        if session is not None and session.kubectl:
+        first = report.when == "call" or not item.config.stash.get(_SETUP_DUMPED_KEY, False)
+        if session is not None and session.kubectl and first:
+            if report.when == "setup":
+                item.config.stash[_SETUP_DUMPED_KEY] = True
             base = artifacts.dump_lab(session, session.artifacts / artifacts.safe_name(item.nodeid))
             report.sections.append(("artifacts", f"saved under {base}"))
     return report

@@ -212,15 +212,16 @@ def test_live_dump_rootca_is_the_samples_root_with_openssls_fingerprint(live, tm
 
 def test_doctor_sidecar_gateway_and_root_ca_hops_pass_on_the_live_dump_and_stats(live):
     """The doctor's Envoy-facing hops on what a real Envoy reports: the same Envoy plays the sidecar (cluster with
-    the gateway endpoint, TLS counters in /stats) and the gateway (15443 chain, SNI cluster, ROOTCA)."""
+    the gateway endpoint, TLS counters in /stats, ROOTCA), the gateway (15443 chain, SNI cluster) and httpbin's
+    sidecar (ROOTCA)."""
     from lab import doctor
 
     envoy, ports, _ = live
     dump = envoy.config_dump()
     stats = requests.get(f"{envoy.admin}/stats", params={"filter": "ssl.fail_verify_error"}, timeout=5).text
     assert f"cluster.{SIDECAR_CLUSTER}.ssl.fail_verify_error: 0" in stats
-    obs = doctor.Observations(sidecar_dump=dump, gateway_dump=dump, gateway_address="127.0.0.1",
-                              gateway_node_port=ports[0], client_stats=stats)
+    obs = doctor.Observations(sidecar_dump=dump, gateway_dump=dump, server_sidecar_dump=dump,
+                              gateway_address="127.0.0.1", gateway_node_port=ports[0], client_stats=stats)
     for hop in (doctor.hop_sidecar(obs), doctor.hop_gateway(obs), doctor.hop_root_ca(obs)):
         assert hop.status == doctor.OK, hop
     moved = doctor.Observations(sidecar_dump=dump, gateway_address="127.0.0.1", gateway_node_port=ports[0] + 1)

@@ -126,6 +126,7 @@ def healthy(**changes) -> Observations:
         serviceentries={"cluster1": [client_se()], "cluster2": [server_se()]},
         sidecar_dump=synthetic_sidecar_dump(),
         gateway_dump=synthetic_gateway_dump("typed", [LOCAL_SNI]),
+        server_sidecar_dump={"configs": ROOTCA_DUMP["configs"]},
         gateway_address=GW_IP, gateway_node_port=NODE_PORT, node_port_reachable=True,
         envoyfilter=synthetic_envoyfilter("typed"),
         client_stats="cluster.outbound|8000||httpbin.bar.global.ssl.fail_verify_error: 0\n",
@@ -327,8 +328,17 @@ def test_envoyfilter_forms_match_the_chart_at_1_7_3_and_1_7_8():
 # --- hop 8: root CA ----------------------------------------------------------------------------------------------
 def test_different_roots_on_the_two_sides_break_the_root_ca_hop():
     other = real_dump("istio1.9.1-sidecar-productpage.config_dump.json")
-    hop = doctor.hop_root_ca(healthy(gateway_dump=other))
+    hop = doctor.hop_root_ca(healthy(server_sidecar_dump=other))
     assert hop.status == BROKEN and "different roots" in hop.evidence[-1]
+
+
+def test_the_root_ca_hop_compares_httpbins_sidecar_not_the_gateway_that_passes_tls_through():
+    # root-ca-mismatch (lab.faults): cluster2's httpbin restarted under another root, its gateway not restarted,
+    # so the gateway still shows the shared root (the write-up's FAQ compares sleep with httpbin).
+    other = real_dump("istio1.9.1-sidecar-productpage.config_dump.json")
+    hop = doctor.hop_root_ca(healthy(server_sidecar_dump=other, gateway_dump=synthetic_gateway_dump("typed", [])))
+    assert hop.status == BROKEN and "httpbin" in hop.evidence[1]
+    assert doctor.hop_root_ca(healthy(gateway_dump=other)).status == OK
 
 
 def test_fail_verify_error_counter_breaks_the_root_ca_hop_and_its_absence_is_stated():
@@ -340,7 +350,7 @@ def test_fail_verify_error_counter_breaks_the_root_ca_hop_and_its_absence_is_sta
 
 def test_a_dump_without_rootca_makes_the_root_ca_hop_unknown():
     no_ca = real_dump("envoy1.12-v2alpha-gateway-proxy.config_dump.json")
-    assert doctor.hop_root_ca(healthy(gateway_dump=no_ca)).status == UNKNOWN
+    assert doctor.hop_root_ca(healthy(server_sidecar_dump=no_ca)).status == UNKNOWN
 
 
 # --- hops 9-10 ---------------------------------------------------------------------------------------------------
@@ -416,6 +426,9 @@ def _answers(profile, home: Path) -> tuple[dict, dict[str, Kubectl]]:
         (*exec1, "istio-proxy", "--", "pilot-agent", "request", "GET", "config_dump"): ok(sc_dump),
         (*exec1, "istio-proxy", "--", "pilot-agent", "request", "GET"): ok(""),
         (*k2, "exec", "-n", "istio-system", "gw-1", "-c", "istio-proxy", "--", "pilot-agent"): ok(gw_dump),
+        (*k2, "get", "pods", "-n", "bar", "-l", "app=httpbin"): ok("httpbin-1"),
+        (*k2, "exec", "-n", "bar", "httpbin-1", "-c", "istio-proxy", "--", "pilot-agent", "request", "GET",
+         "config_dump"): ok(sc_dump),
         (*exec1, "istio-proxy", "--", "nc"): Result((), 1, "", "nc: connect timed out"),
         (*exec1, "sleep", "--", "sh"): ok("HTTP/1.1 200 OK\n\n{}\n__LAB_HTTP_CODE__=200\n__LAB_CURL_EXIT__=0\n"),
     }
@@ -440,8 +453,10 @@ def test_collect_reads_every_observation_through_kubectl(tmp_path):
     assert (obs.curl_status, obs.curl_exit) == (200, 0)
     assert obs.kube_dns_ip == "10.96.0.10"
     assert obs.lookup_kube_dns.addresses == obs.lookup_istiocoredns.addresses == ["240.0.0.2"]
+    assert configdump.analyze(obs.server_sidecar_dump)["node"]["proxy_type"] == "sidecar"
     config_dump_calls = [c for c in runner.calls if c[-3:] == ("request", "GET", "config_dump")]
-    assert len(config_dump_calls) == 2
+    assert len(config_dump_calls) == 3
+    assert [c for c in config_dump_calls if c[-10:-5] == ("-n", "bar", "httpbin-1", "-c", "istio-proxy")]
     assert any(c[-1] == "stats?filter=ssl.fail_verify_error" for c in runner.calls)
 
 
@@ -480,7 +495,7 @@ def test_collect_with_unreachable_api_servers_is_one_clear_error(tmp_path):
 
 
 OBSERVED = ("pods", "corefile", "istiocoredns_log", "serviceentries", "sidecar_dump", "gateway_dump",
-            "node_port_reachable", "envoyfilter", "client_stats", "curl_output")
+            "server_sidecar_dump", "node_port_reachable", "envoyfilter", "client_stats", "curl_output")
 
 
 @given(missing=st.sets(st.sampled_from(OBSERVED)))
@@ -568,3 +583,12 @@ def test_collect_reads_the_sidecar_of_the_newest_running_sleep_pod(tmp_path):
     for call in lookups:
         assert "--field-selector=status.phase=Running" in call and "--sort-by=.metadata.creationTimestamp" in call
         assert call[-1] == "jsonpath={.items[-1:].metadata.name}"
+
+
+def test_collect_reads_envoy_admin_of_running_pods_only(tmp_path):
+    # a pod that is still Pending after a restart cannot be exec'd into; the probe picks Running pods the same way
+    profile = load_profile()
+    runner, ks = _answers(profile, tmp_path)
+    doctor.collect(doctor.LabAccess(profile, ks))
+    lookups = [c for c in runner.calls if "get" in c and "pods" in c and "-l" in c]
+    assert lookups and all("--field-selector=status.phase=Running" in c for c in lookups)

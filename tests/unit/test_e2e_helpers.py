@@ -210,3 +210,45 @@ def test_fault_flow_marks_the_lab_unhealthy_when_restore_fails(monkeypatch, tmp_
     with pytest.raises(CommandError):
         run()
     assert lab.unhealthy and lab.unhealthy[0].startswith("restore of demo failed: ")
+
+
+@pytest.mark.parametrize("when,failed,dumped", [("setup", True, True), ("call", True, True),
+                                                ("call", False, False), ("teardown", True, False)])
+def test_artifacts_are_saved_when_a_test_fails_in_setup_or_call_and_only_then(monkeypatch, tmp_path, when, failed,
+                                                                             dumped):
+    from tests.e2e import conftest as e2e_conftest
+
+    saved: list[Path] = []
+    monkeypatch.setattr(e2e_conftest.artifacts, "dump_lab", lambda session, base: saved.append(base) or base)
+    config = type("Config", (), {"stash": pytest.Stash()})()
+    session = type("Session", (), {"kubectl": {"cluster1": object()}, "artifacts": tmp_path})()
+    config.stash[e2e_conftest._SESSION_KEY] = session
+    nodeid = "tests/e2e/test_dns.py::test_istiocoredns_plugin_logs_the_mapping[cluster1]"
+    item = type("Item", (), {"path": e2e_conftest.E2E_DIR / "test_dns.py", "config": config, "nodeid": nodeid})()
+    report = type("Report", (), {"when": when, "failed": failed, "skipped": False, "duration": 1.5,
+                                 "sections": []})()
+    hook = e2e_conftest.pytest_runtest_makereport(item, None)
+    next(hook)
+    with pytest.raises(StopIteration) as done:
+        hook.send(report)
+    assert done.value.value is report
+    assert saved == ([tmp_path / "test_dns.test_istiocoredns_plugin_logs_the_mapping-cluster1"] if dumped else [])
+
+
+def test_a_setup_failure_saves_artifacts_once_not_for_every_test_that_then_fails_the_same_way(monkeypatch,
+                                                                                             tmp_path):
+    from tests.e2e import conftest as e2e_conftest
+
+    saved: list[Path] = []
+    monkeypatch.setattr(e2e_conftest.artifacts, "dump_lab", lambda session, base: saved.append(base) or base)
+    config = type("Config", (), {"stash": pytest.Stash()})()
+    config.stash[e2e_conftest._SESSION_KEY] = type("Session", (), {"kubectl": {"c": 1}, "artifacts": tmp_path})()
+    for n, when in enumerate(["setup", "setup", "call"]):
+        item = type("Item", (), {"path": e2e_conftest.E2E_DIR / "test_dns.py", "config": config,
+                                 "nodeid": f"tests/e2e/test_dns.py::t{n}"})()
+        hook = e2e_conftest.pytest_runtest_makereport(item, None)
+        next(hook)
+        with pytest.raises(StopIteration):
+            hook.send(type("Report", (), {"when": when, "failed": True, "skipped": False, "duration": 0.1,
+                                          "sections": []})())
+    assert [p.name for p in saved] == ["test_dns.t0", "test_dns.t2"]

@@ -221,7 +221,11 @@ SE_OTHER = {"apiVersion": "networking.istio.io/v1alpha3", "kind": "ServiceEntry"
 def _lab(tmp_path: Path, runner: RecordingRunner) -> LabHandle:
     profile = load_profile()
     kubectl = {c.name: Kubectl(runner, f"/lab/kubeconfig/{c.name}", c.context) for c in profile.clusters}
-    return LabHandle(profile=profile, kubectl=kubectl, workdir=tmp_path)
+    return LabHandle(profile=profile, kubectl=kubectl, workdir=tmp_path, sleep=lambda seconds: None)
+
+
+def _json(obj: dict) -> Result:
+    return Result((), 0, json.dumps(obj), "")
 
 
 def _se_list(*items: dict) -> Result:
@@ -296,6 +300,9 @@ def test_cacerts_after_install_restarts_istiod_without_cacerts_then_recreates_it
     runner = RecordingRunner(answers={
         (*ctx2, "get", "secret", "cacerts"): Result((), 0, json.dumps(secret), ""),
         (*ctx2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
+        # istiod self-signed (cacerts has no ca-key.pem) and published that root in bar
+        (*ctx2, "get", "secret", "istio-ca-secret"): _json({"data": {"ca-cert.pem": "Y2E="}}),
+        (*ctx2, "get", "configmap", "istio-ca-root-cert"): _json({"data": {"root-cert.pem": "ca\n"}}),
     })
     lab = _lab(tmp_path, runner)
     faults.BY_ID["cacerts-after-install"].inject(lab)
@@ -306,6 +313,8 @@ def test_cacerts_after_install_restarts_istiod_without_cacerts_then_recreates_it
         ("rollout", "restart", "deployment/istiod"),
         ("rollout", "status", "deployment/istiod"),
         ("replace", "-f", "-"),
+        ("rollout", "restart", "deployment/istio-ingressgateway"),
+        ("rollout", "status", "deployment/istio-ingressgateway"),
         ("rollout", "restart", "deployment/httpbin"),
         ("rollout", "restart", "deployment/sleep"),
         ("rollout", "status", "deployment/httpbin"),
@@ -452,11 +461,14 @@ def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_t
 
     samples = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
     shared = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
-              "data": {"root-cert.pem": base64.b64encode((samples / "root-cert.pem").read_bytes()).decode()}}
+              "data": {"root-cert.pem": base64.b64encode((samples / "root-cert.pem").read_bytes()).decode(),
+                       "ca-key.pem": base64.b64encode(b"key").decode()}}
     runner = RecordingRunner(answers={
         (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
         (*CTX2, "create", "secret", "generic", "cacerts"): _secret_from_files,
         (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
+        (*CTX2, "get", "configmap", "istio-ca-root-cert"): _json({"data": {
+            "root-cert.pem": (samples / "root-cert.pem").read_text()}}),
     })
     lab = _lab(tmp_path, runner)
     faults.BY_ID["root-ca-mismatch"].inject(lab)
@@ -467,6 +479,8 @@ def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_t
     steps = [v[:3] for v in _verbs(runner, "kind-cluster2") if v[0] in ("delete", "rollout")]
     assert steps == [("delete", "secret", "istio-ca-secret"),
                      ("rollout", "restart", "deployment/istiod"), ("rollout", "status", "deployment/istiod"),
+                     ("rollout", "restart", "deployment/istio-ingressgateway"),
+                     ("rollout", "status", "deployment/istio-ingressgateway"),
                      ("rollout", "restart", "deployment/httpbin"), ("rollout", "restart", "deployment/sleep"),
                      ("rollout", "status", "deployment/httpbin"), ("rollout", "status", "deployment/sleep")]
     # the other root's keys stay in the fault's scratch directory
@@ -485,7 +499,8 @@ def test_stale_workloads_reinstalls_with_the_plans_files_and_keeps_the_pods_in_b
 
     samples = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
     shared = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
-              "data": {"root-cert.pem": base64.b64encode((samples / "root-cert.pem").read_bytes()).decode()}}
+              "data": {"root-cert.pem": base64.b64encode((samples / "root-cert.pem").read_bytes()).decode(),
+                       "ca-key.pem": base64.b64encode(b"key").decode()}}
     istio_dir = tmp_path / "istio-1.7.8"
     values = istio_dir / "manifests" / "examples" / "multicluster" / "values-istio-multicluster-gateways.yaml"
     values.parent.mkdir(parents=True)
@@ -494,6 +509,8 @@ def test_stale_workloads_reinstalls_with_the_plans_files_and_keeps_the_pods_in_b
         (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
         (*CTX2, "create", "secret", "generic", "cacerts"): _secret_from_files,
         (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
+        (*CTX2, "get", "configmap", "istio-ca-root-cert"): _json({"data": {
+            "root-cert.pem": (samples / "root-cert.pem").read_text()}}),
     })
     lab = _lab(tmp_path, runner)
     lab.istioctl, lab.istio_dir = Path("/cache/istioctl"), istio_dir
@@ -506,7 +523,8 @@ def test_stale_workloads_reinstalls_with_the_plans_files_and_keeps_the_pods_in_b
     assert "NodePort" in overlay.read_text()
     after_install = runner.calls[runner.calls.index(installs[0]):]
     restarts = [c[c.index("restart") + 1] for c in after_install if "restart" in c]
-    assert restarts == ["deployment/istiod"]  # the pods in bar are kept
+    # istiod and the gateway come back with the reinstalled Istio; the pods in bar are kept
+    assert restarts == ["deployment/istiod", "deployment/istio-ingressgateway"]
     # the shared root is back in cacerts before the reinstall
     puts = _replaced(runner)
     assert puts[-1]["data"] == shared["data"]
@@ -550,3 +568,59 @@ def test_legacy_envoyfilter_passes_istio_1_7_8s_crd_schema():
 
     validate_istio(ENVOYFILTER_1_7_8)
     validate_istio(legacy_envoyfilter(ENVOYFILTER_1_7_8))
+
+
+@pytest.mark.parametrize("stage", ["inject", "restore"])
+def test_root_ca_mismatch_restarts_gateway_and_apps_only_once_istiod_published_its_new_root(tmp_path, stage):
+    # The new istiod writes istio-ca-root-cert only after the old pod released the leader lease, and a sidecar reads
+    # that file once at start (pkg/istio-agent/sds-agent.go at 1.7.8): a pod started before would never get a cert.
+    import base64
+
+    samples = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
+    root = (samples / "root-cert.pem").read_text()
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
+              "data": {"root-cert.pem": base64.b64encode(root.encode()).decode(),
+                       "ca-key.pem": base64.b64encode(b"key").decode()}}
+    # the ConfigMaps: the previous root for the first two reads (old istiod still leader), then istiod's root
+    reads = iter(["-----BEGIN CERTIFICATE-----\nprevious root\n-----END CERTIFICATE-----\n"] * 2 + [root] * 100)
+    runner = RecordingRunner(answers={
+        (*CTX2, "get", "secret", "cacerts"): _json(secret),
+        (*CTX2, "create", "secret", "generic", "cacerts"): _secret_from_files,
+        (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
+        (*CTX2, "get", "configmap", "istio-ca-root-cert"):
+            lambda argv: _json({"data": {"root-cert.pem": next(reads)}}),
+    })
+    lab = _lab(tmp_path, runner)
+    fault = faults.BY_ID["root-ca-mismatch"]
+    if stage == "restore":
+        lab.saved["cacerts"] = secret
+        fault.restore(lab)
+    else:
+        fault.inject(lab)
+    verbs = _verbs(runner, "kind-cluster2")
+    istiod_ready = verbs.index(("rollout", "status", "deployment/istiod", "-n", "istio-system", "--timeout=300s"))
+    first_restart = verbs.index(("rollout", "restart", "deployment/istio-ingressgateway", "-n", "istio-system"))
+    assert verbs.index(("rollout", "restart", "deployment/httpbin", "-n", "bar")) > first_restart
+    # two misses (istio-system first), then istio-system and bar both hold istiod's root
+    assert [v[4] for v in verbs if v[:3] == ("get", "configmap", "istio-ca-root-cert")] == [
+        "istio-system", "istio-system", "istio-system", "bar"]
+    last_read = max(i for i, v in enumerate(verbs) if v[:3] == ("get", "configmap", "istio-ca-root-cert"))
+    first_read = min(i for i, v in enumerate(verbs) if v[:3] == ("get", "configmap", "istio-ca-root-cert"))
+    assert istiod_ready < first_read and last_read < first_restart
+
+
+def test_the_root_istiod_serves_is_cacerts_with_a_signing_key_else_its_self_signed_istio_ca_secret(tmp_path):
+    import base64
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    plugged = {"data": {"root-cert.pem": b64("shared root"), "ca-key.pem": b64("key")}}
+    self_signed = {"data": {"ca-cert.pem": b64("self-signed"), "ca-key.pem": b64("key2")}}
+    for cacerts, want in ((plugged, "shared root"), ({"data": {"root-cert.pem": b64("shared root")}}, "self-signed"),
+                          (None, "self-signed")):
+        runner = RecordingRunner(answers={
+            (*CTX2, "get", "secret", "cacerts"): _json(cacerts) if cacerts else Result((), 0, "", ""),
+            (*CTX2, "get", "secret", "istio-ca-secret"): _json(self_signed)})
+        assert faults._root_in_use(_lab(tmp_path, runner).server) == want
+    assert faults._root_in_use(_lab(tmp_path, RecordingRunner()).server) is None
