@@ -62,11 +62,11 @@ CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
 # the annotation goes on the pod template of the clients (sleep), before their rollout is awaited.
 STATS_ANNOTATION = ("sidecar.istio.io/statsInclusionSuffixes", "ssl.fail_verify_error")
 SHELL_BASES = ("LAB_HOME", "ISTIO_DIR")
+# `kubectl apply` flags for Secrets that carry keys (see `_shell_manifest` and lab.executor.apply).
+SERVER_SIDE_APPLY = ("--server-side", "--force-conflicts", "--field-manager=istio-multicluster-lab")
 
 
 # --- argv tokens ------------------------------------------------------------------------------------------
-# `kubectl apply` flags for Secrets that carry keys (see `_shell_manifest` and lab.executor.apply).
-SERVER_SIDE_APPLY = ("--server-side", "--force-conflicts", "--field-manager=istio-multicluster-lab")
 
 @dataclass(frozen=True)
 class Kubeconfig:
