@@ -552,9 +552,10 @@ class LabAccess:
 
 
 def _first_pod(k: Kubectl, namespace: str, selector: str) -> str:
-    """The pod lab.probe.Prober.pod picks: the newest Running one. Right after a rollout (lab up annotates the
-    sleep pods for their stats) the replaced pod stays Running for its grace period with its sidecar gone, and a new
-    one may still be Pending, whose istio-proxy cannot be exec'd into yet."""
+    """The pod lab.probe.Prober.pod picks: the newest Running one not being deleted. Right after a rollout (lab up
+    annotates the sleep pods for their stats) the replaced pod stays Running for its grace period with its sidecar
+    gone (it carries a deletionTimestamp), and a new one may still be Pending, whose istio-proxy cannot be exec'd
+    into yet."""
     return Prober(k).pod(namespace, selector)
 
 

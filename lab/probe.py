@@ -16,6 +16,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from lab.errors import LabError
 from lab.kube import Kubectl
@@ -114,6 +115,32 @@ def parse_nslookup(output: str) -> list[str]:
     return addresses
 
 
+def newest_running_pod(pod_list: dict) -> str | None:
+    """Name of the newest pod in a `kubectl get pods -o json` list that is Running and not being deleted.
+
+    A pod being replaced keeps phase Running until its containers stop (the sample's sleep, PID 1, ignores SIGTERM
+    for the whole grace period) while its sidecar has already drained and exited; it is marked by
+    `metadata.deletionTimestamp`. A newer pod may still be Pending (nothing to exec into yet). Newest by
+    `metadata.creationTimestamp` (RFC 3339 UTC, second precision); equal timestamps are ordered by name so the
+    choice is stable. None when no pod qualifies.
+    """
+    candidates = []
+    for item in pod_list.get("items") or []:
+        meta = item.get("metadata") or {}
+        if (item.get("status") or {}).get("phase") != "Running" or meta.get("deletionTimestamp"):
+            continue
+        if meta.get("name"):
+            candidates.append((_created(meta.get("creationTimestamp")), meta["name"]))
+    return max(candidates)[1] if candidates else None
+
+
+def _created(stamp: str | None) -> datetime:
+    """creationTimestamp as an aware datetime; a pod without one (never seen from the API server) sorts first."""
+    if not stamp:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 @dataclass
 class Prober:
     """Runs probes in a cluster's pods through kubectl exec."""
@@ -123,11 +150,9 @@ class Prober:
     timeouts: dict[str, float] = field(default_factory=lambda: {"exec": 60.0})
 
     def pod(self, namespace: str, selector: str) -> str:
-        # The newest Running pod: one being replaced stays Running until its containers stop (the sample's sleep,
-        # PID 1, ignores SIGTERM for the whole grace period) while its sidecar has already drained and exited.
-        name = self.kubectl.jsonpath("pods", "-n", namespace, "-l", selector,
-                                     "--field-selector=status.phase=Running", "--sort-by=.metadata.creationTimestamp",
-                                     path="{.items[-1:].metadata.name}")
+        # Read as JSON and decided by newest_running_pod: a field selector on status.phase cannot exclude a pod that
+        # is being deleted (it stays Running until its containers stop).
+        name = newest_running_pod(self.kubectl.get_json("pods", "-n", namespace, "-l", selector))
         if not name:
             raise LabError(f"no running pod with {selector} in {namespace} on {self.kubectl.context}; "
                            "run `make lab-up` (or `python -m lab status`)")

@@ -20,6 +20,7 @@ from lab.kube import Kubectl
 from lab.probe import NslookupResult, parse_nslookup
 from lab.profile import load_profile
 from lab.shell import RecordingRunner, Result
+from tests.support.pods import answer, rollout
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 DOC = DATA / "doctor"
@@ -421,12 +422,12 @@ def _answers(profile, home: Path) -> tuple[dict, dict[str, Kubectl]]:
         (*k2, "get", "-n", "istio-system", "pod", "-l", "istio=ingressgateway"): ok(GW_IP),
         (*k2, "get", "-n", "istio-system", "service", "istio-ingressgateway"): ok(str(NODE_PORT)),
         (*k2, "get", "envoyfilter"): ok(json.dumps(synthetic_envoyfilter("typed"))),
-        (*k1, "get", "pods", "-n", "foo", "-l", "app=sleep"): ok("sleep-1"),
-        (*k2, "get", "pods", "-n", "istio-system", "-l", "istio=ingressgateway"): ok("gw-1"),
+        (*k1, "get", "pods", "-n", "foo", "-l", "app=sleep"): answer(rollout("sleep-1")),
+        (*k2, "get", "pods", "-n", "istio-system", "-l", "istio=ingressgateway"): answer(rollout("gw-1")),
         (*exec1, "istio-proxy", "--", "pilot-agent", "request", "GET", "config_dump"): ok(sc_dump),
         (*exec1, "istio-proxy", "--", "pilot-agent", "request", "GET"): ok(""),
         (*k2, "exec", "-n", "istio-system", "gw-1", "-c", "istio-proxy", "--", "pilot-agent"): ok(gw_dump),
-        (*k2, "get", "pods", "-n", "bar", "-l", "app=httpbin"): ok("httpbin-1"),
+        (*k2, "get", "pods", "-n", "bar", "-l", "app=httpbin"): answer(rollout("httpbin-1")),
         (*k2, "exec", "-n", "bar", "httpbin-1", "-c", "istio-proxy", "--", "pilot-agent", "request", "GET",
          "config_dump"): ok(sc_dump),
         (*exec1, "istio-proxy", "--", "nc"): Result((), 1, "", "nc: connect timed out"),
@@ -574,15 +575,15 @@ def test_cli_doctor_prints_hops_and_exits_1_on_a_broken_hop(monkeypatch, capsys)
 
 
 def test_collect_reads_the_sidecar_of_the_newest_running_sleep_pod(tmp_path):
-    # after lab up's sleep-stats rollout the replaced pod (no stats annotation, sidecar gone) is still listed
+    # after lab up's sleep-stats rollout the replaced pod (no stats annotation, sidecar gone) is still listed as
+    # Running with a deletionTimestamp, and its replacement may still be Pending: only sleep-1 is exec'd into
     profile = load_profile()
     runner, ks = _answers(profile, tmp_path)
     doctor.collect(doctor.LabAccess(profile, ks))
     lookups = [c for c in runner.calls if c[5:11] == ("get", "pods", "-n", "foo", "-l", "app=sleep")]
-    assert lookups
-    for call in lookups:
-        assert "--field-selector=status.phase=Running" in call and "--sort-by=.metadata.creationTimestamp" in call
-        assert call[-1] == "jsonpath={.items[-1:].metadata.name}"
+    assert lookups and all(c[11:] == ("-o", "json") for c in lookups)
+    execs = [c for c in runner.calls if c[5:8] == ("exec", "-n", "foo")]
+    assert execs and {c[8] for c in execs} == {"sleep-1"}
 
 
 def test_collect_reads_envoy_admin_of_running_pods_only(tmp_path):
@@ -590,5 +591,8 @@ def test_collect_reads_envoy_admin_of_running_pods_only(tmp_path):
     profile = load_profile()
     runner, ks = _answers(profile, tmp_path)
     doctor.collect(doctor.LabAccess(profile, ks))
-    lookups = [c for c in runner.calls if "get" in c and "pods" in c and "-l" in c]
-    assert lookups and all("--field-selector=status.phase=Running" in c for c in lookups)
+    lookups = [c for c in runner.calls if c[5:7] == ("get", "pods") and "-l" in c]
+    assert {c[8] for c in lookups} == {"foo", "bar", "istio-system"}
+    assert all(c[-2:] == ("-o", "json") for c in lookups)
+    # each lookup answered with a terminating-but-Running pod and a Pending one besides the one to use
+    assert {c[8] for c in runner.calls if c[5] == "exec"} == {"sleep-1", "gw-1", "httpbin-1"}

@@ -14,6 +14,7 @@ from lab.profile import load_profile
 from lab.shell import RecordingRunner, Result
 from tests.e2e import artifacts
 from tests.e2e.session import LabSession, docker_problem
+from tests.support.pods import answer, rollout
 
 OK_CALL = f"HTTP/1.1 200 OK\r\nserver: envoy\r\n\r\n{{}}\n{STATUS_MARK}200\n{EXIT_MARK}0\n"
 FAILED_CALL = f"HTTP/1.1 503 Service Unavailable\r\n\r\nno healthy upstream\n{STATUS_MARK}503\n{EXIT_MARK}0\n"
@@ -58,8 +59,8 @@ def _runner(tmp_path: Path, image_tag: str, call: str) -> RecordingRunner:
         base = ("kubectl", "--kubeconfig", str(tmp_path / "home" / "kubeconfig" / f"cluster{n}"),
                 "--context", f"kind-cluster{n}")
         table[(*base, "get", "deployment", "istiod")] = Result((), 0, f"docker.io/istio/pilot:{image_tag}", "")
-        table[(*base, "get", "pods", "-n", "foo")] = Result((), 0, "sleep-1234", "")
-        table[(*base, "exec", "-n", "foo")] = Result((), 0, call, "")
+        table[(*base, "get", "pods", "-n", "foo")] = answer(rollout("sleep-1234"))
+        table[(*base, "exec", "-n", "foo", "sleep-1234")] = Result((), 0, call, "")
     return RecordingRunner(answers=table)
 
 

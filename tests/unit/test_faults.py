@@ -15,6 +15,7 @@ from lab.faults import FAULTS, ISTIO_VERSIONS, Expectation, LabHandle, legacy_en
 from lab.kube import Kubectl
 from lab.profile import load_profile
 from lab.shell import RecordingRunner, Result
+from tests.support.pods import answer, rollout
 
 TABLE = Path(__file__).parent.parent / "data" / "faults" / "design-failures-table.md"
 
@@ -538,7 +539,7 @@ def test_probe_class_runs_curl_in_cluster1s_sleep_and_classifies_what_it_printed
              "\r\nupstream connect error or disconnect/reset before headers. reset reason: connection failure\n"
              f"{STATUS_MARK}503\n{EXIT_MARK}0\n")
     runner = RecordingRunner(answers={
-        (*CTX1, "get", "pods", "-n", "foo", "-l", "app=sleep"): Result((), 0, "sleep-5d8b", ""),
+        (*CTX1, "get", "pods", "-n", "foo", "-l", "app=sleep"): answer(rollout("sleep-5d8b")),
         (*CTX1, "exec", "-n", "foo", "sleep-5d8b", "-c", "sleep"): Result((), 0, reply, ""),
     })
     cls, evidence = faults.probe_class(_lab(tmp_path, runner))

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import shlex
 
+import pytest
+
+from lab.errors import LabError
 from lab.kube import Kubectl
-from lab.probe import EXIT_MARK, STATUS_MARK, Prober, curl_argv, nslookup_argv, parse_curl, parse_nslookup
+from lab.probe import (
+    EXIT_MARK,
+    STATUS_MARK,
+    Prober,
+    curl_argv,
+    newest_running_pod,
+    nslookup_argv,
+    parse_curl,
+    parse_nslookup,
+)
 from lab.shell import RecordingRunner, Result
+from tests.support.pods import answer, pod, pod_list, rollout
 
 # The write-up's nslookup output from cluster1's sleep (busybox), through kube-dns.
 WRITEUP_NSLOOKUP = """Server: 10.96.0.10
@@ -78,9 +91,49 @@ def test_prober_execs_in_the_sleep_container_with_explicit_context():
     assert call[8:12] == ("sleep-1", "-c", "sleep", "--")
 
 
+def test_newest_running_pod_skips_a_terminating_pod_that_is_still_running_and_a_pending_one():
+    # after a rollout: the old pod (deletionTimestamp set, phase still Running, sidecar gone) is the newest Running
+    # one by creation time once its replacement's replacement is still Pending
+    lst = pod_list(pod("sleep-a", "2026-11-25T20:00:00Z"),
+                   pod("sleep-b", "2026-11-25T20:10:00Z", deleting="2026-11-25T20:20:00Z"),
+                   pod("sleep-c", "2026-11-25T20:15:00Z", phase="Pending"))
+    assert newest_running_pod(lst) == "sleep-a"
+
+
+def test_newest_running_pod_takes_the_latest_creation_time_not_the_list_order():
+    lst = pod_list(pod("sleep-z", "2026-11-25T09:59:59Z"), pod("sleep-a", "2026-11-25T10:00:00Z"),
+                   pod("sleep-m", "2026-11-24T23:00:00Z"))
+    assert newest_running_pod(lst) == "sleep-a"
+
+
+def test_newest_running_pod_orders_equal_creation_times_by_name_whatever_the_list_order():
+    a, b = pod("sleep-a", "2026-11-25T10:00:00Z"), pod("sleep-b", "2026-11-25T10:00:00Z")
+    assert newest_running_pod(pod_list(a, b)) == newest_running_pod(pod_list(b, a)) == "sleep-b"
+
+
+@pytest.mark.parametrize("phase", ["Pending", "Succeeded", "Failed", "Unknown"])
+def test_newest_running_pod_is_none_when_no_pod_is_running(phase):
+    assert newest_running_pod(pod_list(pod("sleep-a", "2026-11-25T10:00:00Z", phase=phase))) is None
+    assert newest_running_pod(pod_list()) is None
+    assert newest_running_pod({"items": None}) is None
+
+
+def test_newest_running_pod_is_none_when_the_only_running_pod_is_being_deleted():
+    lst = pod_list(pod("sleep-a", "2026-11-25T10:00:00Z", deleting="2026-11-25T10:05:00Z"))
+    assert newest_running_pod(lst) is None
+
+
 def test_prober_picks_the_newest_running_pod_not_one_being_replaced():
-    runner = RecordingRunner(answers={("kubectl",): Result((), 0, "sleep-new\n", "")})
+    base = ("kubectl", "--kubeconfig", "k", "--context", "kind-cluster1")
+    runner = RecordingRunner(answers={base: answer(rollout("sleep-new"))})
     assert Prober(Kubectl(runner, "k", "kind-cluster1")).pod("foo", "app=sleep") == "sleep-new"
-    call = runner.calls[-1]
-    assert "--field-selector=status.phase=Running" in call and "--sort-by=.metadata.creationTimestamp" in call
-    assert call[-1] == "jsonpath={.items[-1:].metadata.name}"
+    assert runner.calls == [(*base, "get", "pods", "-n", "foo", "-l", "app=sleep", "-o", "json")]
+
+
+def test_prober_pod_is_one_line_lab_error_when_only_a_terminating_pod_runs():
+    lst = pod_list(pod("sleep-old", "2026-11-25T10:00:00Z", deleting="2026-11-25T10:05:00Z"))
+    runner = RecordingRunner(answers={("kubectl",): answer(lst)})
+    with pytest.raises(LabError) as err:
+        Prober(Kubectl(runner, "k", "kind-cluster1")).pod("foo", "app=sleep")
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith("no running pod with app=sleep in foo on kind-cluster1; ")
