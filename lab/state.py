@@ -3,7 +3,9 @@
 - `state.json`: the clusters the lab created (the only ones `lab down` may delete), the steps completed with
   the fingerprint of the profile and of each step (so a re-run verifies instead of redoing, and resumes after an
   interruption), and the last probe.
-- `lock`: the pid of the run holding it; a second concurrent run is refused, a lock left by a dead pid is taken.
+- `lock`: the pid of the run holding it, with that process's start time and the boot id; a second concurrent run
+  is refused, a lock left by a dead process (or by a process of an earlier boot, or one whose pid was reused) is
+  taken.
 - `kubeconfig/<cluster>`: the lab's own kubeconfig files (the user's ~/.kube/config is never written).
 
 Writes are atomic (temporary file + rename), so an interruption never leaves a half-written state file.
@@ -196,12 +198,84 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-class Lock:
-    """`$LAB_HOME/lock` holding our pid. Refuses while a live process holds it; takes over a dead holder's lock."""
+# proc(5): /proc/<pid>/stat field 22 is `starttime`, the time the process started after system boot, in clock
+# ticks; /proc/sys/kernel/random/boot_id is a random UUID generated anew at each boot. Together with the pid they
+# name one process: a pid reused after a reboot, or by another process later, differs in one of them.
+PROC = Path("/proc")
 
-    def __init__(self, home: Path, command: str = "up") -> None:
+
+def process_start(pid: int, proc: Path = PROC) -> int | None:
+    """Start time of `pid` in clock ticks since boot (field 22 of /proc/<pid>/stat); None when unreadable."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    # field 2 (comm) is in parentheses and may hold spaces and ')': the fields after it follow the last ')'
+    rest = stat.rpartition(")")[2].split()
+    try:
+        return int(rest[22 - 3])
+    except (IndexError, ValueError):
+        return None
+
+
+def boot_id(proc: Path = PROC) -> str | None:
+    try:
+        value = (proc / "sys" / "kernel" / "random" / "boot_id").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return value or None
+
+
+@dataclasses.dataclass(frozen=True)
+class LockHolder:
+    """What a lock file says about the run holding it; `start` and `boot` are None when not recorded."""
+
+    pid: int | None
+    command: str = "?"
+    start: int | None = None
+    boot: str | None = None
+
+    def render(self) -> str:
+        extra = ([f"start={self.start}"] if self.start is not None else []) + (
+            [f"boot={self.boot}"] if self.boot else [])
+        return "\n".join([str(self.pid), self.command, *extra]) + "\n"
+
+    @classmethod
+    def parse(cls, text: str) -> LockHolder:
+        lines = [line.strip() for line in text.splitlines()]
+        try:
+            pid = int(lines[0])
+        except (ValueError, IndexError):
+            return cls(None)
+        fields = dict(line.split("=", 1) for line in lines[2:] if "=" in line)
+        try:
+            start = int(fields["start"]) if "start" in fields else None
+        except ValueError:
+            start = None
+        return cls(pid, lines[1] if len(lines) > 1 and lines[1] else "?", start, fields.get("boot") or None)
+
+
+def holder_is_live(holder: LockHolder, *, alive: bool, boot_now: str | None, start_now: int | None) -> bool:
+    """Whether the recorded holder is still the running process (pure decision).
+
+    `alive`: the pid exists now (kill 0). `boot_now`: this boot's id; `start_now`: the pid's start time now (None
+    where /proc cannot tell, e.g. no /proc: then only `alive` decides, as it does for a lock that recorded neither).
+    """
+    if holder.pid is None or not alive:
+        return False
+    if holder.boot and boot_now and holder.boot != boot_now:
+        return False  # written before a reboot: whatever has that pid now is another process
+    # a different start time: the pid was reused by another process
+    return holder.start is None or start_now is None or holder.start == start_now
+
+
+class Lock:
+    """`$LAB_HOME/lock` naming our process. Refuses while its holder runs; takes over a stale holder's lock."""
+
+    def __init__(self, home: Path, command: str = "up", proc: Path = PROC) -> None:
         self.path = home / LOCK_FILE
         self.command = command
+        self.proc = proc  # /proc, or another root in tests (a missing one behaves like a system without /proc)
         self.held = False
 
     def acquire(self) -> Lock:
@@ -210,29 +284,31 @@ class Lock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                pid, command = self.holder()
-                if pid is not None and pid_alive(pid):
+                rec = self.record()
+                if rec.pid is not None and holder_is_live(rec, alive=pid_alive(rec.pid), boot_now=boot_id(self.proc),
+                                                          start_now=process_start(rec.pid, self.proc)):
                     raise LockedError(
-                        f"another lab run holds {self.path} (pid {pid}, `lab {command}`); wait for it to finish "
-                        f"or stop it, then try again") from None
-                # A stale lock (its process is gone, or the file is unreadable): take it over.
+                        f"another lab run holds {self.path} (pid {rec.pid}, `lab {rec.command}`); wait for it to "
+                        f"finish or stop it, then try again") from None
+                # A stale lock (its process is gone or is another one now, or the file is unreadable): take it over.
                 self.path.unlink(missing_ok=True)
                 continue
+            me = LockHolder(os.getpid(), self.command, process_start(os.getpid(), self.proc), boot_id(self.proc))
             with os.fdopen(fd, "w") as fh:
-                fh.write(f"{os.getpid()}\n{self.command}\n")
+                fh.write(me.render())
             self.held = True
             return self
         raise LockedError(f"could not take {self.path}: another run keeps recreating it; try again")
 
-    def holder(self) -> tuple[int | None, str]:
+    def record(self) -> LockHolder:
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            return LockHolder.parse(self.path.read_text(encoding="utf-8"))
         except OSError:
-            return None, "?"
-        try:
-            return int(lines[0].strip()), (lines[1].strip() if len(lines) > 1 else "?")
-        except (ValueError, IndexError):
-            return None, "?"
+            return LockHolder(None)
+
+    def holder(self) -> tuple[int | None, str]:
+        rec = self.record()
+        return rec.pid, rec.command
 
     def release(self) -> None:
         if self.held:
