@@ -70,9 +70,9 @@ def image_values(profile: Profile) -> dict:
     changed = {k: v for k, v in chosen.items() if v != default.get(k)}
     values: dict = {}
     if "pilot" in changed:
-        values["pilot"] = {"image": _with_slash(changed["pilot"])}
+        values["pilot"] = {"image": chart_image(changed["pilot"])}
     if "proxyv2" in changed:
-        ref = _with_slash(changed["proxyv2"])
+        ref = chart_image(changed["proxyv2"])
         values["global"] = {"proxy": {"image": ref}, "proxy_init": {"image": ref}}
     coredns: dict = {}
     if "coredns" in changed:
@@ -85,8 +85,15 @@ def image_values(profile: Profile) -> dict:
     return values
 
 
-def _with_slash(ref: str) -> str:
-    # a bare name ("pilot:x") would be read as a name under the hub; Docker reads it as docker.io/library/<name>
+def chart_image(ref: str) -> str:
+    """The reference an Istio image override is installed as, and so what its Deployment then shows.
+
+    The charts read a value without "/" as a name under the hub with their tag appended (`<hub>/<value>:<tag>`,
+    istio-discovery templates/deployment.yaml at 1.7.8), so a bare override ("pilot:1.7.8-custom") is written out
+    with Docker's own default, docker.io/library/<name>, which names the same image Docker pulled and kind loaded.
+    The plan's istiod check compares against this same function's result: any other spelling would never match
+    and every `lab up` would reinstall Istio.
+    """
     return ref if "/" in ref else f"docker.io/library/{ref}"
 
 

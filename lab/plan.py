@@ -345,7 +345,7 @@ def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, 
         needs=(f"{n}/cacerts", base), phase="control-plane",
         verify=Check(kubectl(c, "-n", "istio-system", "get", "deployment", "istiod",
                              "-o", "jsonpath={.spec.template.spec.containers[0].image}"),
-                     Expect("equals", images["pilot"]), 0)))
+                     Expect("equals", istio.chart_image(images["pilot"])), 0)))
     if c.role == "server":
         steps.append(Step(
             f"{n}/gateway", n, S_GATEWAY, "ingress gateway ready, its 15443 nodePort as the profile fixed it",

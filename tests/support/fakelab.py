@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from lab.plan import CLIENT_NS, SERVER_NS
-from lab.profile import ClusterSpec, Profile
+from lab.profile import ClusterSpec, Images, Profile
 from lab.shell import RecordingRunner, Result
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -59,6 +59,7 @@ class FakeCluster:
     corefile: str = START_COREFILE
     coredns_restarts: int = 0
     node_id: str = ""  # what `docker ps --format {{.ID}}` would show for its node container
+    istiod_image: str = ""  # what the installed istiod Deployment shows, from the files istioctl was given
 
 
 class FakeLab:
@@ -119,7 +120,23 @@ class FakeLab:
             if not c.exists:
                 return fail("Error: connection refused")
             c.istio = True
+            c.istiod_image = self._istiod_image(files)
         return ok("✔ Installation complete\n")
+
+    def _istiod_image(self, files: list[str]) -> str:
+        # like the istio-discovery chart at 1.7.8 (templates/deployment.yaml): a `pilot.image` containing "/" is
+        # the whole reference, any other is a name under the hub with the tag appended; without one, istioctl's
+        # build-time hub/tag (the profile's default pilot image)
+        image = None
+        for f in files:
+            for doc in yaml.safe_load_all(Path(f).read_text(encoding="utf-8")):
+                image = ((((doc or {}).get("spec") or {}).get("values") or {}).get("pilot") or {}).get("image", image)
+        default = Images().resolved(self.profile.istio_version)["pilot"]
+        if image is None:
+            return default
+        if "/" in image:
+            return image
+        return f"{default.rsplit('/', 1)[0]}/{image}:{default.rsplit(':', 1)[1]}"
 
     def _cluster_of(self, argv: tuple[str, ...]) -> str:
         ctx = argv[argv.index("--context") + 1]
@@ -254,7 +271,7 @@ class FakeLab:
         if what == "deployment" and "readyReplicas" in out:
             if not self._deployment(c, ns or "default", name):
                 return notfound
-            image = {"istiod": "docker.io/istio/pilot:1.7.8"}.get(name, f"docker.io/{name}:fake")
+            image = c.istiod_image if name == "istiod" else f"docker.io/{name}:fake"
             return ok(f"1/1 {image}")
         if what.startswith("serviceentries") and "-A" in args:
             return ok("".join(f"{k[1]}/{k[2]} {o['spec']['hosts']} {o['spec']['addresses']} x\n"
@@ -267,7 +284,7 @@ class FakeLab:
             return ok(((obj["spec"]["template"]["metadata"].get("annotations")) or {}).get(key, ""))
         if what == "deployment":
             if name == "istiod":
-                return ok(self.profile.images.resolved(self.profile.istio_version)["pilot"]) if c.istio else notfound
+                return ok(c.istiod_image) if c.istio else notfound
             return ok(f"deployment.apps/{name}") if self._deployment(c, ns or "default", name) else notfound
         if what.startswith("serviceentries"):
             obj = c.objects.get(("ServiceEntry", ns, name))

@@ -212,6 +212,28 @@ def test_a_changed_profile_redoes_the_steps(lab, tmp_path):
     assert any("image: docker.io/curlimages/curl:8.5.0" in t for t in applied)
 
 
+@pytest.mark.parametrize("pilot", ["pilot:1.7.8-custom", "reg.example:5000/istio/pilot:1.7.8-custom"])
+def test_rerunning_with_an_overridden_pilot_image_only_checks_istio(tmp_path, pilot):
+    # a reference without a registry is installed as docker.io/library/<ref>; the istiod check must expect that
+    # spelling too, or every `lab up` reinstalls Istio
+    profile = load_profile(overrides={"images.pilot": pilot, "images.proxyv2": "proxyv2:1.7.8-custom"})
+    lab = FakeLab(profile, tmp_path / "home")
+
+    def run() -> str:
+        out = io.StringIO()
+        assert executor.up(profile, home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 0
+        return out.getvalue()
+
+    run()
+    want = pilot if "/" in pilot else f"docker.io/library/{pilot}"
+    assert {c.istiod_image for c in lab.clusters.values()} == {want}
+    before = len(lab.runner.calls)
+    out = run()
+    assert not any(c[0] == "istioctl" for c in lab.runner.calls[before:])
+    statuses = {ln.split()[1]: ln.split()[2] for ln in out.splitlines() if ln.startswith("  ") and "/" in ln}
+    assert statuses["cluster1/istio"] == statuses["cluster2/istio"] == "verified"
+
+
 def test_an_existing_cluster_the_lab_did_not_create_is_refused(lab):
     lab.clusters["cluster1"].exists = True
     with pytest.raises(UsageError, match="cluster1 exists that this lab did not create"):

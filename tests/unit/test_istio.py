@@ -169,3 +169,19 @@ def test_only_the_overridden_image_is_set():
     values = istio.overlay(load_profile(overrides={"images.coredns_plugin": "example/plugin:1"}))["spec"]["values"]
     assert values == {"global": {"imagePullPolicy": "IfNotPresent"},
                       "istiocoredns": {"coreDNSPluginImage": "example/plugin:1"}}
+
+
+@pytest.mark.parametrize(("ref", "installed"), [
+    ("pilot:1.7.8-custom", "docker.io/library/pilot:1.7.8-custom"),
+    ("pilot", "docker.io/library/pilot"),
+    ("example/pilot:1.7.8", "example/pilot:1.7.8"),
+    ("localhost:5000/pilot:1.7.8", "localhost:5000/pilot:1.7.8"),
+    ("docker.io/istio/pilot:1.7.8-custom", "docker.io/istio/pilot:1.7.8-custom"),
+])
+def test_chart_image_gives_a_bare_reference_dockers_default_registry_and_keeps_any_other(ref, installed):
+    # istio-discovery templates/deployment.yaml at 1.7.8 would otherwise render <hub>/<ref>:<tag>
+    assert istio.chart_image(ref) == installed
+    overrides = {"images.pilot": ref, "images.proxyv2": ref.replace("pilot", "proxyv2")}
+    values = istio.overlay(load_profile(overrides=overrides))["spec"]["values"]
+    assert values["pilot"]["image"] == installed
+    assert values["global"]["proxy"]["image"] == istio.chart_image(ref.replace("pilot", "proxyv2"))

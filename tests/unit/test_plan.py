@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import corefile, plan, schemas, serviceentry
+from lab import corefile, istio, plan, schemas, serviceentry
 from lab.errors import ValidationError
 from lab.executor import coredns_configmap, sample_manifest, secret_manifest
 from lab.plan import Check, Command, Context, File, Kubeconfig, LabAction, Lookup, Manifest, Sample, SecretFromFiles
@@ -381,3 +381,17 @@ def test_the_probes_run_in_the_newest_running_sleep_pod_not_one_still_terminatin
                and t.what.startswith("sleep pod")]
     assert lookups and all("--sort-by=.metadata.creationTimestamp" in t.args for t in lookups)
     assert all(t.jsonpath == "{.items[-1:].metadata.name}" for t in lookups)
+
+
+@pytest.mark.parametrize("pilot", [None, "pilot:1.7.8-custom", "example/pilot:1.7.8", "reg.example:5000/pilot:1"])
+def test_the_istiod_check_expects_the_pilot_image_the_overlay_installs(pilot):
+    # the overlay's pilot.image is what the istiod Deployment then shows; one normalisation (istio.chart_image)
+    overrides = {"images.pilot": pilot} if pilot else {}
+    profile = load_profile(overrides=overrides)
+    values = istio.overlay(profile)["spec"]["values"]
+    installed = values["pilot"]["image"] if pilot else profile.images.resolved(profile.istio_version)["pilot"]
+    for c in profile.clusters:
+        verify = by_id(plan.build(profile))[f"{c.name}/istio"].verify
+        assert verify.expect.kind == "equals" and verify.expect.value == installed
+    if pilot == "pilot:1.7.8-custom":
+        assert installed == "docker.io/library/pilot:1.7.8-custom"
