@@ -3,6 +3,20 @@
 
 from __future__ import annotations
 
+import os
+
+try:
+    from hypothesis import settings
+except ImportError:  # the e2e suite can run without the test extras
+    settings = None
+
+if settings is not None:
+    # CI: the same examples on every run (a property failure must not turn CI red at random) and no per-example
+    # deadline (a loaded 2-core machine is not a bug). Locally hypothesis explores, and remembers what it found.
+    settings.register_profile("ci", derandomize=True, deadline=None)
+    if os.environ.get("CI"):
+        settings.load_profile("ci")
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("lab", "istio-multicluster-lab")
