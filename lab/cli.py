@@ -283,10 +283,6 @@ def _add_provisioning(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=lambda a, n=name: run_executor(n, a))
 
 
-def _not_yet(name: str) -> int:
-    raise LabError(f"`lab {name}` is not available in this version")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"istio-multicluster-lab {__version__}")
