@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -304,6 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabError as err:
         print(f"lab: error: {err}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:
+        # The reader went away (`python -m lab plan --shell | head`): not an error of ours. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again (Python docs, "Note on SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("lab: interrupted; re-run the same command to continue", file=sys.stderr)
         return 130

@@ -87,3 +87,18 @@ def test_make_lab_up_shows_the_same_line(tmp_path):
     assert len(lab_lines) == 1 and "docker" in lab_lines[0].lower(), res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "home").exists() and not (tmp_path / "cache").exists()
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_not_a_traceback():
+    # `python -m lab plan --shell | head -1`: the reader closes the pipe while the lab is still writing. Closing
+    # our end before the child writes makes that certain (the child's write then fails with EPIPE).
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "plan", "--shell"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
