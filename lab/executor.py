@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from lab import corefile, probe, serviceentry
+from lab import corefile, names, probe, serviceentry
 from lab import images as lab_images
 from lab.errors import CommandError, LabError, NotReadyError, UsageError
 from lab.kube import Kubectl
@@ -611,8 +611,8 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
             raise report.failed[0].error  # type: ignore[misc]
         _write_lock_file(env)
         probe_rec = state.data.get("last_probe") or {}
-        print(f"lab up: curl {serviceentry.RemoteService('httpbin', 'bar').host}:8000/headers from "
-              f"{profile.client.name}/foo/sleep returned {probe_rec.get('status')}", file=out, flush=True)
+        print(f"lab up: curl {names.REMOTE_HOST}:{names.REMOTE_PORT}/headers from "
+              f"{profile.client.name}/{names.CLIENT_NS}/sleep returned {probe_rec.get('status')}", file=out, flush=True)
     return 0
 
 
@@ -790,7 +790,8 @@ def _cluster_status(k: Kubectl, c: ClusterSpec) -> list[tuple[str, bool, str]]:
     fwd = re.search(r"forward \. (\S+)", block or "")
     rows.append(("kube-system CoreDNS global block", block is not None,
                  f"forward to {fwd.group(1)}" if fwd else "missing"))
-    apps = [("foo", "sleep")] if c.role == "client" else [("bar", "httpbin"), ("bar", "sleep")]
+    apps = ([(names.CLIENT_NS, "sleep")] if c.role == "client"
+            else [(names.SERVER_NS, names.REMOTE_NAME), (names.SERVER_NS, "sleep")])
     for ns, app in apps:
         rows.append((f"{app} in {ns}", *ready(ns, app)))
     se = k.run("get", "serviceentries.networking.istio.io", "-A", "-o",
