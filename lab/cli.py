@@ -18,14 +18,18 @@ from lab.errors import LabError, UsageError
 
 
 def _read_input(path: str | None) -> str:
-    """FILE or standard input, bytes preserved (CRLF stays CRLF); a missing file is a one-line usage error."""
+    """FILE or standard input with every byte kept (text-mode stdin would turn CRLF into LF); a file that cannot be
+    read, or is not UTF-8, is a one-line usage error."""
     try:
         if path in (None, "-"):
-            return sys.stdin.buffer.read().decode("utf-8")
-        with open(path, "rb") as fh:
-            return fh.read().decode("utf-8")
-    except FileNotFoundError as err:
-        raise UsageError(f"{path}: no such file") from err
+            # A replaced sys.stdin (tests, embedding) may have no binary buffer.
+            raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
+        else:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        return raw.decode("utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror}") from err
     except UnicodeDecodeError as err:
         raise UsageError(f"{path or 'standard input'} is not UTF-8 text ({err.reason} at byte {err.start})") from err
 
@@ -91,26 +95,10 @@ def _add_corefile(sub: argparse._SubParsersAction) -> None:
     up = verbs.add_parser("unpatch", help="remove the block serving `global`, leaving the rest byte-identical")
     up.add_argument("file", nargs="?", metavar="FILE", help="Corefile to read (default: standard input)")
 
-    def _read_bytes_exact(path: str | None) -> str:
-        """FILE or standard input as text with every byte kept (text-mode stdin would turn CRLF into LF)."""
-        from lab.errors import UsageError
-
-        try:
-            if path in (None, "-"):
-                raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
-            else:
-                with open(path, "rb") as fh:
-                    raw = fh.read()
-            return raw.decode("utf-8")
-        except OSError as err:
-            raise UsageError(f"cannot read {path}: {err.strerror}") from err
-        except UnicodeDecodeError as err:
-            raise UsageError(f"{path or 'standard input'} is not UTF-8 text (byte {err.start})") from err
-
     def run(a: argparse.Namespace) -> int:
         from lab import corefile
 
-        text = _read_bytes_exact(a.file)
+        text = _read_input(a.file)
         out = corefile.patch(text, a.forward, aaaa_guard=a.aaaa_guard) if a.verb == "patch" else corefile.unpatch(text)
         sys.stdout.write(out)
         return 0
@@ -154,13 +142,9 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
 
     def run(a: argparse.Namespace) -> int:
         from lab import classify
-        from lab.errors import UsageError
 
-        try:
-            output = _read_input(a.file)
-            log = _read_input(a.access_log) if a.access_log else None
-        except OSError as err:
-            raise UsageError(f"cannot read {err.filename}: {err.strerror}; pass a readable file or use stdin") from err
+        output = _read_input(a.file)
+        log = _read_input(a.access_log) if a.access_log else None
         if a.each:
             for i, v in enumerate(classify.classify_many(output, a.exit_code, log), 1):
                 print(f"request {i}: {v.cls}")
@@ -184,12 +168,7 @@ def _add_configdump(sub: argparse._SubParsersAction) -> None:
         import json
 
         from lab import configdump
-        from lab.errors import UsageError
-
-        try:
-            text = _read_input(a.file)
-        except OSError as err:
-            raise UsageError(f"cannot read {a.file}: {err.strerror}; pass a file saved from /config_dump") from err
+        text = _read_input(a.file)
         dump = configdump.load(text, source=a.file)
         print(json.dumps(configdump.analyze(dump, a.host, a.port), indent=2))
         return 0
