@@ -577,6 +577,14 @@ class Hooks:
     clock: Callable[[], float] = time.monotonic
 
 
+def _open_env(hooks: Hooks, profile: Profile, home: Path, state: State, runner: Runner, out: TextIO) -> Env:
+    """Tools (found or downloaded), the provider, and the run-time Env that `up` and `uninstall` run steps in."""
+    tools = hooks.tools(profile, runner)
+    provider = hooks.provider(profile, home, tools, runner)
+    return Env(profile, Paths(home, Path(tools.istio_dir)), runner, tools, provider, state, out, hooks.sleep,
+               hooks.clock)
+
+
 def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[str, str] | None = None,
        runner: Runner | None = None, out: TextIO | None = None, hooks: Hooks | None = None) -> int:
     """Build the lab (or check and finish a healthy or half-built one). Returns the exit code."""
@@ -592,16 +600,13 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
         _refuse_other_clusters(state, profile, home)
         state.set_profile(profile.name, dict(overrides or {}), fingerprint(profile))
         t0 = hooks.clock()
-        tools = hooks.tools(profile, runner)
+        env = _open_env(hooks, profile, home, state, runner, out)
         tools_seconds = hooks.clock() - t0
         print(f"  {'host':<9} {'tools':<30} {'ready':<9} {_duration(tools_seconds):>7}  kind, kubectl, "
               f"istioctl and the Istio {profile.istio_version} release", file=out, flush=True)
-        provider = hooks.provider(profile, home, tools, runner)
-        env = Env(profile, Paths(home, Path(tools.istio_dir)), runner, tools, provider, state, out,
-                  hooks.sleep, hooks.clock)
-        if hasattr(provider, "sleep"):
+        if hasattr(env.provider, "sleep"):
             # The provider's own wait (node Ready, up to TIMEOUTS.kind_create) must end at Ctrl-C like the plan's.
-            provider.sleep = env._sleep
+            env.provider.sleep = env._sleep
         report = Scheduler(env, build(profile, env.paths)).run()
         print(summary(report, before={"tools": tools_seconds}), file=out, flush=True)
         state.set_run({"command": "up", "ok": not report.failed, "seconds": round(report.seconds, 1),
@@ -709,10 +714,7 @@ def uninstall(*, home: Path | str | None = None, runner: Runner | None = None, o
     with Lock(home, "uninstall"):
         state = State.load(home)
         profile = _recorded_profile(state)
-        tools = hooks.tools(profile, runner)
-        provider = hooks.provider(profile, home, tools, runner)
-        env = Env(profile, Paths(home, Path(tools.istio_dir)), runner, tools, provider, state, out, hooks.sleep,
-                  hooks.clock)
+        env = _open_env(hooks, profile, home, state, runner, out)
         report = Scheduler(env, build_uninstall(profile, env.paths), record=False).run()
         # What uninstall removed must be applied again by the next `lab up`.
         state.forget_steps([s.id for s in build(profile, env.paths) if s.phase in ("apps", "serviceentries",
