@@ -25,14 +25,13 @@ from lab import classify, configdump, corefile, names, serviceentry
 from lab.errors import CommandError, LabError, PreflightError, ValidationError
 from lab.kube import Kubectl
 from lab.probe import NslookupResult, Prober
-from lab.profile import Profile, load_profile
+from lab.profile import Profile, load_profile, version_key
 from lab.shell import Runner
 
 OK, BROKEN, UNKNOWN = "ok", "broken", "unknown"
 
 ENVOYFILTER = names.ENVOYFILTER
-# The fixed EnvoyFilter (typed_config) first shipped in 1.7.5 (istio/istio commit 3990ddff, PR #28283, istio#27909).
-FIXED_ENVOYFILTER = (1, 7, 5)
+FIXED_ENVOYFILTER = version_key(names.ENVOYFILTER_FIXED_IN)
 # Istio 1.7.8's sidecar bootstrap keeps only a few stat prefixes (pkg/bootstrap/config.go
 # requiredEnvoyStatsMatcherInclusionPrefixes); the TLS counters appear only with this pod annotation
 # (pilot/pkg/model/context.go `sidecar.istio.io/statsInclusionSuffixes`).
@@ -95,10 +94,6 @@ class Observations:
 
 
 # --- small pure helpers ---------------------------------------------------------------------------------------
-def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
-
-
 def pods_from_json(cluster: str, obj: dict) -> list[PodState]:
     """PodStates from `kubectl get pods -A -o json`."""
     out = []
@@ -359,7 +354,7 @@ def hop_serviceentries(obs: Observations) -> Hop:
 
 
 def _server_se_optional(obs: Observations) -> bool:
-    return (version_tuple(obs.istio_version) >= FIXED_ENVOYFILTER and obs.envoyfilter is not None
+    return (version_key(obs.istio_version) >= FIXED_ENVOYFILTER and obs.envoyfilter is not None
             and envoyfilter_form(obs.envoyfilter) == "typed_config")
 
 
@@ -405,7 +400,7 @@ def hop_gateway_reachable(obs: Observations) -> Hop:
 def hop_gateway(obs: Observations) -> Hop:
     name = "gateway-listener"
     sni = configdump.sni_dnat_name(obs.host, obs.port)
-    fixed = version_tuple(obs.istio_version) >= FIXED_ENVOYFILTER
+    fixed = version_key(obs.istio_version) >= FIXED_ENVOYFILTER
     fix = (f"on Istio {obs.istio_version}: " + (
         f"restore EnvoyFilter istio-system/{ENVOYFILTER} in its typed_config form (@type "
         f"{configdump.REWRITE_TYPE}), e.g. by re-running `istioctl install`" if fixed else

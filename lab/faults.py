@@ -42,7 +42,7 @@ from lab.names import (
     SERVER_NS,
 )
 from lab.probe import Prober
-from lab.profile import Profile
+from lab.profile import Profile, version_key
 from lab.retry import NotYet, poll
 from lab.settings import TIMEOUTS
 
@@ -61,10 +61,6 @@ LOOPBACK_VIP = "127.0.0.2"
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
-def version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split("."))
-
-
 @dataclass(frozen=True)
 class Expectation:
     """What a probe should show while a fault is in place, for a range of Istio versions."""

@@ -18,6 +18,9 @@ REMOTE_PORT = 8000  # samples/httpbin/httpbin.yaml: Service port 8000 `http`
 REMOTE_HOST = f"{REMOTE_NAME}.{SERVER_NS}.global"
 # manifests/charts/gateways/istio-ingress/templates/preconfigured.yaml (istio/istio 1.7.x)
 ENVOYFILTER = "istio-multicluster-ingressgateway"
+# The EnvoyFilter above uses the working `typed_config` form from 1.7.5 on; 1.7.0-1.7.4 ship the legacy `config:`
+# form that 1.7's Envoy ignores (istio/istio commit 3990ddff, PR #28283, istio#27909).
+ENVOYFILTER_FIXED_IN = "1.7.5"
 GATEWAY_SELECTOR = "istio=ingressgateway"
 GATEWAY_SERVICE = "istio-ingressgateway"
 GATEWAY_TLS_PORT = 15443

@@ -7,6 +7,7 @@ Nothing else in the lab hard-codes a version, an image, a cluster name or a subn
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 
 from lab.errors import UsageError
@@ -100,6 +101,11 @@ PROFILES: dict[str, Profile] = {
 
 _OVERRIDABLE = {f.name for f in dataclasses.fields(Profile)} - {"name", "clusters", "images"}
 _IMAGE_KEYS = {f.name for f in dataclasses.fields(Images)}
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """An Istio (or any x.y.z) version as a comparable tuple: "1.7.10" > "1.7.5"."""
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
 
 
 def load_profile(name: str = "default", overrides: dict[str, str] | None = None) -> Profile:

@@ -6,8 +6,17 @@ from __future__ import annotations
 import pytest
 
 from lab.configdump import analyze
-from lab.faults import TCP_CLUSTER_REWRITE, version_key
-from lab.names import ENVOYFILTER, GATEWAY_NODE_IP, GATEWAY_NODEPORT, ISTIO_NS, REMOTE_HOST, REMOTE_PORT
+from lab.faults import TCP_CLUSTER_REWRITE
+from lab.names import (
+    ENVOYFILTER,
+    ENVOYFILTER_FIXED_IN,
+    GATEWAY_NODE_IP,
+    GATEWAY_NODEPORT,
+    ISTIO_NS,
+    REMOTE_HOST,
+    REMOTE_PORT,
+)
+from lab.profile import version_key
 from tests.e2e.session import CLIENT_NS, SERVER_NS
 
 pytestmark = pytest.mark.e2e
@@ -15,7 +24,6 @@ pytestmark = pytest.mark.e2e
 OUTBOUND = f"outbound|{REMOTE_PORT}||{REMOTE_HOST}"
 LOCAL_HOST = "httpbin.bar.svc.cluster.local"
 # The 1.7.5 fix (commit 3990ddff, istio#27909): the EnvoyFilter's patch uses typed_config from this release on.
-TYPED_CONFIG_SINCE = "1.7.5"
 
 
 def _summary(lab, cluster, namespace: str, selector: str) -> dict:
@@ -81,7 +89,7 @@ def test_cluster2_envoyfilter_has_the_form_of_the_version_under_test(lab, gatewa
               if p.get("patch", {}).get("value", {}).get("name") == TCP_CLUSTER_REWRITE]
     assert len(values) == 1, ef["spec"]
     rewrite = _global_chain(gateway2)["tcp_cluster_rewrite"]
-    if version_key(lab.profile.istio_version) >= version_key(TYPED_CONFIG_SINCE):
+    if version_key(lab.profile.istio_version) >= version_key(ENVOYFILTER_FIXED_IN):
         typed = values[0].get("typed_config", {})
         assert typed.get("@type", "").endswith("tcp_cluster_rewrite.v2alpha1.TcpClusterRewrite"), values[0]
         assert typed.get("cluster_pattern") == "\\.global$" and typed.get("cluster_replacement") == ".svc.cluster.local"

@@ -47,3 +47,10 @@ def test_unknown_profile_and_malformed_override_are_usage_errors():
         load_profile("nope")
     with pytest.raises(UsageError, match="not KEY=VALUE"):
         parse_overrides(["istio_version"])
+
+
+def test_version_key_orders_patch_releases_numerically():
+    from lab.profile import version_key
+
+    assert version_key("1.7.10") > version_key("1.7.5") > version_key("1.7.4")
+    assert version_key("1.7.8") == (1, 7, 8)
