@@ -42,6 +42,9 @@ lint: $(STAMP) ## ruff, and the import layering contract (.importlinter)
 test: $(STAMP) lint ## every test that needs no Docker (unit + integration)
 	$(PY) -m pytest
 
+test-upstream: $(STAMP) ## the upstream lane: istioctl, pilot, CoreDNS and musl built from their own modules (needs Go)
+	$(PY) -m pytest tests/upstream -m upstream --durations=10
+
 E2E_MARK ?= e2e
 e2e: $(STAMP) ## the e2e suite against the lab (builds or reuses it; needs Docker); E2E_MARK='e2e and not reinstall' = fast lane
 	$(PY) -m pytest tests/e2e -m '$(E2E_MARK)' --durations=0 $(E2E_ARGS)
@@ -49,4 +52,4 @@ e2e: $(STAMP) ## the e2e suite against the lab (builds or reuses it; needs Docke
 clean: ## remove the virtual environment and caches (not the lab: use lab-down)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
 
-.PHONY: help venv lab-up lab-down lab-status lab-doctor plan lint test e2e clean
+.PHONY: help venv lab-up lab-down lab-status lab-doctor plan lint test test-upstream e2e clean

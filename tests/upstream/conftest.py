@@ -1,0 +1,41 @@
+"""The upstream lane (`make test-upstream`): Istio's and CoreDNS's own code, and musl's resolver, as local
+processes. Every test here is marked `upstream`; without the Go toolchain the Go-built components skip with the
+reason, so `make test` stays green for a user without Go."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.upstream.gobuild import LOG, BuildError, go_executable
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/upstream/" in item.nodeid.replace("\\", "/"):
+            item.add_marker(pytest.mark.upstream)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if LOG.entries or LOG.versions:
+        terminalreporter.section("upstream components")
+        for name, how in LOG.entries:
+            terminalreporter.write_line(f"{name}: {how}")
+        for name, version in LOG.versions:
+            terminalreporter.write_line(f"ran {name}: {version}")
+
+
+@pytest.fixture(scope="session")
+def require_go() -> str:
+    go = go_executable()
+    if go is None:
+        pytest.skip("the Go toolchain (go) is not on PATH: the upstream lane builds istioctl, pilot and CoreDNS "
+                    "from their Go modules; install Go 1.26 to run it")
+    return go
+
+
+def built(factory, *args, **kwargs):
+    """Call a gobuild factory; a build failure fails the test with the command and its output's tail."""
+    try:
+        return factory(*args, **kwargs)
+    except BuildError as err:
+        pytest.fail(str(err), pytrace=False)
