@@ -16,7 +16,8 @@ Upstream grounding (envoyproxy/envoy: router.cc@001b1c0c, utility.cc@2d3b5057, u
 - Response flags: envoy `docs/root/configuration/observability/access_log/usage.rst` (`%RESPONSE_FLAGS%`).
 - Istio 1.7's access-log formats: `EnvoyTextLogFormat` and `EnvoyJSONLogFormat` in istio
   `pilot/pkg/networking/core/v1alpha3/listener.go@1.7.8` (response code then flags; JSON keys `response_code`,
-  `response_flags`, `upstream_transport_failure_reason`, `upstream_cluster`); its server name is `istio-envoy`.
+  `response_flags`, `upstream_transport_failure_reason`, `upstream_cluster`). Its server name `istio-envoy` is set
+  only on inbound sidecar and gateway connection managers; an outbound sidecar says `envoy` (the default).
 - Istio 1.7's Envoy wrote `reset reason: connection failure` (the vectors: 91 bytes, 0x5b) and no transport
   reason; today's Envoy writes `local connection failure` / `remote connection failure` and the router may append
   `, transport failure reason: ...` (third-party reports show it), so a body with a reason has no fixed length.
@@ -486,12 +487,22 @@ def _curl_class(code: int | None, message: str) -> tuple[str, str]:
     return "unknown", f"curl failed with exit {code}, which says nothing about the path"
 
 
+# Istio 1.7.8 sets `server_name: istio-envoy` only on the inbound sidecar's and the gateway's HTTP connection managers
+# (pilot/pkg/networking/core/v1alpha3/listener.go buildSidecarInboundHTTPListenerOptsForPortOrUDS, gateway.go
+# buildGatewayListeners' HTTP and HTTPS servers); the outbound ones set none, so Envoy's default `envoy` applies
+# (http_connection_manager/config.cc: DefaultServerString), and with the default server_header_transformation
+# OVERWRITE every response that passes an outbound sidecar leaves it saying `envoy`, httpbin's included.
+ISTIO_ENVOY_NOTE = ("an Istio gateway or inbound sidecar answered (server: istio-envoy); no outbound sidecar was on "
+                    "the way back, it would have overwritten the header with envoy")
+ENVOY_NOTE = ("an Envoy answered (server: envoy): a plain Envoy, or an Istio sidecar's outbound listener, which "
+              "names itself envoy and writes that on every response it passes, the destination's included")
+
+
 def _header_notes(obs: _Observed) -> list[str]:
     notes = []
     server = obs.headers.get("server")
     if server:
-        who = {"istio-envoy": "an Istio proxy (server: istio-envoy) answered",
-               "envoy": "an Envoy answered (server: envoy; Istio's proxies say istio-envoy)"}.get(server.lower())
+        who = {"istio-envoy": ISTIO_ENVOY_NOTE, "envoy": ENVOY_NOTE}.get(server.lower())
         notes.append(who or f"server: {server}")
     if "x-envoy-upstream-service-time" in obs.headers:
         notes.append("x-envoy-upstream-service-time is set: some upstream of that Envoy answered (possibly another "

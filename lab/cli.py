@@ -192,6 +192,32 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_faults(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("faults", help="the documented-failure catalogue (lab/faults.py)")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    t = verbs.add_parser("table", help="print the catalogue as the README's Markdown table")
+    t.add_argument("--write", metavar="FILE", help="replace the table between FILE's two marker lines instead")
+
+    def table(a: argparse.Namespace) -> int:
+        from lab import faults
+
+        if not a.write:
+            sys.stdout.write(faults.catalogue_table())
+            return 0
+        new = faults.with_catalogue_table(_read_input(a.write))
+        tmp = Path(f"{a.write}.tmp")
+        try:
+            tmp.write_text(new, encoding="utf-8")
+            os.replace(tmp, a.write)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise UsageError(f"cannot write {a.write}: {err.strerror}") from err
+        print(f"{a.write}: fault table written from lab/faults.py")
+        return 0
+
+    t.set_defaults(func=table)
+
+
 # --- provisioning (plan, up, down, status, uninstall) ----------------------------------------------------
 def _add_provisioning(sub: argparse._SubParsersAction) -> None:
     """plan/up/down/status/uninstall: parsing and output only; lab.plan and lab.executor do the work."""
@@ -269,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command and retry")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_provisioning, _add_certs, _add_corefile, _add_serviceentry, _add_classify,
-                _add_configdump, _add_doctor):
+                _add_configdump, _add_doctor, _add_faults):
         add(sub)
     return parser
 

@@ -32,6 +32,10 @@ from lab.errors import ValidationError
 
 ZONE = "global"
 PORT = "53"
+# The lab's block caches answers at most this long (`cache 30`, as the Istio 1.7 docs' block: facts/istio-1.7.md §4).
+CACHE_TTL = 30
+# The cache plugin's cap when `cache` names no TTL (coredns plugin/cache README: 3600 s for NOERROR answers).
+CACHE_DEFAULT_TTL = 3600
 
 
 class CorefileError(ValidationError):
@@ -303,7 +307,7 @@ def render_block(forward: str, *, aaaa_guard: bool = True, newline: str = "\n", 
     Plugin order inside a server block is fixed by CoreDNS's plugin.cfg (errors, cache, template, forward at
     v1.7.0 and v1.8.0), not by the order written; it is written in that order for the reader.
     """
-    lines = [f"{ZONE}:{PORT} {{", "    errors", "    cache 30"]
+    lines = [f"{ZONE}:{PORT} {{", "    errors", f"    cache {CACHE_TTL}"]
     if aaaa_guard:
         lines += [
             "    # istio-multicluster-lab AAAA guard: istiocoredns answers NXDOMAIN to AAAA queries and musl 1.2.1+",
@@ -314,6 +318,27 @@ def render_block(forward: str, *, aaaa_guard: bool = True, newline: str = "\n", 
         ]
     lines += [f"    forward . {forward_target(forward)}", "}"]
     return lines[0] + "".join(newline + indent + line for line in lines[1:])
+
+
+def cache_ttl(block: str) -> int | None:
+    """The longest a server block's `cache` plugin keeps an answer: `cache N` -> N, a bare `cache` -> the plugin's
+    default cap, no `cache` directive -> None. Only directives of the block itself count (depth 1), never a word
+    inside another plugin's sub-block or a comment."""
+    depth = 0
+    prev: Token | None = None
+    toks = list(_tokens(block))
+    for i, tok in enumerate(toks):
+        if tok.text == "{" and not tok.quoted:
+            depth += 1
+        elif tok.text == "}" and not tok.quoted:
+            depth -= 1
+        elif depth == 1 and tok.text == "cache" and (prev is None or prev.end_line < tok.line or prev.text == "{"):
+            nxt = toks[i + 1] if i + 1 < len(toks) else None
+            if nxt is not None and nxt.line == tok.line and nxt.text.isdigit():
+                return int(nxt.text)
+            return CACHE_DEFAULT_TTL
+        prev = tok
+    return None
 
 
 def _global_blocks(cf: Corefile) -> list[Block]:

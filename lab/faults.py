@@ -10,7 +10,13 @@ What this module owns:
   the Corefile through `lab.corefile.patch/unpatch`, ServiceEntries through `lab.serviceentry`'s renderers (validation
   bypassed on purpose for the VIP faults, whose point is to show what the validation prevents), another root of
   trust through `lab.certs.generate`.
-- `settled_class`: poll a probe until its class is stable, after a settling time long enough for DNS caches.
+- How long a change takes to reach the probe, derived from the caches on its way (`ADDRESS_CHANGE`,
+  `COREFILE_CHANGE`: the `cache` TTLs of the lab's `global` block and of istiocoredns's Corefile, and the plugin's
+  refresh), and for a change on cluster2's gateway, `reach_new_connections`: wait until the gateway's config dump
+  shows it, then give the probe new connections (cluster1's sidecar pools its connections through the gateway).
+- `settled_class`: poll a probe until its class is stable, counting only probes begun after the settling time;
+  `restore_and_heal`: put the lab back and wait for `ok`, reporting any failure.
+- `catalogue_table` / `with_catalogue_table`: the README's fault table, generated from `FAULTS`.
 """
 
 from __future__ import annotations
@@ -28,16 +34,20 @@ from typing import Any
 
 from lab import certs, corefile, istio, serviceentry
 from lab.classify import classify
+from lab.configdump import analyze, sni_dnat_name
 from lab.errors import CommandError, LabError
 from lab.kube import Kubectl
 from lab.names import (
     CLIENT_NS,
     ENVOYFILTER,
+    ENVOYFILTER_FIXED_IN,
     GATEWAY_NODE_IP,
     GATEWAY_NODEPORT,
+    GATEWAY_SELECTOR,
     ISTIO_NS,
     ISTIOCOREDNS_IP,
     REMOTE_HOST,
+    REMOTE_NAME,
     REMOTE_PORT,
     SERVER_NS,
 )
@@ -58,6 +68,35 @@ TCP_CLUSTER_REWRITE = "envoy.filters.network.tcp_cluster_rewrite"
 # A VIP of each forbidden kind (DESIGN.md; the write-up's "不能使用多播地址 ... 也不能使用环回地址").
 MULTICAST_VIP = "224.0.0.2"
 LOOPBACK_VIP = "127.0.0.2"
+
+# The clusters cluster2's gateway may end a `.global` connection in (sni-dnat mode): the SNI cluster itself, built
+# only for a name the gateway knows (cluster2's ServiceEntry), and the local one the 1.7.5+ EnvoyFilter rewrites to.
+LOCAL_HOST = f"{REMOTE_NAME}.{SERVER_NS}.svc.cluster.local"
+GLOBAL_SNI_CLUSTER = sni_dnat_name(REMOTE_HOST, REMOTE_PORT)  # outbound_.8000_._.httpbin.bar.global
+LOCAL_SNI_CLUSTER = sni_dnat_name(LOCAL_HOST, REMOTE_PORT)  # outbound_.8000_._.httpbin.bar.svc.cluster.local
+CLIENT_DEPLOYMENT = "sleep"  # samples/sleep/sleep.yaml, in cluster1's foo
+
+# --- how long a change takes to reach the probe -----------------------------------------------------------------
+# cluster1's sleep resolves httpbin.bar.global through kube-dns's `global` block (the lab's, lab/corefile.py), which
+# forwards to istiocoredns (its own Corefile, manifests/charts/istiocoredns/templates/configmap.yaml at 1.7.x), whose
+# gRPC plugin answers from the ServiceEntries it re-reads on a ticker (facts/istio-1.7.md §5, plugin.go).
+KUBE_DNS_CACHE = float(corefile.cache_ttl(corefile.render_block("192.0.2.53")) or 0)  # `cache 30` in the lab's block
+ISTIOCOREDNS_CACHE = 30.0  # `cache 30` in the chart's `.:53` block (tests/data/corefile, the rendered chart)
+PLUGIN_REFRESH = 5.0  # the plugin re-reads every ServiceEntry every 5 s into a fresh map
+# A ServiceEntry's `addresses` changed: the plugin sees it within one refresh, then each cache may still hold the
+# old answer for its TTL. The sidecar does not resolve the name (1.7 has no DNS proxy) and musl does not cache.
+ADDRESS_CHANGE = PLUGIN_REFRESH + ISTIOCOREDNS_CACHE + KUBE_DNS_CACHE
+# kube-dns's Corefile rewritten and CoreDNS restarted: the new pods start with an empty cache, but a replica of the
+# old configuration can answer from its cache until it is gone, and keeps serving for its lameduck time after
+# `rollout status` returned (kubeadm's Corefile: `health { lameduck 5s }`).
+KUBE_DNS_LAMEDUCK = 5.0
+COREFILE_CHANGE = KUBE_DNS_CACHE + KUBE_DNS_LAMEDUCK
+# An xDS change (a ServiceEntry's endpoint, the gateway's listeners and clusters): istiod's push debounce (100 ms,
+# PILOT_DEBOUNCE_AFTER) up to 10 s (PILOT_DEBOUNCE_MAX) at 1.7.8, pilot/pkg/features/pilot.go.
+XDS_PUSH = 10.0
+# After its settling time a fault must show a stable class within one more full DNS cycle: every probe resolves the
+# name through both caches, whatever the fault changed.
+CONVERGE = ADDRESS_CHANGE
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
@@ -97,6 +136,7 @@ class Followup:
     title: str
     apply: Callable[[LabHandle], None]
     expectations: tuple[Expectation, ...]
+    gateway_state: GatewayCheck | None = None  # as Fault.gateway_state, for the state after `apply`
 
     def expected_for(self, version: str) -> Expectation:
         return _pick(self.expectations, version, self.title)
@@ -112,9 +152,12 @@ class Fault:
     restore: Callable[[LabHandle], None]
     needs_reinstall: bool = False  # slow lane (pytest marker `reinstall`)
     certificates: bool = False  # restarts istiod and workloads; restore deletes istio-ca-secret
-    settle: float = 10.0  # seconds after inject before a verdict counts (DNS caches, xDS pushes)
-    timeout: float = TIMEOUTS.dns_converge  # seconds after settling to reach a stable class
+    settle: float = XDS_PUSH  # seconds after inject before a verdict counts (DNS caches, xDS pushes)
+    timeout: float = CONVERGE  # seconds after settling to reach a stable class
     followup: Followup | None = None
+    # For a fault on cluster2's gateway: what the gateway's config dump must show once the change landed (see
+    # reach_new_connections); None for the others.
+    gateway_state: GatewayCheck | None = None
     observed: tuple[Observation, ...] = ()
 
     @property
@@ -488,6 +531,106 @@ def _restore_certificates(lab: LabHandle) -> None:
     lab.saved.pop("cacerts", None)
 
 
+# --- what cluster2's gateway shows once a change landed ------------------------------------------------------------
+# Each check reads lab.configdump.analyze(<gateway /config_dump>, REMOTE_HOST, REMOTE_PORT) and returns what does not
+# hold yet (empty: landed). `gateway_paths` says, per 0.0.0.0_15443 chain serving the SNI, which cluster the
+# connection ends in and whether the gateway has that cluster (`cluster_present`).
+GatewayCheck = Callable[[dict, str], list[str]]
+
+
+def _sni_clusters(summary: dict) -> set[str]:
+    return {c["name"] for c in summary["clusters"]["matches"]}
+
+
+def _ends_in(summary: dict, cluster: str, *, present: bool) -> list[str]:
+    paths = summary.get("gateway_paths") or []
+    if not paths:
+        return [f"no 0.0.0.0_15443 filter chain serves SNI {GLOBAL_SNI_CLUSTER}"]
+    got = [(p["cluster"], p["cluster_present"]) for p in paths]
+    if all(g == (cluster, present) for g in got):
+        return []
+    state = "an existing" if present else "a missing"
+    return [f"SNI {GLOBAL_SNI_CLUSTER} should end in {state} cluster {cluster}; the gateway's paths: {got}"]
+
+
+def _without_global_cluster(summary: dict) -> list[str]:
+    if GLOBAL_SNI_CLUSTER in _sni_clusters(summary):
+        return [f"the gateway still has cluster {GLOBAL_SNI_CLUSTER}"]
+    return []
+
+
+def gateway_without_local_serviceentry(summary: dict, version: str) -> list[str]:
+    """cluster2 knows no httpbin.bar.global: no SNI cluster of that name; from 1.7.5 on the EnvoyFilter rewrites the
+    SNI to the local cluster, which exists; before, the connection ends in the missing `.global` cluster."""
+    rewrites = version_key(version) >= version_key(ENVOYFILTER_FIXED_IN)
+    target = LOCAL_SNI_CLUSTER if rewrites else GLOBAL_SNI_CLUSTER
+    return _without_global_cluster(summary) + _ends_in(summary, target, present=rewrites)
+
+
+def gateway_with_broken_rewrite(summary: dict, version: str) -> list[str]:
+    """The legacy EnvoyFilter does no rewrite and cluster2 knows no httpbin.bar.global: the connection ends in the
+    missing `.global` cluster, whatever the version."""
+    return _without_global_cluster(summary) + _ends_in(summary, GLOBAL_SNI_CLUSTER, present=False)
+
+
+def gateway_with_global_cluster(summary: dict, version: str) -> list[str]:
+    """No rewrite, but cluster2's ServiceEntry is back: the gateway builds the `.global` SNI cluster itself."""
+    return _ends_in(summary, GLOBAL_SNI_CLUSTER, present=True)
+
+
+def gateway_summary(lab: LabHandle) -> dict:
+    """cluster2's ingress gateway's /config_dump, analysed for httpbin.bar.global:8000."""
+    return analyze(Prober(lab.server).config_dump(ISTIO_NS, GATEWAY_SELECTOR), REMOTE_HOST, REMOTE_PORT)
+
+
+def await_gateway(lab: LabHandle, check: GatewayCheck, what: str) -> list[dict]:
+    """Poll cluster2's gateway until `check` finds nothing missing; returns its paths for `httpbin.bar.global`."""
+    version = lab.profile.istio_version
+
+    def landed() -> list[dict]:
+        summary = gateway_summary(lab)
+        problems = check(summary, version)
+        if problems:
+            raise NotYet("; ".join(problems))
+        return summary["gateway_paths"]
+
+    # A config dump can fail while istiod pushes or the gateway restarts (exec error, half-written JSON): poll again.
+    return poll(landed, timeout=TIMEOUTS.gateway_config, what=f"cluster2's gateway config after {what}",
+                retry_on=(NotYet, LabError, ValueError), sleep=lab.sleep)
+
+
+def renew_client_connections(lab: LabHandle) -> None:
+    """Restart cluster1's sleep: its sidecar, and with it every connection it pooled through cluster2's gateway.
+
+    Why a change on the gateway alone does not reach the probe (Envoy 1.15, istio/envoy 4abbbc03 as pinned by
+    istio/proxy d68172a3 for Istio 1.7.8): the sidecar's HTTP/1.1 pool keeps its mTLS connections to the gateway
+    (Istio 1.7 sets an upstream idle timeout only from a DestinationRule: pilot cluster.go), the gateway's tcp_proxy
+    keeps the other side for its 1 h default idle timeout (source/common/tcp_proxy/tcp_proxy.cc), and the 2 s
+    probes never let them idle. A changed filter chain closes its connections only after --drain-time-s
+    (drainDuration, 45 s: DrainingFilterChainsManager in source/server/listener_manager_impl.cc; in-place filter
+    chain updates are on by default), and a removed cluster only drains its TCP pools, which closes idle pool
+    connections, not one that tcp_proxy holds (cluster_manager_impl.cc ~ClusterEntry -> drainTcpConnPools;
+    tcp/original_conn_pool.cc checkForDrained). tcp_proxy picks its cluster when a connection starts, so a new
+    connection sees the change.
+
+    Restarting the client rather than the gateway leaves the thing under test as the change made it (a new gateway
+    would get its config in one fresh push, not as updates to a running one); a DestinationRule with
+    maxRequestsPerConnection would add to every fault an object `lab up` does not create. The probe picks the newest
+    running pod not being deleted (lab.probe.Prober.pod), so no call goes through the old sidecar. The restore needs
+    no restart: a connection that failed is not pooled, so the first call after a restore is a new connection."""
+    _rollout_restart(lab.client, CLIENT_NS, [CLIENT_DEPLOYMENT])
+
+
+def reach_new_connections(lab: LabHandle, check: GatewayCheck | None, what: str) -> list[dict]:
+    """For a change on cluster2's gateway: wait until its config dump shows the change, then renew cluster1's
+    connections, so that the probes that follow judge the new configuration. Returns the gateway's paths."""
+    if check is None:
+        return []
+    paths = await_gateway(lab, check, what)
+    renew_client_connections(lab)
+    return paths
+
+
 # --- the catalogue --------------------------------------------------------------------------------------------------
 ALL = "1.7.0-1.7.8"
 _UCF = "upstream-connect-failure"
@@ -509,7 +652,7 @@ FAULTS: tuple[Fault, ...] = (
         ),
         inject=_inject_missing_local_serviceentry,
         restore=_restore_server_serviceentries,
-        settle=10.0,
+        gateway_state=gateway_without_local_serviceentry,
     ),
     Fault(
         id="envoyfilter-broken",
@@ -523,10 +666,11 @@ FAULTS: tuple[Fault, ...] = (
         ),
         inject=_inject_envoyfilter_broken,
         restore=_restore_envoyfilter,
-        settle=10.0,
+        gateway_state=gateway_with_broken_rewrite,
         followup=Followup(
             title="add cluster2's ServiceEntry back (the write-up's fix) with the EnvoyFilter still broken",
             apply=_restore_server_serviceentries,
+            gateway_state=gateway_with_global_cluster,
             expectations=(
                 Expectation(ALL, "ok", 50,
                             "in sni-dnat mode the gateway builds outbound_.8000_._.httpbin.bar.global for every "
@@ -544,7 +688,7 @@ FAULTS: tuple[Fault, ...] = (
         ),
         inject=functools.partial(_set_global_block, present=False),
         restore=_set_global_block,
-        settle=35.0,  # kube-dns caches answers 30 s (`cache 30`); the restart empties it, the margin covers the rest
+        settle=COREFILE_CHANGE,
     ),
     Fault(
         id="aaaa-guard-off",
@@ -557,7 +701,7 @@ FAULTS: tuple[Fault, ...] = (
         ),
         inject=functools.partial(_set_global_block, aaaa_guard=False),
         restore=_set_global_block,
-        settle=35.0,
+        settle=COREFILE_CHANGE,
     ),
     Fault(
         id="serviceentry-without-addresses",
@@ -573,7 +717,7 @@ FAULTS: tuple[Fault, ...] = (
         ),
         inject=_inject_serviceentry_without_addresses,
         restore=_restore_client_serviceentries,
-        settle=65.0,  # two 30 s caches + the plugin's 5 s refresh (DESIGN.md)
+        settle=ADDRESS_CHANGE,
     ),
     Fault(
         id="root-ca-mismatch",
@@ -629,7 +773,7 @@ FAULTS: tuple[Fault, ...] = (
         ),
         inject=_inject_vip_multicast,
         restore=_restore_client_serviceentries,
-        settle=65.0,
+        settle=ADDRESS_CHANGE,
     ),
     Fault(
         id="vip-loopback",
@@ -642,7 +786,7 @@ FAULTS: tuple[Fault, ...] = (
         ),
         inject=_inject_vip_loopback,
         restore=_restore_client_serviceentries,
-        settle=65.0,
+        settle=ADDRESS_CHANGE,
     ),
     Fault(
         id="wrong-gateway-port",
@@ -653,7 +797,6 @@ FAULTS: tuple[Fault, ...] = (
         ),
         inject=_inject_wrong_gateway_port,
         restore=_restore_client_serviceentries,
-        settle=10.0,
     ),
 )
 
@@ -673,9 +816,10 @@ def settled_class(
     history: list[str] | None = None,
     want: str | None = None,
 ) -> str:
-    """Call `observe` until `settle` seconds have passed and it returned the same class `stable` times in a row
-    (with `want`, that class must be `want`: for waiting until a restored lab answers `ok` again).
+    """Call `observe` until it returned the same class `stable` times in a row, counting only calls begun after
+    `settle` seconds (with `want`, that class must be `want`: for waiting until a restored lab answers `ok` again).
 
+    A call begun during the settling time, or one that is not `want`, breaks the row (lab.retry.poll's `stable`).
     Every class seen is appended to `history` (so a failure can show the whole sequence). Raises NotReadyError when
     no stable class is reached within `settle + timeout` seconds.
     """
@@ -683,23 +827,31 @@ def settled_class(
     start = clock()
 
     def attempt() -> str:
+        began = clock() - start
         cls = observe()
         seen.append(cls)
-        streak = 0
-        for earlier in reversed(seen):
-            if earlier != cls:
-                break
-            streak += 1
-        elapsed = clock() - start
-        if elapsed < settle:
-            raise NotYet(f"{cls} after {elapsed:.0f}s, settling for {settle:.0f}s")
+        if began < settle:
+            raise NotYet(f"{cls} at {began:.0f}s, settling for {settle:.0f}s")
         if want is not None and cls != want:
             raise NotYet(f"{cls}, waiting for {want}")
-        if streak < stable:
-            raise NotYet(f"{cls} seen {streak}/{stable} times in a row")
         return cls
 
-    return poll(attempt, timeout=settle + timeout, interval=interval, what="a stable probe class", sleep=sleep)
+    return poll(attempt, timeout=settle + timeout, interval=interval, what="a stable probe class", stable=stable,
+                sleep=sleep)
+
+
+def restore_and_heal(lab: LabHandle, fault: Fault, observe: Callable[[], str], *,
+                     on_failure: Callable[[str], None], history: list[str] | None = None) -> None:
+    """Undo `fault`, then wait until `observe` says `ok` again (as long as the fault may take to show: the same
+    caches hold the broken answers). Any failure, a bug's KeyError or bad JSON as much as a LabError, leaves the lab
+    in a state nobody checked: `on_failure` hears it (the e2e suite marks the lab unhealthy), then it propagates."""
+    try:
+        fault.restore(lab)
+        settled_class(observe, settle=0, timeout=fault.settle + fault.timeout, want="ok", history=history,
+                      sleep=lab.sleep)
+    except BaseException as err:  # noqa: BLE001 - reported and re-raised, never swallowed
+        on_failure(f"restore of {fault.id} failed: {type(err).__name__}: {err}")
+        raise
 
 
 def probe_class(lab: LabHandle) -> tuple[str, list[str]]:
@@ -709,3 +861,44 @@ def probe_class(lab: LabHandle) -> tuple[str, list[str]]:
     result = prober.curl(CLIENT_NS, pod, PROBE_URL)
     verdict = classify(result.output, result.exit_code)
     return verdict.cls, list(verdict.evidence)
+
+
+# --- the README's table -------------------------------------------------------------------------------------------
+TABLE_BEGIN = ("<!-- fault table: generated from lab/faults.py (FAULTS) by "
+               "`python -m lab faults table --write README.md`; edit the catalogue, not this table -->")
+TABLE_END = "<!-- end of fault table -->"
+TABLE_VERSIONS = ("1.7.8", "1.7.3")  # the default profile's Istio and the write-up's era
+
+
+def _cell(exp: Expectation, *, confidence: bool) -> str:
+    return f"`{exp.cls}`" + (f" ({exp.confidence}%)" if confidence else "")
+
+
+def catalogue_table(versions: tuple[str, ...] = TABLE_VERSIONS) -> str:
+    """The catalogue as a Markdown table: id, what it breaks, the expected class per version (with the confidence
+    for the first), the follow-up's expectation where there is one, and the slow lane."""
+    head = ["id", "how it breaks the lab", f"expected on {versions[0]}", *(f"on {v}" for v in versions[1:]),
+            "slow lane"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for fault in FAULTS:
+        cells = [f"`{fault.id}`", fault.breaks]
+        for i, version in enumerate(versions):
+            cell = _cell(fault.expected_for(version), confidence=i == 0)
+            if fault.followup is not None:
+                cell += "; follow-up: " + _cell(fault.followup.expected_for(version),
+                                                                  confidence=i == 0)
+            cells.append(cell)
+        cells.append("reinstall" if fault.needs_reinstall else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def with_catalogue_table(text: str) -> str:
+    """`text` (the README) with the lines between its two table markers replaced by `catalogue_table()`."""
+    lines = text.splitlines(keepends=True)
+    begins = [i for i, line in enumerate(lines) if line.strip() == TABLE_BEGIN]
+    ends = [i for i, line in enumerate(lines) if line.strip() == TABLE_END]
+    if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
+        raise LabError(f"the fault table needs exactly one line `{TABLE_BEGIN}` and, after it, one line "
+                       f"`{TABLE_END}` (found {len(begins)} and {len(ends)})")
+    return "".join(lines[:begins[0] + 1]) + catalogue_table() + "".join(lines[ends[0]:])

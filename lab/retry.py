@@ -34,13 +34,18 @@ def poll(
 ) -> T:
     """Call `fn` until it returns without raising one of `retry_on`, or until `timeout` seconds have passed.
 
-    With `stable=N`, the same result must come back N times in a row (for caches that converge).
+    With `stable=N`, the same result must come back N times in a row (for caches that converge): an attempt that
+    raises one of `retry_on` breaks the row as a different result does.
     On timeout raises NotReadyError naming `what` and the last reason.
     """
     last: list[object] = []
 
     def attempt() -> T:
-        value = fn()
+        try:
+            value = fn()
+        except retry_on:
+            last.clear()
+            raise
         if stable > 1:
             if last and last[-1] != value:
                 last.clear()

@@ -14,6 +14,7 @@ class Timeouts:
     # istiocoredns plugin re-reads ServiceEntries every 5 s; kube-dns and istiocoredns each cache 30 s.
     dns_converge: float = 90.0
     probe: float = 120.0
+    gateway_config: float = 120.0  # a change on cluster2 until its gateway's config dump shows it
     command: float = 600.0
     poll_interval: float = 2.0
 

@@ -96,11 +96,17 @@ def test_cluster2_envoyfilter_has_the_form_of_the_version_under_test(lab, gatewa
         # and the gateway's Envoy took it: the rewrite sits after sni_cluster in the *.global chain, usable
         assert rewrite and rewrite["usable"] and rewrite["after_sni_cluster"], rewrite
         paths = [p for p in gateway2["gateway_paths"] if p["listener"] == "0.0.0.0_15443"]
+        # the rewrite lands on a cluster the gateway has, not merely on the right name
         assert paths and paths[0]["cluster"] == f"outbound_.{REMOTE_PORT}_._.{LOCAL_HOST}", paths
+        assert paths[0]["cluster_present"], paths
     else:
         # 1.7.0-1.7.4 ship the legacy `config:` key (preconfigured.yaml at 1.7.3/1.7.4), which Envoy does not apply.
         assert "config" in values[0] and "typed_config" not in values[0], values[0]
         assert rewrite is None or not rewrite["usable"], rewrite
+        # so the connection needs the SNI cluster itself, which cluster2's ServiceEntry makes the gateway build
+        paths = [p for p in gateway2["gateway_paths"] if p["listener"] == "0.0.0.0_15443"]
+        assert paths and paths[0]["cluster"] == f"outbound_.{REMOTE_PORT}_._.{REMOTE_HOST}", paths
+        assert paths[0]["cluster_present"], paths
 
 
 @pytest.mark.parametrize("app,selector", [("httpbin", "app=httpbin"), ("sleep", "app=sleep")],

@@ -1,6 +1,10 @@
 """The documented failures, one at a time: break the lab, wait until the probe's class is stable, compare it with
 what lab.faults expects for the Istio version under test, heal the lab, and prove the call works again.
 
+A fault on cluster2's gateway is judged only once the gateway's /config_dump shows the change (its `gateway_state`,
+read through lab.configdump) and cluster1's sleep has new connections (lab.faults.reach_new_connections): pooled
+connections through the gateway would otherwise keep the old path alive for up to an hour.
+
 The expectations are reasoned, not observed; every run writes what it saw to <artifacts>/observed.jsonl so the
 catalogue (lab/faults.py, `observed=`) can be corrected with a note when a real run disagrees.
 """
@@ -14,8 +18,16 @@ from datetime import datetime, timezone
 import pytest
 
 from lab.errors import LabError, NotReadyError
-from lab.faults import FAULTS, PROBE_URL, Fault, Followup, probe_class, settled_class
-from lab.settings import TIMEOUTS
+from lab.faults import (
+    FAULTS,
+    PROBE_URL,
+    Fault,
+    Followup,
+    probe_class,
+    reach_new_connections,
+    restore_and_heal,
+    settled_class,
+)
 from tests.e2e import artifacts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
@@ -82,29 +94,29 @@ def test_fault_shows_its_documented_symptom_then_heals(lab, fault: Fault, record
     t0 = time.monotonic()
     try:
         fault.inject(lab.handle)
+        # a gateway-side fault: its change in cluster2's gateway config dump first, then new connections
+        paths = reach_new_connections(lab.handle, fault.gateway_state, f"injecting {fault.id}")
         record_property("inject_seconds", round(time.monotonic() - t0, 1))
         seen, history = _observe(observer, settle=fault.settle, timeout=fault.timeout)
-        results.append(("injected", expected, seen, history, observer.evidence))
-        _record(lab, fault.id, "injected", expected.cls, seen, history, observer.evidence)
+        evidence = [*observer.evidence, *(f"gateway path: {p}" for p in paths)]
+        results.append(("injected", expected, seen, history, evidence))
+        _record(lab, fault.id, "injected", expected.cls, seen, history, evidence)
         _dump_if_unexpected(lab, request, "injected", expected.cls, seen)
         if fault.followup is not None:
             follow: Followup = fault.followup
             follow.apply(lab.handle)
+            paths = reach_new_connections(lab.handle, follow.gateway_state, follow.title)
             f_exp = follow.expected_for(version)
             f_seen, f_history = _observe(observer, settle=fault.settle, timeout=fault.timeout)
-            results.append((follow.title, f_exp, f_seen, f_history, observer.evidence))
-            _record(lab, fault.id, follow.title, f_exp.cls, f_seen, f_history, observer.evidence)
+            f_evidence = [*observer.evidence, *(f"gateway path: {p}" for p in paths)]
+            results.append((follow.title, f_exp, f_seen, f_history, f_evidence))
+            _record(lab, fault.id, follow.title, f_exp.cls, f_seen, f_history, f_evidence)
             _dump_if_unexpected(lab, request, follow.title, f_exp.cls, f_seen)
     finally:
         t1 = time.monotonic()
         try:
-            fault.restore(lab.handle)
-            healed_history: list[str] = []
-            settled_class(observer, settle=0, timeout=TIMEOUTS.dns_converge + fault.settle, want="ok",
-                          history=healed_history)
-        except LabError as err:  # NotReadyError included: the call never became ok again
-            lab.mark_unhealthy(f"restore of {fault.id} failed: {err}")
-            raise
+            # any failure (a LabError, the call never ok again, a KeyError or bad JSON) marks the lab unhealthy
+            restore_and_heal(lab.handle, fault, observer, on_failure=lab.mark_unhealthy)
         finally:
             record_property("restore_seconds", round(time.monotonic() - t1, 1))
     for stage, exp, seen, _history, _evidence in results:

@@ -69,27 +69,50 @@ def test_real_curl_unresolvable_name_gives_exit_6():
 
 
 @pytest.fixture
-def empty_netns():
-    """A network namespace with only loopback up: no route anywhere, and nothing can leave the machine."""
+def routed_netns():
+    """A network namespace with an interface, an address and a default route, so that a route lookup for any
+    destination succeeds there and an ENETUNREACH can only come from a rule about the address itself: a veth pair
+    whose other end (10.200.0.1, the gateway) sits in a second namespace, so nothing can leave the machine.
+    Yields (namespace, peer address)."""
     import os
 
     if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2 to create a network namespace")
-    name = f"labprobe{os.getpid()}"
-    Runner().run(["ip", "netns", "add", name])
+        pytest.skip("needs root and iproute2 to create network namespaces")
+    name, peer = f"labprobe{os.getpid()}", f"labpeer{os.getpid()}"
+    run = Runner().run
+    run(["ip", "netns", "add", name])
     try:
-        Runner().run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"])
-        yield name
+        run(["ip", "netns", "add", peer])
+        ns, pns = ["ip", "netns", "exec", name], ["ip", "netns", "exec", peer]
+        run([*ns, "ip", "link", "set", "lo", "up"])
+        run([*ns, "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", peer])
+        run([*ns, "ip", "addr", "add", "10.200.0.2/24", "dev", "veth0"])
+        run([*ns, "ip", "link", "set", "veth0", "up"])
+        run([*pns, "ip", "addr", "add", "10.200.0.1/24", "dev", "veth1"])
+        run([*pns, "ip", "link", "set", "veth1", "up"])
+        run([*ns, "ip", "route", "add", "default", "via", "10.200.0.1", "dev", "veth0"])
+        yield name, "10.200.0.1"
     finally:
-        Runner().run(["ip", "netns", "del", name], check=False)
+        run(["ip", "netns", "del", name], check=False)
+        run(["ip", "netns", "del", peer], check=False)
 
 
 @pytest.mark.needs_root
-def test_real_curl_to_a_multicast_vip_is_unreachable_and_verbose_lines_say_so(empty_netns):
+def test_real_curl_to_a_multicast_vip_is_unreachable_and_verbose_lines_say_so(routed_netns):
     from lab.classify import classify
 
-    res = Runner().run(["ip", "netns", "exec", empty_netns, *curl_argv("http://224.0.0.2:8000/headers")],
-                       check=False)
+    netns, peer = routed_netns
+    ns = ["ip", "netns", "exec", netns]
+    # the kernel has a route for it (the default route's device; `ip route get` says multicast) ...
+    route = Runner().run([*ns, "ip", "route", "get", "224.0.0.2"]).stdout
+    assert route.startswith("multicast 224.0.0.2 dev veth0"), route
+    # ... and the same namespace reaches a unicast address over that interface (refused by the peer's kernel) ...
+    res = Runner().run([*ns, *curl_argv(f"http://{peer}:{free_port()}/headers")], check=False)
+    reached = parse_curl(res.stdout, res.returncode, stderr=res.stderr)
+    assert reached.exit_code == 7 and "Connection refused" in reached.output, reached.output
+    # ... so "Network is unreachable" comes from TCP refusing a multicast destination (net/ipv4/tcp_ipv4.c
+    # tcp_v4_connect: RTCF_MULTICAST -> -ENETUNREACH), at once, not from a missing route.
+    res = Runner().run([*ns, *curl_argv("http://224.0.0.2:8000/headers")], check=False)
     r = parse_curl(res.stdout, res.returncode, stderr=res.stderr)
     assert (r.status, r.exit_code) == (None, 7)
     assert "Network is unreachable" in r.output

@@ -422,3 +422,25 @@ def test_verbose_copy_of_the_response_after_the_body_does_not_hide_the_body():
            "< HTTP/1.1 503 Service Unavailable\n< server: envoy\n<\n"
            "* Connection #0 to host httpbin.bar.global left intact\n")
     assert classify(out, 0).cls == "no-healthy-upstream"
+
+
+# --- what the server header says (Istio 1.7.8: istio-envoy only on inbound and gateway connection managers) --------
+SIDECAR_UF = ("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 91\r\ncontent-type: text/plain\r\n"
+              "server: envoy\r\n\r\n"
+              "upstream connect error or disconnect/reset before headers. reset reason: connection failure")
+
+
+def test_a_local_reply_of_an_outbound_sidecar_says_envoy_and_is_not_taken_for_a_plain_envoy_only():
+    # cluster1's sleep -> its sidecar's outbound listener, which sets no server_name (pilot listener.go at 1.7.8)
+    v = classify(SIDECAR_UF, 0)
+    assert v.cls == "upstream-connect-failure"
+    notes = [e for e in v.evidence if "server: envoy" in e]
+    assert len(notes) == 1 and "outbound listener" in notes[0]
+    assert not any("Istio's proxies say istio-envoy" in e for e in v.evidence)
+
+
+def test_istio_envoy_is_read_as_a_gateway_or_an_inbound_sidecar_without_an_outbound_sidecar_on_the_way():
+    v = classify(SIDECAR_UF.replace("server: envoy", "server: istio-envoy"), 0)
+    assert v.cls == "upstream-connect-failure"
+    (note,) = [e for e in v.evidence if "istio-envoy" in e]
+    assert "gateway or inbound sidecar" in note and "outbound sidecar" in note

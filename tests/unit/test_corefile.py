@@ -41,6 +41,7 @@ VECTOR_KEYS = {
         (".:53",), ("mystub-1.example.org",), ("mystub-2.example.org",)],
     "corefile-migration_hosts-plugin-nested.start.Corefile": [(".:53",)],
     "corefile-migration_hosts-plugin-nested.expected-after-migration.Corefile": [(".:53",)],
+    "istio-1.7.8-istiocoredns-chart_coreDNSTag-1.6.2.Corefile": [(".:53",)],
 }
 WITH_GLOBAL = {
     "istio-docs-multicluster-gateways_coredns-ge-1.4.0_with-global.Corefile": [(".:53",), ("global:53",)],
@@ -450,3 +451,32 @@ def test_cli_bad_input_exits_2_with_one_line(monkeypatch, capsys, argv, data, ne
 def test_module_exposes_the_agreed_interface():
     assert issubclass(corefile.CorefileError, ValidationError)
     assert CorefileError("x", 3).line == 3
+
+
+# --- how long a block caches (the faults derive their waits from it: lab/faults.py) ------------------------------
+def test_the_labs_block_caches_as_long_as_the_istio_docs_block():
+    from lab.corefile import CACHE_TTL, cache_ttl, render_block
+
+    docs = global_block(read("istio-docs-multicluster-gateways_coredns-ge-1.4.0_with-global.Corefile"))
+    assert cache_ttl(docs) == 30
+    assert cache_ttl(render_block("10.96.0.53")) == CACHE_TTL == cache_ttl(docs)
+    assert cache_ttl(render_block("10.96.0.53", aaaa_guard=False)) == CACHE_TTL
+
+
+def test_istiocoredns_chart_corefile_caches_30s():
+    from lab.corefile import cache_ttl
+
+    assert cache_ttl(read("istio-1.7.8-istiocoredns-chart_coreDNSTag-1.6.2.Corefile")) == 30
+
+
+@pytest.mark.parametrize("block,ttl", [
+    ("global:53 {\n    errors\n    forward . 10.0.0.1:53\n}", None),
+    ("global:53 {\n    cache\n}", 3600),  # the plugin's cap for answers without a TTL argument
+    ("global:53 {\n    # cache 5\n    cache 45 global\n}", 45),
+    ("global:53 {\n    template IN A global {\n        answer \"cache 1\"\n    }\n    cache 12\n}", 12),
+    ("global:53 {\n    forward . 10.0.0.1 {\n        except cache\n    }\n}", None),
+])
+def test_cache_ttl_reads_only_the_blocks_own_cache_directive(block, ttl):
+    from lab.corefile import cache_ttl
+
+    assert cache_ttl(block) == ttl

@@ -151,7 +151,8 @@ class _FakeLab:
     def __init__(self, tmp_path: Path) -> None:
         self.profile = load_profile()
         self.artifacts = tmp_path
-        self.handle = object()
+        # what lab.faults reads from the handle in this flow: the polls' sleep (instant here)
+        self.handle = type("Handle", (), {"sleep": staticmethod(lambda seconds: None)})()
         self.unhealthy: list[str] = []
         self.kubectl: dict = {}
 
@@ -211,6 +212,19 @@ def test_fault_flow_marks_the_lab_unhealthy_when_restore_fails(monkeypatch, tmp_
     with pytest.raises(CommandError):
         run()
     assert lab.unhealthy and lab.unhealthy[0].startswith("restore of demo failed: ")
+
+
+@pytest.mark.parametrize("error", [KeyError("data"), ValueError("Expecting value: line 1 column 1 (char 0)")],
+                         ids=["key-error", "bad-json"])
+def test_fault_flow_marks_the_lab_unhealthy_when_restore_fails_with_a_bug_not_a_lab_error(monkeypatch, tmp_path,
+                                                                                           error):
+    def broken_restore(lab):
+        raise error
+
+    lab, props, run = _run_fault_test(monkeypatch, tmp_path, ["dns-failure"] * 3, restore=broken_restore)
+    with pytest.raises(type(error)):
+        run()
+    assert lab.unhealthy and lab.unhealthy[0].startswith(f"restore of demo failed: {type(error).__name__}")
 
 
 @pytest.mark.parametrize("when,failed,dumped", [("setup", True, True), ("call", True, True),

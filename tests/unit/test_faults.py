@@ -1,15 +1,16 @@
-"""The failure catalogue's data (lab.faults) against DESIGN.md's table, and its inject/restore code against a
-recording kubectl."""
+"""The failure catalogue (lab.faults): its data, the README table generated from it, the waits derived from the DNS
+caches, the gateway checks, and its inject/restore code against a recording kubectl."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from lab import faults
+from lab import corefile, faults
 from lab.errors import LabError, NotReadyError, ValidationError
 from lab.faults import FAULTS, ISTIO_VERSIONS, Expectation, LabHandle, legacy_envoyfilter, settled_class
 from lab.kube import Kubectl
@@ -17,31 +18,8 @@ from lab.profile import load_profile
 from lab.shell import RecordingRunner, Result
 from tests.support.pods import answer, rollout
 
-TABLE = Path(__file__).parent.parent / "data" / "faults" / "design-failures-table.md"
-
-
-def _design_rows() -> dict[str, dict[str, str]]:
-    rows: dict[str, dict[str, str]] = {}
-    for line in TABLE.read_text(encoding="utf-8").splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 4 or cells[0] in ("id", "---"):
-            continue
-        rows[cells[0]] = {"break": cells[1], "expected": cells[2], "why": cells[3]}
-    return rows
-
-
-def _classes_named(row_id: str, rows: dict[str, dict[str, str]]) -> set[str]:
-    """Backticked class names in a row's expected cell; "as <other id>" refers to that row."""
-    cell = rows[row_id]["expected"]
-    names = set(re.findall(r"`([a-z-]+)`", cell))
-    ref = re.match(r"as ([a-z-]+)", cell)
-    if ref and ref.group(1) in rows:
-        names |= _classes_named(ref.group(1), rows)
-    return names
-
-
-def test_catalogue_ids_are_exactly_the_design_tables_ids_in_its_order():
-    assert [f.id for f in FAULTS] == list(_design_rows())
+README = Path(__file__).resolve().parents[2] / "README.md"
+COREFILES = Path(__file__).resolve().parents[1] / "data" / "corefile"
 
 
 def test_every_fault_has_inject_restore_and_a_description():
@@ -73,23 +51,14 @@ def test_expected_classes_are_classifier_classes():
             assert exp.cls in CLASSES, (fault.id, exp.cls)
 
 
-def test_expected_classes_and_confidences_are_the_ones_the_design_table_states():
-    rows = _design_rows()
-    for fault in FAULTS:
-        named = _classes_named(fault.id, rows)
-        stated = {int(p) for p in re.findall(r"\[(\d+)%\]", rows[fault.id]["expected"])}
-        stages = [*fault.expectations, *(fault.followup.expectations if fault.followup else ())]
-        for exp in stages:
-            assert exp.cls in named, (fault.id, exp.cls, named)
-            assert exp.confidence in stated, (fault.id, exp.confidence, stated)
-            assert exp.why, fault.id
+def test_missing_local_serviceentry_splits_where_the_envoyfilter_was_fixed():
+    from lab.names import ENVOYFILTER_FIXED_IN
+    from lab.profile import version_key
 
-
-def test_version_split_follows_the_envoyfilter_fix_in_1_7_5():
     fault = faults.BY_ID["missing-local-serviceentry"]
-    assert fault.expected_for("1.7.4").cls == "upstream-connect-failure"
-    assert fault.expected_for("1.7.5").cls == "ok"
-    assert fault.expected == {"1.7.0-1.7.4": "upstream-connect-failure", "1.7.5-1.7.8": "ok"}
+    for version in ISTIO_VERSIONS:
+        fixed = version_key(version) >= version_key(ENVOYFILTER_FIXED_IN)
+        assert fault.expected_for(version).cls == ("ok" if fixed else "upstream-connect-failure"), version
 
 
 def test_only_the_reinstall_fault_is_in_the_slow_lane_and_certificate_faults_are_flagged():
@@ -102,13 +71,6 @@ def test_certificate_faults_restore_through_the_path_that_deletes_istio_ca_secre
     for fault in FAULTS:
         if fault.certificates:
             assert fault.restore is faults._restore_certificates, fault.id
-
-
-def test_dns_faults_wait_out_the_caches_before_judging():
-    # two 30 s caches and the plugin's 5 s refresh (DESIGN.md, serviceentry-without-addresses)
-    assert faults.BY_ID["serviceentry-without-addresses"].settle >= 65
-    for fault in FAULTS:
-        assert fault.settle + fault.timeout >= 65, fault.id
 
 
 def test_a_version_outside_every_range_is_refused_with_the_fault_named():
@@ -625,3 +587,339 @@ def test_the_root_istiod_serves_is_cacerts_with_a_signing_key_else_its_self_sign
             (*CTX2, "get", "secret", "istio-ca-secret"): _json(self_signed)})
         assert faults._root_in_use(_lab(tmp_path, runner).server) == want
     assert faults._root_in_use(_lab(tmp_path, RecordingRunner()).server) is None
+
+
+# --- the README's table is generated from the catalogue -------------------------------------------------------------
+def test_readme_fault_table_is_the_one_the_catalogue_generates():
+    text = README.read_text(encoding="utf-8")
+    assert faults.with_catalogue_table(text) == text, (
+        "README.md's fault table is stale: run `python -m lab faults table --write README.md`")
+
+
+def test_generated_table_has_one_row_per_fault_with_its_expected_classes():
+    rows = [line for line in faults.catalogue_table().splitlines() if line.startswith("| `")]
+    assert [r.split("|")[1].strip().strip("`") for r in rows] == [f.id for f in FAULTS]
+    for fault, row in zip(FAULTS, rows, strict=True):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for version, cell in zip(faults.TABLE_VERSIONS, cells[2:-1], strict=True):
+            assert cell.startswith(f"`{fault.expected_for(version).cls}`"), (fault.id, version, cell)
+            if fault.followup:
+                assert f"follow-up: `{fault.followup.expected_for(version).cls}`" in cell
+        assert f"({fault.expected_for(faults.TABLE_VERSIONS[0]).confidence}%)" in cells[2]
+        assert cells[-1] == ("reinstall" if fault.needs_reinstall else "")
+
+
+def test_table_replacement_keeps_everything_outside_the_markers():
+    text = f"intro\n{faults.TABLE_BEGIN}\n| old | table |\n{faults.TABLE_END}\noutro\n"
+    out = faults.with_catalogue_table(text)
+    assert out.startswith(f"intro\n{faults.TABLE_BEGIN}\n| id |") and out.endswith(f"{faults.TABLE_END}\noutro\n")
+    assert "| old | table |" not in out
+    assert faults.with_catalogue_table(out) == out
+
+
+@pytest.mark.parametrize("text", ["no markers\n", f"{faults.TABLE_END}\n{faults.TABLE_BEGIN}\n",
+                                  f"{faults.TABLE_BEGIN}\n{faults.TABLE_BEGIN}\n{faults.TABLE_END}\n"])
+def test_table_replacement_refuses_a_file_without_one_pair_of_markers(text):
+    with pytest.raises(LabError, match="the fault table needs exactly one line"):
+        faults.with_catalogue_table(text)
+
+
+def test_cli_writes_the_table_into_the_file_and_prints_it_without_write(tmp_path, capsys):
+    from lab import cli
+
+    target = tmp_path / "README.md"
+    target.write_text(f"a\n{faults.TABLE_BEGIN}\n{faults.TABLE_END}\nb\n", encoding="utf-8")
+    assert cli.main(["faults", "table", "--write", str(target)]) == 0
+    assert target.read_text(encoding="utf-8") == faults.with_catalogue_table(target.read_text(encoding="utf-8"))
+    assert faults.catalogue_table() in target.read_text(encoding="utf-8")
+    assert not list(tmp_path.glob("*.tmp"))
+    capsys.readouterr()
+    assert cli.main(["faults", "table"]) == 0
+    assert capsys.readouterr().out == faults.catalogue_table()
+
+
+# --- how long the faults wait, derived from the caches on the DNS path ---------------------------------------------
+def _kube_dns_cache() -> int:
+    """`cache N` of the block `lab up` writes into kube-dns's Corefile."""
+    ttl = corefile.cache_ttl(corefile.render_block("10.96.0.53"))
+    assert ttl is not None
+    return ttl
+
+
+def _istiocoredns_cache() -> int:
+    """`cache N` of istiocoredns's own Corefile (the Istio 1.7.8 chart, rendered: tests/data/corefile)."""
+    ttl = corefile.cache_ttl((COREFILES / "istio-1.7.8-istiocoredns-chart_coreDNSTag-1.6.2.Corefile").read_text())
+    assert ttl is not None
+    return ttl
+
+
+def _lameduck() -> int:
+    """kubeadm's `health { lameduck Ns }`: how long a replaced CoreDNS pod keeps answering."""
+    text = (COREFILES / "kubeadm-dns_test_initial-default-coredns1.6.x.Corefile").read_text()
+    return int(re.search(r"lameduck (\d+)s", text).group(1))
+
+
+# facts/istio-1.7.md §5: the istiocoredns plugin re-reads every ServiceEntry on a 5 s ticker.
+PLUGIN_REFRESH_FACT = 5
+
+
+def test_the_waits_are_the_refresh_plus_the_caches_on_the_dns_path():
+    assert _kube_dns_cache() == faults.KUBE_DNS_CACHE
+    assert _istiocoredns_cache() == faults.ISTIOCOREDNS_CACHE
+    assert faults.PLUGIN_REFRESH == PLUGIN_REFRESH_FACT
+    assert PLUGIN_REFRESH_FACT + _istiocoredns_cache() + _kube_dns_cache() == faults.ADDRESS_CHANGE
+    assert _kube_dns_cache() + _lameduck() == faults.COREFILE_CHANGE
+
+
+def _client_fault_runner(tmp_path: Path) -> tuple[LabHandle, RecordingRunner]:
+    """Answers for every fault on cluster1: its ServiceEntry, cluster2's gateway, and the lab's Corefile."""
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "coredns", "namespace": "kube-system"},
+          "data": {"Corefile": corefile.patch(KUBEADM_COREFILE, "10.255.10.53")}}
+    runner = RecordingRunner(answers={
+        (*CTX1, "get", "serviceentries.networking.istio.io"): _se_list(SE_CLIENT),
+        (*CTX1, "get", "configmap", "coredns"): _json(cm),
+        (*CTX1, "get", "-n", "istio-system", "service", "istiocoredns"): Result((), 0, "10.255.10.53", ""),
+        **GATEWAY_ANSWERS})
+    return _lab(tmp_path, runner), runner
+
+
+def _what_the_probe_resolves_through(fault_id: str, tmp_path: Path) -> set[str]:
+    """What a fault's inject changes on the DNS path, read from what it wrote: "addresses" when cluster1's
+    ServiceEntry answers another address (or none), "corefile" when kube-dns's Corefile was rewritten."""
+    lab, runner = _client_fault_runner(tmp_path)
+    faults.BY_ID[fault_id].inject(lab)
+    changed = set()
+    for obj in _replaced(runner):
+        if obj["kind"] == "ServiceEntry" and obj["spec"].get("addresses") != SE_CLIENT["spec"]["addresses"]:
+            changed.add("addresses")
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "coredns":
+            changed.add("corefile")
+    return changed
+
+
+CLIENT_FAULTS = [f.id for f in FAULTS if f.cluster == "client"]
+
+
+@pytest.mark.parametrize("fault_id", CLIENT_FAULTS)
+def test_a_fault_on_the_dns_path_settles_until_every_cache_let_go_of_the_old_answer(tmp_path, fault_id):
+    fault = faults.BY_ID[fault_id]
+    changed = _what_the_probe_resolves_through(fault_id, tmp_path)
+    if "addresses" in changed:
+        assert fault.settle >= PLUGIN_REFRESH_FACT + _istiocoredns_cache() + _kube_dns_cache(), fault_id
+    if "corefile" in changed:
+        assert fault.settle >= _kube_dns_cache() + _lameduck(), fault_id
+    # the restore brings the old answer back through the same caches: the heal waits settle + timeout
+    if changed:
+        assert fault.settle + fault.timeout >= 2 * fault.settle, fault_id
+
+
+def test_the_address_and_corefile_faults_are_told_apart_by_what_they_write(tmp_path):
+    # a check of the check above: it must see both kinds of change, and none for a port-only change
+    seen = {fid: _what_the_probe_resolves_through(fid, tmp_path) for fid in CLIENT_FAULTS}
+    assert seen["serviceentry-without-addresses"] == seen["vip-multicast"] == {"addresses"}
+    assert seen["dns-stub-missing"] == seen["aaaa-guard-off"] == {"corefile"}
+    assert seen["wrong-gateway-port"] == set()
+
+
+def test_every_fault_gets_a_full_dns_cycle_after_settling_to_reach_a_stable_class():
+    bound = PLUGIN_REFRESH_FACT + _istiocoredns_cache() + _kube_dns_cache()
+    for fault in FAULTS:
+        assert fault.timeout >= bound, fault.id
+
+
+# --- settling: only probes begun after the settling time count ----------------------------------------------------
+def test_settled_class_sees_a_symptom_that_arrives_just_after_the_settling_time():
+    clock = _Clock()
+    history: list[str] = []
+
+    def observe() -> str:  # still ok when the settling time ends, broken from 32 s on
+        return "ok" if clock.now < 32 else "dns-failure"
+
+    cls = settled_class(observe, settle=30, timeout=60, stable=3, interval=2, clock=clock, sleep=clock.sleep,
+                        history=history)
+    assert cls == "dns-failure"
+    assert history[:16] == ["ok"] * 16 and history[16:] == ["dns-failure"] * 3
+
+
+def test_settled_class_does_not_count_a_probe_begun_during_the_settling_time():
+    clock = _Clock()
+    history: list[str] = []
+
+    def observe() -> str:  # a slow probe: begun at 28 s, it returns after the settling time ended
+        clock.now += 3
+        return "ok"
+
+    settled_class(observe, settle=30, timeout=60, stable=3, interval=0, clock=clock, sleep=clock.sleep,
+                  history=history)
+    # begun at 0, 3, ..., 27 (10 probes) do not count; those begun at 30, 33, 36 do
+    assert len(history) == 13
+
+
+def test_settled_class_waiting_for_ok_restarts_the_row_after_a_failure():
+    clock = _Clock()
+    answers = iter(["ok", "ok", "upstream-connect-failure", "ok", "ok", "ok"])
+    history: list[str] = []
+    assert settled_class(lambda: next(answers), settle=0, timeout=60, stable=3, interval=1, clock=clock,
+                         sleep=clock.sleep, history=history, want="ok") == "ok"
+    assert len(history) == 6
+
+
+# --- restore: any failure marks the lab unhealthy -----------------------------------------------------------------
+def _restore_failures(tmp_path: Path, fault_id: str, runner: RecordingRunner, saved: dict | None = None):
+    lab = _lab(tmp_path, runner)
+    lab.saved.update(saved or {})
+    reasons: list[str] = []
+    return lab, reasons, lambda: faults.restore_and_heal(lab, faults.BY_ID[fault_id], lambda: "ok",
+                                                         on_failure=reasons.append)
+
+
+def test_a_restore_that_fails_with_a_key_error_marks_the_lab_unhealthy(tmp_path):
+    # a ConfigMap without `data` (someone emptied it): the Corefile restore cannot read it
+    runner = RecordingRunner(answers={(*CTX1, "get", "configmap", "coredns"): _json({"metadata": {}})})
+    _, reasons, run = _restore_failures(tmp_path, "dns-stub-missing", runner)
+    with pytest.raises(KeyError):
+        run()
+    assert len(reasons) == 1 and reasons[0].startswith("restore of dns-stub-missing failed: KeyError")
+
+
+def test_a_restore_that_reads_bad_json_marks_the_lab_unhealthy(tmp_path):
+    import base64
+
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
+              "data": {"root-cert.pem": base64.b64encode(b"root").decode(), "ca-key.pem": "a2V5"}}
+    runner = RecordingRunner(answers={(*CTX2, "get", "secret", "cacerts"): Result((), 0, '{"data": {', "")})
+    _, reasons, run = _restore_failures(tmp_path, "root-ca-mismatch", runner, {"cacerts": secret})
+    with pytest.raises(json.JSONDecodeError):
+        run()
+    assert len(reasons) == 1 and "JSONDecodeError" in reasons[0]
+
+
+def test_a_restore_whose_call_never_heals_marks_the_lab_unhealthy(tmp_path, monkeypatch):
+    fault = dataclasses.replace(faults.BY_ID["wrong-gateway-port"], settle=0.0, timeout=0.0,
+                                restore=lambda lab: None)
+    reasons: list[str] = []
+    with pytest.raises(NotReadyError):
+        faults.restore_and_heal(_lab(tmp_path, RecordingRunner()), fault, lambda: "upstream-connect-failure",
+                                on_failure=reasons.append)
+    assert reasons and "NotReadyError" in reasons[0]
+
+
+def test_a_restore_that_heals_reports_nothing(tmp_path):
+    runner = RecordingRunner(answers={(*CTX1, "get", "serviceentries.networking.istio.io"): _se_list(SE_CLIENT)})
+    lab = _lab(tmp_path, runner)
+    fault = faults.BY_ID["serviceentry-without-addresses"]
+    fault.inject(lab)
+    reasons: list[str] = []
+    faults.restore_and_heal(lab, fault, lambda: "ok", on_failure=reasons.append)
+    assert reasons == [] and lab.saved == {}
+
+
+# --- gateway-side faults: the change in the gateway's config dump, then new connections ---------------------------
+GLOBAL = "outbound_.8000_._.httpbin.bar.global"
+LOCAL_CLUSTER = "outbound_.8000_._.httpbin.bar.svc.cluster.local"
+SNI = {"name": "envoy.filters.network.sni_cluster"}
+TCP = {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+    "stat_prefix": "BlackHoleCluster", "cluster": "BlackHoleCluster"}}
+TYPED = ENVOYFILTER_1_7_8["spec"]["configPatches"][0]["patch"]["value"]  # what 1.7.5+ pushes into the chain
+CONFIGLESS = {"name": "envoy.filters.network.tcp_cluster_rewrite"}  # the legacy `config:` dropped by pilot
+
+
+def _gateway_dump(rewrite: dict | None, clusters: list[str]) -> dict:
+    """Synthetic: a v3 dump with one `0.0.0.0_15443` *.global chain (sni_cluster, the rewrite, tcp_proxy) and the
+    named clusters, in the shape lab.configdump reads (tests/unit/test_configdump.py's synthetic gateway)."""
+    filters = [SNI, *([rewrite] if rewrite else []), TCP]
+    return {"configs": [
+        {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+         "dynamic_active_clusters": [{"cluster": {"name": n, "type": "EDS", "eds_cluster_config": {}}}
+                                     for n in clusters]},
+        {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "dynamic_listeners": [{
+            "name": "0.0.0.0_15443", "active_state": {"listener": {
+                "name": "0.0.0.0_15443",
+                "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15443}},
+                "filter_chains": [{"filter_chain_match": {"server_names": ["*.global"]}, "filters": filters}]}}}]},
+    ]}
+
+
+def _summary(rewrite: dict | None, clusters: list[str]) -> dict:
+    from lab.configdump import analyze
+
+    return analyze(_gateway_dump(rewrite, clusters), "httpbin.bar.global", 8000)
+
+
+def test_missing_local_serviceentry_on_1_7_8_has_landed_when_the_global_cluster_is_gone_and_the_rewrite_hits():
+    check = faults.gateway_without_local_serviceentry
+    assert check(_summary(TYPED, [LOCAL_CLUSTER]), "1.7.8") == []
+    # not yet: the gateway still has the .global cluster (the ServiceEntry's removal has not been pushed)
+    assert any(GLOBAL in p for p in check(_summary(TYPED, [LOCAL_CLUSTER, GLOBAL]), "1.7.8"))
+    # wrong: the rewrite lands on a cluster the gateway does not have
+    assert any("existing cluster " + LOCAL_CLUSTER in p for p in check(_summary(TYPED, []), "1.7.8"))
+    # wrong: no rewrite at all (the 1.7.0-1.7.4 filter on a 1.7.8 lab)
+    assert check(_summary(CONFIGLESS, [LOCAL_CLUSTER]), "1.7.8")
+
+
+def test_missing_local_serviceentry_before_1_7_5_ends_in_the_missing_global_cluster():
+    check = faults.gateway_without_local_serviceentry
+    assert check(_summary(CONFIGLESS, [LOCAL_CLUSTER]), "1.7.3") == []
+    assert check(_summary(CONFIGLESS, [LOCAL_CLUSTER, GLOBAL]), "1.7.3")
+
+
+def test_envoyfilter_broken_has_landed_when_the_rewrite_is_gone_and_then_the_fix_brings_the_global_cluster():
+    assert faults.gateway_with_broken_rewrite(_summary(CONFIGLESS, [LOCAL_CLUSTER]), "1.7.8") == []
+    assert faults.gateway_with_broken_rewrite(_summary(TYPED, [LOCAL_CLUSTER]), "1.7.8")  # still the working filter
+    follow = faults.BY_ID["envoyfilter-broken"].followup.gateway_state
+    assert follow(_summary(CONFIGLESS, [LOCAL_CLUSTER, GLOBAL]), "1.7.8") == []
+    assert follow(_summary(CONFIGLESS, [LOCAL_CLUSTER]), "1.7.8")
+
+
+def test_no_gateway_check_passes_a_gateway_without_the_15443_chain():
+    empty = _summary(None, [LOCAL_CLUSTER])
+    empty["gateway_paths"] = []
+    for check in (faults.gateway_without_local_serviceentry, faults.gateway_with_broken_rewrite,
+                  faults.gateway_with_global_cluster):
+        assert check(empty, "1.7.8"), check.__name__
+
+
+def test_exactly_the_faults_that_change_cluster2s_gateway_wait_for_it():
+    # which faults change what the gateway knows: those whose inject writes to cluster2 but restarts no gateway
+    # (the certificate faults restart it, which closes every connection through it)
+    assert {f.id for f in FAULTS if f.gateway_state} == {
+        f.id for f in FAULTS if f.cluster == "server" and not f.certificates}
+
+
+GATEWAY_PODS = (*CTX2, "get", "pods", "-n", "istio-system", "-l", "istio=ingressgateway")
+GATEWAY_DUMP = (*CTX2, "exec", "-n", "istio-system", "gw-1", "-c", "istio-proxy", "--", "pilot-agent", "request",
+                "GET", "config_dump")
+
+
+def test_gateway_side_change_is_judged_only_after_the_dump_shows_it_and_sleep_was_restarted(tmp_path):
+    dumps = iter([_gateway_dump(TYPED, [LOCAL_CLUSTER, GLOBAL]), _gateway_dump(TYPED, [LOCAL_CLUSTER])])
+    runner = RecordingRunner(answers={
+        GATEWAY_PODS: answer(rollout("gw-1")),
+        GATEWAY_DUMP: lambda argv: Result(argv, 0, json.dumps(next(dumps)), ""),
+    })
+    lab = _lab(tmp_path, runner)
+    paths = faults.reach_new_connections(lab, faults.gateway_without_local_serviceentry, "test")
+    assert [(p["cluster"], p["cluster_present"]) for p in paths] == [(LOCAL_CLUSTER, True)]
+    dump_reads = [i for i, c in enumerate(runner.calls) if c[:len(GATEWAY_DUMP)] == GATEWAY_DUMP]
+    restart = runner.calls.index((*CTX1, "rollout", "restart", "deployment/sleep", "-n", "foo"))
+    status = [i for i, c in enumerate(runner.calls) if c[:7] == (*CTX1, "rollout", "status")]
+    assert len(dump_reads) == 2 and dump_reads[-1] < restart < status[0]
+    assert all("kind-cluster2" not in c for c in runner.calls[restart:])
+
+
+def test_a_gateway_change_that_never_lands_fails_with_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(faults, "TIMEOUTS", dataclasses.replace(faults.TIMEOUTS, gateway_config=0.0))
+    runner = RecordingRunner(answers={
+        GATEWAY_PODS: answer(rollout("gw-1")),
+        GATEWAY_DUMP: Result((), 0, json.dumps(_gateway_dump(TYPED, [LOCAL_CLUSTER, GLOBAL])), ""),
+    })
+    with pytest.raises(NotReadyError, match=f"the gateway still has cluster {GLOBAL}"):
+        faults.reach_new_connections(_lab(tmp_path, runner), faults.gateway_without_local_serviceentry, "test")
+    assert not any("restart" in c for c in runner.calls)
+
+
+def test_a_fault_without_a_gateway_check_renews_nothing(tmp_path):
+    runner = RecordingRunner()
+    assert faults.reach_new_connections(_lab(tmp_path, runner), None, "test") == []
+    assert runner.calls == []

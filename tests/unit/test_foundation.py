@@ -66,6 +66,27 @@ def test_poll_stable_needs_same_answer_in_a_row():
 
 
 
+def test_poll_stable_row_is_broken_by_an_attempt_that_says_not_yet():
+    # "b", "b", not yet, "b", "b": no three in a row until the fifth "b"
+    def answers():
+        yield from ("b", "b")
+        yield NotYet("in between")
+        yield from ("b", "b", "b")
+
+    it = answers()
+    calls: list[object] = []
+
+    def fn():
+        value = next(it)
+        calls.append(value)
+        if isinstance(value, NotYet):
+            raise value
+        return value
+
+    assert poll(fn, timeout=5, interval=0, what="x", stable=3, sleep=lambda s: None) == "b"
+    assert len(calls) == 6
+
+
 def test_the_write_ups_lookups_run_its_jsonpaths_on_the_named_cluster():
     # facts/recipes.md "Lookups the write-up does": the same objects and jsonpaths, on an explicit context.
     from lab import names
