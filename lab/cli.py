@@ -111,7 +111,10 @@ def _add_certs(sub: argparse._SubParsersAction) -> None:
 
     def generate(a: argparse.Namespace) -> int:
         names = a.clusters.split(",") if a.clusters else [c.name for c in load_profile().clusters]
-        certs.generate(a.out, names)
+        try:
+            certs.generate(a.out, names)
+        except OSError as err:
+            raise LabError(f"cannot write the CA material to {a.out}: {describe_os_error(err)}") from err
         root = a.out / certs.ROOT_CERT
         print(f"root: {root} (sha256 {certs.root_fingerprint(root.read_bytes())}); "
               f"its key {a.out / certs.ROOT_KEY} stays here, keep it private")
@@ -231,7 +234,7 @@ def _add_configdump(sub: argparse._SubParsersAction) -> None:
 
         from lab import configdump
         text = _read_input(a.file)
-        dump = configdump.load(text, source=a.file)
+        dump = configdump.load(text, source="standard input" if a.file == "-" else a.file)
         print(json.dumps(configdump.analyze(dump, a.host, a.port), indent=2))
         return 0
 

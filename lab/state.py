@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -42,7 +43,8 @@ def lab_home(explicit: str | Path | None = None) -> Path:
     try:
         return Path(raw).expanduser().resolve()
     except RuntimeError as err:  # `~nosuchuser/x`: pathlib cannot determine that user's home directory
-        raise UsageError(f"{where} {raw!r}: {err}; give an absolute path or one under an existing user's ~") from err
+        raise UsageError(f"{where} {raw!r}: {str(err).rstrip('.')}; give an absolute path or one under an "
+                         "existing user's ~") from err
 
 
 def check_home(home: Path) -> None:
@@ -55,9 +57,12 @@ def check_home(home: Path) -> None:
         where = "is" if probe == home else f"would be under {probe}, which is"
         raise UsageError(f"the lab's state directory {home} {where} a file, not a directory: choose another "
                          "with --home or LAB_HOME")
-    if not os.access(probe, os.W_OK | os.X_OK):
+    try:  # the real test (os.access says yes to root on a read-only mount or in /proc): a file that vanishes
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
         raise UsageError(f"the lab's state directory {home} cannot be {'written' if probe == home else 'created'} "
-                         f"({probe} is not writable for you): choose another with --home or LAB_HOME")
+                         f"({probe}: {err.strerror}): choose another with --home or LAB_HOME") from err
 
 
 def fingerprint(obj: object) -> str:
