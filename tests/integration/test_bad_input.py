@@ -517,3 +517,19 @@ def test_two_concurrent_ups_and_sigint_to_the_labs_pid_mid_step_ends_its_childre
     assert not (tmp_path / "lab" / "lock").exists(), "the lock is released"
     json.loads((tmp_path / "lab" / "state.json").read_text())  # whole, not half-written
     assert (tmp_path / "user" / ".kube" / "config").read_bytes() == KUBECONFIG_BYTES
+
+
+def test_make_plan_prints_only_the_script(tmp_path):
+    # `make plan > lab.sh`: make's own echo of the recipe must not come before the shebang
+    import shutil
+
+    stamp = REPO / ".venv" / ".installed"
+    if not shutil.which("make") or not stamp.exists() or \
+            stamp.stat().st_mtime < (REPO / "pyproject.toml").stat().st_mtime:
+        pytest.skip("make plan would first (re)build .venv (`make venv`); not done from inside the tests")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # not `make -s`'s
+    env.update(LAB_HOME=str(tmp_path / "lab"), LAB_CACHE=str(tmp_path / "cache"))
+    res = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "plan"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("#!"), res.stdout[:200]

@@ -234,3 +234,29 @@ def test_doctor_reads_the_profile_the_lab_was_built_with(tmp_path, monkeypatch):
 def test_doctor_without_a_lab_is_the_no_lab_line(tmp_path):
     with pytest.raises(NoLabError, match=f"no lab in {tmp_path}"):
         doctor.run(lab_home=str(tmp_path))
+
+
+def test_a_tools_cache_under_a_file_is_an_os_error_naming_the_path(tmp_path, monkeypatch):
+    from lab import tools
+    from lab.shell import RecordingRunner
+
+    (tmp_path / "f").write_text("")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(tools.requests, "get", lambda *a, **k: pytest.fail("no download may start"))
+    with pytest.raises(NotADirectoryError) as err:
+        tools.ensure_tools(load_profile(), tmp_path / "f" / "cache", RecordingRunner())
+    assert str(tmp_path / "f") in files.describe_os_error(err.value)
+
+
+# --- the help texts ---------------------------------------------------------------------------------------------------
+def test_every_command_has_a_help_that_says_what_it_does(capsys):
+    from lab import cli
+
+    for path in cli.leaf_commands():
+        assert cli.main([*path, "--help"]) == 0
+        out = capsys.readouterr().out
+        usage, _, rest = out.partition("\n\n")
+        assert usage.startswith(f"usage: python -m lab {' '.join(path)}"), out
+        description = rest.split("\n\n")[0]
+        assert description and not description.startswith(("options:", "positional")), (path, out)
+        assert "-v, --verbose" in out, f"{path}: -v is accepted after the subcommand too"
