@@ -67,11 +67,13 @@ def _exit_code(text: str) -> int:
 
 
 def _dns_name(text: str) -> str:
+    """A host to look for in a config dump: a DNS name (any case, a trailing dot), or `*.suffix` (lab.configdump
+    .host_matches understands both)."""
     import re
 
-    if len(text) > 253 or not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*",
-                                           text, re.ASCII):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a DNS host name (e.g. httpbin.bar.global)")
+    label = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+    if len(text) > 254 or not re.fullmatch(rf"(\*\.)?{label}(\.{label})*\.?", text, re.ASCII | re.IGNORECASE):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a DNS host name (e.g. httpbin.bar.global, *.global)")
     return text
 
 

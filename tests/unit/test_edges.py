@@ -260,3 +260,18 @@ def test_every_command_has_a_help_that_says_what_it_does(capsys):
         description = rest.split("\n\n")[0]
         assert description and not description.startswith(("options:", "positional")), (path, out)
         assert "-v, --verbose" in out, f"{path}: -v is accepted after the subcommand too"
+
+
+@pytest.mark.parametrize("host, ok", [("httpbin.bar.global", True), ("*.global", True), ("HTTPBIN.bar.global.", True),
+                                      ("httpbin.bar.svc.cluster.local", True), ("not a host!", False),
+                                      ("a..b", False), ("*", False), ("-a.b", False), ("h\u00e9.global", False)])
+def test_configdump_hosts(host, ok, capsys):
+    from lab import cli
+
+    dump = Path(__file__).resolve().parents[1] / "data" / "envoy_config_dump" / \
+        "istio-secrets-only-ROOTCA.config_dump.json"
+    code = cli.main(["configdump", f"--host={host}", str(dump)])
+    err = capsys.readouterr().err
+    assert (code == 0) == ok, err
+    if not ok:
+        assert code == 2 and "is not a DNS host name" in err and err.count("\n") == 1
