@@ -33,7 +33,7 @@ lab-doctor: $(STAMP) ## walk the path from sleep to httpbin and name the first b
 	$(PY) -m lab doctor $(LAB_ARGS)
 
 plan: $(STAMP) ## print the plan `lab up` runs, as a bash script a person can replay
-	$(PY) -m lab plan --shell $(LAB_ARGS)
+	@$(PY) -m lab plan --shell $(LAB_ARGS)
 
 lint: $(STAMP) ## ruff, and the import layering contract (.importlinter)
 	$(VENV)/bin/ruff check lab tests conftest.py

@@ -337,9 +337,9 @@ def _inspect(cdir: Path) -> tuple[_Material | None, list[str]]:
         return None, [str(err)]
     problems: list[str] = []
     try:
-        ca_certs = _load_certs(files[CA_CERT].read_bytes(), str(files[CA_CERT]))
-        chain = _load_certs(files[CERT_CHAIN].read_bytes(), str(files[CERT_CHAIN]))
-        roots = _load_certs(files[ROOT_CERT].read_bytes(), str(files[ROOT_CERT]))
+        ca_certs = _load_certs(_read(files[CA_CERT]), str(files[CA_CERT]))
+        chain = _load_certs(_read(files[CERT_CHAIN]), str(files[CERT_CHAIN]))
+        roots = _load_certs(_read(files[ROOT_CERT]), str(files[ROOT_CERT]))
     except ValidationError as err:
         return None, [str(err)]
     ca_cert = ca_certs[0]
@@ -463,9 +463,17 @@ def _load_certs(pem: bytes, what: str) -> list[x509.Certificate]:
     return certs
 
 
+def _read(path: Path) -> bytes:
+    """A file's bytes; one line naming the file when it cannot be read (permissions, an I/O error)."""
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise ValidationError(f"cannot read {path}: {err.strerror or err}; check its permissions") from err
+
+
 def _load_key(path: Path) -> object:
     try:
-        return serialization.load_pem_private_key(path.read_bytes(), password=None)
+        return serialization.load_pem_private_key(_read(path), password=None)
     except (ValueError, TypeError) as err:
         # Never echo the file: it is a private key.
         raise ValidationError(f"{path} is not an unencrypted PEM private key") from err

@@ -1,37 +1,99 @@
-"""Command line: argument parsing and output only; the work is done by the domain modules.
+"""Build and diagnose Istio 1.7's replicated-control-planes multicluster lab on two kind clusters.
 
-Each command group has its own `_add_<group>` function, so groups can grow independently.
-A LabError becomes one line on stderr and its exit code; anything else is a bug and shows a traceback.
+(For developers: argument parsing and output only; the work is done by the domain modules. Each command group has
+its own `_add_<group>` function. `main` is the one place where every error becomes one line on stderr and an exit
+code: a LabError, an OSError (with its path), undecodable text, inputs too big or too deep, a closed or full
+standard output, Ctrl-C. Anything else is a bug and shows a traceback.)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from lab import __version__
 from lab.errors import LabError, UsageError
+from lab.files import MAX_INPUT, describe_os_error, read_capped, read_file_capped
+from lab.values import ascii_int
+
+PROG = "python -m lab"
+_stdin_closed = False  # set by main(): standard input was closed (`<&-`) when the command started
 
 
 def _read_input(path: str | None) -> str:
-    """FILE or standard input with every byte kept (text-mode stdin would turn CRLF into LF); a file that cannot be
-    read, or is not UTF-8, is a one-line usage error."""
+    """FILE or standard input with every byte kept (text-mode stdin would turn CRLF into LF), at most MAX_INPUT
+    bytes; a file that cannot be read, is too big or is not UTF-8 is a one-line usage error."""
+    what = "standard input" if path in (None, "-") else str(path)
     try:
         if path in (None, "-"):
+            if _stdin_closed or sys.stdin is None:
+                raise UsageError("standard input is closed (`<&-`): pass FILE, or pipe the input in")
             # A replaced sys.stdin (tests, embedding) may have no binary buffer.
-            raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
+            if hasattr(sys.stdin, "buffer"):
+                raw = read_capped(sys.stdin.buffer, what)
+            else:
+                raw = sys.stdin.read(MAX_INPUT + 1).encode("utf-8")
+                if len(raw) > MAX_INPUT:
+                    raise UsageError(f"{what} is larger than {MAX_INPUT // (1024 * 1024)} MiB")
         else:
-            with open(path, "rb") as fh:
-                raw = fh.read()
+            raw = read_file_capped(path)
         return raw.decode("utf-8")
     except OSError as err:
-        raise UsageError(f"cannot read {path}: {err.strerror}") from err
+        raise UsageError(f"cannot read {what}: {err.strerror or err}; check the path and its permissions") from err
     except UnicodeDecodeError as err:
-        raise UsageError(f"{path or 'standard input'} is not UTF-8 text ({err.reason} at byte {err.start})") from err
+        raise UsageError(f"{what} is not UTF-8 text ({err.reason} at byte {err.start})") from err
+
+
+# --- option values: checked by argparse, so that a bad one is refused before anything runs -----------------
+def _port(text: str) -> int:
+    try:
+        return ascii_int(text, "port", 1, 65535)
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _exit_code(text: str) -> int:
+    try:
+        return ascii_int(text, "exit code", 0, 255)
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(f"{err} (a process exit code is 0-255)") from None
+
+
+def _dns_name(text: str) -> str:
+    """A host to look for in a config dump: a DNS name (any case, a trailing dot), or `*.suffix` (lab.configdump
+    .host_matches understands both)."""
+    import re
+
+    label = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+    if len(text) > 254 or not re.fullmatch(rf"(\*\.)?{label}(\.{label})*\.?", text, re.ASCII | re.IGNORECASE):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a DNS host name (e.g. httpbin.bar.global, *.global)")
+    return text
+
+
+class _Once(argparse.Action):
+    """An option that may be given only once (a second --vip would silently replace the first)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} given twice; give it once")
+        setattr(namespace, self.dest, values)
+
+
+class _ArgumentError(UsageError):
+    """A command line argparse refused (one line, not argparse's usage block)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise _ArgumentError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 
 # --- mesh building blocks (certs, corefile, serviceentry) -------------------------------------------------
@@ -51,7 +113,10 @@ def _add_certs(sub: argparse._SubParsersAction) -> None:
 
     def generate(a: argparse.Namespace) -> int:
         names = a.clusters.split(",") if a.clusters else [c.name for c in load_profile().clusters]
-        certs.generate(a.out, names)
+        try:
+            certs.generate(a.out, names)
+        except OSError as err:
+            raise LabError(f"cannot write the CA material to {a.out}: {describe_os_error(err)}") from err
         root = a.out / certs.ROOT_CERT
         print(f"root: {root} (sha256 {certs.root_fingerprint(root.read_bytes())}); "
               f"its key {a.out / certs.ROOT_KEY} stays here, keep it private")
@@ -114,10 +179,11 @@ def _add_serviceentry(sub: argparse._SubParsersAction) -> None:
         description="With --endpoint ADDR:PORT: the calling cluster's ServiceEntry (remote gateway address and the "
                     "port reaching its 15443). With --endpoint NAME.NS.svc.cluster.local: the serving cluster's.")
     r.add_argument("--host", required=True, help="<name>.<namespace>.global, e.g. httpbin.bar.global")
-    r.add_argument("--port", type=int, default=8000, help="the service port (default 8000)")
+    r.add_argument("--port", type=_port, default=8000, help="the service port, 1-65535 (default 8000)")
     r.add_argument("--port-name", default="http1", help="the port name (default http1)")
-    r.add_argument("--vip", required=True, help="the VIP in this cluster, from 240.0.0.0/4")
-    r.add_argument("--endpoint", required=True, metavar="ADDR:PORT|HOSTNAME")
+    r.add_argument("--vip", required=True, action=_Once, help="the VIP in this cluster, from 240.0.0.0/4 (once)")
+    r.add_argument("--endpoint", required=True, action=_Once, metavar="ADDR:PORT|HOSTNAME",
+                   help="the remote gateway's node IP and the nodePort of its 15443, or NAME.NS.svc.cluster.local")
     r.add_argument("--namespace", help="metadata.namespace (default: none, `kubectl -n` decides)")
 
     def run(a: argparse.Namespace) -> int:
@@ -136,7 +202,7 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                        description="Print the class of a probe result alone on the first line, then the evidence "
                                    "(see docs/classify.md).")
     p.add_argument("file", nargs="?", help="what curl printed (stdout and stderr); standard input if absent or -")
-    p.add_argument("--exit-code", type=int, metavar="N", help="curl's exit code, if the output does not show it")
+    p.add_argument("--exit-code", type=_exit_code, metavar="N", help="curl's exit code, if the output does not show it")
     p.add_argument("--access-log", metavar="FILE", help="Envoy access-log lines for the same request(s)")
     p.add_argument("--each", action="store_true", help="one verdict per request when the output holds several")
 
@@ -161,15 +227,16 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
 def _add_configdump(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("configdump", help="summarise an Envoy /config_dump for a host and port")
     p.add_argument("file", metavar="FILE", help="the /config_dump JSON ('-' for standard input)")
-    p.add_argument("--host", default=None, help="host to look for (default: every *.global host)")
-    p.add_argument("--port", type=int, default=None, help="service port (e.g. 8000)")
+    p.add_argument("--host", default=None, type=_dns_name,
+                   help="host to look for (default: every *.global host), e.g. httpbin.bar.global")
+    p.add_argument("--port", type=_port, default=None, help="service port, 1-65535 (e.g. 8000)")
 
     def run(a: argparse.Namespace) -> int:
         import json
 
         from lab import configdump
         text = _read_input(a.file)
-        dump = configdump.load(text, source=a.file)
+        dump = configdump.load(text, source="standard input" if a.file == "-" else a.file)
         print(json.dumps(configdump.analyze(dump, a.host, a.port), indent=2))
         return 0
 
@@ -178,14 +245,16 @@ def _add_configdump(sub: argparse._SubParsersAction) -> None:
 
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="walk the path sleep -> httpbin and name the first broken hop")
-    p.add_argument("--profile", default="default", help="lab profile (default: default)")
-    p.add_argument("--lab-home", default=None, help="lab state directory (default: $LAB_HOME or ./.lab)")
+    p.add_argument("--home", metavar="DIR", help="the lab's state directory (default: $LAB_HOME, else ./.lab)")
+    p.add_argument("--lab-home", dest="home", help=argparse.SUPPRESS)  # the old name, still accepted
+    p.add_argument("--profile", default=None, metavar="NAME",
+                   help="lab profile (default: the one the lab was built with, from its state.json)")
     p.add_argument("--json", action="store_true", help="print the hops as JSON")
 
     def run(a: argparse.Namespace) -> int:
         from lab import doctor
 
-        hops = doctor.run(profile=a.profile, lab_home=a.lab_home)
+        hops = doctor.run(profile=a.profile, lab_home=a.home)
         print(doctor.render_json(hops) if a.json else doctor.render_text(hops))
         return doctor.exit_code(hops)
 
@@ -290,32 +359,163 @@ def _add_provisioning(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.splitlines()[0])
+    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0],
+                     epilog="Start with `make lab-up` (README.md); `python -m lab COMMAND --help` describes a command.")
     parser.add_argument("--version", action="version", version=f"istio-multicluster-lab {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command and retry")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_provisioning, _add_certs, _add_corefile, _add_serviceentry, _add_classify,
                 _add_configdump, _add_doctor, _add_faults):
         add(sub)
+    for _, p in iter_commands(parser):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:  # a command's --help opens with what its listing says
+                    child = action.choices[choice.dest]
+                    if not child.description and choice.help:
+                        child.description = choice.help[0].upper() + choice.help[1:] + "."
+        if p is not parser:
+            # `python -m lab up -v` as well as `python -m lab -v up`
+            p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                           help="log every command and retry")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+def iter_commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+                  ) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every parser under `parser` with its command path (("certs", "generate"), ...), parents first."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from iter_commands(child, (*path, name))
+
+
+def leaf_commands(parser: argparse.ArgumentParser | None = None) -> list[tuple[str, ...]]:
+    """The runnable commands (those without subcommands of their own)."""
+    parser = parser or build_parser()
+    return [path for path, p in iter_commands(parser) if path and
+            not any(isinstance(a, argparse._SubParsersAction) for a in p._actions)]
+
+
+class _StdoutError(LabError):
+    """Standard output cannot be written (a full disk, an I/O error)."""
+
+
+class _Stdout:
+    """sys.stdout as the commands see it: a write that fails is a _StdoutError (a closed pipe stays
+    BrokenPipeError), so that it is told apart from an error on a file the command writes."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise _StdoutError(f"cannot write standard output: {err.strerror or err}; "
+                               + ("free some disk space, or send the output elsewhere"
+                                  if err.errno in (errno.ENOSPC, errno.EDQUOT) else "send the output elsewhere")
+                               ) from err
+
+    def write(self, text: str) -> int:
+        return self._guard(self._real.write, text)
+
+    def flush(self) -> None:
+        self._guard(self._real.flush)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def _closed_fds() -> set[int]:
+    """Which of stdin/stdout/stderr were closed at start; each is reopened on /dev/null so that no file the lab
+    opens later takes its number (and a child process would write into it)."""
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+    for fd in sorted(closed):
+        nul = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+        if nul != fd:
+            os.dup2(nul, fd)
+            os.close(nul)
+    return closed
+
+
+def _silence_stdout() -> None:
+    # Point stdout at /dev/null so the interpreter's final flush does not raise again (Python docs, "Note on
+    # SIGPIPE"); what could not be written is dropped.
+    with contextlib.suppress(OSError, ValueError, LabError):
+        sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        return int(args.func(args) or 0)
-    except LabError as err:
-        print(f"lab: error: {err}", file=sys.stderr)
-        return err.exit_code
-    except BrokenPipeError:
-        # The reader went away (`python -m lab plan --shell | head`): not an error of ours. Point stdout at
-        # /dev/null so the interpreter's final flush does not raise again (Python docs, "Note on SIGPIPE").
-        devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    finally:
+        os.close(devnull)
+
+
+def _one_line(text: str) -> str:
+    return " | ".join(part.strip() for part in str(text).splitlines() if part.strip()) or "unknown error"
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"lab: error: {_one_line(message)}", file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    global _stdin_closed
+    closed = _closed_fds()
+    if 1 in closed:
+        return _fail("standard output is closed (`>&-`): run the command with its output on a terminal, a file or "
+                     "a pipe", 2)
+    _stdin_closed = 0 in closed
+    real_stdout = sys.stdout
+    sys.stdout = _Stdout(real_stdout)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = real_stdout
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    """Every error a command can meet becomes one line and an exit code here, so that no command can forget one."""
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as done:  # --help, --version
+            sys.stdout.flush()
+            return int(done.code or 0)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
+    except _StdoutError as err:
+        _silence_stdout()
+        return _fail(str(err), err.exit_code)
+    except LabError as err:
+        return _fail(str(err), err.exit_code)
+    except BrokenPipeError:
+        # The reader went away (`python -m lab plan --shell | head`): not an error of ours.
+        _silence_stdout()
         return 141
+    except OSError as err:
+        return _fail(describe_os_error(err), 1)
+    except UnicodeError as err:
+        return _fail(f"text that is not valid UTF-8 ({err}); pass UTF-8 input and paths", 2)
+    except RecursionError:
+        return _fail("the input is nested too deeply to read (more than a thousand levels); pass the document "
+                     "the tool produced, not a generated one", 2)
+    except MemoryError:
+        return _fail(f"out of memory reading the input; inputs of up to {MAX_INPUT // (1024 * 1024)} MiB are read", 1)
     except KeyboardInterrupt:
         print("lab: interrupted; re-run the same command to continue", file=sys.stderr)
         return 130

@@ -62,6 +62,9 @@ def load(text: str, source: str = "input") -> dict:
             f"{source} is not JSON ({err.msg} at line {err.lineno} column {err.colno}); pass the output of "
             "Envoy's /config_dump (e.g. `kubectl exec POD -c istio-proxy -- pilot-agent request GET config_dump`)"
         ) from err
+    except RecursionError as err:
+        raise ValidationError(f"{source} is nested too deeply to be a config dump (JSON deeper than Python's "
+                              "recursion limit); pass the output of Envoy's /config_dump") from err
     if not isinstance(dump, dict) or not isinstance(dump.get("configs"), list | dict):
         raise ValidationError(f"{source} is JSON but not an Envoy config dump (no top-level `configs`); "
                               "pass the output of Envoy's /config_dump")

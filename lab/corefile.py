@@ -146,6 +146,9 @@ def _tokens(text: str) -> Iterator[Token]:
 
 def parse(text: str) -> Corefile:
     """The server blocks and top-level imports of a Corefile; CorefileError (with the line) where it cannot be read."""
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise CorefileError("a NUL byte: a Corefile is text; this looks like a binary or damaged file", line)
     toks = list(_tokens(text))
     for t in toks:
         if not t.quoted and "{{" in t.text:

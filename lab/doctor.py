@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from lab import classify, configdump, corefile, names, serviceentry
-from lab.errors import CommandError, LabError, PreflightError, ValidationError
+from lab.errors import CommandError, LabError, NoLabError, PreflightError, ValidationError
 from lab.kube import Kubectl
 from lab.probe import NslookupResult, Prober
 from lab.profile import Profile, load_profile, version_key
 from lab.shell import Runner
+from lab.state import State
+from lab.state import lab_home as resolve_home
 
 OK, BROKEN, UNKNOWN = "ok", "broken", "unknown"
 
@@ -656,6 +658,9 @@ def collect(lab: LabAccess) -> Observations:
     except CommandError as err:
         raise LabError(f"cannot read pods with kubectl ({err.context or 'cluster'}): {err.output.strip()[-200:]}; "
                        "is the lab up? (`make lab-status`)") from err
+    except (ValueError, KeyError, AttributeError, TypeError) as err:  # kubectl printed something that is no pod list
+        raise LabError(f"kubectl's pod list is not JSON of pods ({str(err)[:120] or type(err).__name__}); check the "
+                       "lab's kubeconfig files (make lab-status) or the kubectl on PATH") from err
     for key, fn in (("corefile", get_corefile), ("istiocoredns_ip", get_istiocoredns), ("kube_dns_ip", get_kube_dns),
                     ("lookup", lookups),
                     ("istiocoredns_log", get_plugin_log), ("serviceentries", get_serviceentries),
@@ -685,15 +690,33 @@ def lab_access(profile: Profile, lab_home: Path, runner: Runner | None = None,
 
 
 def _kubectl_binary(profile: Profile, runner: Runner) -> str:
-    """The kubectl `lab up` used (lab.tools: PATH at the pinned version, else its cache), else kubectl on PATH."""
+    """The kubectl `lab up` used (lab.tools: PATH at the pinned version, else its cache), else kubectl on PATH.
+    Never downloads: the doctor only reads."""
     tools = _module("lab.tools")  # branch platform
     if tools is None:
         return "kubectl"
-    return str(tools.ensure_tools(profile, tools.cache_dir(), runner).kubectl)
+    found = tools.cached_kubectl(profile, tools.cache_dir(), runner)
+    if found:
+        return str(found)
+    if shutil.which("kubectl"):
+        return "kubectl"
+    raise PreflightError(f"kubectl {profile.kubectl_version} is neither on PATH nor in the lab's cache "
+                         f"({tools.cache_dir()}); the doctor downloads nothing: run `make lab-up` first")
 
 
-def run(profile: str = "default", lab_home: str | None = None, runner: Runner | None = None) -> list[Hop]:
-    """Collect from the running lab and walk the hops (what `lab doctor` does)."""
-    prof = load_profile(profile)
-    home = Path(lab_home or os.environ.get("LAB_HOME") or ".lab")
+def run(profile: str | None = None, lab_home: str | Path | None = None, runner: Runner | None = None) -> list[Hop]:
+    """Collect from the running lab and walk the hops (what `lab doctor` does). Without `profile`, the one the lab
+    was built with (its state.json), as `lab status` reads it."""
+    home = resolve_home(lab_home)
+    if not (home / "state.json").exists():
+        raise NoLabError(home)
+    if profile is None:
+        rec = State.load(home).profile or {}
+        try:
+            prof = load_profile(rec.get("name", "default"), rec.get("overrides") or {})
+        except LabError as err:
+            raise LabError(f"the profile recorded in {home / 'state.json'} no longer loads ({err}); pass --profile "
+                           "NAME") from err
+    else:
+        prof = load_profile(profile)
     return walk(collect(lab_access(prof, home, runner)))

@@ -42,3 +42,17 @@ class NotReadyError(LabError):
 
 class LockedError(LabError):
     """Another lab run holds the lock."""
+
+
+class NoLabError(LabError):
+    """A command that needs a lab found no state file: the same line from status, uninstall and doctor."""
+
+    def __init__(self, home: object) -> None:
+        self.home = home
+        super().__init__(no_lab_message(home))
+
+
+def no_lab_message(home: object) -> str:
+    """The one wording for "there is no lab here" (`lab down` says it too, as a note, and exits 0)."""
+    return (f"no lab in {home} (no state.json there): build one with `make lab-up`, or point --home (or "
+            "LAB_HOME) at the lab's directory")

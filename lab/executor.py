@@ -30,7 +30,8 @@ import yaml
 
 from lab import corefile, names, probe, serviceentry
 from lab import images as lab_images
-from lab.errors import CommandError, LabError, NotReadyError, UsageError
+from lab.errors import CommandError, LabError, NoLabError, NotReadyError, UsageError, no_lab_message
+from lab.files import atomic_write
 from lab.kube import Kubectl
 from lab.plan import (
     SERVER_SIDE_APPLY,
@@ -56,8 +57,8 @@ from lab.plan import (
 from lab.profile import ClusterSpec, Profile, load_profile
 from lab.retry import NotYet, poll
 from lab.settings import TIMEOUTS
-from lab.shell import Result, Runner
-from lab.state import Lock, State, fingerprint, lab_home
+from lab.shell import Result, Runner, end_children
+from lab.state import Lock, State, check_home, fingerprint, lab_home
 
 TOOL_NAMES = ("kind", "kubectl", "istioctl")
 
@@ -252,9 +253,7 @@ def execute(env: Env, step: Step) -> bool:
     what = step.id
     if isinstance(run, Command):
         for f, text in run.writes:
-            path = env.paths.resolve(f)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            atomic_write(env.paths.resolve(f), text)
         argv = env.poll(lambda: env.argv(run.argv), timeout=TIMEOUTS.rollout, what=f"{what}: run-time values") \
             if any(isinstance(t, Lookup) for t in run.argv) else env.argv(run.argv)
         env.runner.run(argv, timeout=run.timeout, context=what)
@@ -353,9 +352,7 @@ def _coredns_patch(env: Env, step: Step, run: LabAction) -> bool:
         return False
     f = run.param("file")
     assert isinstance(f, File)
-    path = env.paths.resolve(f)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(patched, encoding="utf-8")
+    atomic_write(env.paths.resolve(f), patched)
     apply(env, cluster, coredns_configmap(live, patched), None, step.id)
     return True
 
@@ -450,6 +447,9 @@ class Scheduler:
             with self.cond:
                 self.interrupted = True
                 self.cond.notify_all()
+            # A SIGINT sent to the lab's pid alone does not reach the commands the branches wait on: end them
+            # (as Ctrl-C at a terminal would have), or the join below would wait for a `docker pull` to finish.
+            end_children()
             for t in threads:
                 t.join()
             raise
@@ -560,6 +560,12 @@ def _default_tools(profile: Profile, runner: Runner) -> Any:
     return tools.ensure_tools(profile, tools.cache_dir(), runner)
 
 
+def _cached_tools(profile: Profile, runner: Runner) -> Any:
+    from lab import tools
+
+    return tools.ensure_tools(profile, tools.cache_dir(), runner, download=False)
+
+
 def _default_provider(profile: Profile, home: Path, tools: Any, runner: Runner) -> Any:
     from lab import kind
 
@@ -572,6 +578,8 @@ class Hooks:
 
     preflight: Callable[..., None] = _default_preflight
     tools: Callable[[Profile, Runner], Any] = _default_tools
+    # read-only commands (`status`) use what is on PATH or cached and say what is missing; they never download
+    cached_tools: Callable[[Profile, Runner], Any] = _cached_tools
     provider: Callable[[Profile, Path, Any, Runner], Any] = _default_provider
     sleep: Callable[[float], None] | None = None
     clock: Callable[[], float] = time.monotonic
@@ -592,6 +600,7 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
     runner = runner or Runner()
     out = out or sys.stdout
     home = lab_home(home)
+    check_home(home)
     # Preflight first: nothing (not even $LAB_HOME) is created on a machine that cannot run the lab.
     known = State.load(home).clusters if (home / "state.json").exists() else {}
     hooks.preflight(profile, runner, skip_ports_of=frozenset(n for n, r in known.items() if r.get("created_by_lab")))
@@ -618,7 +627,17 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
         probe_rec = state.data.get("last_probe") or {}
         print(f"lab up: curl {names.REMOTE_HOST}:{names.REMOTE_PORT}/headers from "
               f"{profile.client.name}/{names.CLIENT_NS}/sleep returned {probe_rec.get('status')}", file=out, flush=True)
+        print(usage_lines(profile, env.provider), file=out, flush=True)
     return 0
+
+
+def usage_lines(profile: Profile, provider: Any) -> str:
+    """How to use the clusters now (the lab's own kubeconfig files; ~/.kube/config is not touched)."""
+    lines = ["use the clusters with the lab's own kubeconfig files (your ~/.kube/config is not changed):"]
+    for c in profile.clusters:
+        lines.append(f"  KUBECONFIG={provider.kubeconfig(c)} kubectl --context {provider.context(c)} get pods -A")
+    lines.append("  make lab-status (what is there), make lab-doctor (which hop is broken), make lab-down (delete)")
+    return "\n".join(lines)
 
 
 def _refuse_other_clusters(state: State, profile: Profile, home: Path) -> None:
@@ -652,9 +671,10 @@ def _recorded_profile(state: State, *, lenient: bool = False) -> Profile:
     rec = state.profile or {}
     try:
         return load_profile(rec.get("name", "default"), rec.get("overrides") or {})
-    except LabError:
+    except LabError as err:
         if not lenient:
-            raise
+            raise LabError(f"the profile recorded in {state.path} no longer loads ({err}); `make lab-down` still "
+                           "deletes its clusters, then build it again with `make lab-up`") from err
         return load_profile()
 
 
@@ -666,7 +686,8 @@ def down(*, home: Path | str | None = None, runner: Runner | None = None, out: T
     out = out or sys.stdout
     home = lab_home(home)
     if not (home / "state.json").exists():
-        print(f"lab down: no lab state in {home}; nothing to delete", file=out)
+        # the same line as status/uninstall/doctor, as a note: deleting a lab that is not there has succeeded
+        print(f"lab: note: {no_lab_message(home)}; nothing to delete", file=sys.stderr)
         return 0
     with Lock(home, "down"):
         state = State.load(home)
@@ -710,7 +731,7 @@ def uninstall(*, home: Path | str | None = None, runner: Runner | None = None, o
     out = out or sys.stdout
     home = lab_home(home)
     if not (home / "state.json").exists():
-        raise UsageError(f"no lab in {home}: nothing to uninstall (build one with `make lab-up`)")
+        raise NoLabError(home)
     with Lock(home, "uninstall"):
         state = State.load(home)
         profile = _recorded_profile(state)
@@ -734,15 +755,14 @@ def status(*, home: Path | str | None = None, runner: Runner | None = None, out:
     out = out or sys.stdout
     home = lab_home(home)
     if not (home / "state.json").exists():
-        print(f"lab status: no lab in {home} (build one with `make lab-up`)", file=out)
-        return 1
+        raise NoLabError(home)
     state = State.load(home)
     profile = _recorded_profile(state)
     rec = state.profile or {}
     print(f"lab in {home}: profile {rec.get('name')}{' ' + str(rec['overrides']) if rec.get('overrides') else ''} "
           f"(Istio {profile.istio_version}, "
           f"{profile.node_image.split('@')[0]}), {len(state.done_steps)} steps recorded", file=out)
-    tools = hooks.tools(profile, runner)
+    tools = hooks.cached_tools(profile, runner)
     provider = hooks.provider(profile, home, tools, runner)
     healthy = True
     for c in profile.clusters:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from lab.errors import UsageError
+from lab.values import ascii_int, image_reference, v_version
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,10 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 
+# The Istio 1.7 patch releases (tags 1.7.0 ... 1.7.8 of istio/istio; 1.7.8 of February 2021 is the last): a
+# version outside them has no release tarball to download, so it is refused here rather than by a 404 later.
+ISTIO_RELEASES = tuple(f"1.7.{n}" for n in range(9))
+
 _OVERRIDABLE = {f.name for f in dataclasses.fields(Profile)} - {"name", "clusters", "images"}
 _IMAGE_KEYS = {f.name for f in dataclasses.fields(Images)}
 
@@ -136,9 +141,14 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        key, value = key.strip(" \t"), value.strip(" \t")
         if not sep or not key:
             raise UsageError(f"override {item!r} is not KEY=VALUE (e.g. istio_version=1.7.3)")
-        out[key.strip()] = value.strip()
+        if not value:
+            raise UsageError(f"override {item!r} has an empty value; leave --set {key}=... out to keep the default")
+        if key in out and out[key] != value:
+            raise UsageError(f"--set {key} given twice ({out[key]!r} and {value!r}); give it once")
+        out[key] = value
     return out
 
 
@@ -150,19 +160,29 @@ def _coerce(key: str, raw: str, current: object) -> object:
             return False
         raise UsageError(f"{key} takes true or false, not {raw!r}")
     if isinstance(current, int):
-        try:
-            return int(raw)
-        except ValueError as err:
-            raise UsageError(f"{key} takes a whole number, not {raw!r}") from err
+        return ascii_int(raw, key)
     return raw
 
 
+_NODE_IMAGE = re.compile(r"[^@\s]+:v[0-9]+\.[0-9]+\.[0-9]+@sha256:[0-9a-f]{64}", re.ASCII)
+
+
 def _check(p: Profile) -> None:
+    v_version(p.kind_version, "kind_version")
+    v_version(p.kubectl_version, "kubectl_version")
     if "@sha256:" not in p.node_image:
         raise UsageError(f"node_image {p.node_image!r} has no @sha256 digest; kind's release notes require one")
-    parts = p.istio_version.split(".")
-    if len(parts) != 3 or parts[:2] != ["1", "7"] or not parts[2].isdigit():
+    if not _NODE_IMAGE.fullmatch(p.node_image):
+        raise UsageError(f"node_image {p.node_image!r} is not NAME:vX.Y.Z@sha256:<64 hex digits> (kind's release "
+                         "notes list them so; the tag gives the Kubernetes version)")
+    image_reference(p.node_image, "node_image")
+    if not re.fullmatch(r"1\.7\.[0-9]+", p.istio_version, re.ASCII):
         raise UsageError(f"istio_version {p.istio_version!r} is not a 1.7.x release; the .global scenario is 1.7's")
+    if p.istio_version not in ISTIO_RELEASES:
+        raise UsageError(f"istio_version {p.istio_version} is an unknown 1.7 release; "
+                         f"known: {ISTIO_RELEASES[0]} to {ISTIO_RELEASES[-1]}")
+    for name, ref in dataclasses.asdict(p.images).items():
+        image_reference(ref, f"images.{name}")
     if not 30000 <= p.gateway_node_port <= 32767:
         raise UsageError(f"gateway_node_port {p.gateway_node_port} is outside the NodePort range 30000-32767")
     if p.cert_source not in ("samples", "generated"):

@@ -159,6 +159,11 @@ def _endpoint_address(address: str) -> str:
             f"endpoint address {address} refused: from the calling cluster's sidecar that is the pod itself; give the "
             "remote gateway's node IP (kubectl get po -l istio=ingressgateway -o jsonpath={.items[0].status.hostIP})"
         )
+    if ip.is_multicast or ip == BROADCAST:
+        raise ValidationError(
+            f"endpoint address {address} refused: a {'multicast' if ip.is_multicast else 'broadcast'} address is no "
+            "gateway (TCP cannot connect to it); give the remote gateway's node IP "
+            "(kubectl get po -l istio=ingressgateway -o jsonpath={.items[0].status.hostIP})")
     return str(ip)
 
 
@@ -211,8 +216,8 @@ def parse_endpoint(value: str) -> tuple[str, int | None]:
         addr, _, port = value.partition(":")
     else:
         return value, None
-    if not port.isdigit():
-        raise ValidationError(f"endpoint {value!r}: port {port!r} is not a number")
+    if not port.isascii() or not port.isdigit():
+        raise ValidationError(f"endpoint {value!r}: port {port!r} is not a number in ASCII digits")
     return addr, int(port)
 
 

@@ -6,12 +6,63 @@ recording runner and dry runs take the same path as real ones.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lab.errors import CommandError, PreflightError
+
+# Every child a Runner started and that has not ended yet. Ctrl-C at a terminal reaches the whole foreground
+# process group, but a SIGINT sent to the lab's pid alone (`kill -INT <pid>`, a supervisor) reaches only the lab:
+# its children (a `docker pull`, a `kind create`) would run on. `end_children` ends them.
+_children: set[subprocess.Popen] = set()
+_children_lock = threading.Lock()
+
+
+def end_children(grace: float = 5.0) -> int:
+    """SIGINT to every running child (what Ctrl-C would have sent), SIGKILL to those still there after `grace`
+    seconds. Returns how many there were."""
+    with _children_lock:
+        procs = list(_children)
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return len(procs)
+
+
+def _communicate(argv: list[str], input: str | None, timeout: float | None,  # noqa: A002
+                 env: Mapping[str, str]) -> subprocess.CompletedProcess:
+    """subprocess.run(capture_output=True, text=True), with the child registered for `end_children`."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(env))
+    with _children_lock:
+        _children.add(proc)
+    try:
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            out, err = proc.communicate()
+            raise subprocess.TimeoutExpired(argv, exc.timeout, output=out, stderr=err) from None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    finally:
+        with _children_lock:
+            _children.discard(proc)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 @dataclass(frozen=True)
@@ -53,15 +104,7 @@ class Runner:
         argv = [str(a) for a in argv]
         full_env = {**os.environ, **self.env, **(env or {})}
         try:
-            proc = subprocess.run(
-                argv,
-                input=input,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env=full_env,
-                check=False,
-            )
+            proc = _communicate(argv, input, timeout, full_env)
         except FileNotFoundError as err:
             why = context or "needed by the lab"
             raise PreflightError(f"{argv[0]} is not installed or not on PATH ({why})") from err

@@ -18,13 +18,16 @@ import errno
 import hashlib
 import json
 import os
+import re
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from lab.errors import LabError, LockedError
+from lab.errors import LabError, LockedError, UsageError
+from lab.files import MAX_INPUT, atomic_write, read_file_capped
 
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
@@ -33,8 +36,33 @@ FORMAT = 1
 
 def lab_home(explicit: str | Path | None = None) -> Path:
     """`explicit`, else `$LAB_HOME`, else `./.lab` (absolute, so that messages and scripts are unambiguous)."""
-    raw = explicit or os.environ.get("LAB_HOME") or ".lab"
-    return Path(raw).expanduser().resolve()
+    raw = str(explicit or os.environ.get("LAB_HOME") or ".lab")
+    where = "--home" if explicit else "LAB_HOME" if os.environ.get("LAB_HOME") else "the default"
+    if "\0" in raw:
+        raise UsageError(f"{where} {raw!r} holds a NUL byte; give a directory path")
+    try:
+        return Path(raw).expanduser().resolve()
+    except RuntimeError as err:  # `~nosuchuser/x`: pathlib cannot determine that user's home directory
+        raise UsageError(f"{where} {raw!r}: {str(err).rstrip('.')}; give an absolute path or one under an "
+                         "existing user's ~") from err
+
+
+def check_home(home: Path) -> None:
+    """Refuse, before anything runs, a state directory the lab could not create or write (a file, a path under a
+    file, a read-only place): one line instead of a failure half-way through `lab up`. Creates nothing."""
+    probe = home
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is" if probe == home else f"would be under {probe}, which is"
+        raise UsageError(f"the lab's state directory {home} {where} a file, not a directory: choose another "
+                         "with --home or LAB_HOME")
+    try:  # the real test (os.access says yes to root on a read-only mount or in /proc): a file that vanishes
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        raise UsageError(f"the lab's state directory {home} cannot be {'written' if probe == home else 'created'} "
+                         f"({probe}: {err.strerror}): choose another with --home or LAB_HOME") from err
 
 
 def fingerprint(obj: object) -> str:
@@ -74,11 +102,18 @@ class State:
         if not path.exists():
             return cls(home)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise LabError(f"{path} is not readable JSON ({err}); move it aside and run `lab up` again") from err
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise LabError(f"{path} has an unknown format; move it aside and run `lab up` again")
+            raw = read_file_capped(path, MAX_INPUT)
+        except OSError as err:
+            raise LabError(f"{path} cannot be read ({err.strerror}); check its permissions") from err
+        except UsageError as err:
+            raise LabError(damaged(path, b"", "far too large for a state file")) from err
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as err:
+            raise LabError(damaged(path, raw, f"not readable JSON: {_first_line(err)}")) from err
+        problem = shape_problem(data)
+        if problem:
+            raise LabError(damaged(path, raw, problem))
         data.setdefault("clusters", {})
         data.setdefault("steps", {})
         return cls(home, data)
@@ -89,10 +124,7 @@ class State:
 
     def save(self) -> None:
         with self._lock:
-            self.home.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            os.replace(tmp, self.path)
+            atomic_write(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
 
     # --- profile -------------------------------------------------------------------------------------------
     def set_profile(self, name: str, overrides: dict[str, str], fp: str) -> None:
@@ -177,6 +209,76 @@ class State:
         with self._lock:
             self.data["last_run"] = {**record, "at": _now()}
             self.save()
+
+
+# --- the state file's shape: checked on load, so that nothing of the wrong type reaches a path or a command -------
+_CLUSTER_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?")
+
+
+def shape_problem(data: object) -> str | None:
+    """What is wrong with a loaded state document, or None (pure)."""
+    if not isinstance(data, dict):
+        return f"the top level is a {type(data).__name__}, not an object"
+    if data.get("format") != FORMAT:
+        return f"format {data.get('format')!r} is not {FORMAT} (written by another version of the lab?)"
+    prof = data.get("profile")
+    if prof is not None:
+        if not isinstance(prof, dict):
+            return f"`profile` is a {type(prof).__name__}, not an object"
+        if not isinstance(prof.get("name", "default"), str):
+            return "`profile.name` is not a string"
+        ov = prof.get("overrides") or {}
+        if not isinstance(ov, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ov.items()):
+            return "`profile.overrides` is not an object of strings"
+    clusters = data.get("clusters", {})
+    if not isinstance(clusters, dict):
+        return f"`clusters` is a {type(clusters).__name__}, not an object"
+    for name, rec in clusters.items():
+        if not _CLUSTER_NAME.fullmatch(name):
+            return f"cluster name {name!r} is not a kind cluster name"
+        if not isinstance(rec, dict):
+            return f"the record of cluster {name} is a {type(rec).__name__}, not an object"
+        for key in ("kubeconfig", "context", "identity", "status", "provider"):
+            if key in rec and not isinstance(rec[key], str):
+                return f"`clusters.{name}.{key}` is not a string"
+    steps = data.get("steps", {})
+    if not isinstance(steps, dict) or not all(isinstance(v, dict) for v in steps.values()):
+        return "`steps` is not an object of step records"
+    for key in ("last_probe", "last_run"):
+        if key in data and not isinstance(data[key], dict):
+            return f"`{key}` is not an object"
+    return None
+
+
+def recoverable_clusters(raw: bytes) -> list[str]:
+    """The cluster names a damaged state file still shows (`"clusters": {"cluster1": {...`), best effort."""
+    text = raw.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("clusters"), dict):
+        return sorted(n for n in data["clusters"] if isinstance(n, str) and _CLUSTER_NAME.fullmatch(n))
+    # Truncated or garbled JSON: the names under "clusters" as save() writes them (sorted keys, indent 2).
+    block = re.search(r'"clusters":\s*\{(.*?)(?:\n  \}|\Z)', text, re.S)
+    names = re.findall(r'^    "([a-z0-9][a-z0-9.-]*)":\s*\{', block.group(1), re.M) if block else []
+    return sorted({n for n in names if _CLUSTER_NAME.fullmatch(n)})
+
+
+def damaged(path: Path, raw: bytes, why: str) -> str:
+    """The one line for a damaged state file: why, the clusters it recorded, how to delete them by hand."""
+    names = recoverable_clusters(raw)
+    if names:
+        recorded = (f"it recorded the kind cluster(s) {', '.join(names)}; moved aside, `lab down` no longer knows "
+                    "them: delete them by hand (" + "; ".join(f"kind delete cluster --name {n}" for n in names) + ")")
+    else:
+        recorded = ("no cluster name can be read from it: `kind get clusters` lists the clusters on this machine, "
+                    "delete the lab's by hand (kind delete cluster --name NAME)")
+    return f"{path} is damaged ({why}); move it aside and run `lab up` again; {recorded}"
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def _now() -> str:
@@ -301,10 +403,13 @@ class Lock:
         raise LockedError(f"could not take {self.path}: another run keeps recreating it; try again")
 
     def record(self) -> LockHolder:
+        if self.path.is_dir():
+            raise LabError(f"{self.path} is a directory, not the lab's lock file; remove it (nothing of the lab "
+                           "is in it) and run the command again")
         try:
-            return LockHolder.parse(self.path.read_text(encoding="utf-8"))
-        except OSError:
-            return LockHolder(None)
+            return LockHolder.parse(read_file_capped(self.path, 4096).decode("utf-8"))
+        except (OSError, UnicodeDecodeError, UsageError):
+            return LockHolder(None)  # unreadable or not the lab's text: stale, taken over
 
     def holder(self) -> tuple[int | None, str]:
         rec = self.record()

@@ -34,6 +34,7 @@ import requests
 
 from lab import istio
 from lab.errors import CommandError, PreflightError, ValidationError
+from lab.files import atomic_write
 from lab.profile import Profile
 from lab.shell import Runner
 
@@ -300,20 +301,31 @@ def ensure_istio(version: str, cache: Path, *, sources: Sources = DEFAULT_SOURCE
         os.replace(extracted, istio_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    marker.write_text(sha256_file(tarball) + "\n")
+    atomic_write(marker, sha256_file(tarball) + "\n")
     (progress or _progress)(f"  extracted {istio_dir}")
     return istio_dir
 
 
+def _cached_istio(version: str, cache: Path) -> Path | None:
+    base = cache / "istio"
+    istio_dir = base / f"istio-{version}"
+    if (base / f".istio-{version}.extracted").is_file() and (istio_dir / "bin" / "istioctl").is_file():
+        return istio_dir
+    return None
+
+
 def ensure_tools(profile: Profile, cache_dir: Path, runner: Runner, *, sources: Sources = DEFAULT_SOURCES,
-                 progress: Progress | None = None, use_path: bool = True) -> Tools:
+                 progress: Progress | None = None, use_path: bool = True, download: bool = True) -> Tools:
     """kind, kubectl and istioctl at the profile's exact versions, and the extracted Istio release directory.
 
     Prefers binaries on PATH whose version matches exactly (when `use_path`), then the cache, then downloads.
     The Istio release tree (samples, manifests/examples) always comes from the cache: istioctl on PATH does not
-    say where its release directory is.
+    say where its release directory is. With `download=False` (read-only commands) nothing is fetched: what is
+    missing is one PreflightError naming all of it.
     """
     cache = cache_dir
+    if not download:
+        return _cached_tools(profile, cache, runner, use_path)
     kind = use_path and _on_path_version(runner, "kind", ["version"], parse_kind_version, profile.kind_version)
     if not kind:
         kind = _ensure_binary(kind_url(profile.kind_version, sources),
@@ -329,3 +341,32 @@ def ensure_tools(profile: Profile, cache_dir: Path, runner: Runner, *, sources: 
     if not istioctl:
         istioctl = istio_dir / "bin" / "istioctl"
     return Tools(kind=Path(kind), kubectl=Path(kubectl), istioctl=Path(istioctl), istio_dir=istio_dir)
+
+
+def _cached_tools(profile: Profile, cache: Path, runner: Runner, use_path: bool) -> Tools:
+    missing = []
+    kind = (use_path and _on_path_version(runner, "kind", ["version"], parse_kind_version, profile.kind_version)) \
+        or cache / "bin" / f"kind-{profile.kind_version}"
+    if not Path(kind).is_file():
+        missing.append(f"kind {profile.kind_version}")
+    kubectl = (use_path and _on_path_version(runner, "kubectl", ["version", "--client", "-o", "json"],
+                                             parse_kubectl_version, profile.kubectl_version)) \
+        or cache / "bin" / f"kubectl-{profile.kubectl_version}"
+    if not Path(kubectl).is_file():
+        missing.append(f"kubectl {profile.kubectl_version}")
+    istio_dir = _cached_istio(profile.istio_version, cache)
+    if istio_dir is None:
+        missing.append(f"the Istio {profile.istio_version} release")
+    if missing:
+        raise PreflightError(f"{', '.join(missing)}: not on PATH or in the cache {cache}; this command only reads "
+                             "what is there and downloads nothing (`make lab-up` downloads them)")
+    assert istio_dir is not None
+    return Tools(kind=Path(kind), kubectl=Path(kubectl), istioctl=istio_dir / "bin" / "istioctl", istio_dir=istio_dir)
+
+
+def cached_kubectl(profile: Profile, cache: Path, runner: Runner) -> Path | None:
+    """The kubectl `lab up` used (PATH at the pinned version, else the cache), or None; never downloads."""
+    found = _on_path_version(runner, "kubectl", ["version", "--client", "-o", "json"], parse_kubectl_version,
+                             profile.kubectl_version)
+    cached = cache / "bin" / f"kubectl-{profile.kubectl_version}"
+    return found or (cached if cached.is_file() else None)

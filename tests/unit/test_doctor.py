@@ -388,7 +388,7 @@ def test_cli_doctor_without_a_lab_says_so_in_one_line(tmp_path, capsys, monkeypa
     monkeypatch.setenv("LAB_HOME", str(tmp_path))
     assert cli.main(["doctor"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("lab: error: no lab here:")
+    assert err.count("\n") == 1 and err.startswith(f"lab: error: no lab in {tmp_path} (no state.json there)")
 
 
 # --- collect -----------------------------------------------------------------------------------------------------

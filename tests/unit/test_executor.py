@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from lab import executor
-from lab.errors import CommandError, LockedError, PreflightError, UsageError
+from lab.errors import CommandError, LockedError, NoLabError, PreflightError, UsageError, no_lab_message
 from lab.executor import Hooks, judge, sample_manifest, secret_manifest
 from lab.plan import Expect
 from lab.profile import load_profile
@@ -30,7 +30,7 @@ def lab(tmp_path):
 
 def hooks(lab: FakeLab, preflight=None) -> Hooks:
     return Hooks(preflight=preflight or (lambda *a, **k: None), tools=lambda p, r: lab.tools,
-                 provider=lambda p, home, t, r: lab.provider, sleep=lambda s: None)
+                 cached_tools=lambda p, r: lab.tools, provider=lambda p, home, t, r: lab.provider, sleep=lambda s: None)
 
 
 def up(lab: FakeLab, **kw) -> tuple[int, str]:
@@ -291,10 +291,13 @@ def test_down_deletes_only_the_clusters_the_state_says_the_lab_created(lab):
     assert not (lab.home / "kubeconfig" / "cluster1").exists()
 
 
-def test_down_without_state_deletes_nothing(lab):
+def test_down_without_state_deletes_nothing(lab, capsys):
     out = io.StringIO()
     assert executor.down(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 0
-    assert "nothing to delete" in out.getvalue() and lab.runner.calls == []
+    # the no-lab line of status/uninstall/doctor, on the same stream, as a note (deleting nothing succeeded)
+    err = capsys.readouterr().err
+    assert err.startswith("lab: note: no lab in ") and "nothing to delete" in err and err.count("\n") == 1
+    assert lab.runner.calls == []
 
 
 def test_uninstall_removes_apps_and_serviceentries_and_the_next_up_puts_them_back(lab):
@@ -323,8 +326,9 @@ def test_status_reports_each_cluster_and_the_last_probe(lab):
 
 def test_status_without_a_lab_says_so(lab):
     out = io.StringIO()
-    assert executor.status(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 1
-    assert "no lab in" in out.getvalue()
+    with pytest.raises(NoLabError, match="no lab in "):
+        executor.status(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab))
+    assert out.getvalue() == ""
 
 
 # --- pure helpers ---------------------------------------------------------------------------------------------
@@ -463,12 +467,17 @@ def test_a_cluster_deleted_behind_the_lab_is_recreated_and_rebuilt(lab):
 def test_cli_status_and_uninstall_without_a_lab_say_so(tmp_path, capsys):
     from lab.cli import main
 
-    assert main(["status", "--home", str(tmp_path / "none")]) == 1
-    assert "no lab in" in capsys.readouterr().out
-    assert main(["uninstall", "--home", str(tmp_path / "none")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("lab: error: no lab in") and "\n" not in err
+    # one message, one stream (stderr), one exit code (1) for status, uninstall and doctor; down says it as a note
+    lines = {}
+    for command in ("status", "uninstall", "doctor"):
+        assert main([command, "--home", str(tmp_path / "none")]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1
+        lines[command] = err
+    assert len(set(lines.values())) == 1
+    assert lines["status"] == f"lab: error: {no_lab_message(tmp_path / 'none')}\n"
     assert main(["down", "--home", str(tmp_path / "none"), "--profile", "writeup"]) == 0
+    assert capsys.readouterr().err == f"lab: note: {no_lab_message(tmp_path / 'none')}; nothing to delete\n"
     assert not (tmp_path / "none").exists()
 
 
