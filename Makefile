@@ -13,7 +13,10 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed (found " + sys.version.split()[0] + ")")'
-	$(PYTHON) -m venv $(VENV)
+	@# Debian/Ubuntu split venv's pip bootstrap (ensurepip) into the python3-venv package; without it `-m venv` fails.
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  echo "make: $(PYTHON) $$v has no ensurepip, so it cannot create $(VENV): on Debian/Ubuntu run \`sudo apt install python3-venv\` (or python$$v-venv), then make again" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "make: \`$(PYTHON) -m venv $(VENV)\` failed; on Debian/Ubuntu install python3-venv (\`sudo apt install python3-venv\`) and run make again" >&2; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $@

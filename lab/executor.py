@@ -247,8 +247,9 @@ def apply(env: Env, cluster: str, text: str, namespace: str | None, what: str,
                       context=what)
 
 
-def execute(env: Env, step: Step) -> bool:
-    """Do the step. Returns False when it found everything already in place (nothing changed)."""
+def execute(env: Env, step: Step, *, forced: bool = False) -> bool:
+    """Do the step. Returns False when it found everything already in place (nothing changed). `forced`: a step it
+    needs changed in this run, so a self-checking action acts even when its own check finds nothing to do."""
     run = step.run
     what = step.id
     if isinstance(run, Command):
@@ -256,7 +257,7 @@ def execute(env: Env, step: Step) -> bool:
             atomic_write(env.paths.resolve(f), text)
         argv = env.poll(lambda: env.argv(run.argv), timeout=TIMEOUTS.rollout, what=f"{what}: run-time values") \
             if any(isinstance(t, Lookup) for t in run.argv) else env.argv(run.argv)
-        env.runner.run(argv, timeout=run.timeout, context=what)
+        env.runner.run(argv, timeout=run.timeout, context=what, env=dict(run.env) or None)
         return True
     if isinstance(run, Manifest):
         text, redact = render_manifest(env, run)
@@ -272,6 +273,8 @@ def execute(env: Env, step: Step) -> bool:
     action = ACTIONS.get(run.name)
     if action is None:
         raise LabError(f"{what}: unknown lab action {run.name}")
+    if run.name == "serviceentry.client":
+        return _serviceentry_client(env, step, run, force=forced)
     return action(env, step, run)
 
 
@@ -319,7 +322,7 @@ def _images_pull(env: Env, step: Step, run: LabAction) -> bool:
     pulled = False
     for image in run.param("images"):  # type: ignore[attr-defined]
         if not lab_images.present(env.runner, image):
-            env.runner.run(lab_images.pull_argv(image), timeout=TIMEOUTS.command, context=f"{step.id}: {image}")
+            lab_images.pull(env.runner, image, timeout=TIMEOUTS.command, context=f"{step.id}: {image}")
             pulled = True
     return pulled
 
@@ -357,20 +360,47 @@ def _coredns_patch(env: Env, step: Step, run: LabAction) -> bool:
     return True
 
 
-def _serviceentry_client(env: Env, step: Step, run: LabAction) -> bool:
+def _serviceentry_client(env: Env, step: Step, run: LabAction, *, force: bool = False) -> bool:
     address_t, port_t = run.param("address"), run.param("port")
     assert isinstance(address_t, Lookup) and isinstance(port_t, Lookup)
     address, port = env.poll(lambda: (env.resolve(address_t), env.resolve(port_t)), timeout=TIMEOUTS.rollout,
                              what=f"{step.id}: {address_t.what} and {port_t.what}")
     svc = serviceentry.RemoteService(str(run.param("service")), str(run.param("service_namespace")))
     obj = serviceentry.render_client(svc, str(run.param("vip")), address, int(port))
-    apply(env, str(run.param("cluster")), serviceentry.to_yaml(obj), str(run.param("namespace")), step.id)
+    cluster, namespace = str(run.param("cluster")), str(run.param("namespace"))
+    res = env.kubectl(cluster).run("-n", namespace, "get", "serviceentries.networking.istio.io",
+                                   obj["metadata"]["name"], "-o", "json", check=False, context=step.id)
+    stale = serviceentry_changes(_json_or_none(res.stdout) if res.ok else None, obj)
+    if not stale and not force:
+        return False
+    if stale:
+        env.say(f"  {cluster:<9} {step.id}: {'; '.join(stale)}: applying it")
+    apply(env, cluster, serviceentry.to_yaml(obj), namespace, step.id)
     return True
 
 
-# Actions that look before they act and change nothing when all is in place (a `docker ps`, one ConfigMap read):
-# they run on every `lab up`, so a deleted cluster or a removed `global` block is noticed and repaired.
-SELF_CHECKING = frozenset({"kind.create", "coredns.patch"})
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def serviceentry_changes(live: Any, want: Mapping[str, Any]) -> list[str]:
+    """What differs between a live ServiceEntry (kubectl's JSON, or None when absent) and the one the lab renders:
+    every field of the lab's spec (the endpoint's address and port included), one phrase each; [] if none."""
+    if not isinstance(live, dict):
+        return ["absent"]
+    spec = live.get("spec") if isinstance(live.get("spec"), dict) else {}
+    return [f"spec.{key} is {spec.get(key)!r}, not {value!r}" for key, value in want["spec"].items()
+            if spec.get(key) != value]
+
+
+# Actions that look before they act and change nothing when all is in place (a `docker ps`, one ConfigMap read,
+# one ServiceEntry read after the write-up's lookups): they run on every `lab up`, so a deleted cluster, a removed
+# `global` block or a cluster1 ServiceEntry pointing at an old gateway address (cluster2's node IP or nodePort
+# changed, e.g. after a Docker restart) is noticed and repaired.
+SELF_CHECKING = frozenset({"kind.create", "coredns.patch", "serviceentry.client"})
 
 ACTIONS: dict[str, Callable[[Env, Step, LabAction], bool]] = {
     "kind.create": _kind_create,
@@ -497,7 +527,7 @@ class Scheduler:
                     except NotReadyError:
                         recorded = False  # gone or changed behind our back: do it again
             if not recorded or isinstance(step.run, Check):
-                changed = execute(env, step)
+                changed = execute(env, step, forced=forced)
                 if isinstance(step.run, Check):
                     status = "checked"
                     changed = forced  # a check passes freshness through to what needs it
@@ -663,6 +693,11 @@ def _write_lock_file(env: Env) -> None:
         lab_images.write_lock(env.paths.home / "lock.json", entries, env.profile)
     except LabError as err:  # the lab works; say why the digests are missing instead of failing the run
         env.say(f"lab up: note: image digests not recorded in lock.json ({err})")
+        return
+    missing = lab_images.unrecorded_latest(env.profile, entries)
+    if missing:
+        env.say(f"lab up: note: no repo digest for {', '.join(missing)} (not pulled from a registry?): lock.json "
+                "cannot tell when that unpinned tag moves")
 
 
 def _recorded_profile(state: State, *, lenient: bool = False) -> Profile:

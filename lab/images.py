@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
-from lab.errors import CommandError, ValidationError
+from lab.errors import CommandError, LabError, ValidationError
 from lab.profile import Profile
 from lab.shell import Runner
 
@@ -43,6 +44,33 @@ def inspect_argv(image: str) -> list[str]:
     return ["docker", "image", "inspect", "--format", "{{index .RepoDigests 0}}", image]
 
 
+# Docker Hub's answer when an address has used up its pulls (anonymous pulls are limited per address and hour):
+# HTTP 429, error code `toomanyrequests` (Docker docs, "Docker Hub usage and limits"; the CLI prints both).
+_RATE_LIMITED = re.compile(r"toomanyrequests|429 Too Many Requests", re.IGNORECASE)
+
+
+def rate_limited(output: str) -> bool:
+    """Whether a failed `docker pull` said the registry's pull rate limit was reached."""
+    return bool(_RATE_LIMITED.search(output or ""))
+
+
+def pull(runner: Runner, image: str, *, timeout: float, context: str) -> None:
+    """`docker pull` of one image; a rate-limited pull is one line saying to `docker login`."""
+    try:
+        runner.run(pull_argv(image), timeout=timeout, context=context)
+    except CommandError as err:
+        if rate_limited(err.output):
+            raise LabError(f"the registry refused to pull {image}: too many requests (Docker Hub limits anonymous "
+                           "pulls per address); run `docker login` and run the lab again (images already pulled "
+                           "are kept)") from err
+        raise
+
+
+def unrecorded_latest(profile: Profile, entries: dict[str, str]) -> list[str]:
+    """The profile's `:latest` images (unpinned upstream tags) that `entries` (lock.json) has no digest for."""
+    return [i for i in image_list(profile) if i.endswith(":latest") and i not in entries]
+
+
 def pull_plan(profile: Profile) -> list[list[str]]:
     """The pulls done once on the host before loading into every cluster (empty when load_images is off:
     then each node pulls from the registry itself)."""
@@ -66,7 +94,7 @@ def ensure_pulled(profile: Profile, runner: Runner) -> list[str]:
         image = argv[-1]
         if present(runner, image):
             continue
-        runner.run(argv, timeout=900, context=f"pull {image}")
+        pull(runner, image, timeout=900, context=f"pull {image}")
         pulled.append(image)
     return pulled
 

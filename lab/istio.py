@@ -13,10 +13,25 @@ Owns the IstioOperator overlay passed as the second `-f` to `istioctl install` (
   `kind load` already put on the nodes.
 - `meshConfig.accessLogFile: /dev/stdout`: only the demo profile turns access logs on, and Envoy's response flags
   (UF, NR, ...) exist only there.
+- lower CPU requests (`LAB_CPU_M`) for istiod (`components.pilot.k8s.resources`), the ingress gateway
+  (`components.ingressGateways[].k8s.resources`) and the sidecars (`values.global.proxy.resources`), so that
+  one cluster and its fault suite fit in a 2-CPU kind node (lab/capacity.py does the sums). Requests only decide
+  scheduling; the limits stay the profile's. Memory requests stay the charts'. Field paths: `KubernetesResourcesSpec
+  .resources` (lab/data/istio-1.7.8/istiooperator-fields.json), which operator/pkg/translate/translate.go writes
+  onto the component's container; gateways merge by `name` (operator/pkg/util/merge_iop.go patchMergeKey), so the
+  profile's other gateway settings stay. The egress gateway keeps its 100m: the overlay never touches what the
+  multicluster values file sets (it enables that gateway), and the sums fit with it.
+
+The install waits: istioctl 1.7 waits for each component's resources, Base, then Pilot, then the gateways and
+addons in parallel (operator/pkg/helmreconciler/common.go ComponentDependencies), each up to WAIT_FOR_RESOURCES_TIMEOUT
+(default 300 s), after up to 60 s for the CRDs (helmreconciler/wait.go). Its `--readiness-timeout` flag is parsed but
+NOT used at 1.7.0-1.7.8: NewHelmReconciler (helmreconciler/reconciler.go) overwrites opts.WaitTimeout with that
+environment variable or its 300 s default. So the lab sets the variable, and derives its own outer timeout from it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +39,7 @@ import yaml
 
 from lab.errors import PreflightError
 from lab.profile import Images, Profile
+from lab.settings import TIMEOUTS
 
 # Relative to the extracted release (release-builder 1.7 ships manifests/examples; facts/istio-1.7.md §2).
 VALUES_FILE = Path("manifests/examples/multicluster/values-istio-multicluster-gateways.yaml")
@@ -37,6 +53,39 @@ DEFAULT_GATEWAY_PORTS = (
     ("https", 443, 8443),
     ("tls", TLS_PORT, TLS_PORT),
 )
+
+
+# CPU requests in millicores. Chart defaults at Istio 1.7.8: istiod 500m (manifests/charts/istio-control/
+# istio-discovery/values.yaml pilot.resources, not overridden by profiles/default.yaml), each gateway 100m and each
+# sidecar 100m (profiles/default.yaml components.*Gateways k8s.resources, values.global.proxy.resources), istiocoredns
+# 10m per container (global.defaultResources, istiocoredns templates/deployment.yaml), istio-init 10m (an init
+# container: it does not add to the pod's request, which is the larger of it and the sum of the containers).
+CHART_CPU_M = {"istiod": 500, "gateway": 100, "proxy": 100, "istiocoredns": 20}
+# The lab's: enough to schedule; a lab's traffic is a few requests a second.
+LAB_CPU_M = {"istiod": 100, "gateway": 50, "proxy": 50}
+# Memory requests as the charts set them (istio-discovery values.yaml 2048Mi; profiles/default.yaml 128Mi).
+_MEMORY = {"istiod": "2048Mi", "gateway": "128Mi", "proxy": "128Mi"}
+# istioctl 1.7's per-component wait, read from the environment (see the module docstring); 300 s is its default.
+READINESS_ENV = "WAIT_FOR_RESOURCES_TIMEOUT"
+# The kernel modules istio-init's `iptables-restore` (1.6.1, legacy xtables only: proxyv2 1.7.x is built FROM
+# istio/base, Ubuntu bionic, docker/Dockerfile.base) needs for the rules tools/istio-iptables writes: the nat table,
+# REDIRECT, and the owner match (`-m owner --uid-owner 1337`). In a pod's network namespace the kernel does not load
+# them on demand (istio#23009, #28897, #33498: "unable to initialize table 'nat'").
+XTABLES_MODULES = ("ip_tables", "iptable_nat", "xt_REDIRECT", "xt_owner")
+
+
+def install_timeout(readiness: float) -> float:
+    """The lab's deadline for one `istioctl install` whose readiness wait is `readiness` (lab.settings)."""
+    return dataclasses.replace(TIMEOUTS, istio_readiness=readiness).istio_install
+
+
+def install_env(readiness: float) -> dict[str, str]:
+    """The environment that sets istioctl 1.7's per-component readiness wait (Go duration syntax)."""
+    return {READINESS_ENV: f"{int(readiness)}s"}
+
+
+def _requests(component: str) -> dict:
+    return {"requests": {"cpu": f"{LAB_CPU_M[component]}m", "memory": _MEMORY[component]}}
 
 
 def release_url(version: str, arch: str = "linux-amd64") -> str:
@@ -115,20 +164,23 @@ def _merge(into: dict, extra: dict) -> dict:
 
 def overlay(profile: Profile) -> dict:
     """The IstioOperator overlay (see module docstring)."""
-    values = _merge({"global": {"imagePullPolicy": "IfNotPresent"}}, image_values(profile))
+    values = _merge({"global": {"imagePullPolicy": "IfNotPresent", "proxy": {"resources": _requests("proxy")}}},
+                    image_values(profile))
     return {
         "apiVersion": "install.istio.io/v1alpha1",
         "kind": "IstioOperator",
         "spec": {
             "meshConfig": {"accessLogFile": "/dev/stdout"},
             "components": {
+                "pilot": {"k8s": {"resources": _requests("istiod")}},
                 "ingressGateways": [
                     {
                         "name": GATEWAY,
                         "enabled": True,
-                        "k8s": {"service": {"type": "NodePort", "ports": gateway_ports(profile.gateway_node_port)}},
+                        "k8s": {"service": {"type": "NodePort", "ports": gateway_ports(profile.gateway_node_port)},
+                                "resources": _requests("gateway")},
                     }
-                ]
+                ],
             },
             "values": values,
         },
@@ -155,7 +207,8 @@ def install_argv(istioctl: Path | str, kubeconfig: Path | str, context: str, fil
     """`istioctl install -f <file>... --skip-confirmation --kubeconfig <k> --context <c>` (flags of 1.7.8).
 
     Flags per Istio 1.7.8 `operator/cmd/mesh/install.go`: `--filename/-f` (repeatable, later files overlay earlier
-    ones), `--kubeconfig/-c`, `--context`, `--skip-confirmation/-y`, `--readiness-timeout` (default 300s).
+    ones), `--kubeconfig/-c`, `--context`, `--skip-confirmation/-y`, `--readiness-timeout` (default 300s, but parsed
+    and then ignored by 1.7.x: set the wait with `install_env` instead, see the module docstring).
     Note `operator/cmd/mesh/shared.go` BuildClientConfig silently falls back to the default kubeconfig when the
     given file is missing or empty, so callers must pass an existing, non-empty kubeconfig.
     """

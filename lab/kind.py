@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shlex
 import subprocess
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import yaml
 
+from lab import istio
 from lab.errors import CommandError, PreflightError
 from lab.kube import Kubectl
 from lab.profile import ClusterSpec, Profile
@@ -94,18 +94,6 @@ class Provider(Protocol):
 
     def node_ip(self, cluster: ClusterSpec) -> str:
         """The address other clusters reach this cluster's nodes (and NodePorts) on."""
-        ...
-
-    def shell_create(self, cluster: ClusterSpec) -> list[str]:
-        """Bash lines a person can replay to create the cluster (for `lab plan --shell`)."""
-        ...
-
-    def shell_delete(self, cluster: ClusterSpec) -> list[str]:
-        """Bash lines that delete the cluster (for `lab plan --shell --uninstall`)."""
-        ...
-
-    def shell_load_images(self, cluster: ClusterSpec, images: Sequence[str]) -> list[str]:
-        """Bash lines that load host images into the cluster."""
         ...
 
 
@@ -212,21 +200,6 @@ def dns_dnat_problem(iptables_save: str, node: str = "the node") -> str | None:
             f"(nf_tables) breaks node images older than kind v0.18 (kind issue #3054), so DNS and all traffic from "
             f"the node fail; use the default profile (kind v0.20.0, Kubernetes 1.21), or run `lab down` and switch "
             f"the host to iptables-legacy")
-
-
-def shell_quote(value: Path | str) -> str:
-    """shlex.quote, except that a leading `$NAME` (like `$LAB_HOME/...`, also after `--flag=`) stays expandable
-    for the shell plan."""
-    text = str(value)
-    m = re.match(r"^(--[A-Za-z0-9-]+=)?(\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)(.*)$", text)
-    if not m:
-        return shlex.quote(text)
-    flag, var, rest = m.group(1) or "", m.group(2), m.group(3)
-    return (shlex.quote(flag) if flag else "") + f'"{var}"' + (shlex.quote(rest) if rest else "")
-
-
-def _argv_line(argv: Sequence[Path | str]) -> str:
-    return " ".join(shell_quote(a) for a in argv)
 
 
 ClusterFactory = Callable[..., Any]
@@ -366,6 +339,7 @@ class KindProvider:
         poll(ready, timeout=timeout, what=f"{cluster.name}: node Ready", sleep=self.sleep)
 
     def verify(self, cluster: ClusterSpec) -> None:
+        self.load_xtables_modules(cluster)
         if not needs_dns_check(self.profile):
             return
         node = self.node_container(cluster)
@@ -374,6 +348,23 @@ class KindProvider:
         problem = dns_dnat_problem(res.stdout, node)
         if problem:
             raise PreflightError(problem)
+
+    def load_xtables_modules(self, cluster: ClusterSpec) -> None:
+        """Load the legacy iptables modules Istio 1.7's istio-init needs (lab.istio.XTABLES_MODULES) from inside the
+        node: it is privileged and has kmod and the host's /lib/modules (read-only) at both kind versions the lab
+        pins (kind images/base/Dockerfile installs kmod; pkg/cluster/internal/providers/docker/provision.go runs
+        nodes with --privileged and --volume /lib/modules:/lib/modules:ro)."""
+        node = self.node_container(cluster)
+        res = self.runner.run(modprobe_argv(node), check=False, timeout=60,
+                              context=f"{cluster.name}: load the legacy iptables modules")
+        if res.ok:
+            return
+        loaded = self.runner.run(["docker", "exec", node, "cat", "/proc/modules"], check=False, timeout=30,
+                                 context=f"{cluster.name}: loaded kernel modules")
+        problem = xtables_problem(node, res.output, loaded.stdout if loaded.ok else "")
+        if problem:
+            raise PreflightError(problem)
+        log.info("%s: modprobe failed (%s) but the modules are loaded already", cluster.name, res.output.strip())
 
     def delete(self, cluster: ClusterSpec) -> bool:
         if not self.exists(cluster):
@@ -428,44 +419,6 @@ class KindProvider:
                                  f"'{DOCKER_NETWORK}': run `lab down` and `lab up` again")
         return ip
 
-    # --- the same, as bash for `lab plan --shell` -------------------------------------------------------------
-    def shell_create(self, cluster: ClusterSpec) -> list[str]:
-        config = self.config_path(cluster)
-        kubeconfig = self.kubeconfig(cluster)
-        kind = shell_quote(self.tools.kind)
-        lines = [f"mkdir -p {shell_quote(config.parent)} {shell_quote(kubeconfig.parent)}",
-                 f"cat > {shell_quote(config)} <<'KIND_CONFIG'",
-                 *config_yaml(self.profile, cluster).rstrip("\n").splitlines(),
-                 "KIND_CONFIG",
-                 f"{kind} get clusters | grep -qx {shlex.quote(cluster.name)} || "
-                 + _argv_line(create_argv(self.tools.kind, cluster, self.profile, config, kubeconfig)),
-                 _argv_line([self.tools.kubectl, "--kubeconfig", kubeconfig, "--context", self.context(cluster),
-                             "wait", "--for=condition=Ready", "node", "--all",
-                             f"--timeout={int(TIMEOUTS.kind_create)}s"])]
-        if needs_dns_check(self.profile):
-            node = shlex.quote(self.node_container(cluster))
-            lines += ["# kind #3054: Docker's DNS DNAT rules in the node must still carry --dport 53",
-                      f"docker exec {node} iptables-save -t nat | grep -e '-A DOCKER_OUTPUT .*-j DNAT' "
-                      f"| grep -qv -e '--dport 53 ' && {{ echo 'kind #3054: DNS DNAT rules lost --dport 53 in "
-                      f"{cluster.name}; use the default profile' >&2; exit 1; }} || true"]
-        return lines
-
-    def shell_delete(self, cluster: ClusterSpec) -> list[str]:
-        name = shlex.quote(cluster.name)
-        delete = _argv_line([self.tools.kind, "delete", "cluster", f"--name={cluster.name}",
-                             f"--kubeconfig={self.kubeconfig(cluster)}"])
-        return [f"# delete only a cluster whose node container carries kind's label {CLUSTER_LABEL}={cluster.name}",
-                f"if [ -n \"$(docker ps -aq --filter label={CLUSTER_LABEL}={name})\" ]; then {delete}; fi"]
-
-    def shell_load_images(self, cluster: ClusterSpec, images: Sequence[str]) -> list[str]:
-        lines = []
-        for image in images:
-            tar = f"/tmp/lab-image-{cluster.name}.tar"
-            fallback = " && ".join(_argv_line(a) for a in archive_load_argvs(self.tools.kind, cluster, image, tar))
-            lines.append(f"{_argv_line(load_argv(self.tools.kind, cluster, image))} || "
-                         f"{{ {fallback} && rm -f {tar}; }}")
-        return lines
-
 
 def load_argv(kind: Path | str, cluster: ClusterSpec, image: str) -> list[str]:
     """`kind load docker-image --name <cluster> <image>` (by tag; kind pkg/cmd/kind/load/docker-image)."""
@@ -476,6 +429,25 @@ def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str, archi
     """The kind #4066 fallback: save one platform of the image, then `kind load image-archive` it."""
     return [["docker", "image", "save", "--platform", PLATFORM, "-o", str(archive), image],
             [str(kind), "load", "image-archive", "--name", cluster.name, str(archive)]]
+
+
+def modprobe_argv(node: str) -> list[str]:
+    """`modprobe -a` (every argument a module; without -a the rest would be the first module's parameters)."""
+    return ["docker", "exec", node, "modprobe", "-a", *istio.XTABLES_MODULES]
+
+
+def xtables_problem(node: str, modprobe_output: str, proc_modules: str) -> str | None:
+    """After a failed `modprobe`: None if every module is loaded anyway (/proc/modules as seen in the node, which is
+    the host kernel's), else the one line saying what to run."""
+    loaded = {ln.split()[0].replace("-", "_") for ln in proc_modules.splitlines() if ln.strip()}
+    missing = [m for m in istio.XTABLES_MODULES if m.replace("-", "_") not in loaded]
+    if not missing:
+        return None
+    why = " | ".join(ln.strip() for ln in modprobe_output.strip().splitlines()[-2:] if ln.strip()) or "no output"
+    return (f"{node}: cannot load the legacy iptables modules {', '.join(missing)} that Istio 1.7's sidecars need "
+            f"(modprobe: {why}); run `sudo modprobe -a {' '.join(istio.XTABLES_MODULES)}` on the Docker host (Docker "
+            "Desktop: in its VM) and run the lab again; a kernel without legacy xtables cannot run Istio 1.7's "
+            "sidecars at all")
 
 
 def node_ip_argv(cluster: ClusterSpec) -> list[str]:

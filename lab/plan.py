@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from lab import corefile, istio, kind, names, probe, serviceentry
 from lab import images as lab_images
-from lab import istio, kind, names, probe, serviceentry
 from lab.errors import ValidationError
 from lab.profile import ClusterSpec, Profile
 from lab.settings import TIMEOUTS
@@ -129,11 +129,13 @@ def lookup(cluster: ClusterSpec, *args: str, jsonpath: str, what: str) -> Lookup
 # --- what a step runs -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Command:
-    """An argv to run. `writes` are files (path, text) written first; `timeout` bounds the command."""
+    """An argv to run. `writes` are files (path, text) written first; `timeout` bounds the command; `env` is added
+    to its environment (the shell script writes it as `NAME=value command ...`)."""
 
     argv: tuple[Token, ...]
     writes: tuple[tuple[File, str], ...] = ()
     timeout: float = TIMEOUTS.command
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,7 @@ def _cluster_steps(profile: Profile, c: ClusterSpec, image_list: tuple[str, ...]
         # Done by the provider (lab.kind: creation, then its checks); `argv` and `config_text` are what it
         # runs, for the plan and the shell script.
         LabAction("kind.create", (("cluster", n), ("argv", argv), ("config", config),
-                                  ("config_text", kind.config_yaml(profile, c)),
+                                  ("config_text", kind.config_yaml(profile, c)), ("node", kind.node_container(c)),
                                   ("dns_check", kind.node_container(c) if kind.needs_dns_check(profile) else ""))),
         phase="clusters")]
     if profile.load_images:
@@ -341,7 +343,10 @@ def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, 
     steps.append(Step(
         f"{n}/istio", n, S_CONTROL_PLANE,
         f"istioctl install Istio {profile.istio_version} (values-istio-multicluster-gateways.yaml + lab overlay)",
-        Command(argv, writes=((overlay_file, overlay),), timeout=TIMEOUTS.istio_install),
+        # istioctl 1.7 reads its readiness wait from the environment only (lab/istio.py); the lab's deadline is
+        # derived from it, so istioctl is never killed inside one of its own waits.
+        Command(argv, writes=((overlay_file, overlay),), timeout=istio.install_timeout(TIMEOUTS.istio_readiness),
+                env=tuple(istio.install_env(TIMEOUTS.istio_readiness).items())),
         needs=(f"{n}/cacerts", base), phase="control-plane",
         verify=Check(kubectl(c, "-n", "istio-system", "get", "deployment", "istiod",
                              "-o", "jsonpath={.spec.template.spec.containers[0].image}"),
@@ -719,7 +724,8 @@ def _shell_lines(step: Step, contexts: Mapping[str, str]) -> list[str]:
         lines: list[str] = []
         for f, text in run.writes:
             lines += _write_file(f, text)
-        return lines + [_sh_argv(run.argv)]
+        env = "".join(f"{k}={shlex.quote(v)} " for k, v in run.env)
+        return lines + [env + _sh_argv(run.argv)]
     if isinstance(run, Check):
         return [f"# expect: {run.expect.describe()}", _sh_argv(run.argv)]
     if isinstance(run, Manifest):
@@ -764,6 +770,12 @@ def _shell_action(run: LabAction, contexts: Mapping[str, str]) -> list[str]:
                  f"{_sh_argv(p['argv'])}",  # type: ignore[arg-type]
                  _sh_argv((*k, "wait", "--for=condition=Ready", "node", "--all",
                            f"--timeout={int(TIMEOUTS.kind_create)}s"))]
+        # As the provider does after creating the node (lab.kind load_xtables_modules): Istio 1.7's istio-init
+        # needs the legacy iptables modules, which a pod's network namespace cannot load on demand.
+        modprobe = " ".join(shlex.quote(a) for a in kind.modprobe_argv(str(p["node"])))
+        lines += [f"{modprobe} \\",
+                  f"  || {{ echo 'cannot load the legacy iptables modules Istio 1.7 needs: run `sudo modprobe -a "
+                  f"{' '.join(istio.XTABLES_MODULES)}` on the Docker host' >&2; exit 1; }}"]
         node = str(p["dns_check"])
         if node:
             # kind #3054 (node images before kind v0.18): Docker's DNS DNAT rules in the node lose `--dport 53`
@@ -777,31 +789,109 @@ def _shell_action(run: LabAction, contexts: Mapping[str, str]) -> list[str]:
     if run.name == "images.pull":
         return [_sh_argv(lab_images.pull_argv(i)) for i in p["images"]]  # type: ignore[union-attr]
     if run.name == "images.load":
-        images = " ".join(shlex.quote(i) for i in p["images"])  # type: ignore[union-attr]
-        return [f"kind load docker-image --name {shlex.quote(str(p['cluster']))} {images}"]
+        return _shell_images_load(str(p["cluster"]), tuple(p["images"]))  # type: ignore[arg-type]
     if run.name == "certs.generate":
         clusters = shlex.quote(",".join(p["clusters"]))  # type: ignore[arg-type]
-        return [f"python -m lab certs generate --out {_sh(p['out'])} --clusters {clusters}"]  # type: ignore[arg-type]
+        # The one step that needs the lab's Python (profile cert_source=generated only; the header says so).
+        return [f"python3 -m lab certs generate --out {_sh(p['out'])} --clusters {clusters}"]  # type: ignore[arg-type]
     if run.name == "coredns.patch":
-        cluster = str(p["cluster"])
-        k = _kubectl_of(cluster, contexts)
-        f = p["file"]
-        assert isinstance(f, File)
-        guard = "" if p["aaaa_guard"] else " --no-aaaa-guard"
-        read = _sh_argv((*k, "-n", "kube-system", "get", "configmap", "coredns", "-o", "jsonpath={.data.Corefile}"))
-        write = _sh_argv((*k, "-n", "kube-system", "create", "configmap", "coredns", "--from-file")) \
-            + f' Corefile={_sh(f)} --dry-run=client -o yaml | {_sh_argv((*k, "apply", "-f", "-"))}'
-        return [f"{read} \\\n  | python -m lab corefile patch --forward {_sh(p['forward'])}{guard} > {_sh(f)}",  # type: ignore[arg-type]
-                write]
+        return _shell_coredns_patch(run, contexts)
     if run.name == "serviceentry.client":
-        cluster = str(p["cluster"])
-        k = _kubectl_of(cluster, contexts)
-        svc = serviceentry.RemoteService(str(p["service"]), str(p["service_namespace"]))
-        endpoint = _sh(Concat((p["address"], ":", p["port"])))  # type: ignore[arg-type]
-        return [f"python -m lab serviceentry render --host {shlex.quote(svc.host)} --vip {shlex.quote(str(p['vip']))} "
-                f"\\\n  --endpoint {endpoint} \\\n"
-                f"  | {_sh_argv((*k, 'apply', '-n', str(p['namespace']), '-f', '-'))}"]
+        return _shell_serviceentry_client(run, contexts)
     raise ValueError(f"unknown lab action {run.name}")
+
+
+def _shell_images_load(cluster: str, images: Sequence[str]) -> list[str]:
+    """What lab.kind.KindProvider.load_images does, per image: `kind load docker-image`, and when that fails (Docker
+    29's containerd image store and multi-platform images, kind #3795/#4066) the one-platform archive fallback."""
+    archive = File("LAB_HOME", f"tmp/image-{cluster}.tar")
+    spec = ClusterSpec(cluster, "", "", "", 0, "")
+    lines = ['mkdir -p "$LAB_HOME/tmp"',
+             f"# if `kind load docker-image` fails (kind #3795), save the {kind.PLATFORM} image and load the archive"]
+    for image in images:
+        load = _sh_argv(kind.load_argv("kind", spec, image))
+        fallback = " && ".join(_sh_argv(_tokens(a, {"\0archive": archive}))
+                               for a in kind.archive_load_argvs("kind", spec, image, "\0archive"))
+        lines.append(f"{load} \\\n  || {{ {fallback} && rm -f {_sh(archive)}; }}")
+    return lines
+
+
+# The variables the script's lookups export, named as in the write-up ("暴露cluster2的网关地址").
+GLOBAL_FORWARD_VAR = "ISTIOCOREDNS_IP"
+INGRESS_HOST_VAR, INGRESS_PORT_VAR = "INGRESS_HOST", "INGRESS_PORT"
+
+
+def _shell_coredns_patch(run: LabAction, contexts: Mapping[str, str]) -> list[str]:
+    """The Corefile change as plain commands: read the live Corefile, drop a `global:53` block a previous run added,
+    append the lab's block (lab/corefile.py render_block), write the ConfigMap back.
+
+    What lab/corefile.py does more (the lab's own run): it replaces a `global` block in place, understands every
+    spelling of the zone and refuses Corefiles it cannot patch safely. The sed range below removes only a block
+    written as the lab writes it (`global:53 {` at the start of a line up to the first `}` alone on a line)."""
+    p = dict(run.params)
+    cluster = str(p["cluster"])
+    k = _kubectl_of(cluster, contexts)
+    f = p["file"]
+    forward = p["forward"]
+    assert isinstance(f, File) and isinstance(forward, Lookup)
+    live = File(f.base, f.rel + ".live")
+    var = GLOBAL_FORWARD_VAR
+    block = corefile.render_block("192.0.2.53", aaaa_guard=bool(p["aaaa_guard"]))
+    placeholder = "forward . 192.0.2.53:53"
+    if block.count(placeholder) != 1 or "$" in block or "`" in block or "\\" in block:
+        raise ValueError("the Corefile block cannot be written as a shell heredoc")
+    block = block.replace(placeholder, f"forward . ${{{var}}}:{corefile.PORT}")
+    read = _sh_argv((*k, "-n", "kube-system", "get", "configmap", "coredns", "-o", "jsonpath={.data.Corefile}"))
+    write = _sh_argv((*k, "-n", "kube-system", "create", "configmap", "coredns", "--from-file")) \
+        + f' Corefile={_sh(f)} --dry-run=client -o yaml | {_sh_argv((*k, "apply", "-f", "-"))}'
+    # (plain assignments: under `set -e` a failing lookup stops the script, `export X=$(...)` would hide it)
+    return [
+        f"{var}={_sh(forward)}",
+        f': "${{{var}:?{forward.what} is not known yet}}"',
+        f"{read} > {_sh(live)}",
+        f"[ -s {_sh(live)} ] || {{ echo 'the live Corefile of {cluster} is empty: is this the right cluster?' >&2; "
+        "exit 1; }",
+        f"# drop the `{corefile.ZONE}:{corefile.PORT}` block an earlier run appended, keep every other line as it is",
+        f"sed '/^{corefile.ZONE}:{corefile.PORT} {{$/,/^}}$/d' {_sh(live)} > {_sh(f)}",
+        f'[ -z "$(tail -c 1 {_sh(f)})" ] || echo >> {_sh(f)}  # end the last line before appending',
+        f"cat >> {_sh(f)} <<LAB_EOF\n{block}\nLAB_EOF",
+        write,
+    ]
+
+
+def serviceentry_heredoc(svc: serviceentry.RemoteService, vip: str) -> str:
+    """The calling cluster's ServiceEntry (lab/serviceentry.py render_client) with its endpoint written as
+    `${INGRESS_HOST}` and `${INGRESS_PORT}`, for an unquoted heredoc (the write-up's own form)."""
+    host, port = "192.0.2.1", 1  # stand-ins (TEST-NET-1, port 1) replaced by the variables below
+    text = serviceentry.to_yaml(serviceentry.render_client(svc, vip, host, port))
+    swaps = ((f"- address: {host}\n", f"- address: ${{{INGRESS_HOST_VAR}}}\n"),
+             (f"{svc.port_name}: {port}\n", f"{svc.port_name}: ${{{INGRESS_PORT_VAR}}}\n"))
+    for old, new in swaps:
+        if text.count(old) != 1:
+            raise ValueError(f"the ServiceEntry has no single {old.strip()!r} to fill in")
+        text = text.replace(old, new)
+    if re.search(r"[`\\]|\$(?!\{INGRESS_(HOST|PORT)\})", text):
+        raise ValueError("the ServiceEntry cannot be written as a shell heredoc")
+    return text
+
+
+def _shell_serviceentry_client(run: LabAction, contexts: Mapping[str, str]) -> list[str]:
+    p = dict(run.params)
+    k = _kubectl_of(str(p["cluster"]), contexts)
+    address, port = p["address"], p["port"]
+    assert isinstance(address, Lookup) and isinstance(port, Lookup)
+    svc = serviceentry.RemoteService(str(p["service"]), str(p["service_namespace"]))
+    text = serviceentry_heredoc(svc, str(p["vip"]))
+    return [
+        f"# the write-up's INGRESS_HOST (the gateway pod's node) and, as its ServiceEntry says, the gateway's "
+        f"{names.GATEWAY_TLS_PORT} nodePort",
+        f"{INGRESS_HOST_VAR}={_sh(address)}",
+        f"{INGRESS_PORT_VAR}={_sh(port)}",
+        f': "${{{INGRESS_HOST_VAR}:?{address.what} is not known yet}}" "${{{INGRESS_PORT_VAR}:?{port.what} is not '
+        'known yet}"',
+        f"export {INGRESS_HOST_VAR} {INGRESS_PORT_VAR}",
+        f"{_sh_argv((*k, 'apply', '-n', str(p['namespace']), '-f', '-'))} <<LAB_EOF\n{text}LAB_EOF",
+    ]
 
 
 def contexts_of(steps: Iterable[Step]) -> dict[str, str]:
@@ -834,8 +924,9 @@ def render_shell(steps: Sequence[Step], paths: Paths | None = None, *, title: st
     lines = [
         "#!/usr/bin/env bash",
         f"# {title}, as commands a person can replay (generated by `python -m lab plan --shell`).",
-        "# Needs kind, kubectl and istioctl on PATH at the profile's versions (`python -m lab up` downloads them).",
+        "# Needs kind, kubectl, istioctl (the profile's versions; `make lab-up` downloads them), docker, sed, tail.",
         "# Every kubectl/istioctl names its cluster: the lab's own kubeconfig files, never ~/.kube/config.",
+        *_python_note(steps),
         "set -euo pipefail",
         f"export LAB_HOME=\"${{LAB_HOME:-{_dq(home)}}}\"",
         f"export ISTIO_DIR=\"${{ISTIO_DIR:-{_dq(istio_dir)}}}\"",
@@ -862,6 +953,13 @@ def render_shell(steps: Sequence[Step], paths: Paths | None = None, *, title: st
         lines += ["", "# the write-up's last line: forget the variables this script exported",
                   "unset " + " ".join([*names, "KUBECONFIG"])]
     return "\n".join(lines) + "\n"
+
+
+def _python_note(steps: Sequence[Step]) -> list[str]:
+    if any(isinstance(s.run, LabAction) and s.run.name == "certs.generate" for s in steps):
+        return ["# Runs no Python except `python3 -m lab certs generate` (cert_source=generated): run the script from",
+                "# the repository's root with its virtual environment active (`. .venv/bin/activate`)."]
+    return ["# Runs no Python: every value it computes (the Corefile, the ServiceEntry) is written by plain commands."]
 
 
 def _dq(text: str) -> str:

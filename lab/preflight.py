@@ -5,10 +5,16 @@ notes), Docker host architecture x86_64 (Istio 1.7 images and kennethreitz/httpb
 CPUs and memory of the Docker host, Linux inotify limits (kind known-issues, "Pod errors due to 'too many open
 files'"), the host ports the kind configs bind on 127.0.0.1, and (when given) the tools' versions.
 
-Minimums (the lab's choice, derived from requests, see docs/platform.md): every kind node sees the whole Docker
-host, and per cluster the scheduled requests are about 2.8 GiB of memory (istiod alone requests 2048Mi and 500m CPU:
-Istio 1.7.8 manifests/charts/istio-control/istio-discovery/values.yaml) and about 2 CPUs; two clusters and their
-control planes run side by side, so the lab wants 6 GiB and 2 CPUs at least.
+Minimums (derived from requests, see docs/platform.md): every kind node sees the whole Docker host, and per cluster
+the scheduled requests are about 2.8 GiB of memory (istiod alone requests 2048Mi: Istio 1.7.8
+manifests/charts/istio-control/istio-discovery/values.yaml); two clusters and their control planes run side by side,
+so the lab wants 6 GiB. CPUs: lab/capacity.py sums every pod's CPU request on one node, with the surges of the fault
+suite, and MIN_CPUS is that peak rounded up.
+
+The legacy iptables modules Istio 1.7's sidecars need (lab/istio.py XTABLES_MODULES): when the Docker engine runs on
+this machine's kernel, they must be loaded, built in, or loadable from /lib/modules/<release> (which kind mounts into
+every node, where the lab loads them: lab/kind.py). Another kernel (Docker Desktop's VM, a remote engine) is checked
+inside the first node instead.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab import capacity, istio
 from lab.errors import CommandError, PreflightError
 from lab.profile import Profile
 from lab.shell import Runner
 
 MIN_MEMORY_BYTES = 6 * 1024**3
-MIN_CPUS = 2
+MIN_CPUS = capacity.min_cpus()
 MIN_DOCKER = (20, 10, 0)
 # kind docs, known-issues "Pod errors due to 'too many open files'".
 INOTIFY_MIN = {"max_user_watches": 524288, "max_user_instances": 512}
@@ -71,9 +78,11 @@ def docker_info_problems(info: dict[str, Any]) -> list[Problem]:
                                 "kind v0.20.0 requires Docker 20.10.0 or newer; upgrade Docker"))
     cpus = int(info.get("NCPU") or 0)
     if 0 < cpus < MIN_CPUS:
+        worst = max(capacity.peak(role) for role in capacity.WORKLOADS)
         problems.append(Problem(f"the Docker host has {cpus} CPU(s), the lab needs at least {MIN_CPUS}",
-                                "istiod requests 500m CPU per cluster on top of Kubernetes' own; give Docker "
-                                f"{MIN_CPUS}+ CPUs (Docker Desktop: Settings > Resources)"))
+                                f"each kind node can use at most the host's CPUs and one cluster's pods request up "
+                                f"to {worst}m during the fault suite (lab/capacity.py); give Docker {MIN_CPUS}+ CPUs "
+                                "(Docker Desktop: Settings > Resources)"))
     mem = int(info.get("MemTotal") or 0)
     if 0 < mem < MIN_MEMORY_BYTES:
         problems.append(Problem(
@@ -91,24 +100,28 @@ def _version(text: str) -> tuple[int, int, int] | None:
 
 def docker_problems(runner: Runner) -> list[Problem]:
     """Docker reachable, x86_64, recent enough, enough CPUs and memory (one `docker info` call)."""
+    return _docker(runner)[0]
+
+
+def _docker(runner: Runner) -> tuple[list[Problem], dict[str, Any]]:
     argv = ["docker", "info", "--format", "{{json .}}"]
     try:
         res = runner.run(argv, check=False, timeout=DOCKER_INFO_TIMEOUT, context="preflight: docker info")
     except PreflightError:
         return [Problem("the docker command is not installed or not on PATH",
                         "install Docker (https://docs.docker.com/engine/install/) and make sure `docker info` works",
-                        fatal=True)]
+                        fatal=True)], {}
     except CommandError:
         return [Problem(f"the Docker engine did not answer `docker info` within {DOCKER_INFO_TIMEOUT:.0f}s",
-                        "restart Docker and check that `docker info` answers", fatal=True)]
+                        "restart Docker and check that `docker info` answers", fatal=True)], {}
     info = parse_docker_info(res.stdout)
     if not res.ok or not info.get("ServerVersion"):
         # With no engine, `docker info` exits 1, prints the client part on stdout and the reason on stderr.
         reason = _last_line(res.stderr) or _last_line(res.stdout) or f"exit {res.returncode}"
         return [Problem(f"the Docker engine is not reachable ({reason})",
                         "start Docker (Docker Desktop, or `sudo systemctl start docker`) and check `docker info`; "
-                        "nothing was created", fatal=True)]
-    return docker_info_problems(info)
+                        "nothing was created", fatal=True)], {}
+    return docker_info_problems(info), info
 
 
 def _last_line(text: str) -> str:
@@ -132,6 +145,55 @@ def inotify_problems(proc_root: Path = Path("/proc")) -> list[Problem]:
                 f"fs.inotify.{key} is {value}, below the {minimum} kind recommends for several nodes",
                 f"run `sudo sysctl fs.inotify.{key}={minimum}` (persist it in /etc/sysctl.conf)"))
     return problems
+
+
+def _module_names(text: str) -> set[str]:
+    """Module names from `modules.dep`/`modules.builtin` lines (paths) or /proc/modules lines (names first);
+    the kernel treats `-` and `_` in module names alike."""
+    out = set()
+    for line in text.splitlines():
+        first = line.split(":", 1)[0].split()[0] if line.strip() else ""
+        name = first.rsplit("/", 1)[-1]
+        name = re.sub(r"\.ko(\.(xz|gz|zst))?$", "", name)
+        if name:
+            out.add(name.replace("-", "_"))
+    return out
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def xtables_problems(docker_kernel: str, *, release: str, proc_root: Path = Path("/proc"),
+                     modules_root: Path = Path("/lib/modules")) -> list[Problem]:
+    """The legacy iptables modules, when the Docker engine runs on this kernel (`release`, as `uname -r`): each must
+    be loaded, built in, or in /lib/modules/<release> for the lab to load from the nodes. [] when Docker's kernel is
+    another one (then lab.kind checks in the node) or nothing can be read."""
+    if not docker_kernel or docker_kernel != release:
+        return []
+    loaded_text = _read(proc_root / "modules")
+    if loaded_text is None:
+        return []
+    moddir = modules_root / release
+    have = _module_names(loaded_text)
+    for index in ("modules.builtin", "modules.dep"):
+        have |= _module_names(_read(moddir / index) or "")
+    missing = [m for m in istio.XTABLES_MODULES if m.replace("-", "_") not in have]
+    if not missing:
+        return []
+    load = f"sudo modprobe -a {' '.join(istio.XTABLES_MODULES)}"
+    if not moddir.is_dir():
+        return [Problem(f"the legacy iptables modules {', '.join(missing)} are not loaded and {moddir} does not "
+                        "exist, so the kind nodes cannot load them",
+                        f"run `{load}` on the Docker host (Istio 1.7's istio-init needs them), then run the lab again")]
+    return [Problem(f"kernel {release} has no legacy iptables modules {', '.join(missing)} (not loaded, not built in, "
+                    f"not in {moddir})",
+                    "Istio 1.7's sidecars (iptables 1.6.1, legacy xtables only) cannot run on this kernel at all; use "
+                    "a kernel built with the legacy iptables options (IP_NF_IPTABLES, IP_NF_NAT, "
+                    "NETFILTER_XT_TARGET_REDIRECT, NETFILTER_XT_MATCH_OWNER), such as Ubuntu's or Debian's")]
 
 
 def port_problems(profile: Profile, host: str = "127.0.0.1", *,
@@ -186,24 +248,34 @@ def tool_problems(profile: Profile, tools: Any, runner: Runner) -> list[Problem]
 
 
 def checks(profile: Profile, runner: Runner, *, proc_root: Path = Path("/proc"),
-           skip_ports_of: frozenset[str] = frozenset(), tools: Any = None) -> list[Problem]:
+           modules_root: Path = Path("/lib/modules"), skip_ports_of: frozenset[str] = frozenset(),
+           tools: Any = None) -> list[Problem]:
     """All problems, Docker first (stopping there if the engine is unreachable). `skip_ports_of` names clusters
     that already exist (their port is bound by their own node container). `tools` (lab.tools.Tools) adds the
     version checks."""
-    problems = docker_problems(runner)
+    problems, info = _docker(runner)
     if any(p.fatal for p in problems):
         return [p for p in problems if p.fatal][:1]
     if platform.system() == "Linux":
         problems += inotify_problems(proc_root)
+        problems += xtables_problems(str(info.get("KernelVersion") or ""), release=platform.release(),
+                                     proc_root=proc_root, modules_root=modules_root)
     problems += port_problems(profile, skip_ports_of=skip_ports_of)
     if tools is not None:
         problems += tool_problems(profile, tools, runner)
     return problems
 
 
+def message(problems: list[Problem]) -> str:
+    """What PreflightError says: one problem as its line; several as a count, then each one on its own line."""
+    if len(problems) == 1:
+        return problems[0].line()
+    return f"{len(problems)} problems stop the lab (nothing was created):\n" + "\n".join(
+        f"  - {p.line()}" for p in problems)
+
+
 def require(profile: Profile, runner: Runner, **kwargs: Any) -> None:
-    """Raise PreflightError with the first problem's line (and a count of the others)."""
+    """Raise PreflightError naming every problem, one line each."""
     problems = checks(profile, runner, **kwargs)
     if problems:
-        more = f" (+{len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        raise PreflightError(problems[0].line() + more)
+        raise PreflightError(message(problems))

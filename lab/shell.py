@@ -144,11 +144,15 @@ class RecordingRunner(Runner):
     answers: dict[tuple[str, ...], object] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
     inputs: list[str | None] = field(default_factory=list)
+    envs: list[dict[str, str] | None] = field(default_factory=list)
+    timeouts: list[float | None] = field(default_factory=list)
 
     def run(self, argv, *, input=None, check=True, timeout=None, context="", env=None):  # noqa: A002
         argv_t = tuple(str(a) for a in argv)
         self.calls.append(argv_t)
         self.inputs.append(input)
+        self.envs.append(dict(env) if env else None)
+        self.timeouts.append(timeout)
         best: tuple[str, ...] | None = None
         for prefix in self.answers:
             if argv_t[: len(prefix)] == prefix and (best is None or len(prefix) > len(best)):

@@ -97,3 +97,30 @@ def test_lab_up_and_the_suite_use_the_same_istio_version(workflow, steps):
         assert "--lab-set istio_version=$LAB_ISTIO" in steps[_index(steps, lane)]["run"]
     # only the pinned version gates the workflow
     assert job["continue-on-error"] == "${{ matrix.istio == '1.7.3' }}"
+
+
+def test_loads_the_legacy_iptables_modules_istio_1_7_needs_before_building_the_lab(steps):
+    from lab import istio
+
+    load = _index(steps, "modprobe")
+    assert steps[load]["run"].split() == ["sudo", "modprobe", "-a", *istio.XTABLES_MODULES]
+    assert load < _index(steps, "make lab-up")
+
+
+def test_runs_on_the_current_ubuntu_lts_image(workflow):
+    # ubuntu-22.04 is deprecated (actions/runner-images#14254)
+    (job,) = workflow["jobs"].values()
+    assert job["runs-on"] == "ubuntu-24.04"
+
+
+# The first major of each action that runs on Node 24 (node20 actions are forced onto Node 24): checkout v5,
+# setup-python v6, upload-artifact v6 (their release notes).
+NODE24_MAJORS = {"actions/checkout": 5, "actions/setup-python": 6, "actions/upload-artifact": 6}
+
+
+def test_every_action_is_a_node24_major(steps):
+    used = [s["uses"] for s in steps if "uses" in s]
+    assert {u.split("@")[0] for u in used} == set(NODE24_MAJORS)
+    for ref in used:
+        name, _, version = ref.partition("@")
+        assert version.startswith("v") and int(version[1:].split(".")[0]) >= NODE24_MAJORS[name], ref

@@ -60,6 +60,7 @@ class FakeCluster:
     coredns_restarts: int = 0
     node_id: str = ""  # what `docker ps --format {{.ID}}` would show for its node container
     istiod_image: str = ""  # what the installed istiod Deployment shows, from the files istioctl was given
+    gateway_ip: str = ""  # the gateway pod's hostIP, when a test moves it (else 172.18.0.<2 + index>)
 
 
 class FakeLab:
@@ -254,7 +255,8 @@ class FakeLab:
         if what == "pod":
             selector = args[args.index("-l") + 1]
             if selector == "istio=ingressgateway":
-                return ok(f"172.18.0.{2 + [x.name for x in self.profile.clusters].index(cluster)}" if c.istio else "")
+                default = f"172.18.0.{2 + [x.name for x in self.profile.clusters].index(cluster)}"
+                return ok((c.gateway_ip or default) if c.istio else "")
             if selector == "app=sleep":
                 return ok("sleep-5f4d7c9b8-x2x7q" if ("Deployment", ns, "sleep") in c.objects else "")
         if what == "namespace":
@@ -288,6 +290,8 @@ class FakeLab:
             return ok(f"deployment.apps/{name}") if self._deployment(c, ns or "default", name) else notfound
         if what.startswith("serviceentries"):
             obj = c.objects.get(("ServiceEntry", ns, name))
+            if obj and out == "json":
+                return ok(json.dumps(obj))
             return ok(obj["spec"]["addresses"][0]) if obj else notfound
         return fail(f"fake kubectl get: unexpected {args}")
 

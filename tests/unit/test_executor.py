@@ -128,6 +128,67 @@ def test_cluster1_serviceentry_waits_for_cluster2_gateway_and_uses_its_node_ip_a
     assert doc["spec"]["addresses"] == [PROFILE.client.vip]
 
 
+def _client_serviceentries_applied(calls) -> list[dict]:
+    return [yaml.safe_load(t) for c, t in calls if "kind-cluster1" in c and "apply" in c and t
+            and "kind: ServiceEntry" in t]
+
+
+def test_a_rerun_heals_a_cluster1_serviceentry_whose_gateway_node_ip_moved(lab):
+    up(lab)
+    # after a Docker restart cluster2's node can get another address on the `kind` network: the live lookup
+    # changes, the ServiceEntry in cluster1 still names the old endpoint
+    lab.clusters["cluster2"].gateway_ip = "172.18.0.7"
+    before = len(lab.runner.calls)
+    code, out = up(lab)
+    assert code == 0
+    (applied,) = _client_serviceentries_applied(calls_with_input(lab)[before:])
+    assert applied["spec"]["endpoints"] == [{"address": "172.18.0.7", "ports": {"http1": PROFILE.gateway_node_port}}]
+    assert "spec.endpoints is" in out and "172.18.0.3" in out  # says why it applied it again
+
+
+def test_a_rerun_heals_a_cluster1_serviceentry_whose_endpoint_port_was_changed_by_hand(lab):
+    up(lab)
+    se = lab.clusters["cluster1"].objects[("ServiceEntry", "foo", "httpbin-bar")]
+    se["spec"]["endpoints"][0]["ports"]["http1"] = 15443  # the port the write-up says not to use with a nodePort
+    before = len(lab.runner.calls)
+    assert up(lab)[0] == 0
+    (applied,) = _client_serviceentries_applied(calls_with_input(lab)[before:])
+    assert applied["spec"]["endpoints"][0]["ports"] == {"http1": PROFILE.gateway_node_port}
+
+
+def test_a_rerun_with_the_same_gateway_endpoint_leaves_the_serviceentry_alone(lab):
+    up(lab)
+    before = len(lab.runner.calls)
+    _, out = up(lab)
+    assert _client_serviceentries_applied(calls_with_input(lab)[before:]) == []
+    statuses = {ln.split()[1]: ln.split()[2] for ln in out.splitlines() if ln.startswith("  ") and "/" in ln}
+    assert statuses["cluster1/serviceentry"] == "in-place"
+
+
+def test_serviceentry_changes_names_each_field_that_differs():
+    want = {"spec": {"addresses": ["240.0.0.2"], "endpoints": [{"address": "172.18.0.3", "ports": {"http1": 1}}]}}
+    assert executor.serviceentry_changes(None, want) == ["absent"]
+    assert executor.serviceentry_changes({"spec": want["spec"]}, want) == []
+    live = {"spec": {"addresses": ["240.0.0.2"], "endpoints": [{"address": "172.18.0.9", "ports": {"http1": 1}}]}}
+    (change,) = executor.serviceentry_changes(live, want)
+    assert change.startswith("spec.endpoints is") and "172.18.0.9" in change and "172.18.0.3" in change
+
+
+def test_istioctl_install_gets_its_readiness_wait_and_a_deadline_longer_than_all_of_its_waits(lab):
+    from lab import settings
+    from lab.settings import TIMEOUTS
+
+    up(lab)
+    installs = [i for i, c in enumerate(lab.runner.calls) if c[:2] == ("istioctl", "install")]
+    assert len(installs) == 2
+    for i in installs:
+        assert lab.runner.envs[i] == {"WAIT_FOR_RESOURCES_TIMEOUT": f"{int(TIMEOUTS.istio_readiness)}s"}
+        # istioctl 1.7 waits up to 60 s for CRDs, then once per level of Base -> Pilot -> gateways/addons
+        every_wait = settings.ISTIOCTL_CRD_WAIT + settings.ISTIOCTL_WAIT_LEVELS * TIMEOUTS.istio_readiness
+        assert lab.runner.timeouts[i] == TIMEOUTS.istio_install > every_wait
+    assert "--readiness-timeout" not in lab.runner.calls[installs[0]]  # parsed and ignored by 1.7.x
+
+
 def test_both_clusters_are_built_in_parallel(lab):
     # Each `kind create` waits until the other has started: if the branches ran one after the other,
     # the barrier would time out and the run would fail.
@@ -645,3 +706,16 @@ def test_a_lab_cluster_deleted_behind_its_back_and_interrupted_while_recreated_i
     code, _ = up(lab)
     assert code == 0, "the lab's own half-made cluster is not taken for someone else's"
     assert "cluster1" in lab.provider.deleted, "and it is created again"
+
+
+def test_a_pull_refused_by_docker_hubs_rate_limit_stops_lab_up_with_one_line_saying_docker_login(lab):
+    from lab.errors import LabError
+
+    lab.fail_when(lambda argv: argv[:2] == ("docker", "image") and argv[2] == "inspect" and "{{.Id}}" in argv,
+                  Result((), 1, "", "Error: No such image"), times=99)
+    lab.fail_when(lambda argv: argv[:2] == ("docker", "pull"),
+                  Result((), 1, "", "Error response from daemon: toomanyrequests: You have reached your pull rate "
+                                    "limit.\n"), times=99)
+    with pytest.raises(LabError) as err:
+        up(lab)
+    assert "run `docker login`" in str(err.value) and "\n" not in str(err.value)

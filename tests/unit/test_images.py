@@ -118,3 +118,48 @@ def test_drift_names_images_whose_digest_moved():
     old = {"a:1": "a@sha256:" + "1" * 64, "b:1": "b@sha256:" + "2" * 64}
     new = {"a:1": "a@sha256:" + "1" * 64, "b:1": "b@sha256:" + "3" * 64, "c:1": "c@sha256:" + "4" * 64}
     assert images.drift(old, new) == {"b:1": (old["b:1"], new["b:1"])}
+
+
+# What `docker pull` prints when Docker Hub's limit is reached (Docker docs, "Docker Hub usage and limits").
+RATE_LIMITED = ("Error response from daemon: toomanyrequests: You have reached your unauthenticated pull rate limit. "
+                "https://www.docker.com/increase-rate-limit\n")
+
+
+@pytest.mark.parametrize("stderr", [RATE_LIMITED, "Error response from daemon: 429 Too Many Requests\n"])
+def test_a_rate_limited_pull_is_one_line_saying_to_docker_login(stderr):
+    from lab.errors import LabError
+
+    runner = RecordingRunner(answers={("docker", "image", "inspect"): Result((), 1, "", "No such image"),
+                                      ("docker", "pull"): Result((), 1, "", stderr)})
+    with pytest.raises(LabError) as err:
+        images.ensure_pulled(load_profile(), runner)
+    line = str(err.value)
+    assert "\n" not in line and "`docker login`" in line and "docker.io/istio/pilot:1.7.8" in line
+    assert not isinstance(err.value, images.CommandError)
+
+
+def test_any_other_pull_failure_stays_the_commands_own_error():
+    runner = RecordingRunner(answers={("docker", "image", "inspect"): Result((), 1, "", "No such image"),
+                                      ("docker", "pull"): Result((), 1, "", "manifest unknown\n")})
+    with pytest.raises(images.CommandError, match="manifest unknown"):
+        images.ensure_pulled(load_profile(), runner)
+
+
+def test_the_lock_records_a_digest_for_every_unpinned_latest_image_the_profile_runs():
+    profile = load_profile()
+    latest = [i for i in images.image_list(profile) if i.endswith(":latest")]
+    assert latest == ["docker.io/governmentpaas/curl-ssl:latest", "docker.io/kennethreitz/httpbin:latest"]
+    digest = {i: i.rsplit(":", 1)[0] + "@sha256:" + "ab" * 32 for i in images.image_list(profile)}
+    inspect = ("docker", "image", "inspect")
+    runner = RecordingRunner(answers={inspect: lambda argv: Result(argv, 0, digest[argv[-1]], "")})
+    entries = images.lock_entries(profile, runner)
+    assert {i: entries[i] for i in latest} == {i: digest[i] for i in latest}
+    assert images.unrecorded_latest(profile, entries) == []
+    assert images.unrecorded_latest(profile, {k: v for k, v in entries.items() if "httpbin" not in k}) == [
+        "docker.io/kennethreitz/httpbin:latest"]
+
+
+def test_a_latest_image_can_be_pinned_to_another_tag_with_set():
+    profile = load_profile(overrides={"images.httpbin": "docker.io/kennethreitz/httpbin:0.9.2"})
+    assert "docker.io/kennethreitz/httpbin:0.9.2" in images.image_list(profile)
+    assert images.unrecorded_latest(profile, {}) == ["docker.io/governmentpaas/curl-ssl:latest"]

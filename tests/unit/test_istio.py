@@ -132,6 +132,10 @@ def test_strict_validation_would_catch_a_misspelt_overlay_field():
         schemas.validate_istio(bad)
 
 
+# The lab's sidecar requests (lab/istio.py LAB_CPU_M; memory as the 1.7.8 profile), always in values.global.proxy.
+SIDECAR = {"requests": {"cpu": "50m", "memory": "128Mi"}}
+
+
 # --- Istio images the profile overrides --------------------------------------------------------------------------
 MIRRORED = {"images.pilot": "reg.example:5000/istio/pilot:1.7.8",
             "images.proxyv2": "reg.example:5000/istio/proxyv2:1.7.8",
@@ -142,7 +146,8 @@ MIRRORED = {"images.pilot": "reg.example:5000/istio/pilot:1.7.8",
 @pytest.mark.parametrize("name", ["default", "writeup"])
 def test_default_images_leave_the_image_values_to_istioctl(name):
     # istioctl renders docker.io/istio/<image>:<its version> itself; the overlay must not repeat or change it
-    assert istio.overlay(load_profile(name))["spec"]["values"] == {"global": {"imagePullPolicy": "IfNotPresent"}}
+    assert istio.overlay(load_profile(name))["spec"]["values"] == {"global": {"imagePullPolicy": "IfNotPresent",
+                                                                             "proxy": {"resources": SIDECAR}}}
 
 
 def test_overridden_istio_images_reach_the_install_so_the_loaded_images_are_the_ones_run():
@@ -151,7 +156,7 @@ def test_overridden_istio_images_reach_the_install_so_the_loaded_images_are_the_
     # Istio 1.7.8 charts take a value containing "/" as the whole image reference (istio-discovery deployment,
     # injection template, gateway deployments); istiocoredns renders coreDNSImage:coreDNSTag.
     assert values["pilot"] == {"image": MIRRORED["images.pilot"]}
-    assert values["global"]["proxy"] == {"image": MIRRORED["images.proxyv2"]}
+    assert values["global"]["proxy"] == {"image": MIRRORED["images.proxyv2"], "resources": SIDECAR}
     assert values["global"]["proxy_init"] == {"image": MIRRORED["images.proxyv2"]}
     assert values["global"]["imagePullPolicy"] == "IfNotPresent"
     coredns = values["istiocoredns"]
@@ -167,7 +172,7 @@ def test_the_overlay_with_overridden_images_passes_strict_validation():
 
 def test_only_the_overridden_image_is_set():
     values = istio.overlay(load_profile(overrides={"images.coredns_plugin": "example/plugin:1"}))["spec"]["values"]
-    assert values == {"global": {"imagePullPolicy": "IfNotPresent"},
+    assert values == {"global": {"imagePullPolicy": "IfNotPresent", "proxy": {"resources": SIDECAR}},
                       "istiocoredns": {"coreDNSPluginImage": "example/plugin:1"}}
 
 

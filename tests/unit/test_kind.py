@@ -191,14 +191,46 @@ def test_verify_stops_the_writeup_profile_on_broken_dns_rules(tmp_path):
     p = provider(tmp_path, runner, "writeup")
     with pytest.raises(PreflightError, match="#3054"):
         p.verify(p.profile.clusters[0])
-    assert runner.calls == [("docker", "exec", "cluster1-control-plane", "iptables-save", "-t", "nat")]
+    assert runner.calls == [MODPROBE_CLUSTER1,
+                            ("docker", "exec", "cluster1-control-plane", "iptables-save", "-t", "nat")]
 
 
-def test_verify_runs_nothing_for_the_default_profile(tmp_path):
+MODPROBE_CLUSTER1 = ("docker", "exec", "cluster1-control-plane", "modprobe", "-a", "ip_tables", "iptable_nat",
+                     "xt_REDIRECT", "xt_owner")
+
+
+def test_verify_only_loads_the_iptables_modules_for_the_default_profile(tmp_path):
     runner = RecordingRunner()
     p = provider(tmp_path, runner)
     p.verify(p.profile.clusters[0])
-    assert runner.calls == []
+    assert runner.calls == [MODPROBE_CLUSTER1]
+
+
+PROC_MODULES = "".join(f"{m} 16384 0 - Live 0x0\n" for m in ("nf_nat", "ip_tables", "iptable_nat", "xt_REDIRECT",
+                                                               "xt_owner"))
+
+
+def test_a_failing_modprobe_is_fine_when_the_modules_are_loaded_already(tmp_path):
+    runner = RecordingRunner(answers={MODPROBE_CLUSTER1: Result((), 1, "", "modprobe: FATAL: Module ip_tables not "
+                                                                          "found in directory /lib/modules/6.10"),
+                                      ("docker", "exec", "cluster1-control-plane", "cat"): ok(PROC_MODULES)})
+    p = provider(tmp_path, runner)
+    p.verify(p.profile.clusters[0])
+    assert runner.calls[-1] == ("docker", "exec", "cluster1-control-plane", "cat", "/proc/modules")
+
+
+def test_modules_that_cannot_be_loaded_stop_the_lab_with_one_line_saying_what_to_run(tmp_path):
+    fatal = "modprobe: FATAL: Module iptable_nat not found in directory /lib/modules/6.10.14-linuxkit"
+    only_ip_tables = ok("ip_tables 1 0 - Live 0\n")
+    runner = RecordingRunner(answers={MODPROBE_CLUSTER1: Result((), 1, "", fatal),
+                                      ("docker", "exec", "cluster1-control-plane", "cat"): only_ip_tables})
+    p = provider(tmp_path, runner)
+    with pytest.raises(PreflightError) as err:
+        p.verify(p.profile.clusters[0])
+    line = str(err.value)
+    assert "\n" not in line and "iptable_nat, xt_REDIRECT, xt_owner" in line and fatal in line
+    assert "`sudo modprobe -a ip_tables iptable_nat xt_REDIRECT xt_owner` on the Docker host" in line
+    assert "without legacy xtables cannot run Istio 1.7's sidecars at all" in line
 
 
 # --- provider ----------------------------------------------------------------------------------------------------
@@ -370,41 +402,6 @@ def test_node_ip_without_an_address_is_a_one_line_error(tmp_path):
         p.node_ip(p.profile.clusters[0])
 
 
-# --- shell rendering ---------------------------------------------------------------------------------------------
-def _bash_ok(lines):
-    subprocess.run(["bash", "-n"], input="\n".join(lines) + "\n", text=True, check=True)
-
-
-@pytest.mark.parametrize("name", PROFILES)
-def test_shell_lines_are_valid_bash_and_carry_the_same_config(tmp_path, name):
-    p = kind.KindProvider(load_profile(name), Path("$LAB_HOME"), FakeTools(), RecordingRunner())
-    c = p.profile.clusters[0]
-    lines = p.shell_create(c) + p.shell_load_images(c, ["a:1", "b:2"]) + p.shell_delete(c)
-    _bash_ok(lines)
-    end = lines.index("KIND_CONFIG")
-    # run the mkdir + heredoc lines for real and read back the file kind would get
-    subprocess.run(["bash", "-e"], input="\n".join(lines[:end + 1]) + "\n", text=True, check=True,
-                   env={"LAB_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
-    written = (tmp_path / "kind" / "cluster1.yaml").read_text()
-    assert yaml.safe_load(written) == kind.render_config(p.profile, c)
-    assert any("create cluster" in ln and "--name=cluster1" in ln for ln in lines)
-    assert any("iptables-save" in ln for ln in lines) == (name == "writeup")
-
-
-def test_shell_delete_is_guarded_by_kinds_label(tmp_path):
-    p = kind.KindProvider(load_profile("default"), Path("$LAB_HOME"), FakeTools(), RecordingRunner())
-    guard = "\n".join(p.shell_delete(p.profile.clusters[0]))
-    assert "label=io.x-k8s.kind.cluster=cluster1" in guard and "delete cluster" in guard
-
-
-def test_shell_quote_keeps_a_leading_variable_expandable(tmp_path):
-    quoted = kind.shell_quote("$LAB_HOME/kube config/c1")
-    out = subprocess.run(["bash", "-c", f"printf %s {quoted}"], env={"LAB_HOME": "/x y"}, capture_output=True,
-                         text=True, check=True).stdout
-    assert out == "/x y/kube config/c1"
-    assert kind.shell_quote("a b; rm -rf /") == "'a b; rm -rf /'"
-
-
 def test_make_provider_gives_a_provider_for_the_profile(tmp_path):
     p = kind.make_provider(load_profile("writeup"), tmp_path, FakeTools(), RecordingRunner())
     assert isinstance(p, kind.Provider) and p.profile.name == "writeup"
@@ -424,29 +421,10 @@ def test_an_existing_pytest_kind_folder_of_the_user_is_left_alone(tmp_path, monk
     assert sorted(x.name for x in (tmp_path / ".pytest-kind").iterdir()) == ["mine"]
 
 
-def test_shell_quote_keeps_a_variable_after_a_flag_expandable():
-    quoted = kind.shell_quote("--kubeconfig=$LAB_HOME/kubeconfig/c1")
-    out = subprocess.run(["bash", "-c", f"printf %s {quoted}"], env={"LAB_HOME": "/h"}, capture_output=True,
-                         text=True, check=True).stdout
-    assert out == "--kubeconfig=/h/kubeconfig/c1"
-
-
 def test_config_yaml_writes_the_kubeadm_patch_as_a_readable_block():
     profile = load_profile("writeup")
     text = kind.config_yaml(profile, profile.clusters[0])
     assert "kubeadmConfigPatches:\n- |\n  apiVersion: kubeadm.k8s.io/v1beta2\n" in text
-
-
-@pytest.mark.parametrize(("vector", "passes"), [("minikube-15573_fedora36-ok.rules", True),
-                                                ("minikube-15573_fedora37-broken.rules", False),
-                                                ("kind-2326_container-on-kind-network.iptables-save", True)])
-def test_the_shell_3054_check_agrees_with_the_python_one(vector, passes):
-    p = kind.KindProvider(load_profile("writeup"), Path("$LAB_HOME"), FakeTools(), RecordingRunner())
-    (line,) = [ln for ln in p.shell_create(p.profile.clusters[0]) if "iptables-save" in ln and not ln.startswith("#")]
-    rules = DATA / "iptables" / vector
-    script = line.replace("docker exec cluster1-control-plane iptables-save -t nat", f"cat {rules}")
-    assert (subprocess.run(["bash", "-c", script], capture_output=True).returncode == 0) is passes
-    assert (kind.dns_dnat_problem(rules.read_text()) is None) is passes
 
 
 def test_the_wait_for_node_ready_uses_the_sleep_it_is_given_so_an_interrupt_ends_it(tmp_path):

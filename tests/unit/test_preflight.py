@@ -158,10 +158,21 @@ def test_tool_versions_must_match_the_profile_exactly():
                                           "/c/istioctl reports version unknown, the profile pins 1.7.8"]
 
 
-def test_require_mentions_how_many_more_problems_there_are(good_proc):
-    runner = docker_runner(stdout=json.dumps(info(Architecture="aarch64", MemTotal=2 * GIB)))
-    with pytest.raises(PreflightError, match=r"not x86_64: .* \(\+1 more problem\(s\)\)$"):
+def test_require_names_every_problem_one_line_each(good_proc):
+    runner = docker_runner(stdout=json.dumps(info(Architecture="aarch64", MemTotal=2 * GIB, NCPU=1)))
+    with pytest.raises(PreflightError) as err:
         preflight.require(profile_on_free_ports(), runner, proc_root=good_proc)
+    head, *lines = str(err.value).splitlines()
+    assert head == "3 problems stop the lab (nothing was created):"
+    assert len(lines) == 3 and all(ln.startswith("  - ") for ln in lines)
+    assert "not x86_64" in lines[0] and "1 CPU(s)" in lines[1] and "2.0 GiB of memory" in lines[2]
+
+
+def test_require_with_one_problem_is_that_problems_line():
+    runner = docker_runner(stdout=json.dumps(info(NCPU=1)))
+    with pytest.raises(PreflightError) as err:
+        preflight.require(profile_on_free_ports(), runner, proc_root=Path("/nonexistent"))
+    assert "\n" not in str(err.value) and str(err.value).startswith("the Docker host has 1 CPU(s)")
 
 
 def test_unparseable_docker_info_counts_as_unreachable():
@@ -173,3 +184,62 @@ def test_cluster_spec_ports_are_what_is_checked():
     profile = load_profile("default")
     assert [c.gateway_host_port for c in profile.clusters] == [31443, 32443]
     assert all(isinstance(c, ClusterSpec) for c in profile.clusters)
+
+
+# --- CPU: derived from the pods' requests (lab/capacity.py) -------------------------------------------------------
+def test_the_cpu_minimum_is_the_busiest_nodes_peak_request_rounded_up():
+    from lab import capacity
+
+    assert preflight.MIN_CPUS == capacity.min_cpus() == 2
+    (problem,) = preflight.docker_info_problems(info(NCPU=1))
+    assert f"{max(capacity.peak(r) for r in capacity.WORKLOADS)}m" in problem.fix
+
+
+# --- legacy iptables modules ----------------------------------------------------------------------------------------
+RELEASE = "6.8.0-51-generic"
+MODULE_PATHS = {"ip_tables": "kernel/net/ipv4/netfilter/ip_tables.ko.zst",
+                "iptable_nat": "kernel/net/ipv4/netfilter/iptable_nat.ko.zst",
+                "xt_REDIRECT": "kernel/net/netfilter/xt_REDIRECT.ko.zst",
+                "xt_owner": "kernel/net/netfilter/xt_owner.ko.zst"}
+
+
+def _kernel(tmp_path, *, loaded=(), builtin=(), on_disk=(), moddir=True):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    # /proc/modules: name size refcount deps state address
+    (proc / "modules").write_text("".join(f"{m} 16384 0 - Live 0x0000000000000000\n" for m in ("nf_tables", *loaded)))
+    mods = tmp_path / "lib-modules"
+    if moddir:
+        (mods / RELEASE).mkdir(parents=True)
+        (mods / RELEASE / "modules.builtin").write_text("".join(f"{MODULE_PATHS[m][:-4]}\n" for m in builtin))
+        (mods / RELEASE / "modules.dep").write_text("".join(f"{MODULE_PATHS[m]}: kernel/net/netfilter/x_tables.ko.zst\n"
+                                                            for m in on_disk))
+    return {"proc_root": proc, "modules_root": mods, "release": RELEASE}
+
+
+ALL = tuple(MODULE_PATHS)
+
+
+@pytest.mark.parametrize("where", ["loaded", "builtin", "on_disk"])
+def test_modules_that_are_loaded_built_in_or_loadable_are_no_problem(tmp_path, where):
+    assert preflight.xtables_problems(RELEASE, **_kernel(tmp_path, **{where: ALL})) == []
+
+
+def test_a_kernel_without_legacy_xtables_is_one_line_saying_istio_1_7_cannot_run_there(tmp_path):
+    (problem,) = preflight.xtables_problems(RELEASE, **_kernel(tmp_path, on_disk=("xt_owner", "xt_REDIRECT")))
+    line = problem.line()
+    assert "\n" not in line and "ip_tables, iptable_nat" in line and RELEASE in line
+    assert "cannot run on this kernel at all" in line
+
+
+def test_modules_not_loaded_and_no_lib_modules_says_what_to_run(tmp_path):
+    (problem,) = preflight.xtables_problems(RELEASE, **_kernel(tmp_path, loaded=("ip_tables",), moddir=False))
+    assert "`sudo modprobe -a ip_tables iptable_nat xt_REDIRECT xt_owner`" in problem.line()
+    assert "iptable_nat, xt_REDIRECT, xt_owner" in problem.what
+
+
+def test_another_kernel_than_dockers_is_left_to_the_node_check(tmp_path):
+    kernel = _kernel(tmp_path)  # nothing anywhere
+    assert preflight.xtables_problems("6.10.14-linuxkit", **kernel) == []
+    assert preflight.xtables_problems("", **kernel) == []
+    assert len(preflight.xtables_problems(RELEASE, **kernel)) == 1
