@@ -20,7 +20,7 @@ from typing import Any
 
 from lab import __version__
 from lab.errors import LabError, UsageError
-from lab.files import MAX_INPUT, describe_os_error, read_capped, read_file_capped
+from lab.files import MAX_INPUT, atomic_write, describe_os_error, read_capped, read_file_capped
 from lab.values import ascii_int
 
 PROG = "python -m lab"
@@ -273,14 +273,7 @@ def _add_faults(sub: argparse._SubParsersAction) -> None:
         if not a.write:
             sys.stdout.write(faults.catalogue_table())
             return 0
-        new = faults.with_catalogue_table(_read_input(a.write))
-        tmp = Path(f"{a.write}.tmp")
-        try:
-            tmp.write_text(new, encoding="utf-8")
-            os.replace(tmp, a.write)
-        except OSError as err:
-            tmp.unlink(missing_ok=True)
-            raise UsageError(f"cannot write {a.write}: {err.strerror}") from err
+        atomic_write(a.write, faults.with_catalogue_table(_read_input(a.write)))
         print(f"{a.write}: fault table written from lab/faults.py")
         return 0
 

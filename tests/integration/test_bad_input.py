@@ -261,6 +261,11 @@ CASES = [
     Case("corefile-truncated", ("corefile", "patch", "--forward", "10.96.0.53"), 2, r"Corefile line \d+",
          stdin=COREFILE.read_bytes()[:-3] + b' "unclosed\n'),
     Case("corefile-binary", ("corefile", "unpatch", "/bin/bash"), 2, r"/bin/bash is not UTF-8 text"),
+    # --- faults table --write ----------------------------------------------------------------------------------
+    Case("faults-table-write-missing", ("faults", "table", "--write", "{t}/nope.md"), 2,
+         r"cannot read .*/nope\.md: No such file or directory"),
+    Case("faults-table-write-no-markers", ("faults", "table", "--write", "{t}/f"), 1,
+         r"the fault table needs exactly one line .*\(found 0 and 0\)", write("f", "no markers here\n")),
     # --- certs -------------------------------------------------------------------------------------------------
     Case("certs-out-in-proc", ("certs", "generate", "--out", "/proc/lab-x", "--clusters", "c1"), 1,
          r"cannot write the CA material to /proc/lab-x: /proc/lab-x: "),
@@ -398,6 +403,7 @@ COMMANDS: dict[tuple[str, ...], tuple[tuple[str, ...], bool, bool]] = {
     ("serviceentry", "render"): (se(), False, True),
     ("classify",): (("classify", "--exit-code", "7"), True, True),
     ("configdump",): (("configdump", "-"), True, True),
+    ("faults", "table"): (("faults", "table"), False, True),
 }
 STDIN = {("corefile", "patch"): COREFILE.read_bytes(), ("corefile", "unpatch"): COREFILE.read_bytes(),
          ("classify",): CURL.read_bytes(), ("configdump",): DUMP.read_bytes()}
