@@ -68,9 +68,7 @@ def values_file(istio_dir) -> Path:
 def render_for(istioctl: Path, istio_dir: Path, values_file: Path, profile: Profile, tmp: Path) -> list[dict]:
     overlay = tmp / "istio-overlay.yaml"
     overlay.write_text(istio.overlay_yaml(profile), encoding="utf-8")
-    res = ic.run(istioctl, "manifest", "generate", "-d", istio_dir / "manifests", "-f", values_file, "-f", overlay)
-    assert res.returncode == 0, f"istioctl manifest generate failed:\n{res.stderr[-3000:]}"
-    return ic.objects(res.stdout)
+    return generate(istioctl, istio_dir, values_file, overlay)  # the two -f files of `lab up`'s install
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +246,74 @@ def test_every_image_the_install_and_the_injector_name_is_in_the_lab_s_image_lis
     listed = {_normalised(i) for i in lab_images.image_list(profile)}
     missing = sorted(i for i in named if _normalised(i) not in listed)
     assert missing == [], f"images the {release.version} install runs but the lab does not load: {missing}"
+
+
+# --- what the overlay changes, and the claims behind its shape (lab/istio.py) --------------------------------------
+def generate(istioctl: Path, istio_dir: Path, *files: Path) -> list[dict]:
+    flags = [arg for f in files for arg in ("-f", f)]
+    res = ic.run(istioctl, "manifest", "generate", "-d", istio_dir / "manifests", *flags)
+    assert res.returncode == 0, f"istioctl manifest generate failed:\n{res.stderr[-3000:]}"
+    return ic.objects(res.stdout)
+
+
+def test_without_the_overlay_sidecars_pull_always_no_access_log_and_a_load_balancer(
+        istioctl, istio_dir, values_file, tmp_path):
+    # what the overlay is for: the values file alone leaves the 1.7 defaults the lab has to change
+    plain = generate(istioctl, istio_dir, values_file)
+    assert ic.find(plain, "Service", names.GATEWAY_SERVICE, NS)["spec"]["type"] == "LoadBalancer"
+    assert not yaml.safe_load(ic.find(plain, "ConfigMap", "istio", NS)["data"]["mesh"]).get("accessLogFile")
+    sleep = ic.find(_injected(istioctl, plain, istio_dir / plan.SAMPLE_SLEEP, tmp_path), "Deployment", "sleep")
+    policies = {c["name"]: c.get("imagePullPolicy") for c in ic.containers(sleep)}
+    assert (policies["istio-init"], policies["istio-proxy"]) == ("Always", "Always")
+    # the install's own Deployments name no policy (Kubernetes then uses IfNotPresent for a tag other than latest)
+    workloads = [o for o in plain if o["kind"] == "Deployment"]
+    assert workloads and all("imagePullPolicy" not in c for o in workloads for c in ic.containers(o))
+
+
+def test_an_overlay_port_list_replaces_the_profiles_but_an_env_list_cannot_drop_sni_dnat(
+        istioctl, istio_dir, values_file, profile, tmp_path):
+    # why the overlay repeats all four ports: the IstioOperator overlay replaces the profile's list. The gateway's
+    # env is another matter: ISTIO_META_ROUTER_MODE=sni-dnat also comes from the gateway chart's values.yaml
+    # (gateways.istio-ingressgateway.env, rendered by templates/deployment.yaml), and `k8s.env` is patched onto
+    # the rendered container by name (translate.go K8S.Env), so an env list in an overlay adds to it.
+    doc = istio.overlay(profile)
+    (gw,) = doc["spec"]["components"]["ingressGateways"]
+    gw["k8s"]["service"]["ports"] = [p for p in gw["k8s"]["service"]["ports"] if p["name"] == "tls"]
+    gw["k8s"]["env"] = [{"name": "LAB_PROBE", "value": "1"}]
+    overlay = tmp_path / "one-port.yaml"
+    overlay.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    objs = generate(istioctl, istio_dir, values_file, overlay)
+    assert [p["name"] for p in ic.find(objs, "Service", names.GATEWAY_SERVICE, NS)["spec"]["ports"]] == ["tls"]
+    (proxy,) = [c for c in ic.containers(ic.find(objs, "Deployment", istio.GATEWAY, NS)) if c["name"] == "istio-proxy"]
+    env = {e["name"]: e.get("value") for e in proxy["env"]}
+    assert (env["LAB_PROBE"], env["ISTIO_META_ROUTER_MODE"]) == ("1", "sni-dnat")
+    chart_values = yaml.safe_load((istio_dir / "manifests/charts/gateways/istio-ingress/values.yaml").read_text())
+    assert chart_values["gateways"]["istio-ingressgateway"]["env"]["ISTIO_META_ROUTER_MODE"] == "sni-dnat"
+
+
+def test_image_overrides_render_as_the_lab_expects(istioctl, istio_dir, values_file, release, tmp_path):
+    # lab.istio.image_values/chart_image against the real charts: a bare name, a name with a registry, and the
+    # istiocoredns name:tag split; the plan's istiod check reads containers[0] of Deployment istiod.
+    overrides = {"istio_version": release.version, "images.pilot": "pilot:1.7-lab",
+                 "images.proxyv2": "registry.local:5000/istio/proxyv2:1.7-lab",
+                 "images.coredns": "registry.local:5000/coredns:1.6.2-lab",
+                 "images.coredns_plugin": "registry.local:5000/coredns-plugin:lab"}
+    profile = load_profile("default", overrides)
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(istio.overlay_yaml(profile), encoding="utf-8")
+    objs = generate(istioctl, istio_dir, values_file, overlay)
+    want = profile.images.resolved(profile.istio_version)
+    istiod = ic.find(objs, "Deployment", "istiod", NS)
+    assert istiod["spec"]["template"]["spec"]["containers"][0]["image"] == istio.chart_image(want["pilot"])
+    assert istio.chart_image(want["pilot"]) == "docker.io/library/pilot:1.7-lab"
+    for gateway in (istio.GATEWAY, "istio-egressgateway"):
+        (proxy,) = [c for c in ic.containers(ic.find(objs, "Deployment", gateway, NS)) if c["name"] == "istio-proxy"]
+        assert proxy["image"] == want["proxyv2"]
+    coredns = {c["name"]: c["image"] for c in ic.containers(ic.find(objs, "Deployment", "istiocoredns", NS))}
+    assert coredns == {"coredns": want["coredns"], "istio-coredns-plugin": want["coredns_plugin"]}
+    injected = {c["name"]: c["image"] for c in ic.containers(
+        ic.find(_injected(istioctl, objs, istio_dir / plan.SAMPLE_SLEEP, tmp_path), "Deployment", "sleep"))}
+    assert (injected["istio-init"], injected["istio-proxy"]) == (want["proxyv2"], want["proxyv2"])
 
 
 # --- istioctl analyze of the lab's own manifests -----------------------------------------------------------------
