@@ -6,8 +6,11 @@ Owns the IstioOperator overlay passed as the second `-f` to `istioctl install` (
   service.ports); lists in an overlay replace the profile's list, so all four must be repeated.
   `operator/pkg/translate/translate.go` applies `k8s.service` onto the rendered Service's spec, and
   `manifests/charts/gateways/istio-ingress/templates/service.yaml` renders every key of each port (so `nodePort`).
-- the gateway's `k8s.env` is NOT set: the profile's env carries ISTIO_META_ROUTER_MODE=sni-dnat and an overlay list
-  would replace it, leaving the gateway without the outbound_.<port>_._.<host> clusters AUTO_PASSTHROUGH needs.
+- the gateway's `k8s.env` is NOT set: nothing in it needs changing. ISTIO_META_ROUTER_MODE=sni-dnat (which gives the
+  gateway the outbound_.<port>_._.<host> clusters AUTO_PASSTHROUGH needs) comes from the gateway chart's values.yaml
+  (`gateways.istio-ingressgateway.env`), and a `k8s.env` list is patched onto the rendered container by name
+  (operator/pkg/translate/translate.go `K8S.Env`), so even an overlay env list would not drop it (observed with
+  istioctl 1.7.8 and 1.7.0: tests/upstream/test_istioctl.py).
 - `values.global.imagePullPolicy: IfNotPresent`: the injection template defaults to `Always`
   (`manifests/charts/istio-control/istio-discovery/files/injection-template.yaml`), which would re-pull images that
   `kind load` already put on the nodes.

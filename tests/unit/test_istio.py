@@ -52,7 +52,7 @@ def test_overlay_makes_the_gateway_a_nodeport_service_and_keeps_it_enabled():
 
 
 def test_overlay_leaves_the_gateway_env_alone_so_sni_dnat_survives():
-    # The profile's env carries the router mode; an overlay list would replace it whole.
+    # The profile (and the gateway chart's values.yaml) carry the router mode; the overlay leaves env alone.
     assert {"name": "ISTIO_META_ROUTER_MODE", "value": "sni-dnat"} in default_gateway()["k8s"]["env"]
     assert "env" not in overlay_gateway()["k8s"]
     assert "gateways" not in istio.overlay(load_profile("default"))["spec"]["values"]

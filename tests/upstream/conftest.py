@@ -16,12 +16,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if LOG.entries or LOG.versions:
+    if LOG.entries or LOG.versions or LOG.notes:
         terminalreporter.section("upstream components")
         for name, how in LOG.entries:
             terminalreporter.write_line(f"{name}: {how}")
         for name, version in LOG.versions:
             terminalreporter.write_line(f"ran {name}: {version}")
+        for name, note in LOG.notes:
+            terminalreporter.write_line(f"{name}: {note}")
 
 
 @pytest.fixture(scope="session")

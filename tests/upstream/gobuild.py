@@ -47,6 +47,7 @@ class BuildLog:
 
     entries: list[tuple[str, str]] = field(default_factory=list)
     versions: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # findings worth reading on a green run
 
 
 LOG = BuildLog()
@@ -124,3 +125,20 @@ def go_test_binary(module: str, package: str, *, name: str, timeout: float = 300
     tmp.replace(out)
     LOG.entries.append((name, f"built in {time.monotonic() - started:.0f} s"))
     return out
+
+
+def go_module_dir(module: str, path: str) -> Path:
+    """The directory of the required module PATH as the wrapper module `upstream/MODULE` resolves it
+    (`go list -m -f {{.Dir}}`, in Go's module cache; downloaded if needed): the release files (charts,
+    samples) of the exact version the binary was built from."""
+    go = go_executable()
+    if go is None:
+        raise BuildError("the Go toolchain (go) is not on PATH")
+    module_dir = MODULES / module
+    argv = [go, "list", "-m", "-f", "{{.Dir}}", path]
+    proc = subprocess.run(argv, cwd=module_dir, capture_output=True, text=True, timeout=900)
+    out = proc.stdout.strip()
+    if proc.returncode != 0 or not out:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+        raise BuildError(f"{' '.join(argv)} (in {module_dir}) exited {proc.returncode}:\n{tail}")
+    return Path(out)
