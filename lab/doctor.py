@@ -32,10 +32,8 @@ OK, BROKEN, UNKNOWN = "ok", "broken", "unknown"
 
 ENVOYFILTER = names.ENVOYFILTER
 FIXED_ENVOYFILTER = version_key(names.ENVOYFILTER_FIXED_IN)
-# Istio 1.7.8's sidecar bootstrap keeps only a few stat prefixes (pkg/bootstrap/config.go
-# requiredEnvoyStatsMatcherInclusionPrefixes); the TLS counters appear only with this pod annotation
-# (pilot/pkg/model/context.go `sidecar.istio.io/statsInclusionSuffixes`).
-STATS_ANNOTATION = "sidecar.istio.io/statsInclusionSuffixes: ssl.fail_verify_error"
+# The pod annotation without which the sidecar hides the TLS counters (lab.names.STATS_ANNOTATION, set by the plan).
+STATS_ANNOTATION = ": ".join(names.STATS_ANNOTATION)
 
 
 @dataclass(frozen=True)
@@ -160,7 +158,7 @@ def fail_verify_errors(stats: str, host: str) -> int | None:
     total, seen = 0, False
     for line in stats.splitlines():
         name, _, value = line.partition(": ")
-        if name.endswith("ssl.fail_verify_error") and host in name and value.strip().isdigit():
+        if name.endswith(names.FAIL_VERIFY_STAT) and host in name and value.strip().isdigit():
             total += int(value)
             seen = True
     return total if seen else None
@@ -622,7 +620,7 @@ def collect(lab: LabAccess) -> Observations:
     def get_sidecar() -> None:
         pod = _first_pod(k1, obs.client_namespace, "app=sleep")
         obs.sidecar_dump = json.loads(_envoy_get(k1, obs.client_namespace, pod, "config_dump"))
-        obs.client_stats = _envoy_get(k1, obs.client_namespace, pod, "stats?filter=ssl.fail_verify_error")
+        obs.client_stats = _envoy_get(k1, obs.client_namespace, pod, f"stats?filter={names.FAIL_VERIFY_STAT}")
 
     def get_server_sidecar() -> None:
         pod = _first_pod(k2, obs.server_namespace, "app=httpbin")

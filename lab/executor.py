@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from lab import corefile, names, probe, serviceentry
+from lab import certs, corefile, names, probe, serviceentry
 from lab import images as lab_images
 from lab.errors import CommandError, LabError, NotReadyError, UsageError
 from lab.kube import Kubectl
@@ -64,11 +64,8 @@ TOOL_NAMES = ("kind", "kubectl", "istioctl")
 
 # --- pure helpers ---------------------------------------------------------------------------------------------
 def secret_manifest(name: str, namespace: str, files: Mapping[str, bytes]) -> str:
-    """The Secret `kubectl create secret generic NAME --from-file=...` makes: key = file name, value = bytes."""
-    data = {key: base64.b64encode(value).decode("ascii") for key, value in files.items()}
-    obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
-           "type": "Opaque", "data": data}
-    return yaml.safe_dump(obj, sort_keys=False)
+    """lab.certs.secret_object (what `kubectl create secret generic NAME --from-file=...` makes) as YAML."""
+    return yaml.safe_dump(certs.secret_object(name, namespace, files), sort_keys=False)
 
 
 def sample_manifest(text: str, images: Iterable[tuple[str, str]]) -> str:
@@ -331,8 +328,6 @@ def _images_load(env: Env, step: Step, run: LabAction) -> bool:
 
 
 def _certs_generate(env: Env, step: Step, run: LabAction) -> bool:
-    from lab import certs
-
     out = run.param("out")
     assert isinstance(out, File)
     certs.generate(env.paths.resolve(out), list(run.param("clusters")))  # type: ignore[arg-type]

@@ -34,7 +34,7 @@ from typing import Any
 
 from lab import certs, corefile, istio, serviceentry
 from lab.classify import classify
-from lab.configdump import analyze, sni_dnat_name
+from lab.configdump import TCP_CLUSTER_REWRITE, analyze, sni_dnat_name
 from lab.errors import CommandError, LabError
 from lab.kube import Kubectl
 from lab.names import (
@@ -63,7 +63,6 @@ ISTIO_VERSIONS: tuple[str, ...] = tuple(f"1.7.{n}" for n in range(9))
 
 # Where the scenario's objects live (the write-up's names; facts/recipes.md "Lookups the write-up does").
 PROBE_URL = f"http://{REMOTE_HOST}:{REMOTE_PORT}/headers"  # the write-up's check
-TCP_CLUSTER_REWRITE = "envoy.filters.network.tcp_cluster_rewrite"
 
 # A VIP of each forbidden kind (DESIGN.md; the write-up's "不能使用多播地址 ... 也不能使用环回地址").
 MULTICAST_VIP = "224.0.0.2"
@@ -393,11 +392,8 @@ def _save_cacerts(lab: LabHandle) -> None:
 
 def _cacerts_from(k: Kubectl, cluster_dir: Path) -> None:
     """Create or replace secret `cacerts` from a cluster directory written by lab.certs.generate."""
-    files = certs.cacerts_files(cluster_dir)
-    manifest = k.run("create", "secret", "generic", "cacerts", "-n", ISTIO_NS,
-                     *[f"--from-file={p.name}={p}" for p in files.values()],
-                     "--dry-run=client", "-o", "json").stdout
-    _put(k, json.loads(manifest))
+    files = {key: path.read_bytes() for key, path in certs.cacerts_files(cluster_dir).items()}
+    _put(k, certs.secret_object("cacerts", ISTIO_NS, files))
 
 
 def _other_root(lab: LabHandle) -> Path:

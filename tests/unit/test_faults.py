@@ -403,20 +403,6 @@ def test_envoyfilter_broken_writes_the_legacy_form_and_removes_cluster2s_service
     assert restored[-1] == ENVOYFILTER_1_7_8
 
 
-def _secret_from_files(argv: tuple[str, ...]) -> Result:
-    """What `kubectl create secret generic --dry-run=client -o json --from-file=k=path...` prints."""
-    import base64
-
-    data = {}
-    for arg in argv:
-        if arg.startswith("--from-file="):
-            key, _, path = arg[len("--from-file="):].partition("=")
-            data[key] = base64.b64encode(Path(path).read_bytes()).decode()
-    return Result(argv, 0, json.dumps({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                                       "metadata": {"name": "cacerts", "namespace": "istio-system"},
-                                       "data": data}), "")
-
-
 def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_then_workloads(tmp_path):
     import base64
 
@@ -428,7 +414,6 @@ def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_t
                        "ca-key.pem": base64.b64encode(b"key").decode()}}
     runner = RecordingRunner(answers={
         (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
-        (*CTX2, "create", "secret", "generic", "cacerts"): _secret_from_files,
         (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
         (*CTX2, "get", "configmap", "istio-ca-root-cert"): _json({"data": {
             "root-cert.pem": (samples / "root-cert.pem").read_text()}}),
@@ -457,6 +442,26 @@ def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_t
     assert ("delete", "secret", "istio-ca-secret") in [v[:3] for v in _verbs(runner, "kind-cluster2")]
 
 
+def test_the_faults_write_the_same_cacerts_secret_the_plan_applies(tmp_path):
+    """A fault's `cacerts` comes from lab.certs.secret_object, as `lab up`'s does, not from a second builder."""
+    import base64
+
+    import yaml
+
+    from lab import certs
+    from lab.executor import secret_manifest
+
+    certs.generate(tmp_path / "certs", ["cluster2"])
+    runner = RecordingRunner()
+    lab = _lab(tmp_path, runner)
+    faults._cacerts_from(lab.server, tmp_path / "certs" / "cluster2")
+    (secret,) = _replaced(runner)
+    files = {key: path.read_bytes() for key, path in certs.cacerts_files(tmp_path / "certs" / "cluster2").items()}
+    assert secret == yaml.safe_load(secret_manifest("cacerts", "istio-system", files))
+    assert {k: base64.b64decode(v) for k, v in secret["data"].items()} == files
+    assert [c for c in runner.calls if "create" in c] == []
+
+
 def test_stale_workloads_reinstalls_with_the_plans_files_and_keeps_the_pods_in_bar(tmp_path):
     import base64
 
@@ -470,7 +475,6 @@ def test_stale_workloads_reinstalls_with_the_plans_files_and_keeps_the_pods_in_b
     values.write_text("# the release's file\n", encoding="utf-8")
     runner = RecordingRunner(answers={
         (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
-        (*CTX2, "create", "secret", "generic", "cacerts"): _secret_from_files,
         (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
         (*CTX2, "get", "configmap", "istio-ca-root-cert"): _json({"data": {
             "root-cert.pem": (samples / "root-cert.pem").read_text()}}),
@@ -548,7 +552,6 @@ def test_root_ca_mismatch_restarts_gateway_and_apps_only_once_istiod_published_i
     reads = iter(["-----BEGIN CERTIFICATE-----\nprevious root\n-----END CERTIFICATE-----\n"] * 2 + [root] * 100)
     runner = RecordingRunner(answers={
         (*CTX2, "get", "secret", "cacerts"): _json(secret),
-        (*CTX2, "create", "secret", "generic", "cacerts"): _secret_from_files,
         (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
         (*CTX2, "get", "configmap", "istio-ca-root-cert"):
             lambda argv: _json({"data": {"root-cert.pem": next(reads)}}),
