@@ -24,7 +24,7 @@ from types import ModuleType
 from lab import classify, configdump, corefile, names, serviceentry
 from lab.errors import CommandError, LabError, PreflightError, ValidationError
 from lab.kube import Kubectl
-from lab.probe import NslookupResult, Prober
+from lab.probe import NslookupResult, Prober, envoy_admin
 from lab.profile import Profile, load_profile, version_key
 from lab.shell import Runner
 
@@ -552,13 +552,6 @@ def _first_pod(k: Kubectl, namespace: str, selector: str) -> str:
     return Prober(k).pod(namespace, selector)
 
 
-def _envoy_get(k: Kubectl, namespace: str, pod: str, path: str) -> str:
-    # pilot-agent's `request` subcommand (pilot/cmd/pilot-agent/request.go@1.7.8) GETs localhost:15000/<path> and
-    # prints the body; it exists in the distroless proxyv2 too, where curl does not.
-    res = k.exec(namespace, pod, "istio-proxy", ["pilot-agent", "request", "GET", path], check=True)
-    return res.stdout
-
-
 def _gather(obs: Observations, key: str, fn: Callable[[], None]) -> None:
     try:
         fn()
@@ -619,16 +612,16 @@ def collect(lab: LabAccess) -> Observations:
 
     def get_sidecar() -> None:
         pod = _first_pod(k1, obs.client_namespace, "app=sleep")
-        obs.sidecar_dump = json.loads(_envoy_get(k1, obs.client_namespace, pod, "config_dump"))
-        obs.client_stats = _envoy_get(k1, obs.client_namespace, pod, f"stats?filter={names.FAIL_VERIFY_STAT}")
+        obs.sidecar_dump = json.loads(envoy_admin(k1, obs.client_namespace, pod, "config_dump"))
+        obs.client_stats = envoy_admin(k1, obs.client_namespace, pod, f"stats?filter={names.FAIL_VERIFY_STAT}")
 
     def get_server_sidecar() -> None:
         pod = _first_pod(k2, obs.server_namespace, "app=httpbin")
-        obs.server_sidecar_dump = json.loads(_envoy_get(k2, obs.server_namespace, pod, "config_dump"))
+        obs.server_sidecar_dump = json.loads(envoy_admin(k2, obs.server_namespace, pod, "config_dump"))
 
     def get_gateway_dump() -> None:
         pod = _first_pod(k2, "istio-system", "istio=ingressgateway")
-        obs.gateway_dump = json.loads(_envoy_get(k2, "istio-system", pod, "config_dump"))
+        obs.gateway_dump = json.loads(envoy_admin(k2, "istio-system", pod, "config_dump"))
 
     def probe_node_port() -> None:
         if not (obs.gateway_address and obs.gateway_node_port):

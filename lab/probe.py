@@ -142,6 +142,14 @@ def _created(stamp: str | None) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
+def envoy_admin(k: Kubectl, namespace: str, pod: str, path: str, *, timeout: float | None = None) -> str:
+    """GET `path` (e.g. "config_dump", "stats?filter=...") from the Envoy admin of `pod`'s istio-proxy, through
+    pilot-agent's admin proxy (pilot/cmd/pilot-agent/request.go at 1.7.8: `pilot-agent request GET <path>` ->
+    localhost:15000, printing the body; it exists in the distroless proxyv2 too, where curl does not)."""
+    return k.exec(namespace, pod, "istio-proxy", ["pilot-agent", "request", "GET", path], check=True,
+                  timeout=timeout).stdout
+
+
 @dataclass
 class Prober:
     """Runs probes in a cluster's pods through kubectl exec."""
@@ -166,13 +174,10 @@ class Prober:
         return parse_curl(res.stdout, res.returncode, stderr=res.stderr)
 
     def config_dump(self, namespace: str, selector: str) -> dict:
-        """The Envoy /config_dump of the istio-proxy of the pod `pod(namespace, selector)` picks, through pilot-agent's
-        admin proxy (pilot/cmd/pilot-agent/request.go at 1.7.8: `pilot-agent request GET <path>` -> localhost:15000;
-        it exists in the distroless proxyv2 too, where curl does not). Bad JSON raises ValueError."""
+        """The Envoy /config_dump (`envoy_admin`) of the istio-proxy of the pod `pod(namespace, selector)` picks.
+        Bad JSON raises ValueError."""
         pod = self.pod(namespace, selector)
-        res = self.kubectl.exec(namespace, pod, "istio-proxy", ["pilot-agent", "request", "GET", "config_dump"],
-                                check=True, timeout=self.timeouts["exec"])
-        return json.loads(res.stdout)
+        return json.loads(envoy_admin(self.kubectl, namespace, pod, "config_dump", timeout=self.timeouts["exec"]))
 
     def nslookup(self, namespace: str, pod: str, name: str, server: str | None = None) -> NslookupResult:
         res = self.kubectl.exec(namespace, pod, self.container, nslookup_argv(name, server),
