@@ -23,7 +23,7 @@ from types import ModuleType
 
 from lab import classify, configdump, corefile, names, serviceentry
 from lab.errors import CommandError, LabError, PreflightError, ValidationError
-from lab.kube import Kubectl
+from lab.kube import Kubectl, read_coredns
 from lab.probe import NslookupResult, Prober, envoy_admin
 from lab.profile import Profile, load_profile, version_key
 from lab.shell import Runner
@@ -575,7 +575,7 @@ def collect(lab: LabAccess) -> Observations:
         obs.pods = pods
 
     def get_corefile() -> None:
-        obs.corefile = k1.get_json("configmap", "-n", "kube-system", "coredns")["data"]["Corefile"]
+        obs.corefile = read_coredns(k1)["data"]["Corefile"]
 
     def get_istiocoredns() -> None:
         obs.istiocoredns_ip = k1.query(names.ISTIOCOREDNS_IP)

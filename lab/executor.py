@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import re
 import signal
 import sys
@@ -31,7 +30,7 @@ import yaml
 from lab import certs, corefile, names, probe, serviceentry
 from lab import images as lab_images
 from lab.errors import CommandError, LabError, NotReadyError, UsageError
-from lab.kube import Kubectl
+from lab.kube import Kubectl, corefile_of, read_coredns
 from lab.plan import (
     SERVER_SIDE_APPLY,
     Check,
@@ -340,9 +339,8 @@ def _coredns_patch(env: Env, step: Step, run: LabAction) -> bool:
     assert isinstance(forward, Lookup)
     ip = env.poll(lambda: env.resolve(forward), timeout=TIMEOUTS.rollout, what=f"{step.id}: {forward.what}")
     k = env.kubectl(cluster)
-    live = json.loads(k.run("-n", "kube-system", "get", "configmap", "coredns", "-o", "json",
-                            context=step.id).stdout)
-    text = (live.get("data") or {}).get("Corefile", "")
+    live = read_coredns(k, context=step.id)
+    text = corefile_of(live)
     patched = corefile.patch(text, ip, aaaa_guard=bool(run.param("aaaa_guard")))
     if patched == text:
         return False
@@ -776,11 +774,14 @@ def _cluster_status(k: Kubectl, c: ClusterSpec) -> list[tuple[str, bool, str]]:
     rows: list[tuple[str, bool, str]] = []
     rows.append(("istiod", *ready("istio-system", "istiod")))
     rows.append(("istiocoredns", *ready("istio-system", "istiocoredns")))
-    cm = k.run("-n", "kube-system", "get", "configmap", "coredns", "-o", "jsonpath={.data.Corefile}", check=False)
+    try:
+        text: str | None = corefile_of(read_coredns(k))
+    except CommandError:
+        text = None
     block = None
-    if cm.ok:
+    if text is not None:
         try:
-            block = corefile.global_block(cm.stdout)
+            block = corefile.global_block(text)
         except LabError as err:
             block = None
             rows.append(("kube-system CoreDNS global block", False, str(err)))

@@ -36,7 +36,7 @@ from lab import certs, corefile, istio, serviceentry
 from lab.classify import classify
 from lab.configdump import TCP_CLUSTER_REWRITE, analyze, sni_dnat_name
 from lab.errors import CommandError, LabError
-from lab.kube import Kubectl
+from lab.kube import Kubectl, read_coredns
 from lab.names import (
     CLIENT_NS,
     ENVOYFILTER,
@@ -276,12 +276,8 @@ def _istiocoredns_ip(k: Kubectl) -> str:
 
 
 # --- DNS faults (kube-system CoreDNS in the calling cluster) --------------------------------------------------------
-def _corefile_configmap(k: Kubectl) -> dict:
-    return k.get_json("configmap", "coredns", "-n", "kube-system")
-
-
 def _write_corefile(k: Kubectl, text: str) -> None:
-    cm = _clean(_corefile_configmap(k))
+    cm = _clean(read_coredns(k))
     if cm["data"].get("Corefile") == text:
         return
     cm["data"]["Corefile"] = text
@@ -295,7 +291,7 @@ def _set_global_block(lab: LabHandle, *, present: bool = True, aaaa_guard: bool 
     without the guard, or not at all."""
     k = lab.client
     guard = lab.profile.aaaa_guard if aaaa_guard is None else aaaa_guard
-    text = _corefile_configmap(k)["data"]["Corefile"]
+    text = read_coredns(k)["data"]["Corefile"]
     new = corefile.patch(text, _istiocoredns_ip(k), aaaa_guard=guard) if present else corefile.unpatch(text)
     _write_corefile(k, new)
 

@@ -44,6 +44,8 @@ class Query:
     what: str
 
 
+# The cluster DNS's ConfigMap (kubeadm's, as kind installs it); its `data.Corefile` is what the lab patches and reads.
+COREDNS_CONFIGMAP = ("configmap", "coredns", "-n", "kube-system")  # `kubectl get` arguments
 ISTIOCOREDNS_IP = Query(("-n", ISTIO_NS, "service", "istiocoredns"), "{.spec.clusterIP}", "istiocoredns ClusterIP")
 KUBE_DNS_IP = Query(("-n", "kube-system", "service", "kube-dns"), "{.spec.clusterIP}", "kube-dns ClusterIP")
 # The write-up: INGRESS_HOST from the gateway pod's hostIP (on kind, the node's address on the `kind` network).
