@@ -163,3 +163,20 @@ def test_prober_config_dump_reads_the_newest_pods_dump_through_envoy_admin():
         "configs": []}
     assert runner.calls[-1][5:] == ("exec", "-n", "istio-system", "gw-1", "-c", "istio-proxy", "--",
                                     "pilot-agent", "request", "GET", "config_dump")
+
+
+def test_parse_curl_reads_the_response_as_the_classifier_does_when_curls_verbose_lines_are_mixed_in():
+    """stdout and stderr together (`kubectl exec` without a tty merges them): one parser, lab.probe.parse_http, keeps
+    curl's own lines out of the body for the probe and for lab.classify alike."""
+    from lab.classify import classify
+
+    out = ("*   Trying 10.255.20.10:8000...\n> GET /headers HTTP/1.1\n> Host: httpbin.bar.global:8000\n>\n"
+           "< HTTP/1.1 100 Continue\n<\n< HTTP/1.1 200 OK\n< server: envoy\n<\n"
+           "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nserver: envoy\r\ncontent-type: application/json\r\n\r\n"
+           '{"headers": {}}\n* Connection #0 to host httpbin.bar.global left intact\n'
+           f"{STATUS_MARK}200\n{EXIT_MARK}0\n")
+    r = parse_curl(out)
+    assert (r.status, r.exit_code) == (200, 0)
+    assert r.headers == {"server": "envoy", "content-type": "application/json"}
+    assert r.body == '{"headers": {}}'
+    assert classify(out).cls == "ok"
