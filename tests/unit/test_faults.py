@@ -16,6 +16,7 @@ from lab.faults import FAULTS, ISTIO_VERSIONS, Expectation, LabHandle, legacy_en
 from lab.kube import Kubectl
 from lab.profile import load_profile
 from lab.shell import RecordingRunner, Result
+from tests.support.configdumps import synthetic_gateway
 from tests.support.pods import answer, rollout
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -403,21 +404,32 @@ def test_envoyfilter_broken_writes_the_legacy_form_and_removes_cluster2s_service
     assert restored[-1] == ENVOYFILTER_1_7_8
 
 
+SAMPLE_CERTS = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
+
+
+def _shared_cacerts_cluster2() -> tuple[dict, RecordingRunner]:
+    """cluster2 holding the samples' `cacerts` (the shared root, and a signing key), istiod's root published in
+    istio-ca-root-cert, httpbin and sleep in bar: (the Secret, the runner)."""
+    import base64
+
+    shared = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
+              "data": {"root-cert.pem": base64.b64encode((SAMPLE_CERTS / "root-cert.pem").read_bytes()).decode(),
+                       "ca-key.pem": base64.b64encode(b"key").decode()}}
+    return shared, RecordingRunner(answers={
+        (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
+        (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
+        (*CTX2, "get", "configmap", "istio-ca-root-cert"): _json({"data": {
+            "root-cert.pem": (SAMPLE_CERTS / "root-cert.pem").read_text()}}),
+    })
+
+
 def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_then_workloads(tmp_path):
     import base64
 
     from lab.certs import root_fingerprint
 
-    samples = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
-    shared = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
-              "data": {"root-cert.pem": base64.b64encode((samples / "root-cert.pem").read_bytes()).decode(),
-                       "ca-key.pem": base64.b64encode(b"key").decode()}}
-    runner = RecordingRunner(answers={
-        (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
-        (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
-        (*CTX2, "get", "configmap", "istio-ca-root-cert"): _json({"data": {
-            "root-cert.pem": (samples / "root-cert.pem").read_text()}}),
-    })
+    samples = SAMPLE_CERTS
+    shared, runner = _shared_cacerts_cluster2()
     lab = _lab(tmp_path, runner)
     faults.BY_ID["root-ca-mismatch"].inject(lab)
     (secret,) = _replaced(runner)
@@ -463,22 +475,11 @@ def test_the_faults_write_the_same_cacerts_secret_the_plan_applies(tmp_path):
 
 
 def test_stale_workloads_reinstalls_with_the_plans_files_and_keeps_the_pods_in_bar(tmp_path):
-    import base64
-
-    samples = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
-    shared = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
-              "data": {"root-cert.pem": base64.b64encode((samples / "root-cert.pem").read_bytes()).decode(),
-                       "ca-key.pem": base64.b64encode(b"key").decode()}}
+    shared, runner = _shared_cacerts_cluster2()
     istio_dir = tmp_path / "istio-1.7.8"
     values = istio_dir / "manifests" / "examples" / "multicluster" / "values-istio-multicluster-gateways.yaml"
     values.parent.mkdir(parents=True)
     values.write_text("# the release's file\n", encoding="utf-8")
-    runner = RecordingRunner(answers={
-        (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
-        (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
-        (*CTX2, "get", "configmap", "istio-ca-root-cert"): _json({"data": {
-            "root-cert.pem": (samples / "root-cert.pem").read_text()}}),
-    })
     lab = _lab(tmp_path, runner)
     lab.istioctl, lab.istio_dir = Path("/cache/istioctl"), istio_dir
     faults.BY_ID["stale-workloads-after-reinstall"].inject(lab)
@@ -831,17 +832,7 @@ CONFIGLESS = {"name": "envoy.filters.network.tcp_cluster_rewrite"}  # the legacy
 def _gateway_dump(rewrite: dict | None, clusters: list[str]) -> dict:
     """Synthetic: a v3 dump with one `0.0.0.0_15443` *.global chain (sni_cluster, the rewrite, tcp_proxy) and the
     named clusters, in the shape lab.configdump reads (tests/unit/test_configdump.py's synthetic gateway)."""
-    filters = [SNI, *([rewrite] if rewrite else []), TCP]
-    return {"configs": [
-        {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
-         "dynamic_active_clusters": [{"cluster": {"name": n, "type": "EDS", "eds_cluster_config": {}}}
-                                     for n in clusters]},
-        {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "dynamic_listeners": [{
-            "name": "0.0.0.0_15443", "active_state": {"listener": {
-                "name": "0.0.0.0_15443",
-                "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15443}},
-                "filter_chains": [{"filter_chain_match": {"server_names": ["*.global"]}, "filters": filters}]}}}]},
-    ]}
+    return synthetic_gateway([SNI, *([rewrite] if rewrite else []), TCP], clusters)
 
 
 def _summary(rewrite: dict | None, clusters: list[str]) -> dict:
