@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import corefile, faults
+from lab import certs, corefile, faults
 from lab.errors import LabError, NotReadyError, ValidationError
 from lab.faults import FAULTS, ISTIO_VERSIONS, Expectation, LabHandle, legacy_envoyfilter, settled_class
 from lab.kube import Kubectl
@@ -410,11 +410,8 @@ SAMPLE_CERTS = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-sa
 def _shared_cacerts_cluster2() -> tuple[dict, RecordingRunner]:
     """cluster2 holding the samples' `cacerts` (the shared root, and a signing key), istiod's root published in
     istio-ca-root-cert, httpbin and sleep in bar: (the Secret, the runner)."""
-    import base64
-
-    shared = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
-              "data": {"root-cert.pem": base64.b64encode((SAMPLE_CERTS / "root-cert.pem").read_bytes()).decode(),
-                       "ca-key.pem": base64.b64encode(b"key").decode()}}
+    root = (SAMPLE_CERTS / "root-cert.pem").read_bytes()
+    shared = certs.secret_object("cacerts", "istio-system", {"root-cert.pem": root, "ca-key.pem": b"key"})
     return shared, RecordingRunner(answers={
         (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
         (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
@@ -428,14 +425,13 @@ def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_t
 
     from lab.certs import root_fingerprint
 
-    samples = SAMPLE_CERTS
     shared, runner = _shared_cacerts_cluster2()
     lab = _lab(tmp_path, runner)
     faults.BY_ID["root-ca-mismatch"].inject(lab)
     (secret,) = _replaced(runner)
     assert set(secret["data"]) == {"ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"}
     other = base64.b64decode(secret["data"]["root-cert.pem"])
-    assert root_fingerprint(other) != root_fingerprint((samples / "root-cert.pem").read_bytes())
+    assert root_fingerprint(other) != root_fingerprint((SAMPLE_CERTS / "root-cert.pem").read_bytes())
     steps = [v[:3] for v in _verbs(runner, "kind-cluster2") if v[0] in ("delete", "rollout")]
     assert steps == [("delete", "secret", "istio-ca-secret"),
                      ("rollout", "restart", "deployment/istiod"), ("rollout", "status", "deployment/istiod"),
@@ -542,13 +538,8 @@ def test_legacy_envoyfilter_passes_istio_1_7_8s_crd_schema():
 def test_root_ca_mismatch_restarts_gateway_and_apps_only_once_istiod_published_its_new_root(tmp_path, stage):
     # The new istiod writes istio-ca-root-cert only after the old pod released the leader lease, and a sidecar reads
     # that file once at start (pkg/istio-agent/sds-agent.go at 1.7.8): a pod started before would never get a cert.
-    import base64
-
-    samples = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
-    root = (samples / "root-cert.pem").read_text()
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
-              "data": {"root-cert.pem": base64.b64encode(root.encode()).decode(),
-                       "ca-key.pem": base64.b64encode(b"key").decode()}}
+    root = (SAMPLE_CERTS / "root-cert.pem").read_text()
+    secret = certs.secret_object("cacerts", "istio-system", {"root-cert.pem": root.encode(), "ca-key.pem": b"key"})
     # the ConfigMaps: the previous root for the first two reads (old istiod still leader), then istiod's root
     reads = iter(["-----BEGIN CERTIFICATE-----\nprevious root\n-----END CERTIFICATE-----\n"] * 2 + [root] * 100)
     runner = RecordingRunner(answers={
@@ -787,10 +778,7 @@ def test_a_restore_that_fails_with_a_key_error_marks_the_lab_unhealthy(tmp_path)
 
 
 def test_a_restore_that_reads_bad_json_marks_the_lab_unhealthy(tmp_path):
-    import base64
-
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
-              "data": {"root-cert.pem": base64.b64encode(b"root").decode(), "ca-key.pem": "a2V5"}}
+    secret = certs.secret_object("cacerts", "istio-system", {"root-cert.pem": b"root", "ca-key.pem": b"key"})
     runner = RecordingRunner(answers={(*CTX2, "get", "secret", "cacerts"): Result((), 0, '{"data": {', "")})
     _, reasons, run = _restore_failures(tmp_path, "root-ca-mismatch", runner, {"cacerts": secret})
     with pytest.raises(json.JSONDecodeError):
