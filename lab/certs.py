@@ -17,13 +17,14 @@ ca-key matches ca-cert). Private keys are written 0600 and never printed.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,13 @@ def cacerts_files(cluster_dir: Path) -> dict[str, Path]:
             "(create them with `python -m lab certs generate --out DIR`)"
         )
     return files
+
+
+def secret_object(name: str, namespace: str, files: Mapping[str, bytes]) -> dict:
+    """The Secret `kubectl create secret generic NAME --from-file=...` makes: key = file name, value = bytes."""
+    data = {key: base64.b64encode(value).decode("ascii") for key, value in files.items()}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+            "type": "Opaque", "data": data}
 
 
 def root_fingerprint(pem: bytes) -> str:

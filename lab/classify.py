@@ -33,7 +33,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from lab.probe import EXIT_MARK, STATUS_MARK
+from lab.probe import CURL_ERR_RE as _CURL_ERR_RE
+from lab.probe import EXIT_RE as _LAB_EXIT_RE
+from lab.probe import KUBECTL_EXIT_RE as _KUBECTL_EXIT_RE
+from lab.probe import STATUS_RE as _LAB_STATUS_RE
+from lab.probe import WRITEOUT_STATUS_RE as _WRITEOUT_STATUS_RE
+from lab.probe import is_end_marker as _is_end_marker
+from lab.probe import is_progress as _is_progress
+from lab.probe import is_verbose as _is_verbose
+from lab.probe import parse_http
 
 CLASSES: tuple[str, ...] = (
     "ok",
@@ -173,13 +181,8 @@ _JSON_PAIR_RE = re.compile(r"\"(?P<key>[^\"\n]+)\"\s*:\s*(?P<value>\"(?:[^\"\\\n
 
 
 # --- curl ------------------------------------------------------------------------------------------------
-_CURL_ERR_RE = re.compile(r"curl: \((?P<code>\d+)\)\s*(?P<msg>[^\n]*)")
-_KUBECTL_EXIT_RE = re.compile(r"command terminated with exit code (\d+)")
-_LAB_STATUS_RE = re.compile(re.escape(STATUS_MARK) + r"(\d{3})")
-_LAB_EXIT_RE = re.compile(re.escape(EXIT_MARK) + r"(\d+)")
-_WRITEOUT_STATUS_RE = re.compile(r"(?im)^\s*(?:response|http)[ _]code:\s*(\d{3})\s*$")
-_STATUS_LINE_RE = re.compile(r"HTTP/\d(?:\.\d)?\s+(\d{3})\b")
-_HEADER_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*):\s*(?P<value>.*)$")
+# curl's error line, kubectl's exit line, the probe's trailers and the HTTP response itself are read by lab.probe
+# (the one parser of what curl printed: parse_http).
 _FAIL_STATUS_RE = re.compile(r"returned error:\s*(\d{3})")
 # curl -v names the connect error that recent curl leaves out of its `curl: (7)` line
 _CONNECT_DETAIL_RE = re.compile(r"(?:connect to \S+ port \d+ failed|Immediate connect fail for \S+):\s*([^\n]+)")
@@ -367,42 +370,11 @@ def _observe(output: str, exit_code: int | None, access_log: str | None) -> _Obs
 
 
 def _observe_http(text: str, obs: _Observed) -> None:
-    lines = text.split("\n")
-    status_idx = None
-    # With `curl -i -v` the response appears twice: as printed output (status line, headers, body) and as
-    # `< `-prefixed verbose lines on stderr, which may follow the body. The printed one carries the body: prefer it.
-    plain = [i for i, line in enumerate(lines) if not _is_verbose(line)]
-    for candidates in (plain, range(len(lines))):
-        for i in candidates:
-            m = _STATUS_LINE_RE.search(lines[i])
-            if m and not m.group(1).startswith("1"):
-                status_idx = i
-                obs.status, obs.status_source = int(m.group(1)), "status line"
-        if status_idx is not None:
-            break
-    body_lines: list[str] = []
-    if status_idx is not None:
-        i = status_idx + 1
-        while i < len(lines):
-            raw = lines[i]
-            s = _strip_verbose(raw)
-            if raw.lstrip().startswith("*"):
-                i += 1
-                continue
-            m = _HEADER_RE.match(s)
-            if not s or not m:
-                break
-            obs.headers[m.group("name").lower()] = m.group("value").strip()
-            i += 1
-        body_lines = lines[i:]
-    else:
-        body_lines = lines
-    kept = [ln for ln in body_lines
-            if not _is_verbose(ln) and not _is_end_marker(ln) and not _CURL_ERR_RE.search(ln) and not _is_progress(ln)]
-    body = "\n".join(kept).strip()
-    if "chunked" in obs.headers.get("transfer-encoding", "").lower():
-        body = _dechunk(body)
-    obs.body = body
+    http = parse_http(text)
+    if http.status is not None:
+        obs.status, obs.status_source = http.status, "status line"
+    obs.headers.update(http.headers)
+    obs.body = http.body
     if obs.status is None:
         for regex, source in ((_LAB_STATUS_RE, "the probe's status trailer"),
                               (_WRITEOUT_STATUS_RE, "curl -w http_code"),
@@ -413,49 +385,6 @@ def _observe_http(text: str, obs: _Observed) -> None:
                 if code != 0:  # curl writes 000 when no response came back
                     obs.status, obs.status_source = code, source
                 break
-
-
-def _strip_verbose(line: str) -> str:
-    s = line.strip()
-    if s.startswith("<"):
-        s = s[1:].strip()
-    return s
-
-
-def _is_verbose(line: str) -> bool:
-    """curl -v's own lines: `* info`, `> request`, `< response`, and `{ [n bytes data]` markers."""
-    s = line.strip()
-    return s in ("*", ">", "<") or s[:2] in ("* ", "> ", "< ", "{ ", "} ")
-
-
-def _is_progress(line: str) -> bool:
-    """curl's progress meter (printed without -s): its header lines and its rows of numbers and --:--:-- times."""
-    s = line.strip()
-    if s.startswith(("% Total", "Dload")):
-        return True
-    return "--:--" in s and bool(re.fullmatch(r"[\d\s.:kMG%-]+", s))
-
-
-def _is_end_marker(line: str) -> bool:
-    return bool(_LAB_STATUS_RE.search(line) or _LAB_EXIT_RE.search(line) or _KUBECTL_EXIT_RE.search(line)
-                or _CURL_ERR_RE.search(line) or _WRITEOUT_STATUS_RE.search(line))
-
-
-def _dechunk(body: str) -> str:
-    """Decode a chunked body as printed by `curl --raw` (size line in hex, data, ..., 0). On anything odd, return
-    the text unchanged: the local-reply search works on it too unless a chunk splits a word."""
-    out, rest = [], body
-    while rest:
-        size_line, sep, rest = rest.partition("\n")
-        try:
-            size = int(size_line.strip().split(";")[0], 16)
-        except ValueError:
-            return body
-        if size == 0:
-            return "".join(out)
-        out.append(rest[:size])
-        rest = rest[size:].lstrip("\n")
-    return "".join(out) or body
 
 
 # --- signals -----------------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from types import ModuleType
 
 from lab import classify, configdump, corefile, names, serviceentry
 from lab.errors import CommandError, LabError, NoLabError, PreflightError, ValidationError
-from lab.kube import Kubectl
-from lab.probe import NslookupResult, Prober
+from lab.kube import Kubectl, read_coredns
+from lab.probe import NslookupResult, Prober, envoy_admin
 from lab.profile import Profile, load_profile, version_key
 from lab.shell import Runner
 from lab.state import State
@@ -34,10 +34,8 @@ OK, BROKEN, UNKNOWN = "ok", "broken", "unknown"
 
 ENVOYFILTER = names.ENVOYFILTER
 FIXED_ENVOYFILTER = version_key(names.ENVOYFILTER_FIXED_IN)
-# Istio 1.7.8's sidecar bootstrap keeps only a few stat prefixes (pkg/bootstrap/config.go
-# requiredEnvoyStatsMatcherInclusionPrefixes); the TLS counters appear only with this pod annotation
-# (pilot/pkg/model/context.go `sidecar.istio.io/statsInclusionSuffixes`).
-STATS_ANNOTATION = "sidecar.istio.io/statsInclusionSuffixes: ssl.fail_verify_error"
+# The pod annotation without which the sidecar hides the TLS counters (lab.names.STATS_ANNOTATION, set by the plan).
+STATS_ANNOTATION = ": ".join(names.STATS_ANNOTATION)
 
 
 @dataclass(frozen=True)
@@ -162,7 +160,7 @@ def fail_verify_errors(stats: str, host: str) -> int | None:
     total, seen = 0, False
     for line in stats.splitlines():
         name, _, value = line.partition(": ")
-        if name.endswith("ssl.fail_verify_error") and host in name and value.strip().isdigit():
+        if name.endswith(names.FAIL_VERIFY_STAT) and host in name and value.strip().isdigit():
             total += int(value)
             seen = True
     return total if seen else None
@@ -556,13 +554,6 @@ def _first_pod(k: Kubectl, namespace: str, selector: str) -> str:
     return Prober(k).pod(namespace, selector)
 
 
-def _envoy_get(k: Kubectl, namespace: str, pod: str, path: str) -> str:
-    # pilot-agent's `request` subcommand (pilot/cmd/pilot-agent/request.go@1.7.8) GETs localhost:15000/<path> and
-    # prints the body; it exists in the distroless proxyv2 too, where curl does not.
-    res = k.exec(namespace, pod, "istio-proxy", ["pilot-agent", "request", "GET", path], check=True)
-    return res.stdout
-
-
 def _gather(obs: Observations, key: str, fn: Callable[[], None]) -> None:
     try:
         fn()
@@ -586,7 +577,7 @@ def collect(lab: LabAccess) -> Observations:
         obs.pods = pods
 
     def get_corefile() -> None:
-        obs.corefile = k1.get_json("configmap", "-n", "kube-system", "coredns")["data"]["Corefile"]
+        obs.corefile = read_coredns(k1)["data"]["Corefile"]
 
     def get_istiocoredns() -> None:
         obs.istiocoredns_ip = k1.query(names.ISTIOCOREDNS_IP)
@@ -623,16 +614,16 @@ def collect(lab: LabAccess) -> Observations:
 
     def get_sidecar() -> None:
         pod = _first_pod(k1, obs.client_namespace, "app=sleep")
-        obs.sidecar_dump = json.loads(_envoy_get(k1, obs.client_namespace, pod, "config_dump"))
-        obs.client_stats = _envoy_get(k1, obs.client_namespace, pod, "stats?filter=ssl.fail_verify_error")
+        obs.sidecar_dump = json.loads(envoy_admin(k1, obs.client_namespace, pod, "config_dump"))
+        obs.client_stats = envoy_admin(k1, obs.client_namespace, pod, f"stats?filter={names.FAIL_VERIFY_STAT}")
 
     def get_server_sidecar() -> None:
         pod = _first_pod(k2, obs.server_namespace, "app=httpbin")
-        obs.server_sidecar_dump = json.loads(_envoy_get(k2, obs.server_namespace, pod, "config_dump"))
+        obs.server_sidecar_dump = json.loads(envoy_admin(k2, obs.server_namespace, pod, "config_dump"))
 
     def get_gateway_dump() -> None:
         pod = _first_pod(k2, "istio-system", "istio=ingressgateway")
-        obs.gateway_dump = json.loads(_envoy_get(k2, "istio-system", pod, "config_dump"))
+        obs.gateway_dump = json.loads(envoy_admin(k2, "istio-system", pod, "config_dump"))
 
     def probe_node_port() -> None:
         if not (obs.gateway_address and obs.gateway_node_port):

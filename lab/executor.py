@@ -28,11 +28,11 @@ from typing import Any, TextIO
 
 import yaml
 
-from lab import corefile, names, probe, serviceentry
+from lab import certs, corefile, names, probe, serviceentry
 from lab import images as lab_images
 from lab.errors import CommandError, LabError, NoLabError, NotReadyError, UsageError, no_lab_message
 from lab.files import atomic_write
-from lab.kube import Kubectl
+from lab.kube import Kubectl, corefile_of, read_coredns
 from lab.plan import (
     SERVER_SIDE_APPLY,
     Check,
@@ -65,11 +65,8 @@ TOOL_NAMES = ("kind", "kubectl", "istioctl")
 
 # --- pure helpers ---------------------------------------------------------------------------------------------
 def secret_manifest(name: str, namespace: str, files: Mapping[str, bytes]) -> str:
-    """The Secret `kubectl create secret generic NAME --from-file=...` makes: key = file name, value = bytes."""
-    data = {key: base64.b64encode(value).decode("ascii") for key, value in files.items()}
-    obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
-           "type": "Opaque", "data": data}
-    return yaml.safe_dump(obj, sort_keys=False)
+    """lab.certs.secret_object (what `kubectl create secret generic NAME --from-file=...` makes) as YAML."""
+    return yaml.safe_dump(certs.secret_object(name, namespace, files), sort_keys=False)
 
 
 def sample_manifest(text: str, images: Iterable[tuple[str, str]]) -> str:
@@ -333,8 +330,6 @@ def _images_load(env: Env, step: Step, run: LabAction) -> bool:
 
 
 def _certs_generate(env: Env, step: Step, run: LabAction) -> bool:
-    from lab import certs
-
     out = run.param("out")
     assert isinstance(out, File)
     certs.generate(env.paths.resolve(out), list(run.param("clusters")))  # type: ignore[arg-type]
@@ -347,9 +342,8 @@ def _coredns_patch(env: Env, step: Step, run: LabAction) -> bool:
     assert isinstance(forward, Lookup)
     ip = env.poll(lambda: env.resolve(forward), timeout=TIMEOUTS.rollout, what=f"{step.id}: {forward.what}")
     k = env.kubectl(cluster)
-    live = json.loads(k.run("-n", "kube-system", "get", "configmap", "coredns", "-o", "json",
-                            context=step.id).stdout)
-    text = (live.get("data") or {}).get("Corefile", "")
+    live = read_coredns(k, context=step.id)
+    text = corefile_of(live)
     patched = corefile.patch(text, ip, aaaa_guard=bool(run.param("aaaa_guard")))
     if patched == text:
         return False
@@ -836,11 +830,14 @@ def _cluster_status(k: Kubectl, c: ClusterSpec) -> list[tuple[str, bool, str]]:
     rows: list[tuple[str, bool, str]] = []
     rows.append(("istiod", *ready("istio-system", "istiod")))
     rows.append(("istiocoredns", *ready("istio-system", "istiocoredns")))
-    cm = k.run("-n", "kube-system", "get", "configmap", "coredns", "-o", "jsonpath={.data.Corefile}", check=False)
+    try:
+        text: str | None = corefile_of(read_coredns(k))
+    except CommandError:
+        text = None
     block = None
-    if cm.ok:
+    if text is not None:
         try:
-            block = corefile.global_block(cm.stdout)
+            block = corefile.global_block(text)
         except LabError as err:
             block = None
             rows.append(("kube-system CoreDNS global block", False, str(err)))

@@ -34,9 +34,9 @@ from typing import Any
 
 from lab import certs, corefile, istio, serviceentry
 from lab.classify import classify
-from lab.configdump import analyze, sni_dnat_name
+from lab.configdump import TCP_CLUSTER_REWRITE, analyze, sni_dnat_name
 from lab.errors import CommandError, LabError
-from lab.kube import Kubectl
+from lab.kube import Kubectl, read_coredns
 from lab.names import (
     CLIENT_NS,
     ENVOYFILTER,
@@ -63,7 +63,6 @@ ISTIO_VERSIONS: tuple[str, ...] = tuple(f"1.7.{n}" for n in range(9))
 
 # Where the scenario's objects live (the write-up's names; facts/recipes.md "Lookups the write-up does").
 PROBE_URL = f"http://{REMOTE_HOST}:{REMOTE_PORT}/headers"  # the write-up's check
-TCP_CLUSTER_REWRITE = "envoy.filters.network.tcp_cluster_rewrite"
 
 # A VIP of each forbidden kind (DESIGN.md; the write-up's "不能使用多播地址 ... 也不能使用环回地址").
 MULTICAST_VIP = "224.0.0.2"
@@ -277,12 +276,8 @@ def _istiocoredns_ip(k: Kubectl) -> str:
 
 
 # --- DNS faults (kube-system CoreDNS in the calling cluster) --------------------------------------------------------
-def _corefile_configmap(k: Kubectl) -> dict:
-    return k.get_json("configmap", "coredns", "-n", "kube-system")
-
-
 def _write_corefile(k: Kubectl, text: str) -> None:
-    cm = _clean(_corefile_configmap(k))
+    cm = _clean(read_coredns(k))
     if cm["data"].get("Corefile") == text:
         return
     cm["data"]["Corefile"] = text
@@ -296,7 +291,7 @@ def _set_global_block(lab: LabHandle, *, present: bool = True, aaaa_guard: bool 
     without the guard, or not at all."""
     k = lab.client
     guard = lab.profile.aaaa_guard if aaaa_guard is None else aaaa_guard
-    text = _corefile_configmap(k)["data"]["Corefile"]
+    text = read_coredns(k)["data"]["Corefile"]
     new = corefile.patch(text, _istiocoredns_ip(k), aaaa_guard=guard) if present else corefile.unpatch(text)
     _write_corefile(k, new)
 
@@ -393,11 +388,8 @@ def _save_cacerts(lab: LabHandle) -> None:
 
 def _cacerts_from(k: Kubectl, cluster_dir: Path) -> None:
     """Create or replace secret `cacerts` from a cluster directory written by lab.certs.generate."""
-    files = certs.cacerts_files(cluster_dir)
-    manifest = k.run("create", "secret", "generic", "cacerts", "-n", ISTIO_NS,
-                     *[f"--from-file={p.name}={p}" for p in files.values()],
-                     "--dry-run=client", "-o", "json").stdout
-    _put(k, json.loads(manifest))
+    files = {key: path.read_bytes() for key, path in certs.cacerts_files(cluster_dir).items()}
+    _put(k, certs.secret_object("cacerts", ISTIO_NS, files))
 
 
 def _other_root(lab: LabHandle) -> Path:

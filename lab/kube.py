@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lab.names import Query
+from lab.names import COREDNS_CONFIGMAP, Query
 from lab.settings import TIMEOUTS
 from lab.shell import Result, Runner
 
@@ -43,3 +43,13 @@ class Kubectl:
     def exec(self, namespace: str, pod: str, container: str, argv: Sequence[str], check: bool = False,
              timeout: float | None = None) -> Result:
         return self.run("exec", "-n", namespace, pod, "-c", container, "--", *argv, check=check, timeout=timeout)
+
+
+def read_coredns(k: Kubectl, *, context: str = "") -> dict:
+    """The live kube-system/coredns ConfigMap (lab.names.COREDNS_CONFIGMAP), as `kubectl get -o json` prints it."""
+    return json.loads(k.run("get", *COREDNS_CONFIGMAP, "-o", "json", context=context).stdout)
+
+
+def corefile_of(configmap: dict) -> str:
+    """The Corefile in a coredns ConfigMap read by `read_coredns`; empty when it holds none."""
+    return (configmap.get("data") or {}).get("Corefile", "")

@@ -24,6 +24,15 @@ ENVOYFILTER_FIXED_IN = "1.7.5"
 GATEWAY_SELECTOR = "istio=ingressgateway"
 GATEWAY_SERVICE = "istio-ingressgateway"
 GATEWAY_TLS_PORT = 15443
+# The sidecar's Envoy keeps only the stats its bootstrap's stats_matcher includes: Istio 1.7.8
+# tools/packaging/common/envoy_bootstrap.json (inclusion_list) filled by pkg/bootstrap/config.go getStatsOptions, whose
+# only default is requiredEnvoyStatsMatcherInclusionPrefixes (cluster_manager, listener_manager, server,
+# cluster.xds-grpc, ...). `ssl.fail_verify_error` (what lab doctor reads to tell a root-of-trust mismatch) is there
+# only with this pod annotation (pilot/pkg/model/context.go BootstrapNodeMetadata.StatsInclusionSuffixes, passed by
+# files/injection-template.yaml as ISTIO_METAJSON_ANNOTATIONS). The bootstrap is written when the pod starts, so
+# the plan puts the annotation on the pod template of the clients (sleep), before their rollout is awaited.
+FAIL_VERIFY_STAT = "ssl.fail_verify_error"
+STATS_ANNOTATION = ("sidecar.istio.io/statsInclusionSuffixes", FAIL_VERIFY_STAT)  # (key, value)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class Query:
     what: str
 
 
+# The cluster DNS's ConfigMap (kubeadm's, as kind installs it); its `data.Corefile` is what the lab patches and reads.
+COREDNS_CONFIGMAP = ("configmap", "coredns", "-n", "kube-system")  # `kubectl get` arguments
 ISTIOCOREDNS_IP = Query(("-n", ISTIO_NS, "service", "istiocoredns"), "{.spec.clusterIP}", "istiocoredns ClusterIP")
 KUBE_DNS_IP = Query(("-n", "kube-system", "service", "kube-dns"), "{.spec.clusterIP}", "kube-dns ClusterIP")
 # The write-up: INGRESS_HOST from the gateway pod's hostIP (on kind, the node's address on the `kind` network).

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from lab import corefile, istio, kind, names, probe, serviceentry
+from lab import certs, corefile, istio, kind, names, probe, serviceentry
 from lab import images as lab_images
 from lab.errors import ValidationError
 from lab.profile import ClusterSpec, Profile
@@ -52,15 +52,9 @@ SAMPLE_SLEEP = "samples/sleep/sleep.yaml"
 SAMPLE_HTTPBIN = "samples/httpbin/httpbin.yaml"
 # The images the 1.7.x samples name (unpinned upstream); the profile decides what actually runs.
 SAMPLE_IMAGES = {"sleep": "governmentpaas/curl-ssl", "httpbin": "docker.io/kennethreitz/httpbin"}
-CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
-# The sidecar's Envoy keeps only the stats its bootstrap's stats_matcher includes: Istio 1.7.8
-# tools/packaging/common/envoy_bootstrap.json (inclusion_list) filled by pkg/bootstrap/config.go getStatsOptions, whose
-# only default is requiredEnvoyStatsMatcherInclusionPrefixes (cluster_manager, listener_manager, server,
-# cluster.xds-grpc, ...). `ssl.fail_verify_error` (what lab doctor reads to tell a root-of-trust mismatch) is there
-# only with this pod annotation (pilot/pkg/model/context.go BootstrapNodeMetadata.StatsInclusionSuffixes, passed by
-# files/injection-template.yaml as ISTIO_METAJSON_ANNOTATIONS). The bootstrap is written when the pod starts, so
-# the annotation goes on the pod template of the clients (sleep), before their rollout is awaited.
-STATS_ANNOTATION = ("sidecar.istio.io/statsInclusionSuffixes", "ssl.fail_verify_error")
+CACERTS_FILES = certs.CACERTS_FILES
+# Why the clients carry this pod annotation: lab.names.STATS_ANNOTATION.
+STATS_ANNOTATION = names.STATS_ANNOTATION
 SHELL_BASES = ("LAB_HOME", "ISTIO_DIR")
 # `kubectl apply` flags for Secrets that carry keys (see `_shell_manifest` and lab.executor.apply).
 SERVER_SIDE_APPLY = ("--server-side", "--force-conflicts", "--field-manager=istio-multicluster-lab")

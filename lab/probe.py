@@ -1,6 +1,7 @@
 """Probes run inside the sleep pods: curl to the remote service and nslookup through a chosen DNS server.
 
-Pure part: the argv to run and the parsing of what came back. Thin part: `Prober`, which runs them with
+Pure part: the argv to run and the parsing of what came back (`parse_http` is the one reader of an HTTP response
+in curl's output; lab.classify reads it too). Thin part: `Prober`, which runs them with
 `kubectl exec` in the `sleep` container (the write-up's `kubectl exec ... -c sleep -- curl ...`).
 
 curl runs under `sh -c` so that its own exit code and the HTTP status are printed in a trailer we can parse,
@@ -24,8 +25,13 @@ from lab.kube import Kubectl
 
 STATUS_MARK = "__LAB_HTTP_CODE__="
 EXIT_MARK = "__LAB_CURL_EXIT__="
-_STATUS_RE = re.compile(re.escape(STATUS_MARK) + r"(\d{3})")
-_EXIT_RE = re.compile(re.escape(EXIT_MARK) + r"(\d+)")
+STATUS_RE = re.compile(re.escape(STATUS_MARK) + r"(\d{3})")
+EXIT_RE = re.compile(re.escape(EXIT_MARK) + r"(\d+)")
+CURL_ERR_RE = re.compile(r"curl: \((?P<code>\d+)\)\s*(?P<msg>[^\n]*)")
+KUBECTL_EXIT_RE = re.compile(r"command terminated with exit code (\d+)")
+WRITEOUT_STATUS_RE = re.compile(r"(?im)^\s*(?:response|http)[ _]code:\s*(\d{3})\s*$")
+_STATUS_LINE_RE = re.compile(r"HTTP/\d(?:\.\d)?\s+(\d{3})\b")
+_HEADER_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*):\s*(?P<value>.*)$")
 
 
 @dataclass(frozen=True)
@@ -70,32 +76,111 @@ def parse_curl(output: str, exit_code: int | None = None, *, stderr: str = "") -
     `output` is curl's stdout (or stdout and stderr together when they cannot be told apart); headers and body
     are read from it. `stderr` (curl's -v lines and error) only joins the classifier's text.
     """
-    status_m = list(_STATUS_RE.finditer(output))
-    exit_m = list(_EXIT_RE.finditer(output))
+    status_m = list(STATUS_RE.finditer(output))
+    exit_m = list(EXIT_RE.finditer(output))
     code = int(exit_m[-1].group(1)) if exit_m else (exit_code if exit_code is not None else -1)
     status = int(status_m[-1].group(1)) if status_m else None
     if status == 0:
         status = None
-    text = _EXIT_RE.sub("", _STATUS_RE.sub("", output)).rstrip("\n")
-    headers, body = _split_http(text)
+    text = EXIT_RE.sub("", STATUS_RE.sub("", output)).rstrip("\n")
+    http = parse_http(text)
+    headers, body = http.headers, http.body
     if stderr:
         text = text + "\n" + stderr.rstrip("\n")
     return CurlResult(status, code, headers, body, text)
 
 
-def _split_http(text: str) -> tuple[dict[str, str], str]:
-    """Headers of the last HTTP response in `text` (curl -i prints interim responses too) and its body."""
-    starts = [m.start() for m in re.finditer(r"(?m)^HTTP/\d(?:\.\d)? \d{3}", text)]
-    if not starts:
-        return {}, text
-    rest = text[starts[-1]:]
-    head, sep, body = rest.replace("\r\n", "\n").partition("\n\n")
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int | None  # from the last final (not 1xx) status line; None without one
+    headers: dict[str, str]  # its headers, names lower-cased
+    body: str  # what follows them, without curl's own lines (verbose, progress, errors, trailers); stripped
+
+
+def parse_http(text: str) -> HttpResponse:
+    """The HTTP response in what curl printed (`-i`, with or without `-v`, stdout and stderr mixed or apart):
+    the one reader of it, for `parse_curl` and lab.classify."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    status_idx: int | None = None
+    status: int | None = None
     headers: dict[str, str] = {}
-    for line in head.splitlines()[1:]:
-        key, colon, value = line.partition(":")
-        if colon:
-            headers[key.strip().lower()] = value.strip()
-    return headers, body if sep else ""
+    # With `curl -i -v` the response appears twice: as printed output (status line, headers, body) and as
+    # `< `-prefixed verbose lines on stderr, which may follow the body. The printed one carries the body: prefer it.
+    plain = [i for i, line in enumerate(lines) if not is_verbose(line)]
+    for candidates in (plain, range(len(lines))):
+        for i in candidates:
+            m = _STATUS_LINE_RE.search(lines[i])
+            if m and not m.group(1).startswith("1"):
+                status_idx = i
+                status = int(m.group(1))
+        if status_idx is not None:
+            break
+    body_lines: list[str] = []
+    if status_idx is not None:
+        i = status_idx + 1
+        while i < len(lines):
+            raw = lines[i]
+            s = _strip_verbose(raw)
+            if raw.lstrip().startswith("*"):
+                i += 1
+                continue
+            m = _HEADER_RE.match(s)
+            if not s or not m:
+                break
+            headers[m.group("name").lower()] = m.group("value").strip()
+            i += 1
+        body_lines = lines[i:]
+    else:
+        body_lines = lines
+    kept = [ln for ln in body_lines
+            if not is_verbose(ln) and not is_end_marker(ln) and not CURL_ERR_RE.search(ln) and not is_progress(ln)]
+    body = "\n".join(kept).strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = _dechunk(body)
+    return HttpResponse(status, headers, body)
+
+
+def _strip_verbose(line: str) -> str:
+    s = line.strip()
+    if s.startswith("<"):
+        s = s[1:].strip()
+    return s
+
+
+def is_verbose(line: str) -> bool:
+    """curl -v's own lines: `* info`, `> request`, `< response`, and `{ [n bytes data]` markers."""
+    s = line.strip()
+    return s in ("*", ">", "<") or s[:2] in ("* ", "> ", "< ", "{ ", "} ")
+
+
+def is_progress(line: str) -> bool:
+    """curl's progress meter (printed without -s): its header lines and its rows of numbers and --:--:-- times."""
+    s = line.strip()
+    if s.startswith(("% Total", "Dload")):
+        return True
+    return "--:--" in s and bool(re.fullmatch(r"[\d\s.:kMG%-]+", s))
+
+
+def is_end_marker(line: str) -> bool:
+    return bool(STATUS_RE.search(line) or EXIT_RE.search(line) or KUBECTL_EXIT_RE.search(line)
+                or CURL_ERR_RE.search(line) or WRITEOUT_STATUS_RE.search(line))
+
+
+def _dechunk(body: str) -> str:
+    """Decode a chunked body as printed by `curl --raw` (size line in hex, data, ..., 0). On anything odd, return
+    the text unchanged: the local-reply search works on it too unless a chunk splits a word."""
+    out, rest = [], body
+    while rest:
+        size_line, sep, rest = rest.partition("\n")
+        try:
+            size = int(size_line.strip().split(";")[0], 16)
+        except ValueError:
+            return body
+        if size == 0:
+            return "".join(out)
+        out.append(rest[:size])
+        rest = rest[size:].lstrip("\n")
+    return "".join(out) or body
 
 
 def parse_nslookup(output: str) -> list[str]:
@@ -142,6 +227,14 @@ def _created(stamp: str | None) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
+def envoy_admin(k: Kubectl, namespace: str, pod: str, path: str, *, timeout: float | None = None) -> str:
+    """GET `path` (e.g. "config_dump", "stats?filter=...") from the Envoy admin of `pod`'s istio-proxy, through
+    pilot-agent's admin proxy (pilot/cmd/pilot-agent/request.go at 1.7.8: `pilot-agent request GET <path>` ->
+    localhost:15000, printing the body; it exists in the distroless proxyv2 too, where curl does not)."""
+    return k.exec(namespace, pod, "istio-proxy", ["pilot-agent", "request", "GET", path], check=True,
+                  timeout=timeout).stdout
+
+
 @dataclass
 class Prober:
     """Runs probes in a cluster's pods through kubectl exec."""
@@ -166,13 +259,10 @@ class Prober:
         return parse_curl(res.stdout, res.returncode, stderr=res.stderr)
 
     def config_dump(self, namespace: str, selector: str) -> dict:
-        """The Envoy /config_dump of the istio-proxy of the pod `pod(namespace, selector)` picks, through pilot-agent's
-        admin proxy (pilot/cmd/pilot-agent/request.go at 1.7.8: `pilot-agent request GET <path>` -> localhost:15000;
-        it exists in the distroless proxyv2 too, where curl does not). Bad JSON raises ValueError."""
+        """The Envoy /config_dump (`envoy_admin`) of the istio-proxy of the pod `pod(namespace, selector)` picks.
+        Bad JSON raises ValueError."""
         pod = self.pod(namespace, selector)
-        res = self.kubectl.exec(namespace, pod, "istio-proxy", ["pilot-agent", "request", "GET", "config_dump"],
-                                check=True, timeout=self.timeouts["exec"])
-        return json.loads(res.stdout)
+        return json.loads(envoy_admin(self.kubectl, namespace, pod, "config_dump", timeout=self.timeouts["exec"]))
 
     def nslookup(self, namespace: str, pod: str, name: str, server: str | None = None) -> NslookupResult:
         res = self.kubectl.exec(namespace, pod, self.container, nslookup_argv(name, server),

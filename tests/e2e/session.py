@@ -16,7 +16,7 @@ from typing import Any
 from lab.errors import LabError
 from lab.faults import CLIENT_NS, ISTIO_NS, PROBE_URL, SERVER_NS, LabHandle
 from lab.kube import Kubectl
-from lab.probe import CurlResult, Prober
+from lab.probe import CurlResult, Prober, envoy_admin
 from lab.profile import ClusterSpec, Profile
 from lab.shell import Runner
 from lab.state import lab_home
@@ -162,14 +162,12 @@ class LabSession:
         return prober.curl(namespace, prober.pod(namespace, "app=sleep"), url, method=method, extra=extra)
 
     def config_dump(self, cluster: ClusterSpec, namespace: str, selector: str) -> dict:
-        """The Envoy /config_dump of a pod's istio-proxy, through pilot-agent's admin proxy
-        (pilot/cmd/pilot-agent/request.go at 1.7.8: `pilot-agent request GET <path>` -> localhost:15000)."""
+        """The Envoy /config_dump of a pod's istio-proxy (lab.probe.envoy_admin: pilot-agent's admin proxy)."""
         return json.loads(self.envoy_admin(cluster, namespace, selector, "config_dump"))
 
     def envoy_admin(self, cluster: ClusterSpec, namespace: str, selector: str, path: str) -> str:
         k = self.kubectl[cluster.name]
-        pod = Prober(k).pod(namespace, selector)
-        return k.exec(namespace, pod, "istio-proxy", ["pilot-agent", "request", "GET", path], check=True).stdout
+        return envoy_admin(k, namespace, Prober(k).pod(namespace, selector), path)
 
 
 __all__ = ["LabSession", "docker_problem", "lab_home", "CLIENT_NS", "SERVER_NS", "ISTIO_NS"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.configdump import analyze
-from lab.faults import TCP_CLUSTER_REWRITE
+from lab.configdump import TCP_CLUSTER_REWRITE, analyze
 from lab.names import (
     ENVOYFILTER,
     ENVOYFILTER_FIXED_IN,

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from lab import cli, configdump
 from lab.errors import ValidationError
+from tests.support.configdumps import synthetic_gateway
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "envoy_config_dump"
 DUMPS = sorted(p.name for p in DATA.glob("*.json"))
@@ -286,18 +287,7 @@ def test_elided_fragment_chain_blackhole_is_a_placeholder_and_its_legacy_rewrite
 
 
 # --- synthetic inputs: shapes no public dump has, written from Istio 1.7.8's chart and pilot code ----------
-def _synthetic_gateway(filters: list[dict], clusters: list[str]) -> dict:
-    """A synthetic v3 dump holding one `0.0.0.0_15443` listener with `filters` and the named clusters."""
-    return {"configs": [
-        {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
-         "dynamic_active_clusters": [{"cluster": {"name": n, "type": "EDS", "eds_cluster_config": {}}}
-                                     for n in clusters]},
-        {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "dynamic_listeners": [{
-            "name": "0.0.0.0_15443", "active_state": {"listener": {
-                "name": "0.0.0.0_15443",
-                "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15443}},
-                "filter_chains": [{"filter_chain_match": {"server_names": ["*.global"]}, "filters": filters}]}}}]},
-    ]}
+_synthetic_gateway = synthetic_gateway  # tests/support/configdumps.py (the faults' tests use it too)
 
 
 SNI_FILTER = {"name": "envoy.filters.network.sni_cluster"}

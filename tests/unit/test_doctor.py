@@ -409,7 +409,7 @@ def _answers(profile, home: Path) -> tuple[dict, dict[str, Kubectl]]:
     runner.answers = {
         (*k1, "get", "pods", "-A"): ok(json.dumps(pods_json)),
         (*k2, "get", "pods", "-A"): ok(json.dumps({"items": []})),
-        (*k1, "get", "configmap", "-n", "kube-system", "coredns"): ok(json.dumps({"data": {"Corefile": corefile}})),
+        (*k1, "get", "configmap", "coredns", "-n", "kube-system"): ok(json.dumps({"data": {"Corefile": corefile}})),
         (*k1, "get", "-n", "istio-system", "service", "istiocoredns"): ok("10.96.199.197"),
         (*k1, "get", "-n", "kube-system", "service", "kube-dns"): ok("10.96.0.10"),
         (*k1, "exec", "-n", "foo", "sleep-1", "-c", "sleep", "--", "nslookup", "-type=a", "httpbin.bar.global",

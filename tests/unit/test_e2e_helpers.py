@@ -53,6 +53,14 @@ def _session(tmp_path: Path, runner: RecordingRunner) -> LabSession:
     return s
 
 
+def test_session_envoy_admin_gets_the_path_from_the_selected_pods_istio_proxy(tmp_path):
+    runner = _runner(tmp_path, "1.7.8", OK_CALL)
+    s = _session(tmp_path, runner)
+    s.envoy_admin(s.profile.client, "foo", "app=sleep", "stats?filter=ssl.fail_verify_error")
+    assert runner.calls[-1][5:] == ("exec", "-n", "foo", "sleep-1234", "-c", "istio-proxy", "--",
+                                    "pilot-agent", "request", "GET", "stats?filter=ssl.fail_verify_error")
+
+
 def _runner(tmp_path: Path, image_tag: str, call: str) -> RecordingRunner:
     table = {}
     for n in (1, 2):

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from lab import corefile, faults
+from lab import certs, corefile, faults
 from lab.errors import LabError, NotReadyError, ValidationError
 from lab.faults import FAULTS, ISTIO_VERSIONS, Expectation, LabHandle, legacy_envoyfilter, settled_class
 from lab.kube import Kubectl
 from lab.profile import load_profile
 from lab.shell import RecordingRunner, Result
+from tests.support.configdumps import synthetic_gateway
 from tests.support.pods import answer, rollout
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -403,18 +404,20 @@ def test_envoyfilter_broken_writes_the_legacy_form_and_removes_cluster2s_service
     assert restored[-1] == ENVOYFILTER_1_7_8
 
 
-def _secret_from_files(argv: tuple[str, ...]) -> Result:
-    """What `kubectl create secret generic --dry-run=client -o json --from-file=k=path...` prints."""
-    import base64
+SAMPLE_CERTS = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
 
-    data = {}
-    for arg in argv:
-        if arg.startswith("--from-file="):
-            key, _, path = arg[len("--from-file="):].partition("=")
-            data[key] = base64.b64encode(Path(path).read_bytes()).decode()
-    return Result(argv, 0, json.dumps({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                                       "metadata": {"name": "cacerts", "namespace": "istio-system"},
-                                       "data": data}), "")
+
+def _shared_cacerts_cluster2() -> tuple[dict, RecordingRunner]:
+    """cluster2 holding the samples' `cacerts` (the shared root, and a signing key), istiod's root published in
+    istio-ca-root-cert, httpbin and sleep in bar: (the Secret, the runner)."""
+    root = (SAMPLE_CERTS / "root-cert.pem").read_bytes()
+    shared = certs.secret_object("cacerts", "istio-system", {"root-cert.pem": root, "ca-key.pem": b"key"})
+    return shared, RecordingRunner(answers={
+        (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
+        (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
+        (*CTX2, "get", "configmap", "istio-ca-root-cert"): _json({"data": {
+            "root-cert.pem": (SAMPLE_CERTS / "root-cert.pem").read_text()}}),
+    })
 
 
 def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_then_workloads(tmp_path):
@@ -422,23 +425,13 @@ def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_t
 
     from lab.certs import root_fingerprint
 
-    samples = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
-    shared = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
-              "data": {"root-cert.pem": base64.b64encode((samples / "root-cert.pem").read_bytes()).decode(),
-                       "ca-key.pem": base64.b64encode(b"key").decode()}}
-    runner = RecordingRunner(answers={
-        (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
-        (*CTX2, "create", "secret", "generic", "cacerts"): _secret_from_files,
-        (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
-        (*CTX2, "get", "configmap", "istio-ca-root-cert"): _json({"data": {
-            "root-cert.pem": (samples / "root-cert.pem").read_text()}}),
-    })
+    shared, runner = _shared_cacerts_cluster2()
     lab = _lab(tmp_path, runner)
     faults.BY_ID["root-ca-mismatch"].inject(lab)
     (secret,) = _replaced(runner)
     assert set(secret["data"]) == {"ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"}
     other = base64.b64decode(secret["data"]["root-cert.pem"])
-    assert root_fingerprint(other) != root_fingerprint((samples / "root-cert.pem").read_bytes())
+    assert root_fingerprint(other) != root_fingerprint((SAMPLE_CERTS / "root-cert.pem").read_bytes())
     steps = [v[:3] for v in _verbs(runner, "kind-cluster2") if v[0] in ("delete", "rollout")]
     assert steps == [("delete", "secret", "istio-ca-secret"),
                      ("rollout", "restart", "deployment/istiod"), ("rollout", "status", "deployment/istiod"),
@@ -457,24 +450,32 @@ def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_t
     assert ("delete", "secret", "istio-ca-secret") in [v[:3] for v in _verbs(runner, "kind-cluster2")]
 
 
-def test_stale_workloads_reinstalls_with_the_plans_files_and_keeps_the_pods_in_bar(tmp_path):
+def test_the_faults_write_the_same_cacerts_secret_the_plan_applies(tmp_path):
+    """A fault's `cacerts` comes from lab.certs.secret_object, as `lab up`'s does, not from a second builder."""
     import base64
 
-    samples = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
-    shared = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
-              "data": {"root-cert.pem": base64.b64encode((samples / "root-cert.pem").read_bytes()).decode(),
-                       "ca-key.pem": base64.b64encode(b"key").decode()}}
+    import yaml
+
+    from lab import certs
+    from lab.executor import secret_manifest
+
+    certs.generate(tmp_path / "certs", ["cluster2"])
+    runner = RecordingRunner()
+    lab = _lab(tmp_path, runner)
+    faults._cacerts_from(lab.server, tmp_path / "certs" / "cluster2")
+    (secret,) = _replaced(runner)
+    files = {key: path.read_bytes() for key, path in certs.cacerts_files(tmp_path / "certs" / "cluster2").items()}
+    assert secret == yaml.safe_load(secret_manifest("cacerts", "istio-system", files))
+    assert {k: base64.b64decode(v) for k, v in secret["data"].items()} == files
+    assert [c for c in runner.calls if "create" in c] == []
+
+
+def test_stale_workloads_reinstalls_with_the_plans_files_and_keeps_the_pods_in_bar(tmp_path):
+    shared, runner = _shared_cacerts_cluster2()
     istio_dir = tmp_path / "istio-1.7.8"
     values = istio_dir / "manifests" / "examples" / "multicluster" / "values-istio-multicluster-gateways.yaml"
     values.parent.mkdir(parents=True)
     values.write_text("# the release's file\n", encoding="utf-8")
-    runner = RecordingRunner(answers={
-        (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
-        (*CTX2, "create", "secret", "generic", "cacerts"): _secret_from_files,
-        (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
-        (*CTX2, "get", "configmap", "istio-ca-root-cert"): _json({"data": {
-            "root-cert.pem": (samples / "root-cert.pem").read_text()}}),
-    })
     lab = _lab(tmp_path, runner)
     lab.istioctl, lab.istio_dir = Path("/cache/istioctl"), istio_dir
     faults.BY_ID["stale-workloads-after-reinstall"].inject(lab)
@@ -537,18 +538,12 @@ def test_legacy_envoyfilter_passes_istio_1_7_8s_crd_schema():
 def test_root_ca_mismatch_restarts_gateway_and_apps_only_once_istiod_published_its_new_root(tmp_path, stage):
     # The new istiod writes istio-ca-root-cert only after the old pod released the leader lease, and a sidecar reads
     # that file once at start (pkg/istio-agent/sds-agent.go at 1.7.8): a pod started before would never get a cert.
-    import base64
-
-    samples = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
-    root = (samples / "root-cert.pem").read_text()
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
-              "data": {"root-cert.pem": base64.b64encode(root.encode()).decode(),
-                       "ca-key.pem": base64.b64encode(b"key").decode()}}
+    root = (SAMPLE_CERTS / "root-cert.pem").read_text()
+    secret = certs.secret_object("cacerts", "istio-system", {"root-cert.pem": root.encode(), "ca-key.pem": b"key"})
     # the ConfigMaps: the previous root for the first two reads (old istiod still leader), then istiod's root
     reads = iter(["-----BEGIN CERTIFICATE-----\nprevious root\n-----END CERTIFICATE-----\n"] * 2 + [root] * 100)
     runner = RecordingRunner(answers={
         (*CTX2, "get", "secret", "cacerts"): _json(secret),
-        (*CTX2, "create", "secret", "generic", "cacerts"): _secret_from_files,
         (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
         (*CTX2, "get", "configmap", "istio-ca-root-cert"):
             lambda argv: _json({"data": {"root-cert.pem": next(reads)}}),
@@ -783,10 +778,7 @@ def test_a_restore_that_fails_with_a_key_error_marks_the_lab_unhealthy(tmp_path)
 
 
 def test_a_restore_that_reads_bad_json_marks_the_lab_unhealthy(tmp_path):
-    import base64
-
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"},
-              "data": {"root-cert.pem": base64.b64encode(b"root").decode(), "ca-key.pem": "a2V5"}}
+    secret = certs.secret_object("cacerts", "istio-system", {"root-cert.pem": b"root", "ca-key.pem": b"key"})
     runner = RecordingRunner(answers={(*CTX2, "get", "secret", "cacerts"): Result((), 0, '{"data": {', "")})
     _, reasons, run = _restore_failures(tmp_path, "root-ca-mismatch", runner, {"cacerts": secret})
     with pytest.raises(json.JSONDecodeError):
@@ -828,17 +820,7 @@ CONFIGLESS = {"name": "envoy.filters.network.tcp_cluster_rewrite"}  # the legacy
 def _gateway_dump(rewrite: dict | None, clusters: list[str]) -> dict:
     """Synthetic: a v3 dump with one `0.0.0.0_15443` *.global chain (sni_cluster, the rewrite, tcp_proxy) and the
     named clusters, in the shape lab.configdump reads (tests/unit/test_configdump.py's synthetic gateway)."""
-    filters = [SNI, *([rewrite] if rewrite else []), TCP]
-    return {"configs": [
-        {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
-         "dynamic_active_clusters": [{"cluster": {"name": n, "type": "EDS", "eds_cluster_config": {}}}
-                                     for n in clusters]},
-        {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "dynamic_listeners": [{
-            "name": "0.0.0.0_15443", "active_state": {"listener": {
-                "name": "0.0.0.0_15443",
-                "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15443}},
-                "filter_chains": [{"filter_chain_match": {"server_names": ["*.global"]}, "filters": filters}]}}}]},
-    ]}
+    return synthetic_gateway([SNI, *([rewrite] if rewrite else []), TCP], clusters)
 
 
 def _summary(rewrite: dict | None, clusters: list[str]) -> dict:

@@ -6,13 +6,14 @@ import shlex
 
 import pytest
 
-from lab.errors import LabError
+from lab.errors import CommandError, LabError
 from lab.kube import Kubectl
 from lab.probe import (
     EXIT_MARK,
     STATUS_MARK,
     Prober,
     curl_argv,
+    envoy_admin,
     newest_running_pod,
     nslookup_argv,
     parse_curl,
@@ -137,3 +138,45 @@ def test_prober_pod_is_one_line_lab_error_when_only_a_terminating_pod_runs():
         Prober(Kubectl(runner, "k", "kind-cluster1")).pod("foo", "app=sleep")
     assert "\n" not in str(err.value)
     assert str(err.value).startswith("no running pod with app=sleep in foo on kind-cluster1; ")
+
+
+def test_envoy_admin_gets_the_path_through_pilot_agent_in_the_istio_proxy_container():
+    base = ("kubectl", "--kubeconfig", "k", "--context", "kind-cluster1")
+    runner = RecordingRunner(answers={(*base, "exec"): Result((), 0, "cluster.x.ssl.fail_verify_error: 0\n", "")})
+    out = envoy_admin(Kubectl(runner, "k", "kind-cluster1"), "foo", "sleep-1", "stats?filter=ssl.fail_verify_error")
+    assert out == "cluster.x.ssl.fail_verify_error: 0\n"
+    assert runner.calls == [(*base, "exec", "-n", "foo", "sleep-1", "-c", "istio-proxy", "--",
+                             "pilot-agent", "request", "GET", "stats?filter=ssl.fail_verify_error")]
+
+
+def test_envoy_admin_failure_is_a_command_error_not_an_empty_answer():
+    runner = RecordingRunner(answers={("kubectl",): Result((), 1, "", "container istio-proxy not found")})
+    with pytest.raises(CommandError):
+        envoy_admin(Kubectl(runner, "k", "kind-cluster1"), "foo", "sleep-1", "config_dump")
+
+
+def test_prober_config_dump_reads_the_newest_pods_dump_through_envoy_admin():
+    base = ("kubectl", "--kubeconfig", "k", "--context", "kind-cluster2")
+    runner = RecordingRunner(answers={(*base, "get", "pods"): answer(rollout("gw-1")),
+                                      (*base, "exec"): Result((), 0, '{"configs": []}', "")})
+    assert Prober(Kubectl(runner, "k", "kind-cluster2")).config_dump("istio-system", "istio=ingressgateway") == {
+        "configs": []}
+    assert runner.calls[-1][5:] == ("exec", "-n", "istio-system", "gw-1", "-c", "istio-proxy", "--",
+                                    "pilot-agent", "request", "GET", "config_dump")
+
+
+def test_parse_curl_reads_the_response_as_the_classifier_does_when_curls_verbose_lines_are_mixed_in():
+    """stdout and stderr together (`kubectl exec` without a tty merges them): one parser, lab.probe.parse_http, keeps
+    curl's own lines out of the body for the probe and for lab.classify alike."""
+    from lab.classify import classify
+
+    out = ("*   Trying 10.255.20.10:8000...\n> GET /headers HTTP/1.1\n> Host: httpbin.bar.global:8000\n>\n"
+           "< HTTP/1.1 100 Continue\n<\n< HTTP/1.1 200 OK\n< server: envoy\n<\n"
+           "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nserver: envoy\r\ncontent-type: application/json\r\n\r\n"
+           '{"headers": {}}\n* Connection #0 to host httpbin.bar.global left intact\n'
+           f"{STATUS_MARK}200\n{EXIT_MARK}0\n")
+    r = parse_curl(out)
+    assert (r.status, r.exit_code) == (200, 0)
+    assert r.headers == {"server": "envoy", "content-type": "application/json"}
+    assert r.body == '{"headers": {}}'
+    assert classify(out).cls == "ok"
