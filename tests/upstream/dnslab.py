@@ -28,7 +28,9 @@ else in the Corefile changes.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import functools
 import http.client
 import http.server
 import json
@@ -54,6 +56,7 @@ from lab.errors import NotReadyError
 from lab.names import REMOTE_HOST
 from lab.profile import DEFAULT_CLUSTERS
 from lab.retry import NotYet, poll
+from tests.upstream.gobuild import LOG, go_build
 
 KUBE_SIDE = "192.0.2.1"
 ISTIOCOREDNS = "192.0.2.2"
@@ -64,8 +67,8 @@ CLONE_NEWNET = 0x40000000
 
 # The stand-ins, both in CoreDNS 1.6.2 (the version istiocoredns runs). `template` runs before `hosts` (plugin.cfg),
 # so every AAAA query under `global` gets NXDOMAIN, as istio-coredns-plugin's plugin.go answers every query that
-# is not an A query (facts/istio-1.7.md section 5); A queries get the ServiceEntry's VIP from `hosts`, any other
-# name under `global` NXDOMAIN.
+# is not an A query (facts/istio-1.7.md section 5); A queries get the ServiceEntry's VIP from `hosts`. (An A query
+# for an unknown name gets SERVFAIL from `hosts`, where the plugin says NXDOMAIN; no test asks one.)
 STANDIN_COREFILE = f"""\
 global:53 {{
     bind {ISTIOCOREDNS}
@@ -237,10 +240,8 @@ class FakeApiServer:
                     self.end_headers()
                     self.wfile.flush()
                     owner._stop.wait(float(params.get("timeoutSeconds", ["600"])[0]))
-                    try:
+                    with contextlib.suppress(OSError):  # the client may have gone
                         self.wfile.write(b"0\r\n\r\n")
-                    except OSError:
-                        pass
                     self.close_connection = True
                     return
                 self._send(200, {"kind": f"{_KINDS[resource]}List", "apiVersion": group,
@@ -358,6 +359,16 @@ class ExitedError(Exception):
         self.code = code
         self.output = output
         super().__init__(f"CoreDNS exited {code}:\n{output}")
+
+
+@functools.cache
+def coredns_binaries() -> dict[str, Path]:
+    """CoreDNS 1.6.2, 1.7.0 and 1.8.0 from the wrapper modules (cached builds); their versions go to the summary."""
+    bins = {}
+    for v in ("1.6.2", "1.7.0", "1.8.0"):
+        bins[v] = go_build(f"coredns-{v}", name=f"coredns-{v}")
+        LOG.versions.append((f"coredns-{v}", version(bins[v])))
+    return bins
 
 
 def version(binary: Path) -> str:

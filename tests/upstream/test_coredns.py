@@ -19,7 +19,6 @@ from lab import corefile
 from lab.names import REMOTE_HOST
 from tests.upstream import dnslab
 from tests.upstream.conftest import built
-from tests.upstream.gobuild import LOG, go_build
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "corefile"
 REAL = sorted(DATA.glob("*.Corefile"))  # the two *.Corefile.tmpl files are Go templates: the lab refuses them
@@ -59,11 +58,7 @@ def real_text(path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def coredns_bin(require_go):
-    bins = {}
-    for v in ("1.6.2", "1.7.0", "1.8.0"):
-        bins[v] = built(go_build, f"coredns-{v}", name=f"coredns-{v}")
-        LOG.versions.append((f"coredns-{v}", dnslab.version(bins[v])))
-    return bins
+    return built(dnslab.coredns_binaries)
 
 
 @pytest.fixture(scope="module")
