@@ -17,7 +17,7 @@ Owns the IstioOperator overlay passed as the second `-f` to `istioctl install` (
   (`components.ingressGateways[].k8s.resources`) and the sidecars (`values.global.proxy.resources`), so that
   one cluster and its fault suite fit in a 2-CPU kind node (lab/capacity.py does the sums). Requests only decide
   scheduling; the limits stay the profile's. Memory requests stay the charts'. Field paths: `KubernetesResourcesSpec
-  .resources` (lab/data/istio-1.7.8/istiooperator-fields.json), which operator/pkg/translate/translate.go writes
+  .resources` (tests/data/istio-1.7.8/istiooperator-fields.json), which operator/pkg/translate/translate.go writes
   onto the component's container; gateways merge by `name` (operator/pkg/util/merge_iop.go patchMergeKey), so the
   profile's other gateway settings stay. The egress gateway keeps its 100m: the overlay never touches what the
   multicluster values file sets (it enables that gateway), and the sums fit with it.

@@ -15,8 +15,9 @@ from lab.errors import LabError, NotReadyError, ValidationError
 from lab.faults import FAULTS, ISTIO_VERSIONS, Expectation, LabHandle, legacy_envoyfilter, settled_class
 from lab.kube import Kubectl
 from lab.profile import load_profile
-from lab.shell import RecordingRunner, Result
+from lab.shell import Result
 from tests.support.pods import answer, rollout
+from tests.support.recording import RecordingRunner
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 COREFILES = Path(__file__).resolve().parents[1] / "data" / "corefile"
@@ -517,7 +518,7 @@ def test_serviceentry_faults_still_pass_istio_1_7_8s_crd_schema(tmp_path, fault_
     # Only the lab's own validation refuses these values; Istio's CRD schema (and its webhook, which checks
     # addresses with ValidateIPSubnet: pkg/config/validation/validation.go at 1.7.8) take them, so the fault
     # reaches the cluster.
-    from lab.schemas import validate_istio
+    from tests.support.schemas import validate_istio
 
     runner = RecordingRunner(answers={(*CTX1, "get", "serviceentries.networking.istio.io"): _se_list(SE_CLIENT),
                                       **GATEWAY_ANSWERS})
@@ -527,7 +528,7 @@ def test_serviceentry_faults_still_pass_istio_1_7_8s_crd_schema(tmp_path, fault_
 
 
 def test_legacy_envoyfilter_passes_istio_1_7_8s_crd_schema():
-    from lab.schemas import validate_istio
+    from tests.support.schemas import validate_istio
 
     validate_istio(ENVOYFILTER_1_7_8)
     validate_istio(legacy_envoyfilter(ENVOYFILTER_1_7_8))

@@ -8,7 +8,8 @@ import pytest
 
 from lab.errors import CommandError, NotReadyError
 from lab.retry import NotYet, poll
-from lab.shell import RecordingRunner, Result, Runner
+from lab.shell import Result, Runner
+from tests.support.recording import RecordingRunner
 
 
 def test_failed_command_error_carries_command_exit_code_and_output_tail():
