@@ -1,6 +1,6 @@
 """Istio install inputs: the release URL, the multicluster values file, the lab's overlay, the install argv.
 
-Owns the IstioOperator overlay passed as the second `-f` to `istioctl install` (../shared/facts/recipes.md):
+Owns the IstioOperator overlay passed as the second `-f` to `istioctl install` (docs/sources.md#istio-install-overlay):
 - a NodePort ingress gateway with all four default ports repeated and a fixed nodePort on `tls` 15443. Port names
   and targetPorts are those of Istio 1.7.8 `manifests/profiles/default.yaml` (components.ingressGateways[0].k8s.
   service.ports); lists in an overlay replace the profile's list, so all four must be repeated.
@@ -41,7 +41,7 @@ from lab.errors import PreflightError
 from lab.profile import Images, Profile
 from lab.settings import TIMEOUTS
 
-# Relative to the extracted release (release-builder 1.7 ships manifests/examples; facts/istio-1.7.md §2).
+# Relative to the extracted release (release-builder 1.7 ships manifests/examples; docs/sources.md#istio-release).
 VALUES_FILE = Path("manifests/examples/multicluster/values-istio-multicluster-gateways.yaml")
 GATEWAY = "istio-ingressgateway"
 TLS_PORT = 15443

@@ -497,7 +497,7 @@ def test_stale_workloads_reinstalls_with_the_plans_files_and_keeps_the_pods_in_b
 def test_probe_class_runs_curl_in_cluster1s_sleep_and_classifies_what_it_printed(tmp_path):
     from lab.probe import EXIT_MARK, STATUS_MARK
 
-    # Istio 1.7's Envoy local reply for a failed upstream connection (91 bytes; DESIGN.md, lab/classify.py)
+    # Istio 1.7's Envoy local reply for a failed upstream connection (91 bytes; lab/classify.py)
     reply = ("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 91\r\ncontent-type: text/plain\r\nserver: envoy\r\n"
              "\r\nupstream connect error or disconnect/reset before headers. reset reason: connection failure\n"
              f"{STATUS_MARK}503\n{EXIT_MARK}0\n")
@@ -660,7 +660,7 @@ def _lameduck() -> int:
     return int(re.search(r"lameduck (\d+)s", text).group(1))
 
 
-# facts/istio-1.7.md §5: the istiocoredns plugin re-reads every ServiceEntry on a 5 s ticker.
+# docs/sources.md#istiocoredns-plugin: the istiocoredns plugin re-reads every ServiceEntry on a 5 s ticker.
 PLUGIN_REFRESH_FACT = 5
 
 

@@ -89,7 +89,7 @@ def test_poll_stable_row_is_broken_by_an_attempt_that_says_not_yet():
 
 
 def test_the_write_ups_lookups_run_its_jsonpaths_on_the_named_cluster():
-    # facts/recipes.md "Lookups the write-up does": the same objects and jsonpaths, on an explicit context.
+    # docs/sources.md#istio-recipes-lookups: the same objects and jsonpaths, on an explicit context.
     from lab import names
     from lab.kube import Kubectl
 

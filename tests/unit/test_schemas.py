@@ -36,7 +36,7 @@ WRITEUP_DESTINATIONRULE = {
     "metadata": {"name": "istio-multicluster-destinationrule", "namespace": "istio-system"},
     "spec": {"host": "*.global", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
 }
-# The 1.7.5+ form of the gateway's EnvoyFilter (facts/istio-1.7.md §6): `patch.value` is a protobuf Struct.
+# The 1.7.5+ form of the gateway's EnvoyFilter (docs/sources.md#gateway-envoyfilter): `patch.value`, a protobuf Struct.
 ENVOYFILTER = {
     "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
     "metadata": {"name": "istio-multicluster-ingressgateway", "namespace": "istio-system"},
