@@ -1,9 +1,9 @@
 """The CoreDNS `global` server block: parse a Corefile, add/replace/remove the block, byte-preserving the rest.
 
 kube-dns (CoreDNS in kube-system) must forward `.global` names to istiocoredns (the write-up's "配置DNS" step and
-facts/istio-1.7.md §4 step 3). The lab never rewrites the whole Corefile: CoreDNS 1.7+ exits on options that the
-docs' copy contains (facts/istio-1.7.md §3), so it reads the live Corefile, adds or replaces one server block and
-leaves every other byte as it was.
+docs/sources.md#istio-docs-dns-block). The lab never rewrites the whole Corefile: CoreDNS 1.7+ exits on options
+that the docs' copy contains (docs/sources.md#coredns-upstream-option), so it reads the live Corefile, adds or
+replaces one server block and leaves every other byte as it was.
 
 The parser follows the Caddyfile grammar that CoreDNS uses (coredns/caddy `caddyfile/lexer.go` and `parse.go`, the
 same at v1.0.0-v1.1.x; CoreDNS 1.7.0 used caddyserver/caddy v1.0.5, CoreDNS 1.8.0 coredns/caddy v1.1.0):
@@ -19,7 +19,7 @@ tokens. Anything the lab cannot place a block into safely is refused with its li
 
 The `global` block carries, by default, an AAAA guard (CoreDNS `template` plugin answering AAAA for `global` with an
 empty NOERROR): istiocoredns answers NXDOMAIN to every AAAA query and musl 1.2.1+ then fails the whole lookup
-(facts/istio-1.7.md §5). docs/corefile.md explains the choice.
+(docs/sources.md#istiocoredns-plugin, docs/sources.md#musl-paired-query). docs/corefile.md explains the choice.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from lab.errors import ValidationError
 
 ZONE = "global"
 PORT = "53"
-# The lab's block caches answers at most this long (`cache 30`, as the Istio 1.7 docs' block: facts/istio-1.7.md §4).
+# The lab's block caches answers at most this long (`cache 30`, as the Istio 1.7 docs' block:
+# docs/sources.md#istio-docs-dns-block).
 CACHE_TTL = 30
 # The cache plugin's cap when `cache` names no TTL (coredns plugin/cache README: 3600 s for NOERROR answers).
 CACHE_DEFAULT_TTL = 3600

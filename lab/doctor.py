@@ -603,7 +603,7 @@ def collect(lab: LabAccess) -> Observations:
                               for name, k in ((c1, k1), (c2, k2))}
 
     def get_gateway_address() -> None:
-        # the write-up's lookups (facts/recipes.md "Lookups the write-up does")
+        # the write-up's lookups (docs/sources.md#istio-recipes-lookups)
         obs.gateway_address = k2.query(names.GATEWAY_NODE_IP) or None
         port = k2.query(names.GATEWAY_NODEPORT)
         obs.gateway_node_port = int(port) if port else None

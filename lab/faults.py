@@ -1,9 +1,9 @@
-"""The documented-failure catalogue: every way DESIGN.md says the `.global` scenario breaks, as data plus the code
-that breaks and heals a running lab.
+"""The documented-failure catalogue: every way docs/design.md says the `.global` scenario breaks, as data plus the
+code that breaks and heals a running lab.
 
 What this module owns:
-- `FAULTS`: one `Fault` per row of DESIGN.md's table (same ids), with what it breaks, the expected probe class per
-  Istio 1.7.x version range (`Expectation`: class, confidence, why), and a place for what real runs observed
+- `FAULTS`: one `Fault` per row of the README's fault table (same ids), with what it breaks, the expected probe
+  class per Istio 1.7.x version range (`Expectation`: class, confidence, why), and a place for what real runs observed
   (`Observation`). The expectations are reasoned from Istio's source, not observed: when a real run disagrees,
   change the data here and add an Observation saying what was seen.
 - `inject` / `restore` for each fault, built on the same modules the plan uses: kubectl through `lab.kube.Kubectl`,
@@ -58,13 +58,14 @@ from lab.settings import TIMEOUTS
 
 log = logging.getLogger("lab.faults")
 
-# Every Istio release the scenario targets (git tags 1.7.0 ... 1.7.8; facts/istio-1.7.md §2).
+# Every Istio release the scenario targets (git tags 1.7.0 ... 1.7.8; docs/sources.md#istio-release).
 ISTIO_VERSIONS: tuple[str, ...] = tuple(f"1.7.{n}" for n in range(9))
 
-# Where the scenario's objects live (the write-up's names; facts/recipes.md "Lookups the write-up does").
+# Where the scenario's objects live (the write-up's names; docs/sources.md#istio-recipes-lookups).
 PROBE_URL = f"http://{REMOTE_HOST}:{REMOTE_PORT}/headers"  # the write-up's check
 
-# A VIP of each forbidden kind (DESIGN.md; the write-up's "不能使用多播地址 ... 也不能使用环回地址").
+# A VIP of each forbidden kind (docs/sources.md#istio-docs-serviceentry; the write-up's
+# "不能使用多播地址 ... 也不能使用环回地址").
 MULTICAST_VIP = "224.0.0.2"
 LOOPBACK_VIP = "127.0.0.2"
 
@@ -78,7 +79,7 @@ CLIENT_DEPLOYMENT = "sleep"  # samples/sleep/sleep.yaml, in cluster1's foo
 # --- how long a change takes to reach the probe -----------------------------------------------------------------
 # cluster1's sleep resolves httpbin.bar.global through kube-dns's `global` block (the lab's, lab/corefile.py), which
 # forwards to istiocoredns (its own Corefile, manifests/charts/istiocoredns/templates/configmap.yaml at 1.7.x), whose
-# gRPC plugin answers from the ServiceEntries it re-reads on a ticker (facts/istio-1.7.md §5, plugin.go).
+# gRPC plugin answers from the ServiceEntries it re-reads on a ticker (docs/sources.md#istiocoredns-plugin).
 KUBE_DNS_CACHE = float(corefile.cache_ttl(corefile.render_block("192.0.2.53")) or 0)  # `cache 30` in the lab's block
 ISTIOCOREDNS_CACHE = 30.0  # `cache 30` in the chart's `.:53` block (tests/data/corefile, the rendered chart)
 PLUGIN_REFRESH = 5.0  # the plugin re-reads every ServiceEntry every 5 s into a fresh map
@@ -105,7 +106,7 @@ class Expectation:
 
     versions: str  # inclusive range "1.7.0-1.7.4", or one version "1.7.8"
     cls: str  # a name from lab.classify.CLASSES
-    confidence: int  # percent, as DESIGN.md states it
+    confidence: int  # percent: how sure the reasoned expectation is (docs/design.md)
     why: str
 
     @property
@@ -143,7 +144,7 @@ class Followup:
 
 @dataclass(frozen=True)
 class Fault:
-    id: str  # the id in DESIGN.md's table
+    id: str  # the id in the README's fault table
     cluster: str  # role of the cluster it breaks: "client" (cluster1) or "server" (cluster2)
     breaks: str  # one line: what inject does
     expectations: tuple[Expectation, ...]
@@ -260,7 +261,8 @@ def _rollout_restart(k: Kubectl, namespace: str, deployments: list[str] | None =
 
 
 def _gateway_endpoint(k: Kubectl) -> tuple[str, int]:
-    """cluster2's gateway node IP and 15443 nodePort, looked up as the write-up does (facts/recipes.md)."""
+    """cluster2's gateway node IP and 15443 nodePort, as the write-up looks them up
+    (docs/sources.md#istio-recipes-lookups)."""
     address = k.query(GATEWAY_NODE_IP)
     port = k.query(GATEWAY_NODEPORT)
     if not address or not port:
@@ -689,7 +691,7 @@ FAULTS: tuple[Fault, ...] = (
         expectations=(
             Expectation(ALL, "dns-failure", 70,
                         "istiocoredns answers NXDOMAIN to AAAA and musl 1.2.1+ (Alpine sleep image) then fails the "
-                        "whole lookup (facts/istio-1.7.md §5)"),
+                        "whole lookup (docs/sources.md#musl-paired-query)"),
         ),
         inject=functools.partial(_set_global_block, aaaa_guard=False),
         restore=_set_global_block,

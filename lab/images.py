@@ -1,8 +1,8 @@
 """Container images of a profile: the list (resolved tags), the pull-once-on-host plan, and the lock file.
 
 Images are loaded and referenced by tag, never by digest (a tag-loaded image does not satisfy an `@sha256`
-reference: ../shared/facts/recipes.md). `lock.json` records, per image, the repo digest a successful run used,
-from `docker image inspect --format '{{index .RepoDigests 0}}'`, so a later run can tell when an unpinned upstream
+reference: docs/sources.md#kind-multiple-clusters). `lock.json` records, per image, the repo digest a successful run
+used, from `docker image inspect --format '{{index .RepoDigests 0}}'`, so a later run can tell when an unpinned upstream
 tag (the samples' `governmentpaas/curl-ssl`, `kennethreitz/httpbin`) moved.
 """
 
@@ -18,7 +18,7 @@ from lab.errors import CommandError, LabError, ValidationError
 from lab.profile import Profile
 from lab.shell import Runner
 
-PLATFORM = "linux/amd64"  # Istio 1.7 and kennethreitz/httpbin publish amd64 only (facts/recipes.md)
+PLATFORM = "linux/amd64"  # Istio 1.7 and kennethreitz/httpbin publish amd64 only (docs/sources.md#istio-images-amd64)
 LOCK_VERSION = 1
 
 

@@ -1,6 +1,6 @@
 """Istio install inputs: the release URL, the multicluster values file, the lab's overlay, the install argv.
 
-Owns the IstioOperator overlay passed as the second `-f` to `istioctl install` (../shared/facts/recipes.md):
+Owns the IstioOperator overlay passed as the second `-f` to `istioctl install` (docs/sources.md#istio-install-overlay):
 - a NodePort ingress gateway with all four default ports repeated and a fixed nodePort on `tls` 15443. Port names
   and targetPorts are those of Istio 1.7.8 `manifests/profiles/default.yaml` (components.ingressGateways[0].k8s.
   service.ports); lists in an overlay replace the profile's list, so all four must be repeated.
@@ -20,7 +20,7 @@ Owns the IstioOperator overlay passed as the second `-f` to `istioctl install` (
   (`components.ingressGateways[].k8s.resources`) and the sidecars (`values.global.proxy.resources`), so that
   one cluster and its fault suite fit in a 2-CPU kind node (lab/capacity.py does the sums). Requests only decide
   scheduling; the limits stay the profile's. Memory requests stay the charts'. Field paths: `KubernetesResourcesSpec
-  .resources` (lab/data/istio-1.7.8/istiooperator-fields.json), which operator/pkg/translate/translate.go writes
+  .resources` (tests/data/istio-1.7.8/istiooperator-fields.json), which operator/pkg/translate/translate.go writes
   onto the component's container; gateways merge by `name` (operator/pkg/util/merge_iop.go patchMergeKey), so the
   profile's other gateway settings stay. The egress gateway keeps its 100m: the overlay never touches what the
   multicluster values file sets (it enables that gateway), and the sums fit with it.
@@ -44,7 +44,7 @@ from lab.errors import PreflightError
 from lab.profile import Images, Profile
 from lab.settings import TIMEOUTS
 
-# Relative to the extracted release (release-builder 1.7 ships manifests/examples; facts/istio-1.7.md §2).
+# Relative to the extracted release (release-builder 1.7 ships manifests/examples; docs/sources.md#istio-release).
 VALUES_FILE = Path("manifests/examples/multicluster/values-istio-multicluster-gateways.yaml")
 GATEWAY = "istio-ingressgateway"
 TLS_PORT = 15443

@@ -7,7 +7,8 @@ label-confirmed deletion, image loading with the Docker 29 fallback, node IP loo
 
 Field sources: kind `pkg/apis/config/v1alpha4/types.go` at v0.17.0 and v0.20.0 (yaml/json tags; kind decodes the
 config strictly, `pkg/internal/apis/config/encoding/load.go` yamlUnmarshalStrict, so an unknown key is an error);
-Istio 1.7.8 `prow/config/trustworthy-jwt.yaml` (kubeadm patch for Kubernetes < 1.20); ../shared/facts/kind.md §3-4.
+Istio 1.7.8 `prow/config/trustworthy-jwt.yaml` (kubeadm patch for Kubernetes < 1.20);
+docs/sources.md#kind-config-v1alpha4, docs/sources.md#kind-multiple-clusters, docs/sources.md#istio-kubernetes-support.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ API_VERSION = "kind.x-k8s.io/v1alpha4"
 CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 # kind's node containers join this Docker network (kind pkg/cluster/internal/providers/docker/network.go).
 DOCKER_NETWORK = "kind"
-# Istio 1.7's images and kennethreitz/httpbin are amd64-only (facts/recipes.md).
+# Istio 1.7's images and kennethreitz/httpbin are amd64-only (docs/sources.md#istio-images-amd64).
 PLATFORM = "linux/amd64"
 
 # Istio 1.7.8 prow/config/trustworthy-jwt.yaml: kubeadm v1beta2 patch giving the API server a service-account
@@ -98,7 +99,7 @@ class Provider(Protocol):
 
 
 def needs_trustworthy_jwt_patch(profile: Profile) -> bool:
-    """Kubernetes < 1.20 needs the kubeadm patch (facts/istio-1.7.md §3)."""
+    """Kubernetes < 1.20 needs the kubeadm patch (docs/sources.md#istio-kubernetes-support)."""
     return profile.node_minor < 20
 
 

@@ -2,7 +2,7 @@
 
 These are not pins (versions and images live in lab.profile): they are the names the write-up and Istio 1.7's
 charts and samples use, and the `kubectl get ... -o jsonpath=...` queries the write-up runs to learn values known
-only at run time (facts/recipes.md "Lookups the write-up does"). The plan renders them into `plan --shell`; the
+only at run time (docs/sources.md#istio-recipes-lookups). The plan renders them into `plan --shell`; the
 executor, the faults, the doctor and the e2e suite run them through `lab.kube.Kubectl.query`.
 """
 

@@ -7,7 +7,7 @@ the executor can build both clusters in parallel wherever nothing orders them.
 
 Values known only at run time (the istiocoredns ClusterIP, cluster2's gateway node IP and nodePort, the sleep
 pod) are `Lookup` tokens: a kubectl jsonpath query that the executor runs and the shell script writes as
-`$(kubectl ... -o jsonpath=...)`, the way the write-up does (jsonpaths from ../shared/facts/recipes.md "Lookups").
+`$(kubectl ... -o jsonpath=...)`, the way the write-up does (jsonpaths: docs/sources.md#istio-recipes-lookups).
 Paths are `File` tokens relative to `$LAB_HOME` or `$ISTIO_DIR`, so the plan itself does not depend on where
 things live on this machine.
 """
@@ -29,7 +29,7 @@ from lab.errors import ValidationError
 from lab.profile import ClusterSpec, Profile
 from lab.settings import TIMEOUTS
 
-# --- the write-up's sections (the headings of seed/000_b1c4e905758ca2e6.txt) ---------------------------------
+# --- the write-up's sections (the headings of "Istio多集群(1)-多控制面", docs/design.md) ------------------------
 S_REQUIREMENTS = "要求 (Requirements: kubernetes clusters)"
 S_CONTROL_PLANE = "在每个集群中部署Istio控制面 (Deploy the Istio control plane in each cluster)"
 S_DNS = "配置DNS (Configure DNS)"
@@ -251,7 +251,7 @@ def build(profile: Profile, paths: Paths | None = None) -> list[Step]:
 
     if profile.load_images:
         # kind load wants the image in the host's Docker first; pull once, load into every cluster
-        # (kind docs: `kind load docker-image`, facts/kind.md §3).
+        # (docs/sources.md#kind-multiple-clusters).
         by_phase["host"].append(Step(
             "host/images-pull", None, S_REQUIREMENTS, "pull the lab's images once on the host (docker pull)",
             LabAction("images.pull", (("images", image_list),)), phase="host"))
@@ -381,7 +381,7 @@ def _dns_steps(profile: Profile, c: ClusterSpec) -> list[Step]:
         Step(f"{n}/istiocoredns", n, S_DNS, "istiocoredns (installed by Istio) is ready",
              _rollout(c, "istio-system", "istiocoredns"), needs=(f"{n}/istio",), phase="dns"),
         # Read the live Corefile and add (or replace) the `global` server block: never paste the docs' copy,
-        # CoreDNS 1.7+ exits on its `upstream` option (facts/istio-1.7.md §3).
+        # CoreDNS 1.7+ exits on its `upstream` option (docs/sources.md#coredns-upstream-option).
         Step(f"{n}/coredns-global", n, S_DNS, "CoreDNS: forward the `global` zone to istiocoredns",
              LabAction("coredns.patch", (("cluster", n), ("forward", istiocoredns_ip(c)),
                                          ("aaaa_guard", profile.aaaa_guard),
@@ -482,7 +482,7 @@ def _serviceentry_steps(profile: Profile) -> list[Step]:
              needs=(f"{client.name}/ns-{CLIENT_NS}", f"{server.name}/gateway-ready"), phase="serviceentries",
              verify=se_vip(client, CLIENT_NS)),
         # The write-up's own finding: without it the gateway could not resolve httpbin.bar.global (true only
-        # where the gateway EnvoyFilter is broken, 1.7.0-1.7.4; see DESIGN.md); the lab keeps it as written.
+        # where the gateway EnvoyFilter is broken, 1.7.0-1.7.4: docs/sources.md#gateway-envoyfilter); kept as written.
         Step(f"{server.name}/serviceentry", server.name, S_SERVICEENTRY,
              f"ServiceEntry {REMOTE.host} in {SERVER_NS}: VIP {server.vip}, endpoint {REMOTE.local_host}",
              Manifest(server.name, Text(serviceentry.to_yaml(serviceentry.render_server(REMOTE, server.vip))),

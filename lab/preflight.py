@@ -1,9 +1,10 @@
 """Preflight: everything checked before the lab creates anything, each problem one line (what, and the fix).
 
 Checks: Docker engine reachable (`docker info`), its version (kind v0.20.0 requires Docker 20.10.0+, release
-notes), Docker host architecture x86_64 (Istio 1.7 images and kennethreitz/httpbin are amd64-only: facts/recipes.md),
-CPUs and memory of the Docker host, Linux inotify limits (kind known-issues, "Pod errors due to 'too many open
-files'"), the host ports the kind configs bind on 127.0.0.1, and (when given) the tools' versions.
+notes), Docker host architecture x86_64 (Istio 1.7 images and kennethreitz/httpbin are amd64-only:
+docs/sources.md#istio-images-amd64), CPUs and memory of the Docker host, Linux inotify limits (kind known-issues,
+"Pod errors due to 'too many open files'"), the host ports the kind configs bind on 127.0.0.1,
+and (when given) the tools' versions.
 
 Minimums (derived from requests, see docs/platform.md): every kind node sees the whole Docker host, and per cluster
 the scheduled requests are about 2.8 GiB of memory (istiod alone requests 2048Mi: Istio 1.7.8

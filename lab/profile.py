@@ -1,6 +1,7 @@
 """Profiles: every pinned version, image and address the lab uses, in one overridable record.
 
-Sources for the pins are in ../shared/facts (kind.md §2 for node images, istio-1.7.md §2 for Istio).
+Sources for the pins: docs/sources.md#kind-node-images (node images), docs/sources.md#istio-release and
+docs/sources.md#istio-images (Istio).
 Nothing else in the lab hard-codes a version, an image, a cluster name or a subnet.
 """
 
@@ -33,7 +34,7 @@ class ClusterSpec:
 
 @dataclass(frozen=True)
 class Images:
-    # Istio 1.7.8 images (istioctl's build-time hub/tag; facts/istio-1.7.md §2); `{tag}` is the Istio version.
+    # Istio 1.7.8 images (istioctl's build-time hub/tag; docs/sources.md#istio-images); `{tag}` is the Istio version.
     pilot: str = "docker.io/istio/pilot:{tag}"
     proxyv2: str = "docker.io/istio/proxyv2:{tag}"
     # istiocoredns chart values (manifests/charts/istiocoredns/values.yaml, unchanged 1.7.0-1.7.8).

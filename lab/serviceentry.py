@@ -1,7 +1,7 @@
 """The `.global` ServiceEntries of the write-up and the virtual IPs they carry.
 
 One description of a remote service (`RemoteService`) renders both ServiceEntries of the write-up
-(seed "配置应用服务"; istio.io 1.7 "Replicated control planes", facts/istio-1.7.md §4 step 6):
+(the write-up's "配置应用服务"; istio.io 1.7 "Replicated control planes", docs/sources.md#istio-docs-serviceentry):
 - in the calling cluster: hosts `<name>.<namespace>.global`, MESH_INTERNAL, the port, resolution DNS, the VIP, and
   the remote ingress gateway's address with the port that reaches its 15443 (a nodePort on kind) as endpoint;
 - in the serving cluster (the write-up's fix): its own VIP and endpoint `<name>.<namespace>.svc.cluster.local`.

@@ -12,7 +12,7 @@ Sources:
   digest (kubernetes website, docs/tasks/tools/install-kubectl-linux.md: `echo "$(cat kubectl.sha256)  kubectl" |
   sha256sum --check`).
 - Istio: https://github.com/istio/istio/releases/download/<v>/istio-<v>-linux-amd64.tar.gz and `.sha256`, written by
-  istio/release-builder pkg/util/files.go `CreateSha` as "<hex> <file>\n" (../shared/facts/istio-1.7.md §2).
+  istio/release-builder pkg/util/files.go `CreateSha` as "<hex> <file>\n" (docs/sources.md#istio-release).
 """
 
 from __future__ import annotations

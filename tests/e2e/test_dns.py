@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 # Both clusters have a ServiceEntry for the name (cluster2's is the write-up's fix), each with its own VIP.
 CLUSTERS = [pytest.param("client", CLIENT_NS, id="cluster1"), pytest.param("server", SERVER_NS, id="cluster2")]
 
-# The write-up's two servers: istiocoredns' Service and kube-dns' Service (facts/recipes.md lookups).
+# The write-up's two servers: istiocoredns' Service and kube-dns' Service (docs/sources.md#istio-recipes-lookups).
 SERVERS = [pytest.param(ISTIOCOREDNS_IP, id="via-istiocoredns"), pytest.param(KUBE_DNS_IP, id="via-kube-dns")]
 
 

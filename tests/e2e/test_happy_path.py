@@ -29,7 +29,7 @@ CALLS = [
 ]
 
 # Sidecar inbound connection manager: ForwardClientCertDetails APPEND_FORWARD with Subject, Uri, Dns
-# (pilot/pkg/networking/core/v1alpha3/listener.go at 1.7.8; facts/recipes.md "The client identity that httpbin sees").
+# (docs/sources.md#client-identity-xfcc).
 CALLERS = [
     pytest.param("client", CLIENT_NS, "spiffe://cluster.local/ns/foo/sa/sleep", id="from-cluster1-foo-sleep"),
     pytest.param("server", SERVER_NS, "spiffe://cluster.local/ns/bar/sa/sleep", id="from-cluster2-bar-sleep"),

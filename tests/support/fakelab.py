@@ -18,7 +18,8 @@ import yaml
 
 from lab.plan import CLIENT_NS, SERVER_NS
 from lab.profile import ClusterSpec, Images, Profile
-from lab.shell import RecordingRunner, Result
+from lab.shell import Result
+from tests.support.recording import RecordingRunner
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ISTIO_DIR = DATA / "plan" / "istio-1.7.8"

@@ -12,7 +12,8 @@ Only what that hop needs from Istio 1.7.8's generated config is kept:
   `X-Forwarded-Client-Cert`.
 `passthrough_gateway` is cluster2's ingress gateway port 15443 in sni-dnat mode (AUTO_PASSTHROUGH): it reads the SNI
 without terminating TLS and forwards the stream to the cluster named by it, as in the 1.7-era listener kept in
-../shared/vectors/envoy_config_dump/fragments (sni_cluster, then tcp_proxy whose BlackHoleCluster is a placeholder).
+tests/data/envoy_config_dump/fragments (sni_cluster, then tcp_proxy whose BlackHoleCluster is a placeholder;
+docs/sources.md#gateway-15443-listener).
 Istio's own `tcp_cluster_rewrite` filter is not in upstream Envoy, so the gateway's cluster keeps the `.global` name:
 what cluster2's own `httpbin.bar.global` ServiceEntry (the write-up's fix) gives the gateway.
 The app behind the server sidecar is `headers_app`, a tiny stand-in for httpbin's `/headers`: it answers with the

@@ -215,7 +215,7 @@ def test_a_cluster_name_is_accepted_only_if_it_is_a_dns_label(name):
 
 # --- the release samples -----------------------------------------------------------------------------------
 def test_samples_are_the_istio_1_7_8_release_files():
-    # sha256 of the files, from ../shared/facts/istio-1.7.md §2.
+    # sha256 of the files, from docs/sources.md#istio-samples-certs.
     expected = {
         "ca-cert.pem": "5b0a04a187edb466c670ac53b75f43a0b0cc7a4bc881bbfcf9202ad4a9ec06eb",
         "cert-chain.pem": "5b0a04a187edb466c670ac53b75f43a0b0cc7a4bc881bbfcf9202ad4a9ec06eb",

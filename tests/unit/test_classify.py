@@ -148,7 +148,7 @@ LOG_CASES = [
     (ISTIO17_UF_URX.replace("503 UF,URX", "500 -"), "http-error"),
     (ISTIO17_UF_URX.replace('"-" "-" 0 91', '"-" "TLS error: 268435581:SSL routines:OPENSSL_internal:'
                             'CERTIFICATE_VERIFY_FAILED" 0 91'), "upstream-tls-failure"),
-    # the gateway's TCP line when no filter chain matched the SNI (istio/istio#27204, facts/istio-1.7.md)
+    # the gateway's TCP line when no filter chain matched the SNI (docs/sources.md#gateway-envoyfilter)
     ('[2020-09-18T09:01:02.000Z] "- - -" 0 NR "-" "-" 0 0 0 - "-" "-" "-" "-" "-" - - 10.179.64.13:15443 '
      '10.0.0.1:5000 - -', "no-route"),
     ('{"response_code":"502","response_flags":"-","upstream_cluster":"BlackHoleCluster"}', "denied"),

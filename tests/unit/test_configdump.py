@@ -1,7 +1,7 @@
 """The config-dump analyzer on real dumps (tests/data/envoy_config_dump, sources in its README).
 
-Each test states a conclusion that ../shared/vectors/README.md gives for that dump. Inputs written for a test are
-marked synthetic where they appear.
+Each test states a conclusion that the dump's source supports (tests/data/envoy_config_dump/README.md). Inputs
+written for a test are marked synthetic where they appear.
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ from lab.doctor import BROKEN, OK, UNKNOWN, Observations, PodState
 from lab.kube import Kubectl
 from lab.probe import NslookupResult, parse_nslookup
 from lab.profile import load_profile
-from lab.shell import RecordingRunner, Result
+from lab.shell import Result
 from tests.support.pods import answer, rollout
+from tests.support.recording import RecordingRunner
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 DOC = DATA / "doctor"

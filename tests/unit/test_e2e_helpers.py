@@ -11,10 +11,11 @@ import pytest
 import lab
 from lab.probe import EXIT_MARK, STATUS_MARK
 from lab.profile import load_profile
-from lab.shell import RecordingRunner, Result
+from lab.shell import Result
 from tests.e2e import artifacts
 from tests.e2e.session import LabSession, docker_problem
 from tests.support.pods import answer, rollout
+from tests.support.recording import RecordingRunner
 
 OK_CALL = f"HTTP/1.1 200 OK\r\nserver: envoy\r\n\r\n{{}}\n{STATUS_MARK}200\n{EXIT_MARK}0\n"
 FAILED_CALL = f"HTTP/1.1 503 Service Unavailable\r\n\r\nno healthy upstream\n{STATUS_MARK}503\n{EXIT_MARK}0\n"

@@ -206,7 +206,7 @@ def test_status_never_asks_for_downloads(tmp_path):
 def test_the_cached_tools_never_download_and_name_what_is_missing(tmp_path, monkeypatch):
     from lab import tools
     from lab.errors import PreflightError
-    from lab.shell import RecordingRunner
+    from tests.support.recording import RecordingRunner
 
     monkeypatch.setattr(tools, "download", lambda *a, **k: pytest.fail("downloaded"))
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -238,7 +238,7 @@ def test_doctor_without_a_lab_is_the_no_lab_line(tmp_path):
 
 def test_a_tools_cache_under_a_file_is_an_os_error_naming_the_path(tmp_path, monkeypatch):
     from lab import tools
-    from lab.shell import RecordingRunner
+    from tests.support.recording import RecordingRunner
 
     (tmp_path / "f").write_text("")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))

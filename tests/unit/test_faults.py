@@ -15,9 +15,10 @@ from lab.errors import LabError, NotReadyError, ValidationError
 from lab.faults import FAULTS, ISTIO_VERSIONS, Expectation, LabHandle, legacy_envoyfilter, settled_class
 from lab.kube import Kubectl
 from lab.profile import load_profile
-from lab.shell import RecordingRunner, Result
+from lab.shell import Result
 from tests.support.configdumps import synthetic_gateway
 from tests.support.pods import answer, rollout
+from tests.support.recording import RecordingRunner
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 COREFILES = Path(__file__).resolve().parents[1] / "data" / "corefile"
@@ -497,7 +498,7 @@ def test_stale_workloads_reinstalls_with_the_plans_files_and_keeps_the_pods_in_b
 def test_probe_class_runs_curl_in_cluster1s_sleep_and_classifies_what_it_printed(tmp_path):
     from lab.probe import EXIT_MARK, STATUS_MARK
 
-    # Istio 1.7's Envoy local reply for a failed upstream connection (91 bytes; DESIGN.md, lab/classify.py)
+    # Istio 1.7's Envoy local reply for a failed upstream connection (91 bytes; lab/classify.py)
     reply = ("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 91\r\ncontent-type: text/plain\r\nserver: envoy\r\n"
              "\r\nupstream connect error or disconnect/reset before headers. reset reason: connection failure\n"
              f"{STATUS_MARK}503\n{EXIT_MARK}0\n")
@@ -518,7 +519,7 @@ def test_serviceentry_faults_still_pass_istio_1_7_8s_crd_schema(tmp_path, fault_
     # Only the lab's own validation refuses these values; Istio's CRD schema (and its webhook, which checks
     # addresses with ValidateIPSubnet: pkg/config/validation/validation.go at 1.7.8) take them, so the fault
     # reaches the cluster.
-    from lab.schemas import validate_istio
+    from tests.support.schemas import validate_istio
 
     runner = RecordingRunner(answers={(*CTX1, "get", "serviceentries.networking.istio.io"): _se_list(SE_CLIENT),
                                       **GATEWAY_ANSWERS})
@@ -528,7 +529,7 @@ def test_serviceentry_faults_still_pass_istio_1_7_8s_crd_schema(tmp_path, fault_
 
 
 def test_legacy_envoyfilter_passes_istio_1_7_8s_crd_schema():
-    from lab.schemas import validate_istio
+    from tests.support.schemas import validate_istio
 
     validate_istio(ENVOYFILTER_1_7_8)
     validate_istio(legacy_envoyfilter(ENVOYFILTER_1_7_8))
@@ -654,7 +655,7 @@ def _lameduck() -> int:
     return int(re.search(r"lameduck (\d+)s", text).group(1))
 
 
-# facts/istio-1.7.md §5: the istiocoredns plugin re-reads every ServiceEntry on a 5 s ticker.
+# docs/sources.md#istiocoredns-plugin: the istiocoredns plugin re-reads every ServiceEntry on a 5 s ticker.
 PLUGIN_REFRESH_FACT = 5
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from lab.errors import CommandError, NotReadyError
 from lab.retry import NotYet, poll
-from lab.shell import RecordingRunner, Result, Runner
+from lab.shell import Result, Runner
+from tests.support.recording import RecordingRunner
 
 
 def test_failed_command_error_carries_command_exit_code_and_output_tail():
@@ -88,7 +89,7 @@ def test_poll_stable_row_is_broken_by_an_attempt_that_says_not_yet():
 
 
 def test_the_write_ups_lookups_run_its_jsonpaths_on_the_named_cluster():
-    # facts/recipes.md "Lookups the write-up does": the same objects and jsonpaths, on an explicit context.
+    # docs/sources.md#istio-recipes-lookups: the same objects and jsonpaths, on an explicit context.
     from lab import names
     from lab.kube import Kubectl
 

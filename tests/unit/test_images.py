@@ -9,7 +9,8 @@ import pytest
 from lab import images
 from lab.errors import ValidationError
 from lab.profile import load_profile
-from lab.shell import RecordingRunner, Result
+from lab.shell import Result
+from tests.support.recording import RecordingRunner
 
 DEFAULT_IMAGES = [
     "docker.io/istio/pilot:1.7.8",

@@ -116,15 +116,15 @@ def test_release_url_follows_release_builder_naming():
 
 @pytest.mark.parametrize("name", ["default", "writeup"])
 def test_overlay_passes_strict_istio_operator_validation(name):
-    from lab import schemas
+    from tests.support import schemas
 
     schemas.validate_istio(istio.overlay(load_profile(name)))
     schemas.validate_manifest(istio.overlay_yaml(load_profile(name)))
 
 
 def test_strict_validation_would_catch_a_misspelt_overlay_field():
-    from lab import schemas
     from lab.errors import ValidationError
+    from tests.support import schemas
 
     bad = istio.overlay(load_profile("default"))
     bad["spec"]["components"]["ingressGateways"][0]["k8s"]["service"]["ports"][3]["nodeport"] = 31443
@@ -165,7 +165,7 @@ def test_overridden_istio_images_reach_the_install_so_the_loaded_images_are_the_
 
 
 def test_the_overlay_with_overridden_images_passes_strict_validation():
-    from lab import schemas
+    from tests.support import schemas
 
     schemas.validate_istio(istio.overlay(load_profile(overrides=MIRRORED)))
 

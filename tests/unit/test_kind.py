@@ -14,7 +14,8 @@ import yaml
 from lab import kind
 from lab.errors import CommandError, PreflightError
 from lab.profile import load_profile
-from lab.shell import RecordingRunner, Result
+from lab.shell import Result
+from tests.support.recording import RecordingRunner
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "kind"
 PROFILES = ("default", "writeup")

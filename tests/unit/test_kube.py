@@ -9,7 +9,8 @@ import pytest
 
 from lab.errors import CommandError
 from lab.kube import Kubectl, corefile_of, read_coredns
-from lab.shell import RecordingRunner, Result
+from lab.shell import Result
+from tests.support.recording import RecordingRunner
 
 BASE = ("kubectl", "--kubeconfig", "k", "--context", "kind-cluster1")
 LIVE = {"metadata": {"name": "coredns", "namespace": "kube-system"}, "data": {"Corefile": ".:53 {\n}\n", "x": "y"}}

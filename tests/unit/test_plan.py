@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import corefile, istio, plan, schemas, serviceentry
+from lab import corefile, istio, plan, serviceentry
 from lab.errors import ValidationError
 from lab.executor import coredns_configmap, sample_manifest, secret_manifest
 from lab.plan import Check, Command, Context, File, Kubeconfig, LabAction, Lookup, Manifest, Sample, SecretFromFiles
 from lab.profile import load_profile
+from tests.support import schemas
 from tests.support.fakelab import ISTIO_DIR, START_COREFILE
 
 PROFILES = {

@@ -19,7 +19,8 @@ from lab import corefile, kind, plan, serviceentry
 from lab import images as lab_images
 from lab.cli import main
 from lab.profile import load_profile
-from lab.shell import RecordingRunner, Result
+from lab.shell import Result
+from tests.support.recording import RecordingRunner
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
 PATHS = plan.Paths(Path("/home/user/lab/.lab"), Path("/home/user/.cache/istio-multicluster-lab/istio-1.7.8"))

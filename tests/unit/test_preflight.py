@@ -12,7 +12,8 @@ import pytest
 from lab import preflight
 from lab.errors import CommandError, PreflightError
 from lab.profile import ClusterSpec, load_profile
-from lab.shell import RecordingRunner, Result
+from lab.shell import Result
+from tests.support.recording import RecordingRunner
 
 # What `docker info --format '{{json .}}'` of a Docker 28.2.2 client with no engine gives on this project's
 # engine-less host (stdout reduced to the keys the lab reads): exit 1, client part on stdout, reason on stderr.

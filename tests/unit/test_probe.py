@@ -19,8 +19,9 @@ from lab.probe import (
     parse_curl,
     parse_nslookup,
 )
-from lab.shell import RecordingRunner, Result
+from lab.shell import Result
 from tests.support.pods import answer, pod, pod_list, rollout
+from tests.support.recording import RecordingRunner
 
 # The write-up's nslookup output from cluster1's sleep (busybox), through kube-dns.
 WRITEUP_NSLOOKUP = """Server: 10.96.0.10

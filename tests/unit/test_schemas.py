@@ -1,4 +1,4 @@
-"""lab.schemas: strict validation of the manifests the lab applies (Istio 1.7.8 schemas, Kubernetes schemas)."""
+"""tests/support/schemas.py: strict validation of the manifests the lab applies (Istio 1.7.8 and Kubernetes schemas)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import schemas
 from lab.corefile import patch
 from lab.errors import ValidationError
-from lab.schemas import k8s_schema_version, validate_istio, validate_k8s, validate_manifest
 from lab.serviceentry import RemoteService, render_client
+from tests.support import schemas
+from tests.support.schemas import k8s_schema_version, validate_istio, validate_k8s, validate_manifest
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 VECTORS = DATA / "schemas"
@@ -36,7 +36,7 @@ WRITEUP_DESTINATIONRULE = {
     "metadata": {"name": "istio-multicluster-destinationrule", "namespace": "istio-system"},
     "spec": {"host": "*.global", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
 }
-# The 1.7.5+ form of the gateway's EnvoyFilter (facts/istio-1.7.md §6): `patch.value` is a protobuf Struct.
+# The 1.7.5+ form of the gateway's EnvoyFilter (docs/sources.md#gateway-envoyfilter): `patch.value`, a protobuf Struct.
 ENVOYFILTER = {
     "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
     "metadata": {"name": "istio-multicluster-ingressgateway", "namespace": "istio-system"},

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from lab.cli import main
 from lab.errors import ValidationError
-from lab.schemas import validate_istio
 from lab.serviceentry import (
     RemoteService,
     allocate_vips,
@@ -23,6 +22,7 @@ from lab.serviceentry import (
     to_yaml,
     validate_vip,
 )
+from tests.support.schemas import validate_istio
 
 HTTPBIN = RemoteService("httpbin", "bar")
 

@@ -96,7 +96,7 @@ def test_the_values_file_is_the_one_the_lab_tests_against(values_file, release):
     if release.version == "1.7.8":
         assert values_file.read_bytes() == ours
     else:
-        # 1.7.0-1.7.3 lack the two keys 1.7.4 added (facts/istio-1.7.md §1); everything else is the same.
+        # 1.7.0-1.7.3 lack the two keys 1.7.4 added (docs/sources.md#gateway-envoyfilter); everything else is the same.
         theirs = yaml.safe_load(values_file.read_text())
         newer = yaml.safe_load(ours)
         multicluster = newer["spec"]["values"]["global"]["multiCluster"]

@@ -7,7 +7,7 @@ reads the spec with `gogoprotomarshal.ApplyJSON`, which retries with `AllowUnkno
 `pkg/util/gogoprotomarshal/protomarshal.go`). A ServiceEntry with `adresses:` would be accepted and have no VIP.
 
 - Istio kinds (`*.istio.io`): the CRD `openAPIV3Schema` of the served version, from
-  `lab/data/istio-1.7.8/crd-all.gen.yaml` (istio/istio `manifests/charts/base/crds/crd-all.gen.yaml`@1.7.8). The
+  `tests/data/istio-1.7.8/crd-all.gen.yaml` (istio/istio `manifests/charts/base/crds/crd-all.gen.yaml`@1.7.8). The
   CRDs do not set `additionalProperties`; the lab sets `additionalProperties: false` on every schema object that
   declares `properties`, so unknown fields are refused. Objects that declare no properties (`status`, protobuf
   `Struct` values such as EnvoyFilter patches, marked `x-kubernetes-preserve-unknown-fields`) stay open: their
@@ -18,7 +18,7 @@ reads the spec with `gogoprotomarshal.ApplyJSON`, which retries with `AllowUnkno
   (`operator/pkg/apis/istio/common.go`, `operator/pkg/validate/validate_values.go`, `validate.go`
   validateMeshConfig). The lab mirrors that for the messages on the paths it writes (IstioOperatorSpec, components,
   gateways, KubernetesResourcesSpec, ServiceSpec/ServicePort, Values, GlobalConfig, MeshConfig): their field lists are
-  in `lab/data/istio-1.7.8/istiooperator-fields.json`, extracted from the protos named there. Deeper messages are
+  in `tests/data/istio-1.7.8/istiooperator-fields.json`, extracted from the protos named there. Deeper messages are
   accepted as objects without field checks.
 - Kubernetes kinds: the `-strict` schema set of `kubernetes-validate` (every object `additionalProperties: false`)
   for the bundled version nearest the cluster's minor. It bundles 1.20-1.28; a 1.19 cluster (the `writeup` profile)
@@ -33,6 +33,7 @@ import json
 import re
 from collections.abc import Iterable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -43,7 +44,7 @@ from referencing.jsonschema import DRAFT4
 from lab.errors import ValidationError
 
 ISTIO_VERSION = "1.7.8"
-_DATA = resources.files("lab") / "data" / f"istio-{ISTIO_VERSION}"
+_DATA = Path(__file__).resolve().parents[1] / "data" / f"istio-{ISTIO_VERSION}"
 _K8S_SCHEMA_BASE = "https://kubernetes-validate.invalid/"  # a made-up base URI for the bundled schema files
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
