@@ -67,8 +67,8 @@ CLONE_NEWNET = 0x40000000
 
 # The stand-ins, both in CoreDNS 1.6.2 (the version istiocoredns runs). `template` runs before `hosts` (plugin.cfg),
 # so every AAAA query under `global` gets NXDOMAIN, as istio-coredns-plugin's plugin.go answers every query that
-# is not an A query (docs/sources.md#istiocoredns-plugin); A queries get the ServiceEntry's VIP from `hosts`. (An A query
-# for an unknown name gets SERVFAIL from `hosts`, where the plugin says NXDOMAIN; no test asks one.)
+# is not an A query (docs/sources.md#istiocoredns-plugin); A queries get the ServiceEntry's VIP from `hosts`.
+# (An A query for an unknown name gets SERVFAIL from `hosts`, where the plugin says NXDOMAIN; no test asks one.)
 STANDIN_COREFILE = f"""\
 global:53 {{
     bind {ISTIOCOREDNS}

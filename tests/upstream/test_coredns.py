@@ -1,5 +1,6 @@
 """Real CoreDNS 1.8.0, 1.7.0 (kube-system CoreDNS of the default kindest/node v1.21.14 and the `writeup` v1.19.16:
-coredns/deployment's CoreDNS-k8s_version table, docs/sources.md#coredns-versions-per-kubernetes) and 1.6.2 (istiocoredns' image),
+coredns/deployment's CoreDNS-k8s_version table, docs/sources.md#coredns-versions-per-kubernetes) and 1.6.2
+(istiocoredns' image),
 built from their Go modules (upstream/coredns-*), run in network namespaces (tests/upstream/dnslab.py says how
 and why). What the lab claims about its Corefile patch is asserted against the servers themselves.
 """

@@ -1,0 +1,1 @@
+../pilot-1.7.8/pilotdump_test.go
