@@ -23,6 +23,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
+from functools import singledispatch
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,16 +37,24 @@ from lab.files import atomic_write
 from lab.kube import Kubectl
 from lab.plan import (
     SERVER_SIDE_APPLY,
+    Action,
+    ApplyClientServiceEntry,
     Check,
     Command,
     Context,
+    CreateCluster,
     Expect,
+    ExpectKind,
     File,
+    GenerateCerts,
     Kubeconfig,
-    LabAction,
+    LoadImages,
     Lookup,
     Manifest,
+    PatchCoreDNS,
     Paths,
+    PullImages,
+    Run,
     Sample,
     SecretFromFiles,
     Step,
@@ -94,19 +104,19 @@ def coredns_configmap(live: Mapping[str, Any], corefile_text: str) -> str:
 
 def judge(expect: Expect, result: Result) -> str | None:
     """None if `result` meets `expect`, else the reason (shown when the deadline passes)."""
-    if expect.kind == "exit0":
+    if expect.kind is ExpectKind.EXIT0:
         return None if result.ok else f"exit {result.returncode}: {_tail(result.output)}"
-    if expect.kind == "equals":
+    if expect.kind is ExpectKind.EQUALS:
         got = result.stdout.strip()
         if not result.ok:
             return f"exit {result.returncode}: {_tail(result.output)}"
         return None if got == expect.value else f"got {got!r}, expected {expect.value!r}"
-    if expect.kind == "http":
+    if expect.kind is ExpectKind.HTTP:
         curl = probe.parse_curl(result.output, result.returncode)
         if curl.status == int(expect.value):
             return None
         return f"HTTP {curl.status or '-'} (curl exit {curl.exit_code}): {_tail(curl.output)}"
-    if expect.kind == "resolves":
+    if expect.kind is ExpectKind.RESOLVES:
         found = probe.parse_nslookup(result.stdout)
         return None if expect.value in found else f"answers {found or 'none'}: {_tail(result.output)}"
     raise ValueError(f"unknown expectation {expect.kind}")
@@ -265,21 +275,23 @@ def execute(env: Env, step: Step, *, forced: bool = False) -> bool:
         return True
     if isinstance(run, Check):
         res = run_check(env, run, f"{what} ({step.title})")
-        if run.expect.kind == "http":
+        if run.expect.kind is ExpectKind.HTTP:
             curl = probe.parse_curl(res.output, res.returncode)
             env.state.set_probe({"step": step.id, "status": curl.status, "curl_exit": curl.exit_code,
                                  "ok": curl.ok})
         return False
-    action = ACTIONS.get(run.name)
-    if action is None:
-        raise LabError(f"{what}: unknown lab action {run.name}")
-    if run.name == "serviceentry.client":
-        return _serviceentry_client(env, step, run, force=forced)
-    return action(env, step, run)
+    return perform(run, env, step, forced)
 
 
-def _kind_create(env: Env, step: Step, run: LabAction) -> bool:
-    spec = env.cluster(str(run.param("cluster")))
+@singledispatch
+def perform(action: Action, env: Env, step: Step, forced: bool) -> bool:
+    """Do a lab action in-process; True if it changed something. `forced`: see `execute`."""
+    raise LabError(f"{step.id}: unknown lab action {action.name}")
+
+
+@perform.register
+def _kind_create(run: CreateCluster, env: Env, step: Step, forced: bool) -> bool:
+    spec = env.cluster(run.cluster)
     existed = env.provider.exists(spec)
     if existed and not env.state.owns_cluster(spec.name):
         raise UsageError(
@@ -318,60 +330,59 @@ def _identity(provider: Any, spec: ClusterSpec) -> str | None:
     return ident(spec) if ident else None
 
 
-def _images_pull(env: Env, step: Step, run: LabAction) -> bool:
+@perform.register
+def _images_pull(run: PullImages, env: Env, step: Step, forced: bool) -> bool:
     pulled = False
-    for image in run.param("images"):  # type: ignore[attr-defined]
+    for image in run.images:
         if not lab_images.present(env.runner, image):
             lab_images.pull(env.runner, image, timeout=TIMEOUTS.command, context=f"{step.id}: {image}")
             pulled = True
     return pulled
 
 
-def _images_load(env: Env, step: Step, run: LabAction) -> bool:
-    env.provider.load_images(env.cluster(str(run.param("cluster"))), list(run.param("images")))  # type: ignore
+@perform.register
+def _images_load(run: LoadImages, env: Env, step: Step, forced: bool) -> bool:
+    env.provider.load_images(env.cluster(run.cluster), list(run.images))
     return True
 
 
-def _certs_generate(env: Env, step: Step, run: LabAction) -> bool:
+@perform.register
+def _certs_generate(run: GenerateCerts, env: Env, step: Step, forced: bool) -> bool:
     from lab import certs
 
-    out = run.param("out")
-    assert isinstance(out, File)
-    certs.generate(env.paths.resolve(out), list(run.param("clusters")))  # type: ignore[arg-type]
+    certs.generate(env.paths.resolve(run.out), list(run.clusters))
     return True
 
 
-def _coredns_patch(env: Env, step: Step, run: LabAction) -> bool:
-    cluster = str(run.param("cluster"))
-    forward = run.param("forward")
-    assert isinstance(forward, Lookup)
+@perform.register
+def _coredns_patch(run: PatchCoreDNS, env: Env, step: Step, forced: bool) -> bool:
+    cluster = run.cluster
+    forward = run.forward
     ip = env.poll(lambda: env.resolve(forward), timeout=TIMEOUTS.rollout, what=f"{step.id}: {forward.what}")
     k = env.kubectl(cluster)
     live = json.loads(k.run("-n", "kube-system", "get", "configmap", "coredns", "-o", "json",
                             context=step.id).stdout)
     text = (live.get("data") or {}).get("Corefile", "")
-    patched = corefile.patch(text, ip, aaaa_guard=bool(run.param("aaaa_guard")))
+    patched = corefile.patch(text, ip, aaaa_guard=run.aaaa_guard)
     if patched == text:
         return False
-    f = run.param("file")
-    assert isinstance(f, File)
-    atomic_write(env.paths.resolve(f), patched)
+    atomic_write(env.paths.resolve(run.file), patched)
     apply(env, cluster, coredns_configmap(live, patched), None, step.id)
     return True
 
 
-def _serviceentry_client(env: Env, step: Step, run: LabAction, *, force: bool = False) -> bool:
-    address_t, port_t = run.param("address"), run.param("port")
-    assert isinstance(address_t, Lookup) and isinstance(port_t, Lookup)
+@perform.register
+def _serviceentry_client(run: ApplyClientServiceEntry, env: Env, step: Step, forced: bool) -> bool:
+    address_t, port_t = run.address, run.port
     address, port = env.poll(lambda: (env.resolve(address_t), env.resolve(port_t)), timeout=TIMEOUTS.rollout,
                              what=f"{step.id}: {address_t.what} and {port_t.what}")
-    svc = serviceentry.RemoteService(str(run.param("service")), str(run.param("service_namespace")))
-    obj = serviceentry.render_client(svc, str(run.param("vip")), address, int(port))
-    cluster, namespace = str(run.param("cluster")), str(run.param("namespace"))
+    svc = serviceentry.RemoteService(run.service, run.service_namespace)
+    obj = serviceentry.render_client(svc, run.vip, address, int(port))
+    cluster, namespace = run.cluster, run.namespace
     res = env.kubectl(cluster).run("-n", namespace, "get", "serviceentries.networking.istio.io",
                                    obj["metadata"]["name"], "-o", "json", check=False, context=step.id)
     stale = serviceentry_changes(_json_or_none(res.stdout) if res.ok else None, obj)
-    if not stale and not force:
+    if not stale and not forced:
         return False
     if stale:
         env.say(f"  {cluster:<9} {step.id}: {'; '.join(stale)}: applying it")
@@ -396,27 +407,38 @@ def serviceentry_changes(live: Any, want: Mapping[str, Any]) -> list[str]:
             if spec.get(key) != value]
 
 
-# Actions that look before they act and change nothing when all is in place (a `docker ps`, one ConfigMap read,
-# one ServiceEntry read after the write-up's lookups): they run on every `lab up`, so a deleted cluster, a removed
-# `global` block or a cluster1 ServiceEntry pointing at an old gateway address (cluster2's node IP or nodePort
-# changed, e.g. after a Docker restart) is noticed and repaired.
-SELF_CHECKING = frozenset({"kind.create", "coredns.patch", "serviceentry.client"})
-
-ACTIONS: dict[str, Callable[[Env, Step, LabAction], bool]] = {
-    "kind.create": _kind_create,
-    "images.pull": _images_pull,
-    "images.load": _images_load,
-    "certs.generate": _certs_generate,
-    "coredns.patch": _coredns_patch,
-    "serviceentry.client": _serviceentry_client,
-}
+def step_fingerprint(run: Run) -> str:
+    """What state.json records for a step's run. A lab action is fingerprinted in the form it had before actions
+    were typed (`LabAction(name, params)`: its name and its fields in order), so that the steps of a lab built by
+    an earlier version of the lab still count as done."""
+    if isinstance(run, Action):
+        return fingerprint({"__type__": "LabAction", "name": run.name,
+                            "params": tuple((f.name, getattr(run, f.name)) for f in dataclasses.fields(run))})
+    return fingerprint(run)
 
 
 # --- the scheduler ------------------------------------------------------------------------------------------
+class Status(str, Enum):
+    """What became of a step, as its progress line and the summary say it."""
+
+    DONE = "done"  # done now
+    IN_PLACE = "in-place"  # recorded (or found) in place: nothing to do
+    VERIFIED = "verified"  # recorded, and its cheap check passed
+    CHECKED = "checked"  # a check that passed
+    FAILED = "failed"
+    BLOCKED = "blocked"  # not run: a step it needs failed or was blocked
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
 @dataclass
 class Outcome:
     step: Step
-    status: str  # done | in place | verified | checked | failed | blocked
+    status: Status
     seconds: float = 0.0
     started: float = 0.0
     error: BaseException | None = None
@@ -429,13 +451,13 @@ class Report:
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes.values() if o.status == "failed"]
+        return [o for o in self.outcomes.values() if o.status == Status.FAILED]
 
     def phases(self) -> dict[str, float]:
         """Wall time per phase: from its first step's start to its last step's end (branches overlap)."""
         spans: dict[str, list[float]] = {}
         for o in self.outcomes.values():
-            if o.status == "blocked":
+            if o.status == Status.BLOCKED:
                 continue
             lo_hi = spans.setdefault(o.step.phase or "other", [o.started, o.started + o.seconds])
             lo_hi[0] = min(lo_hi[0], o.started)
@@ -493,10 +515,10 @@ class Scheduler:
                 self.cond.wait_for(lambda s=step: self.interrupted or all(n in self.outcomes for n in s.needs))
                 if self.interrupted:
                     return
-                bad = [n for n in step.needs if self.outcomes[n].status in ("failed", "blocked")]
+                bad = [n for n in step.needs if self.outcomes[n].status in (Status.FAILED, Status.BLOCKED)]
                 forced = any(n in self.fresh for n in step.needs)
             if bad:
-                self._finish(Outcome(step, "blocked", 0.0, self.env.clock() - self.t0))
+                self._finish(Outcome(step, Status.BLOCKED, 0.0, self.env.clock() - self.t0))
                 continue
             self._finish(self._one(step, forced))
 
@@ -512,27 +534,31 @@ class Scheduler:
     def _one(self, step: Step, forced: bool) -> Outcome:
         env = self.env
         started = env.clock()
-        fp = fingerprint(step.run)
-        status = "done"
+        fp = step_fingerprint(step.run)
+        status = Status.DONE
         try:
+            # A self-checking action (a `docker ps`, one ConfigMap read, one ServiceEntry read after the write-up's
+            # lookups) runs on every `lab up`, so a deleted cluster, a removed `global` block or a cluster1
+            # ServiceEntry pointing at an old gateway address (cluster2's node IP or nodePort changed, e.g. after a
+            # Docker restart) is noticed and repaired.
             recorded = self.record and not forced and env.state.step_done(step.id, fp) and not (
-                isinstance(step.run, LabAction) and step.run.name in SELF_CHECKING)
+                isinstance(step.run, Action) and step.run.self_checking)
             if recorded and not isinstance(step.run, Check):
                 if step.verify is None:
-                    status = "in-place"
+                    status = Status.IN_PLACE
                 else:
                     try:
                         run_check(env, step.verify, f"{step.id} (verify)", once=True)
-                        status = "verified"
+                        status = Status.VERIFIED
                     except NotReadyError:
                         recorded = False  # gone or changed behind our back: do it again
             if not recorded or isinstance(step.run, Check):
                 changed = execute(env, step, forced=forced)
                 if isinstance(step.run, Check):
-                    status = "checked"
+                    status = Status.CHECKED
                     changed = forced  # a check passes freshness through to what needs it
                 elif not changed:
-                    status = "in-place"
+                    status = Status.IN_PLACE
                 if changed:
                     with self.cond:
                         self.fresh.add(step.id)
@@ -543,13 +569,13 @@ class Scheduler:
                 # Ctrl-C reaches the whole foreground process group: the kubectl/istioctl/kind this step ran died
                 # of the same SIGINT the main thread turns into KeyboardInterrupt. Report it as the interrupt.
                 err = KeyboardInterrupt()
-            return Outcome(step, "failed", env.clock() - started, started - self.t0, err)
+            return Outcome(step, Status.FAILED, env.clock() - started, started - self.t0, err)
         return Outcome(step, status, env.clock() - started, started - self.t0)
 
     def _report(self, o: Outcome) -> None:
         tag = o.step.cluster or "host"
         line = f"  {tag:<9} {o.step.id:<30} {o.status:<9} {_duration(o.seconds):>7}  {o.step.title}"
-        if o.status == "failed":
+        if o.status == Status.FAILED:
             line += f"\n            -> {_error_line(o.error)}"
         self.env.say(line)
 
@@ -562,11 +588,11 @@ def _error_line(err: BaseException | None) -> str:
 
 def summary(report: Report, what: str = "lab up", before: Mapping[str, float] | None = None) -> str:
     """The closing lines: outcome counts and the wall time of each phase (`before`: phases outside the plan)."""
-    counts: dict[str, int] = {}
+    counts: dict[Status, int] = {}
     for o in report.outcomes.values():
         counts[o.status] = counts.get(o.status, 0) + 1
     parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    ok = not report.failed and "blocked" not in counts
+    ok = not report.failed and Status.BLOCKED not in counts
     head = f"{what}: {'finished' if ok else 'stopped'} in {_duration(report.seconds)} ({parts})"
     if not ok:
         again = "make lab-up" if what == "lab up" else f"python -m {what}"

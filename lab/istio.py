@@ -40,6 +40,7 @@ import yaml
 from lab.errors import PreflightError
 from lab.profile import Images, Profile
 from lab.settings import TIMEOUTS
+from lab.tokens import Arg, arg
 
 # Relative to the extracted release (release-builder 1.7 ships manifests/examples; facts/istio-1.7.md §2).
 VALUES_FILE = Path("manifests/examples/multicluster/values-istio-multicluster-gateways.yaml")
@@ -202,8 +203,8 @@ def values_file(istio_dir: Path) -> Path:
     return path
 
 
-def install_argv(istioctl: Path | str, kubeconfig: Path | str, context: str, files: Sequence[Path | str],
-                 readiness_timeout: str | None = None) -> list[str]:
+def install_argv(istioctl: Path | str, kubeconfig: Path | Arg, context: Arg, files: Sequence[Path | Arg],
+                 readiness_timeout: str | None = None) -> list[Arg]:
     """`istioctl install -f <file>... --skip-confirmation --kubeconfig <k> --context <c>` (flags of 1.7.8).
 
     Flags per Istio 1.7.8 `operator/cmd/mesh/install.go`: `--filename/-f` (repeatable, later files overlay earlier
@@ -214,10 +215,10 @@ def install_argv(istioctl: Path | str, kubeconfig: Path | str, context: str, fil
     """
     if not files:
         raise ValueError("istioctl install needs at least one -f file")
-    argv = [str(istioctl), "install"]
+    argv: list[Arg] = [str(istioctl), "install"]
     for f in files:
-        argv += ["-f", str(f)]
-    argv += ["--skip-confirmation", "--kubeconfig", str(kubeconfig), "--context", context]
+        argv += ["-f", arg(f)]
+    argv += ["--skip-confirmation", "--kubeconfig", arg(kubeconfig), "--context", context]
     if readiness_timeout:
         argv += ["--readiness-timeout", readiness_timeout]
     return argv

@@ -30,6 +30,7 @@ from lab.profile import ClusterSpec, Profile
 from lab.retry import NotYet, poll
 from lab.settings import TIMEOUTS
 from lab.shell import Runner
+from lab.tokens import Arg, arg, joined
 
 log = logging.getLogger("lab.kind")
 
@@ -164,15 +165,15 @@ def config_yaml(profile: Profile, cluster: ClusterSpec) -> str:
     return yaml.dump(render_config(profile, cluster), Dumper=_BlockDumper, sort_keys=False)
 
 
-def create_argv(kind: Path | str, cluster: ClusterSpec, profile: Profile, config: Path | str,
-                kubeconfig: Path | str) -> list[str]:
+def create_argv(kind: Path | str, cluster: ClusterSpec, profile: Profile, config: Path | Arg,
+                kubeconfig: Path | Arg) -> list[Arg]:
     """`kind create cluster` argv, as pytest_kind's KindCluster.create runs it (written out for the shell plan).
 
     No `--wait` (KindCluster passes none; kind's default is 0s): the lab waits for node Ready itself, with a
     deadline, which is what kind's waitforready action polls too (pkg/cluster/internal/create/actions/waitforready).
     """
-    return [str(kind), "create", "cluster", f"--name={cluster.name}", f"--kubeconfig={kubeconfig}",
-            f"--image={profile.node_image}", "--config", str(config)]
+    return [str(kind), "create", "cluster", f"--name={cluster.name}", joined("--kubeconfig=", arg(kubeconfig)),
+            f"--image={profile.node_image}", "--config", arg(config)]
 
 
 def node_container(cluster: ClusterSpec) -> str:
@@ -425,10 +426,10 @@ def load_argv(kind: Path | str, cluster: ClusterSpec, image: str) -> list[str]:
     return [str(kind), "load", "docker-image", "--name", cluster.name, image]
 
 
-def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str, archive: Path | str) -> list[list[str]]:
+def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str, archive: Path | Arg) -> list[list[Arg]]:
     """The kind #4066 fallback: save one platform of the image, then `kind load image-archive` it."""
-    return [["docker", "image", "save", "--platform", PLATFORM, "-o", str(archive), image],
-            [str(kind), "load", "image-archive", "--name", cluster.name, str(archive)]]
+    return [["docker", "image", "save", "--platform", PLATFORM, "-o", arg(archive), image],
+            [str(kind), "load", "image-archive", "--name", cluster.name, arg(archive)]]
 
 
 def modprobe_argv(node: str) -> list[str]:
