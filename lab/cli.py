@@ -14,14 +14,19 @@ import errno
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 from lab import __version__
 from lab.errors import LabError, UsageError
 from lab.files import MAX_INPUT, atomic_write, describe_os_error, read_capped, read_file_capped
 from lab.values import ascii_int
+
+if TYPE_CHECKING:
+    from lab.profile import Profile
+
+T = TypeVar("T")
 
 PROG = "python -m lab"
 _stdin_closed = False  # set by main(): standard input was closed (`<&-`) when the command started
@@ -92,7 +97,7 @@ class _ArgumentError(UsageError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise _ArgumentError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 
@@ -297,7 +302,7 @@ def _add_provisioning(sub: argparse._SubParsersAction) -> None:
 
         return int(getattr(executor, name)(home=a.home))
 
-    def chosen_profile(a: argparse.Namespace) -> tuple[object, dict[str, str]]:
+    def chosen_profile(a: argparse.Namespace) -> tuple[Profile, dict[str, str]]:
         from lab.profile import load_profile, parse_overrides
 
         overrides = parse_overrides(a.overrides)
@@ -331,7 +336,7 @@ def _add_provisioning(sub: argparse._SubParsersAction) -> None:
         from lab import executor
 
         profile, overrides = chosen_profile(a)
-        return executor.up(profile, home=a.home, overrides=overrides)  # type: ignore[arg-type]
+        return executor.up(profile, home=a.home, overrides=overrides)
 
     p = sub.add_parser("up", help="build the lab and prove curl httpbin.bar.global:8000 returns 200 (re-runnable)")
     profile_args(p)
@@ -399,10 +404,10 @@ class _Stdout:
     """sys.stdout as the commands see it: a write that fails is a _StdoutError (a closed pipe stays
     BrokenPipeError), so that it is told apart from an error on a file the command writes."""
 
-    def __init__(self, real: Any) -> None:
+    def __init__(self, real: TextIO) -> None:
         self._real = real
 
-    def _guard(self, fn: Any, *args: Any) -> Any:
+    def _guard(self, fn: Callable[..., T], *args: object) -> T:
         try:
             return fn(*args)
         except BrokenPipeError:

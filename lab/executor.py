@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import singledispatch
+from functools import partial, singledispatch
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import yaml
 
@@ -41,15 +41,11 @@ from lab.plan import (
     ApplyClientServiceEntry,
     Check,
     Command,
-    Context,
     CreateCluster,
     Expect,
     ExpectKind,
-    File,
     GenerateCerts,
-    Kubeconfig,
     LoadImages,
-    Lookup,
     Manifest,
     PatchCoreDNS,
     Paths,
@@ -59,7 +55,6 @@ from lab.plan import (
     SecretFromFiles,
     Step,
     Text,
-    Token,
     build,
     build_uninstall,
     kubectl_for_lookup,
@@ -69,9 +64,13 @@ from lab.retry import NotYet, poll
 from lab.settings import TIMEOUTS
 from lab.shell import Result, Runner, end_children
 from lab.state import Lock, State, check_home, fingerprint, lab_home
+from lab.tokens import Context, File, Kubeconfig, Lookup, Token
 
-TOOL_NAMES = ("kind", "kubectl", "istioctl")
+if TYPE_CHECKING:
+    from lab.kind import Provider
+    from lab.tools import Tools
 
+T = TypeVar("T")
 
 # --- pure helpers ---------------------------------------------------------------------------------------------
 def secret_manifest(name: str, namespace: str, files: Mapping[str, bytes]) -> str:
@@ -141,8 +140,8 @@ class Env:
     profile: Profile
     paths: Paths
     runner: Runner
-    tools: Any  # lab.tools.Tools (kind, kubectl, istioctl, istio_dir)
-    provider: Any  # lab.kind.Provider
+    tools: Tools
+    provider: Provider
     state: State
     out: TextIO = field(default_factory=lambda: sys.stdout)
     sleep: Callable[[float], None] | None = None  # for lab.retry.poll; tests pass a no-op
@@ -186,11 +185,12 @@ class Env:
 
     def argv(self, tokens: Sequence[Token]) -> list[str]:
         argv = [self.resolve(t) for t in tokens]
-        if argv and argv[0] in TOOL_NAMES:
-            argv[0] = str(getattr(self.tools, argv[0]))
+        binaries = {"kind": self.tools.kind, "kubectl": self.tools.kubectl, "istioctl": self.tools.istioctl}
+        if argv and argv[0] in binaries:
+            argv[0] = str(binaries[argv[0]])
         return argv
 
-    def poll(self, fn: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    def poll(self, fn: Callable[[], T], *, timeout: float, what: str) -> T:
         return poll(fn, timeout=timeout, what=what, sleep=self._sleep)
 
     def _sleep(self, seconds: float) -> None:
@@ -298,7 +298,7 @@ def _kind_create(run: CreateCluster, env: Env, step: Step, forced: bool) -> bool
             f"a kind cluster named {spec.name} exists that this lab did not create (not in {env.state.path}); "
             f"delete it (`kind delete cluster --name {spec.name}`) or use another LAB_HOME")
     recorded = (env.state.clusters.get(spec.name) or {}).get("identity")
-    if existed and recorded and _identity(env.provider, spec) not in (None, recorded):
+    if existed and recorded and env.provider.identity(spec) != recorded:
         raise UsageError(
             f"the kind cluster {spec.name} is not the one this lab created (its node containers changed: it was "
             f"deleted and created again outside the lab); `make lab-down` forgets it without deleting it, then "
@@ -313,21 +313,15 @@ def _kind_create(run: CreateCluster, env: Env, step: Step, forced: bool) -> bool
         existed = False
     if not existed:
         # Recorded before creating: a creation interrupted half-way still counts as the lab's (`lab down`).
-        env.state.cluster_intent(spec.name, getattr(env.provider, "name", "kind"))
+        env.state.cluster_intent(spec.name, env.provider.name)
     # The provider reuses an existing cluster (rewriting its kubeconfig if needed) and waits for its node.
     env.provider.create(spec)
     # Created and Ready: from here on a re-run reuses it (a failing provider check below is reported again on the
     # next run, not "fixed" by creating the same node once more).
     env.state.cluster_created(spec.name, Path(env.provider.kubeconfig(spec)), env.provider.context(spec),
-                              _identity(env.provider, spec))
+                              env.provider.identity(spec))
     env.provider.verify(spec)
     return not existed
-
-
-def _identity(provider: Any, spec: ClusterSpec) -> str | None:
-    """The provider's identity of a cluster instance, if it has one (lab.kind: node container IDs)."""
-    ident = getattr(provider, "identity", None)
-    return ident(spec) if ident else None
 
 
 @perform.register
@@ -402,7 +396,7 @@ def serviceentry_changes(live: Any, want: Mapping[str, Any]) -> list[str]:
     every field of the lab's spec (the endpoint's address and port included), one phrase each; [] if none."""
     if not isinstance(live, dict):
         return ["absent"]
-    spec = live.get("spec") if isinstance(live.get("spec"), dict) else {}
+    spec = live["spec"] if isinstance(live.get("spec"), dict) else {}
     return [f"spec.{key} is {spec.get(key)!r}, not {value!r}" for key, value in want["spec"].items()
             if spec.get(key) != value]
 
@@ -512,7 +506,7 @@ class Scheduler:
     def _branch(self, steps: list[Step]) -> None:
         for step in steps:
             with self.cond:
-                self.cond.wait_for(lambda s=step: self.interrupted or all(n in self.outcomes for n in s.needs))
+                self.cond.wait_for(partial(self._may_start, step))
                 if self.interrupted:
                     return
                 bad = [n for n in step.needs if self.outcomes[n].status in (Status.FAILED, Status.BLOCKED)]
@@ -521,6 +515,9 @@ class Scheduler:
                 self._finish(Outcome(step, Status.BLOCKED, 0.0, self.env.clock() - self.t0))
                 continue
             self._finish(self._one(step, forced))
+
+    def _may_start(self, step: Step) -> bool:
+        return self.interrupted or all(n in self.outcomes for n in step.needs)
 
     def _finish(self, outcome: Outcome) -> None:
         with self.cond:
@@ -610,19 +607,19 @@ def _default_preflight(profile: Profile, runner: Runner, **kwargs: object) -> No
     preflight.require(profile, runner, **kwargs)
 
 
-def _default_tools(profile: Profile, runner: Runner) -> Any:
+def _default_tools(profile: Profile, runner: Runner) -> Tools:
     from lab import tools
 
     return tools.ensure_tools(profile, tools.cache_dir(), runner)
 
 
-def _cached_tools(profile: Profile, runner: Runner) -> Any:
+def _cached_tools(profile: Profile, runner: Runner) -> Tools:
     from lab import tools
 
     return tools.ensure_tools(profile, tools.cache_dir(), runner, download=False)
 
 
-def _default_provider(profile: Profile, home: Path, tools: Any, runner: Runner) -> Any:
+def _default_provider(profile: Profile, home: Path, tools: Tools, runner: Runner) -> Provider:
     from lab import kind
 
     return kind.make_provider(profile, home, tools, runner)
@@ -633,10 +630,10 @@ class Hooks:
     """What `up`/`down`/`status`/`uninstall` build on; tests replace them (no Docker, no downloads)."""
 
     preflight: Callable[..., None] = _default_preflight
-    tools: Callable[[Profile, Runner], Any] = _default_tools
+    tools: Callable[[Profile, Runner], Tools] = _default_tools
     # read-only commands (`status`) use what is on PATH or cached and say what is missing; they never download
-    cached_tools: Callable[[Profile, Runner], Any] = _cached_tools
-    provider: Callable[[Profile, Path, Any, Runner], Any] = _default_provider
+    cached_tools: Callable[[Profile, Runner], Tools] = _cached_tools
+    provider: Callable[[Profile, Path, Tools, Runner], Provider] = _default_provider
     sleep: Callable[[float], None] | None = None
     clock: Callable[[], float] = time.monotonic
 
@@ -669,9 +666,8 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
         tools_seconds = hooks.clock() - t0
         print(f"  {'host':<9} {'tools':<30} {'ready':<9} {_duration(tools_seconds):>7}  kind, kubectl, "
               f"istioctl and the Istio {profile.istio_version} release", file=out, flush=True)
-        if hasattr(env.provider, "sleep"):
-            # The provider's own wait (node Ready, up to TIMEOUTS.kind_create) must end at Ctrl-C like the plan's.
-            env.provider.sleep = env._sleep
+        # The provider's own wait (node Ready, up to TIMEOUTS.kind_create) must end at Ctrl-C like the plan's.
+        env.provider.sleep = env._sleep
         report = Scheduler(env, build(profile, env.paths)).run()
         print(summary(report, before={"tools": tools_seconds}), file=out, flush=True)
         state.set_run({"command": "up", "ok": not report.failed, "seconds": round(report.seconds, 1),
@@ -687,7 +683,7 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
     return 0
 
 
-def usage_lines(profile: Profile, provider: Any) -> str:
+def usage_lines(profile: Profile, provider: Provider) -> str:
     """How to use the clusters now (the lab's own kubeconfig files; ~/.kube/config is not touched)."""
     lines = ["use the clusters with the lab's own kubeconfig files (your ~/.kube/config is not changed):"]
     for c in profile.clusters:
@@ -763,7 +759,7 @@ def down(*, home: Path | str | None = None, runner: Runner | None = None, out: T
                 spec = next((c for c in profile.clusters if c.name == name), None) or \
                     dataclasses.replace(profile.clusters[0], name=name)
                 t0 = hooks.clock()
-                current = _identity(provider, spec) if rec.get("identity") else None
+                current = provider.identity(spec) if rec.get("identity") else None
                 if current and current != rec["identity"]:
                     # same name, other instance: created outside the lab after the lab's was deleted; not ours
                     deleted = False

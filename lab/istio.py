@@ -34,13 +34,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import overload
 
 import yaml
 
 from lab.errors import PreflightError
 from lab.profile import Images, Profile
 from lab.settings import TIMEOUTS
-from lab.tokens import Arg, arg
+from lab.tokens import Token, arg
 
 # Relative to the extracted release (release-builder 1.7 ships manifests/examples; facts/istio-1.7.md §2).
 VALUES_FILE = Path("manifests/examples/multicluster/values-istio-multicluster-gateways.yaml")
@@ -203,8 +204,14 @@ def values_file(istio_dir: Path) -> Path:
     return path
 
 
-def install_argv(istioctl: Path | str, kubeconfig: Path | Arg, context: Arg, files: Sequence[Path | Arg],
-                 readiness_timeout: str | None = None) -> list[Arg]:
+@overload
+def install_argv(istioctl: Path | str, kubeconfig: Path | str, context: str, files: Sequence[Path | str],
+                 readiness_timeout: str | None = None) -> list[str]: ...
+@overload
+def install_argv(istioctl: Path | str, kubeconfig: Path | Token, context: Token, files: Sequence[Path | Token],
+                 readiness_timeout: str | None = None) -> list[Token]: ...
+def install_argv(istioctl: Path | str, kubeconfig: Path | Token, context: Token, files: Sequence[Path | Token],
+                 readiness_timeout: str | None = None) -> list[str] | list[Token]:
     """`istioctl install -f <file>... --skip-confirmation --kubeconfig <k> --context <c>` (flags of 1.7.8).
 
     Flags per Istio 1.7.8 `operator/cmd/mesh/install.go`: `--filename/-f` (repeatable, later files overlay earlier
@@ -215,7 +222,7 @@ def install_argv(istioctl: Path | str, kubeconfig: Path | Arg, context: Arg, fil
     """
     if not files:
         raise ValueError("istioctl install needs at least one -f file")
-    argv: list[Arg] = [str(istioctl), "install"]
+    argv: list[Token] = [str(istioctl), "install"]
     for f in files:
         argv += ["-f", arg(f)]
     argv += ["--skip-confirmation", "--kubeconfig", arg(kubeconfig), "--context", context]

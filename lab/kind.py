@@ -19,7 +19,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 
 import yaml
 
@@ -30,7 +30,7 @@ from lab.profile import ClusterSpec, Profile
 from lab.retry import NotYet, poll
 from lab.settings import TIMEOUTS
 from lab.shell import Runner
-from lab.tokens import Arg, arg, joined
+from lab.tokens import Token, arg, joined
 
 log = logging.getLogger("lab.kind")
 
@@ -61,9 +61,12 @@ apiServer:
 
 @runtime_checkable
 class Provider(Protocol):
-    """What the plan/executor need from a cluster provider. Nothing outside the provider module knows more."""
+    """What the executor needs from a cluster provider (exactly what it calls). Nothing outside the provider module
+    knows more."""
 
-    name: str
+    name: str  # recorded in state.json with each cluster the lab creates
+    # The wait between the provider's own polls (node Ready); the executor sets one that an interrupt cuts short.
+    sleep: Callable[[float], None] | None
 
     def kubeconfig(self, cluster: ClusterSpec) -> Path:
         """The kubeconfig file the lab uses for `cluster` (never the user's ~/.kube/config)."""
@@ -85,6 +88,10 @@ class Provider(Protocol):
         """Provider-specific checks after creation; raises PreflightError with one line on a known breakage."""
         ...
 
+    def identity(self, cluster: ClusterSpec) -> str:
+        """What tells this instance of the cluster from another one of the same name ("" if none exists)."""
+        ...
+
     def delete(self, cluster: ClusterSpec) -> bool:
         """Delete the cluster if it is confirmed to be ours; returns whether something was deleted."""
         ...
@@ -93,9 +100,15 @@ class Provider(Protocol):
         """Make host images (by tag) available on the cluster's nodes without a registry pull."""
         ...
 
-    def node_ip(self, cluster: ClusterSpec) -> str:
-        """The address other clusters reach this cluster's nodes (and NodePorts) on."""
-        ...
+
+class KindTools(Protocol):
+    """The binaries KindProvider runs (lab.tools.Tools has them)."""
+
+    @property
+    def kind(self) -> Path: ...
+
+    @property
+    def kubectl(self) -> Path: ...
 
 
 def needs_trustworthy_jwt_patch(profile: Profile) -> bool:
@@ -165,8 +178,8 @@ def config_yaml(profile: Profile, cluster: ClusterSpec) -> str:
     return yaml.dump(render_config(profile, cluster), Dumper=_BlockDumper, sort_keys=False)
 
 
-def create_argv(kind: Path | str, cluster: ClusterSpec, profile: Profile, config: Path | Arg,
-                kubeconfig: Path | Arg) -> list[Arg]:
+def create_argv(kind: Path | str, cluster: ClusterSpec, profile: Profile, config: Path | Token,
+                kubeconfig: Path | Token) -> list[Token]:
     """`kind create cluster` argv, as pytest_kind's KindCluster.create runs it (written out for the shell plan).
 
     No `--wait` (KindCluster passes none; kind's default is 0s): the lab waits for node Ready itself, with a
@@ -225,7 +238,7 @@ class KindProvider:
 
     name = "kind"
 
-    def __init__(self, profile: Profile, state_dir: Path, tools: Any, runner: Runner, *,
+    def __init__(self, profile: Profile, state_dir: Path, tools: KindTools, runner: Runner, *,
                  cluster_factory: ClusterFactory = _default_factory,
                  sleep: Callable[[float], None] | None = None) -> None:
         """`tools` is a lab.tools.Tools; `state_dir` holds kubeconfig/<cluster> and kind/<cluster>.yaml.
@@ -426,8 +439,15 @@ def load_argv(kind: Path | str, cluster: ClusterSpec, image: str) -> list[str]:
     return [str(kind), "load", "docker-image", "--name", cluster.name, image]
 
 
-def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str, archive: Path | Arg) -> list[list[Arg]]:
-    """The kind #4066 fallback: save one platform of the image, then `kind load image-archive` it."""
+@overload
+def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str, archive: Path | str) -> list[list[str]]: ...
+@overload
+def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str,
+                       archive: Path | Token) -> list[list[Token]]: ...
+def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str,
+                       archive: Path | Token) -> list[list[str]] | list[list[Token]]:
+    """The kind #4066 fallback: save one platform of the image, then `kind load image-archive` it (strings for the
+    provider, tokens for the plan)."""
     return [["docker", "image", "save", "--platform", PLATFORM, "-o", arg(archive), image],
             [str(kind), "load", "image-archive", "--name", cluster.name, arg(archive)]]
 
@@ -469,7 +489,7 @@ def _text(value: bytes | str | None) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-def make_provider(profile: Profile, state_dir: Path, tools: Any, runner: Runner) -> Provider:
+def make_provider(profile: Profile, state_dir: Path, tools: KindTools, runner: Runner) -> Provider:
     """The provider the lab uses for `profile`. Today always kind; a provider for existing clusters would be chosen
     here, and nothing else in the lab would change."""
     return KindProvider(profile, state_dir, tools, runner)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from lab.names import Query
 from lab.settings import TIMEOUTS
@@ -26,8 +27,9 @@ class Kubectl:
         return self.runner.run([*self.base(), *args], input=input, check=check,
                                timeout=timeout or TIMEOUTS.command, context=context or self.context)
 
-    def get_json(self, *args: str) -> dict:
-        return json.loads(self.run("get", *args, "-o", "json").stdout)
+    def get_json(self, *args: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.run("get", *args, "-o", "json").stdout)
+        return data
 
     def jsonpath(self, *args: str, path: str) -> str:
         return self.run("get", *args, "-o", f"jsonpath={path}").stdout.strip()

@@ -366,13 +366,13 @@ def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, 
     steps = [
         Step(f"{n}/ns-istio-system", n, S_CONTROL_PLANE, "namespace istio-system",
              Manifest(n, Text(namespace_manifest("istio-system"))), needs=(f"{n}/cluster",), phase="control-plane",
-             verify=Check(kubectl(c, "get", "namespace", "istio-system", "-o", "name"), Expect("exit0"), 0)),
+             verify=Check(kubectl(c, "get", "namespace", "istio-system", "-o", "name"), Expect(ExpectKind.EXIT0), 0)),
         # istiod reads cacerts only when it starts (pilot/pkg/bootstrap/istio_ca.go): the secret comes first.
         Step(f"{n}/cacerts", n, S_CONTROL_PLANE, "secret cacerts (ca-cert, ca-key, root-cert, cert-chain)",
              Manifest(n, SecretFromFiles("cacerts", "istio-system", _cert_files(profile, c))),
              needs=(f"{n}/ns-istio-system", *cert_needs), phase="control-plane",
              verify=Check(kubectl(c, "-n", "istio-system", "get", "secret", "cacerts", "-o", "name"),
-                          Expect("exit0"), 0)),
+                          Expect(ExpectKind.EXIT0), 0)),
     ]
     overlay = istio.overlay_yaml(profile)
     values = File("ISTIO_DIR", "manifests/examples/multicluster/values-istio-multicluster-gateways.yaml")
@@ -389,13 +389,13 @@ def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, 
         needs=(f"{n}/cacerts", base), phase="control-plane",
         verify=Check(kubectl(c, "-n", "istio-system", "get", "deployment", "istiod",
                              "-o", "jsonpath={.spec.template.spec.containers[0].image}"),
-                     Expect("equals", istio.chart_image(images["pilot"])), 0)))
+                     Expect(ExpectKind.EQUALS, istio.chart_image(images["pilot"])), 0)))
     if c.role == "server":
         steps.append(Step(
             f"{n}/gateway", n, S_GATEWAY, "ingress gateway ready, its 15443 nodePort as the profile fixed it",
             Check(kubectl(c, "-n", "istio-system", "get", "service", "istio-ingressgateway", "-o",
                           "jsonpath={.spec.ports[?(@.port==15443)].nodePort}"),
-                  Expect("equals", str(profile.gateway_node_port)), TIMEOUTS.rollout),
+                  Expect(ExpectKind.EQUALS, str(profile.gateway_node_port)), TIMEOUTS.rollout),
             needs=(f"{n}/istio",), phase="control-plane"))
         steps.append(Step(
             f"{n}/gateway-ready", n, S_GATEWAY, "ingress gateway deployment rolled out",
@@ -405,7 +405,7 @@ def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, 
 
 def _rollout(c: ClusterSpec, namespace: str, deployment: str, timeout: float = TIMEOUTS.rollout) -> Check:
     return Check(kubectl(c, "-n", namespace, "rollout", "status", f"deployment/{deployment}",
-                         f"--timeout={int(timeout)}s"), Expect("exit0"), timeout)
+                         f"--timeout={int(timeout)}s"), Expect(ExpectKind.EXIT0), timeout)
 
 
 def _query(c: ClusterSpec, q: names.Query, what: str | None = None) -> Lookup:
@@ -471,15 +471,15 @@ def _app_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, str]) -> l
                   Manifest(n, Text(namespace_manifest(ns, {"istio-injection": "enabled"}))),
                   needs=(f"{n}/istio",), phase="apps",
                   verify=Check(kubectl(c, "get", "namespace", ns, "-o",
-                                       "jsonpath={.metadata.labels.istio-injection}"), Expect("equals", "enabled"),
-                               0))]
+                                       "jsonpath={.metadata.labels.istio-injection}"),
+                               Expect(ExpectKind.EQUALS, "enabled"), 0))]
     apps = [("httpbin", SAMPLE_HTTPBIN)] if c.role == "server" else []
     apps.append(("sleep", SAMPLE_SLEEP))  # the write-up also runs a sleep in cluster2's bar
     for app, rel in apps:
         steps.append(Step(f"{n}/{app}", n, S_APPS, f"{app} in {ns} ({rel})",
                           Manifest(n, _sample(rel, app, images), ns), needs=(f"{n}/ns-{ns}",), phase="apps",
                           verify=Check(kubectl(c, "-n", ns, "get", "deployment", app, "-o", "name"),
-                                       Expect("exit0"), 0)))
+                                       Expect(ExpectKind.EXIT0), 0)))
     key, value = STATS_ANNOTATION
     patch = json.dumps({"spec": {"template": {"metadata": {"annotations": {key: value}}}}}, separators=(",", ":"))
     steps.append(Step(
@@ -490,7 +490,7 @@ def _app_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, str]) -> l
         needs=(f"{n}/sleep",), phase="apps",
         verify=Check(kubectl(c, "-n", ns, "get", "deployment", "sleep", "-o",
                              "jsonpath={.spec.template.metadata.annotations." + key.replace(".", "\\.") + "}"),
-                     Expect("equals", value), 0)))
+                     Expect(ExpectKind.EQUALS, value), 0)))
     for app, _ in apps:
         after = f"{n}/sleep-stats" if app == "sleep" else f"{n}/{app}"
         steps.append(Step(f"{n}/{app}-ready", n, S_APPS, f"{app} in {ns} rolled out (with its sidecar)",
@@ -512,7 +512,7 @@ def _serviceentry_steps(profile: Profile) -> list[Step]:
 
     def se_vip(c: ClusterSpec, ns: str) -> Check:
         return Check(kubectl(c, "-n", ns, "get", "serviceentries.networking.istio.io", SE_NAME, "-o",
-                             "jsonpath={.spec.addresses[0]}"), Expect("equals", c.vip), 0)
+                             "jsonpath={.spec.addresses[0]}"), Expect(ExpectKind.EQUALS, c.vip), 0)
 
     steps = [
         Step(f"{client.name}/serviceentry", client.name, S_SERVICEENTRY,
@@ -547,7 +547,7 @@ def sleep_pod(c: ClusterSpec, namespace: str) -> Lookup:
 def curl_check(c: ClusterSpec, namespace: str) -> Check:
     url = f"{REMOTE.host}:{REMOTE.port}/headers"
     return Check(kubectl(c, "exec", "-n", namespace, sleep_pod(c, namespace), "-c", "sleep", "--",
-                         *probe.curl_argv(url)), Expect("http", "200"), TIMEOUTS.probe)
+                         *probe.curl_argv(url)), Expect(ExpectKind.HTTP, "200"), TIMEOUTS.probe)
 
 
 def _verify_steps(profile: Profile) -> list[Step]:
@@ -561,7 +561,7 @@ def _verify_steps(profile: Profile) -> list[Step]:
             f"nslookup -type=a {REMOTE.host} through {name} answers {client.vip}",
             # nslookup takes the server as its last argument (lab/probe.py nslookup_argv)
             Check((*kubectl(client, "exec", "-n", CLIENT_NS, sleep_pod(client, CLIENT_NS), "-c", "sleep", "--",
-                            *probe.nslookup_argv(REMOTE.host)), dns), Expect("resolves", client.vip),
+                            *probe.nslookup_argv(REMOTE.host)), dns), Expect(ExpectKind.RESOLVES, client.vip),
                   TIMEOUTS.dns_converge),
             needs=all_client, phase="verify"))
     steps.append(Step(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar, overload
+from typing import overload
 
 SHELL_BASES = ("LAB_HOME", "ISTIO_DIR")
 
@@ -63,9 +63,6 @@ class Concat:
 
 Token = str | Kubeconfig | Context | File | Lookup | Concat
 
-# What an argv builder is generic over: plain strings (the provider runs the argv) or tokens (the plan keeps it).
-Arg = TypeVar("Arg", str, Token)
-
 
 @overload
 def joined(prefix: str, value: str) -> str: ...
@@ -80,6 +77,6 @@ def joined(prefix: str, value: Token) -> Token:
     return Concat((prefix, value))
 
 
-def arg(value: Path | Arg) -> Arg:
+def arg(value: Path | Token) -> Token:
     """An argv builder's value as an argv element: a path as its string, a string or token as it is."""
     return str(value) if isinstance(value, Path) else value
