@@ -102,7 +102,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --- mesh building blocks (certs, corefile, serviceentry) -------------------------------------------------
-def _add_certs(sub: argparse._SubParsersAction) -> None:
+def _add_certs(sub: argparse._SubParsersAction[_Parser]) -> None:
     from lab import certs
     from lab.errors import UsageError
     from lab.profile import load_profile
@@ -153,7 +153,7 @@ def _add_certs(sub: argparse._SubParsersAction) -> None:
     chk.set_defaults(func=check)
 
 
-def _add_corefile(sub: argparse._SubParsersAction) -> None:
+def _add_corefile(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("corefile", help="add or remove the CoreDNS `global` server block",
                        description="Read a Corefile (FILE or standard input), write the result to standard output.")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -176,7 +176,7 @@ def _add_corefile(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _add_serviceentry(sub: argparse._SubParsersAction) -> None:
+def _add_serviceentry(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("serviceentry", help="render the httpbin.bar.global ServiceEntries")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     r = verbs.add_parser(
@@ -202,7 +202,7 @@ def _add_serviceentry(sub: argparse._SubParsersAction) -> None:
 
 
 # --- diagnostics (classify, configdump, doctor) ----------------------------------------------------------
-def _add_classify(sub: argparse._SubParsersAction) -> None:
+def _add_classify(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("classify", help="say what a curl/Envoy probe result means",
                        description="Print the class of a probe result alone on the first line, then the evidence "
                                    "(see docs/classify.md).")
@@ -229,7 +229,7 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _add_configdump(sub: argparse._SubParsersAction) -> None:
+def _add_configdump(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("configdump", help="summarise an Envoy /config_dump for a host and port")
     p.add_argument("file", metavar="FILE", help="the /config_dump JSON ('-' for standard input)")
     p.add_argument("--host", default=None, type=_dns_name,
@@ -248,7 +248,7 @@ def _add_configdump(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _add_doctor(sub: argparse._SubParsersAction) -> None:
+def _add_doctor(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("doctor", help="walk the path sleep -> httpbin and name the first broken hop")
     p.add_argument("--home", metavar="DIR", help="the lab's state directory (default: $LAB_HOME, else ./.lab)")
     p.add_argument("--lab-home", dest="home", help=argparse.SUPPRESS)  # the old name, still accepted
@@ -266,7 +266,7 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _add_faults(sub: argparse._SubParsersAction) -> None:
+def _add_faults(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("faults", help="the documented-failure catalogue (lab/faults.py)")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     t = verbs.add_parser("table", help="print the catalogue as the README's Markdown table")
@@ -286,7 +286,7 @@ def _add_faults(sub: argparse._SubParsersAction) -> None:
 
 
 # --- provisioning (plan, up, down, status, uninstall) ----------------------------------------------------
-def _add_provisioning(sub: argparse._SubParsersAction) -> None:
+def _add_provisioning(sub: argparse._SubParsersAction[_Parser]) -> None:
     """plan/up/down/status/uninstall: parsing and output only; lab.plan and lab.executor do the work."""
 
     def home_arg(p: argparse.ArgumentParser) -> None:

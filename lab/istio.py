@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 import yaml
 
@@ -86,7 +86,7 @@ def install_env(readiness: float) -> dict[str, str]:
     return {READINESS_ENV: f"{int(readiness)}s"}
 
 
-def _requests(component: str) -> dict:
+def _requests(component: str) -> dict[str, Any]:
     return {"requests": {"cpu": f"{LAB_CPU_M[component]}m", "memory": _MEMORY[component]}}
 
 
@@ -95,18 +95,18 @@ def release_url(version: str, arch: str = "linux-amd64") -> str:
     return f"https://github.com/istio/istio/releases/download/{version}/istio-{version}-{arch}.tar.gz"
 
 
-def gateway_ports(node_port: int) -> list[dict]:
+def gateway_ports(node_port: int) -> list[dict[str, Any]]:
     """The four default gateway ports, with `nodePort` fixed on `tls` (15443) only; the others get random ones."""
     ports = []
     for name, port, target in DEFAULT_GATEWAY_PORTS:
-        entry: dict = {"name": name, "port": port, "targetPort": target}
+        entry: dict[str, Any] = {"name": name, "port": port, "targetPort": target}
         if port == TLS_PORT:
             entry["nodePort"] = node_port
         ports.append(entry)
     return ports
 
 
-def image_values(profile: Profile) -> dict:
+def image_values(profile: Profile) -> dict[str, Any]:
     """`values` that make the install run the profile's Istio images where they differ from what istioctl renders by
     default (an `images.*` override); {} for the default images, which istioctl's own hub/tag already names.
 
@@ -119,13 +119,13 @@ def image_values(profile: Profile) -> dict:
     chosen = profile.images.resolved(profile.istio_version)
     default = Images().resolved(profile.istio_version)
     changed = {k: v for k, v in chosen.items() if v != default.get(k)}
-    values: dict = {}
+    values: dict[str, Any] = {}
     if "pilot" in changed:
         values["pilot"] = {"image": chart_image(changed["pilot"])}
     if "proxyv2" in changed:
         ref = chart_image(changed["proxyv2"])
         values["global"] = {"proxy": {"image": ref}, "proxy_init": {"image": ref}}
-    coredns: dict = {}
+    coredns: dict[str, Any] = {}
     if "coredns" in changed:
         name, tag = _split_tag(changed["coredns"])
         coredns.update(coreDNSImage=name, coreDNSTag=tag)
@@ -155,7 +155,7 @@ def _split_tag(ref: str) -> tuple[str, str]:
     return name, tag
 
 
-def _merge(into: dict, extra: dict) -> dict:
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             _merge(into[key], value)
@@ -164,7 +164,7 @@ def _merge(into: dict, extra: dict) -> dict:
     return into
 
 
-def overlay(profile: Profile) -> dict:
+def overlay(profile: Profile) -> dict[str, Any]:
     """The IstioOperator overlay (see module docstring)."""
     values = _merge({"global": {"imagePullPolicy": "IfNotPresent", "proxy": {"resources": _requests("proxy")}}},
                     image_values(profile))

@@ -128,7 +128,7 @@ def _semver(version: str) -> tuple[int, int, int]:
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
 
 
-def render_config(profile: Profile, cluster: ClusterSpec) -> dict:
+def render_config(profile: Profile, cluster: ClusterSpec) -> dict[str, Any]:
     """The kind v1alpha4 Cluster config for `cluster`: one control-plane node on the profile's pinned image,
     the cluster's pod/service subnets, a 127.0.0.1 host port mapped onto the gateway's fixed nodePort, and (for
     Kubernetes < 1.20) the kubeadm patch Istio 1.7's CI used for third-party JWT."""
