@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from lab.errors import LabError
 from lab.kube import Kubectl
@@ -116,7 +117,7 @@ def parse_nslookup(output: str) -> list[str]:
     return addresses
 
 
-def newest_running_pod(pod_list: dict) -> str | None:
+def newest_running_pod(pod_list: dict[str, Any]) -> str | None:
     """Name of the newest pod in a `kubectl get pods -o json` list that is Running and not being deleted.
 
     A pod being replaced keeps phase Running until its containers stop (the sample's sleep, PID 1, ignores SIGTERM
@@ -165,14 +166,15 @@ class Prober:
                                 timeout=self.timeouts["exec"])
         return parse_curl(res.stdout, res.returncode, stderr=res.stderr)
 
-    def config_dump(self, namespace: str, selector: str) -> dict:
+    def config_dump(self, namespace: str, selector: str) -> dict[str, Any]:
         """The Envoy /config_dump of the istio-proxy of the pod `pod(namespace, selector)` picks, through pilot-agent's
         admin proxy (pilot/cmd/pilot-agent/request.go at 1.7.8: `pilot-agent request GET <path>` -> localhost:15000;
         it exists in the distroless proxyv2 too, where curl does not). Bad JSON raises ValueError."""
         pod = self.pod(namespace, selector)
         res = self.kubectl.exec(namespace, pod, "istio-proxy", ["pilot-agent", "request", "GET", "config_dump"],
                                 check=True, timeout=self.timeouts["exec"])
-        return json.loads(res.stdout)
+        dump: dict[str, Any] = json.loads(res.stdout)
+        return dump
 
     def nslookup(self, namespace: str, pod: str, name: str, server: str | None = None) -> NslookupResult:
         res = self.kubectl.exec(namespace, pod, self.container, nslookup_argv(name, server),
