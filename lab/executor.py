@@ -674,7 +674,8 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
                        "phases": {k: round(v, 1) for k, v in report.phases().items()}})
         if report.failed:
             # The first failure is the one line the CLI prints (a LabError); anything else is a bug: traceback.
-            raise report.failed[0].error  # type: ignore[misc]
+            first = report.failed[0]
+            raise first.error if first.error is not None else LabError(f"{first.step.id} failed")
         _write_lock_file(env)
         probe_rec = state.data.get("last_probe") or {}
         print(f"lab up: curl {names.REMOTE_HOST}:{names.REMOTE_PORT}/headers from "
