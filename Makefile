@@ -38,9 +38,10 @@ lab-doctor: $(STAMP) ## walk the path from sleep to httpbin and name the first b
 plan: $(STAMP) ## print the plan `lab up` runs, as a bash script a person can replay
 	@$(PY) -m lab plan --shell $(LAB_ARGS)
 
-lint: $(STAMP) ## ruff, and the import layering contract (.importlinter)
+lint: $(STAMP) ## ruff, the import layering contract (.importlinter), and mypy --strict on lab/
 	$(VENV)/bin/ruff check lab tests conftest.py
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 test: $(STAMP) lint ## every test that needs no Docker (unit + integration)
 	$(PY) -m pytest
@@ -53,6 +54,6 @@ e2e: $(STAMP) ## the e2e suite against the lab (builds or reuses it; needs Docke
 	$(PY) -m pytest tests/e2e -m '$(E2E_MARK)' --durations=0 $(E2E_ARGS)
 
 clean: ## remove the virtual environment and caches (not the lab: use lab-down)
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
 
 .PHONY: help venv lab-up lab-down lab-status lab-doctor plan lint test test-upstream e2e clean

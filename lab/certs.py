@@ -27,11 +27,13 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 from lab.errors import ValidationError
@@ -46,6 +48,9 @@ ROOT_CERT = "root-cert.pem"
 CERT_CHAIN = "cert-chain.pem"
 CACERTS_FILES = (CA_CERT, CA_KEY, ROOT_CERT, CERT_CHAIN)
 ROOT_KEY = "root-key.pem"  # only at the top of a generated directory; never part of the secret
+# the private key types that can sign a certificate (cryptography's CertificateIssuerPrivateKeyTypes)
+_ISSUER_KEYS = (rsa.RSAPrivateKey, dsa.DSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey,
+                ed448.Ed448PrivateKey)
 
 SOURCES = ("samples", "generated")
 
@@ -106,7 +111,7 @@ def cacerts_files(cluster_dir: Path) -> dict[str, Path]:
     return files
 
 
-def secret_object(name: str, namespace: str, files: Mapping[str, bytes]) -> dict:
+def secret_object(name: str, namespace: str, files: Mapping[str, bytes]) -> dict[str, Any]:
     """The Secret `kubectl create secret generic NAME --from-file=...` makes: key = file name, value = bytes."""
     data = {key: base64.b64encode(value).decode("ascii") for key, value in files.items()}
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
@@ -147,9 +152,13 @@ def generate(
         raise ValidationError(f"{out} has {present} without its pair: delete {out} and generate again")
     if root_cert_path.exists():
         root_cert = _load_certs(root_cert_path.read_bytes(), str(root_cert_path))[0]
-        root_key = _load_key(root_key_path)
-        if not _same_public_key(root_cert, root_key):
+        loaded = _load_key(root_key_path)
+        if not _same_public_key(root_cert, loaded):
             raise ValidationError(f"{root_key_path} does not belong to {root_cert_path}: delete {out} and start over")
+        if not isinstance(loaded, _ISSUER_KEYS):
+            raise ValidationError(f"{root_key_path} is a key that cannot sign certificates: delete {out} and start "
+                                  "over")
+        root_key: CertificateIssuerPrivateKeyTypes = loaded
         expired = _validity_problem(root_cert, now)
         if expired:
             raise ValidationError(f"{root_cert_path}: {expired}: delete {out} and start over with a new root")
@@ -226,7 +235,8 @@ def _root_cert(key: rsa.RSAPrivateKey, now: dt.datetime) -> x509.Certificate:
 
 
 def _intermediate_cert(
-    key: rsa.RSAPrivateKey, cluster: str, root: x509.Certificate, root_key: rsa.RSAPrivateKey, now: dt.datetime
+    key: rsa.RSAPrivateKey, cluster: str, root: x509.Certificate, root_key: CertificateIssuerPrivateKeyTypes,
+    now: dt.datetime
 ) -> x509.Certificate:
     # Subject as intermediate.conf: O, CN and L=<cluster> ("to differentiate between clusters", tools/certs/README.md).
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG),
@@ -479,7 +489,7 @@ def _read(path: Path) -> bytes:
         raise ValidationError(f"cannot read {path}: {err.strerror or err}; check its permissions") from err
 
 
-def _load_key(path: Path) -> object:
+def _load_key(path: Path) -> PrivateKeyTypes:
     try:
         return serialization.load_pem_private_key(_read(path), password=None)
     except (ValueError, TypeError) as err:
@@ -487,10 +497,10 @@ def _load_key(path: Path) -> object:
         raise ValidationError(f"{path} is not an unencrypted PEM private key") from err
 
 
-def _same_public_key(cert: x509.Certificate, key: object) -> bool:
+def _same_public_key(cert: x509.Certificate, key: PrivateKeyTypes) -> bool:
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     try:
-        return cert.public_key().public_bytes(*fmt) == key.public_key().public_bytes(*fmt)  # type: ignore[attr-defined]
+        return cert.public_key().public_bytes(*fmt) == key.public_key().public_bytes(*fmt)
     except AttributeError:
         return False
 

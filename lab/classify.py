@@ -605,19 +605,20 @@ def _parse_entry(chunk: str) -> LogEntry | None:
                 pairs = {str(k): "" if v is None else str(v) for k, v in obj.items()}
         except ValueError:
             # not valid JSON (elided with "......", typos in keys): read the "key": value pairs one by one
-            for m in _JSON_PAIR_RE.finditer(s):
-                value = m.group("value")
-                pairs[m.group("key")] = value[1:-1] if value.startswith('"') else value
+            for pair in _JSON_PAIR_RE.finditer(s):
+                value = pair.group("value")
+                pairs[pair.group("key")] = value[1:-1] if value.startswith('"') else value
         return _entry_from_pairs(chunk, pairs)
     # the first "<quoted> <code> <flags>" whose flags are Envoy's (so `"..." 200 OK` in other logs is no entry)
-    m = next((x for x in _TEXT_LOG_RE.finditer(s) if _known_flags(x.group("flags"))), None)
-    kv = next((x for x in _KV_FLAGS_RE.finditer(s) if _known_flags(x.group("flags"))), None)
-    if not m and not kv:
+    m: re.Match[str] | None = next((x for x in _TEXT_LOG_RE.finditer(s) if _known_flags(x.group("flags"))), None)
+    kv: re.Match[str] | None = next((x for x in _KV_FLAGS_RE.finditer(s) if _known_flags(x.group("flags"))), None)
+    found = m or kv
+    if found is None:
         return None
     code = int(m.group("code")) if m else None
-    flags = _split_flags(m.group("flags") if m else kv.group("flags"))  # type: ignore[union-attr]
+    flags = _split_flags(found.group("flags"))
     # After the flags: %RESPONSE_CODE_DETAILS% in today's formats (Istio 1.7 has the Mixer status there).
-    after = s[(m or kv).end():].split()  # type: ignore[union-attr]
+    after = s[found.end():].split()
     details = after[0] if after and not after[0].startswith('"') else ""
     quoted = re.findall(r"\"([^\"\n]*)\"", s)
     tfr = next((q for q in quoted if _TLS_MARKERS.search(q)), "")

@@ -14,14 +14,19 @@ import errno
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 from lab import __version__
 from lab.errors import LabError, UsageError
 from lab.files import MAX_INPUT, atomic_write, describe_os_error, read_capped, read_file_capped
 from lab.values import ascii_int
+
+if TYPE_CHECKING:
+    from lab.profile import Profile
+
+T = TypeVar("T")
 
 PROG = "python -m lab"
 _stdin_closed = False  # set by main(): standard input was closed (`<&-`) when the command started
@@ -92,12 +97,12 @@ class _ArgumentError(UsageError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise _ArgumentError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 
 # --- mesh building blocks (certs, corefile, serviceentry) -------------------------------------------------
-def _add_certs(sub: argparse._SubParsersAction) -> None:
+def _add_certs(sub: argparse._SubParsersAction[_Parser]) -> None:
     from lab import certs
     from lab.errors import UsageError
     from lab.profile import load_profile
@@ -148,7 +153,7 @@ def _add_certs(sub: argparse._SubParsersAction) -> None:
     chk.set_defaults(func=check)
 
 
-def _add_corefile(sub: argparse._SubParsersAction) -> None:
+def _add_corefile(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("corefile", help="add or remove the CoreDNS `global` server block",
                        description="Read a Corefile (FILE or standard input), write the result to standard output.")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -171,7 +176,7 @@ def _add_corefile(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _add_serviceentry(sub: argparse._SubParsersAction) -> None:
+def _add_serviceentry(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("serviceentry", help="render the httpbin.bar.global ServiceEntries")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     r = verbs.add_parser(
@@ -197,7 +202,7 @@ def _add_serviceentry(sub: argparse._SubParsersAction) -> None:
 
 
 # --- diagnostics (classify, configdump, doctor) ----------------------------------------------------------
-def _add_classify(sub: argparse._SubParsersAction) -> None:
+def _add_classify(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("classify", help="say what a curl/Envoy probe result means",
                        description="Print the class of a probe result alone on the first line, then the evidence "
                                    "(see docs/classify.md).")
@@ -224,7 +229,7 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _add_configdump(sub: argparse._SubParsersAction) -> None:
+def _add_configdump(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("configdump", help="summarise an Envoy /config_dump for a host and port")
     p.add_argument("file", metavar="FILE", help="the /config_dump JSON ('-' for standard input)")
     p.add_argument("--host", default=None, type=_dns_name,
@@ -243,7 +248,7 @@ def _add_configdump(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _add_doctor(sub: argparse._SubParsersAction) -> None:
+def _add_doctor(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("doctor", help="walk the path sleep -> httpbin and name the first broken hop")
     p.add_argument("--home", metavar="DIR", help="the lab's state directory (default: $LAB_HOME, else ./.lab)")
     p.add_argument("--lab-home", dest="home", help=argparse.SUPPRESS)  # the old name, still accepted
@@ -261,7 +266,7 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _add_faults(sub: argparse._SubParsersAction) -> None:
+def _add_faults(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("faults", help="the documented-failure catalogue (lab/faults.py)")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     t = verbs.add_parser("table", help="print the catalogue as the README's Markdown table")
@@ -281,7 +286,7 @@ def _add_faults(sub: argparse._SubParsersAction) -> None:
 
 
 # --- provisioning (plan, up, down, status, uninstall) ----------------------------------------------------
-def _add_provisioning(sub: argparse._SubParsersAction) -> None:
+def _add_provisioning(sub: argparse._SubParsersAction[_Parser]) -> None:
     """plan/up/down/status/uninstall: parsing and output only; lab.plan and lab.executor do the work."""
 
     def home_arg(p: argparse.ArgumentParser) -> None:
@@ -297,7 +302,7 @@ def _add_provisioning(sub: argparse._SubParsersAction) -> None:
 
         return int(getattr(executor, name)(home=a.home))
 
-    def chosen_profile(a: argparse.Namespace) -> tuple[object, dict[str, str]]:
+    def chosen_profile(a: argparse.Namespace) -> tuple[Profile, dict[str, str]]:
         from lab.profile import load_profile, parse_overrides
 
         overrides = parse_overrides(a.overrides)
@@ -331,7 +336,7 @@ def _add_provisioning(sub: argparse._SubParsersAction) -> None:
         from lab import executor
 
         profile, overrides = chosen_profile(a)
-        return executor.up(profile, home=a.home, overrides=overrides)  # type: ignore[arg-type]
+        return executor.up(profile, home=a.home, overrides=overrides)
 
     p = sub.add_parser("up", help="build the lab and prove curl httpbin.bar.global:8000 returns 200 (re-runnable)")
     profile_args(p)
@@ -399,10 +404,10 @@ class _Stdout:
     """sys.stdout as the commands see it: a write that fails is a _StdoutError (a closed pipe stays
     BrokenPipeError), so that it is told apart from an error on a file the command writes."""
 
-    def __init__(self, real: Any) -> None:
+    def __init__(self, real: TextIO) -> None:
         self._real = real
 
-    def _guard(self, fn: Any, *args: Any) -> Any:
+    def _guard(self, fn: Callable[..., T], *args: object) -> T:
         try:
             return fn(*args)
         except BrokenPipeError:

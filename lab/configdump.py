@@ -53,7 +53,7 @@ _SNI_DNAT_RE = re.compile(r"^(outbound|inbound)_\.(\d+)_\.(.*?)_\.(.+)$")
 
 
 # --- reading ------------------------------------------------------------------------------------------------
-def load(text: str, source: str = "input") -> dict:
+def load(text: str, source: str = "input") -> dict[str, Any]:
     """Parse a config dump, or raise ValidationError with one line saying what is wrong and what to pass."""
     try:
         dump = json.loads(text)
@@ -71,12 +71,12 @@ def load(text: str, source: str = "input") -> dict:
     return dump
 
 
-def sections(dump: dict) -> dict[str, dict]:
+def sections(dump: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The dump's sections by short type name (`ClustersConfigDump`, ...), whatever the admin API version."""
     configs = dump.get("configs") or []
     if isinstance(configs, dict):  # Envoy before 1.8 keyed sections by name
         configs = list(configs.values())
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     for section in configs:
         if isinstance(section, dict):
             short = str(section.get("@type", "")).rsplit(".", 1)[-1]
@@ -85,7 +85,7 @@ def sections(dump: dict) -> dict[str, dict]:
     return out
 
 
-def dump_format(dump: dict) -> str:
+def dump_format(dump: dict[str, Any]) -> str:
     types = [str(s.get("@type", "")) for s in sections(dump).values()]
     if any(".admin.v3." in t for t in types):
         return "v3"
@@ -149,7 +149,7 @@ def _split_domain(domain: str) -> tuple[str, int | None]:
 
 
 # --- clusters -----------------------------------------------------------------------------------------------
-def _clusters(dump: dict) -> Iterator[tuple[str, dict]]:
+def _clusters(dump: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     sec = sections(dump).get("ClustersConfigDump") or {}
     for state, key in (("static", "static_clusters"), ("active", "dynamic_active_clusters"),
                        ("warming", "dynamic_warming_clusters")):
@@ -159,7 +159,7 @@ def _clusters(dump: dict) -> Iterator[tuple[str, dict]]:
                 yield state, cluster
 
 
-def _cluster_type(cluster: dict) -> str:
+def _cluster_type(cluster: dict[str, Any]) -> str:
     if "type" in cluster:
         return str(cluster["type"])
     if "cluster_type" in cluster:
@@ -170,7 +170,7 @@ def _cluster_type(cluster: dict) -> str:
     return "STATIC"
 
 
-def _socket(addr: dict) -> str | None:
+def _socket(addr: dict[str, Any]) -> str | None:
     sock = (addr or {}).get("socket_address")
     if isinstance(sock, dict):
         port = sock.get("port_value", sock.get("named_port", ""))
@@ -181,8 +181,8 @@ def _socket(addr: dict) -> str | None:
     return None
 
 
-def _assignment_endpoints(assignment: dict) -> list[dict]:
-    out: list[dict] = []
+def _assignment_endpoints(assignment: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for locality in assignment.get("endpoints") or []:
         for lb in locality.get("lb_endpoints") or []:
             address = _socket((lb.get("endpoint") or {}).get("address") or {})
@@ -194,12 +194,12 @@ def _assignment_endpoints(assignment: dict) -> list[dict]:
     return out
 
 
-def _eds_assignments(dump: dict) -> dict[str, dict] | None:
+def _eds_assignments(dump: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     """cluster/service name -> ClusterLoadAssignment, or None when the dump has no EndpointsConfigDump."""
     sec = sections(dump).get("EndpointsConfigDump")
     if sec is None:
         return None
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     for key in ("static_endpoint_configs", "dynamic_endpoint_configs"):
         for entry in sec.get(key) or []:
             cfg = entry.get("endpoint_config") or {}
@@ -208,7 +208,7 @@ def _eds_assignments(dump: dict) -> dict[str, dict] | None:
     return out
 
 
-def _tls_sni(cluster: dict) -> str | None:
+def _tls_sni(cluster: dict[str, Any]) -> str | None:
     sockets = [cluster.get("transport_socket")] + [m.get("transport_socket") for m in
                                                    cluster.get("transport_socket_matches") or []]
     for ts in sockets:
@@ -219,13 +219,14 @@ def _tls_sni(cluster: dict) -> str | None:
     return tls.get("sni")
 
 
-def summarize_cluster(cluster: dict, state: str = "active", eds: dict[str, dict] | None = None) -> dict:
+def summarize_cluster(cluster: dict[str, Any], state: str = "active",
+                      eds: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     name = str(cluster.get("name", ""))
     parsed = parse_cluster_name(name)
     ctype = _cluster_type(cluster)
     out: dict[str, Any] = {"name": name, "form": parsed.form, "direction": parsed.direction, "port": parsed.port,
                            "subset": parsed.subset, "host": parsed.host, "type": ctype, "state": state}
-    endpoints: list[dict] | None = None
+    endpoints: list[dict[str, Any]] | None = None
     statement = ""
     if "load_assignment" in cluster:
         endpoints = _assignment_endpoints(cluster["load_assignment"])
@@ -256,7 +257,7 @@ def summarize_cluster(cluster: dict, state: str = "active", eds: dict[str, dict]
     return out
 
 
-def find_clusters(dump: dict, host: str | None = None, port: int | None = None) -> list[dict]:
+def find_clusters(dump: dict[str, Any], host: str | None = None, port: int | None = None) -> list[dict[str, Any]]:
     eds = _eds_assignments(dump)
     out = []
     for state, cluster in _clusters(dump):
@@ -269,12 +270,12 @@ def find_clusters(dump: dict, host: str | None = None, port: int | None = None) 
     return out
 
 
-def cluster_names(dump: dict) -> set[str]:
+def cluster_names(dump: dict[str, Any]) -> set[str]:
     return {str(c.get("name", "")) for _, c in _clusters(dump)}
 
 
 # --- listeners ----------------------------------------------------------------------------------------------
-def _listeners(dump: dict) -> Iterator[tuple[str, dict]]:
+def _listeners(dump: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     sec = sections(dump).get("ListenersConfigDump") or {}
     for entry in sec.get("static_listeners") or []:
         if isinstance(entry.get("listener"), dict):
@@ -293,13 +294,13 @@ def _listeners(dump: dict) -> Iterator[tuple[str, dict]]:
                 yield state, listener
 
 
-def _listener_address(listener: dict) -> tuple[str, int | None]:
+def _listener_address(listener: dict[str, Any]) -> tuple[str, int | None]:
     sock = (listener.get("address") or {}).get("socket_address") or {}
     port = sock.get("port_value")
     return str(sock.get("address", "")), int(port) if port is not None else None
 
 
-def listener_label(listener: dict) -> str:
+def listener_label(listener: dict[str, Any]) -> str:
     """The listener's name, or `address_port` for static listeners, which have none."""
     if listener.get("name"):
         return str(listener["name"])
@@ -307,11 +308,11 @@ def listener_label(listener: dict) -> str:
     return f"{addr}_{port}"
 
 
-def _filter_config(f: dict) -> dict:
+def _filter_config(f: dict[str, Any]) -> dict[str, Any]:
     return f.get("typed_config") or f.get("config") or {}
 
 
-def _rewrite_info(f: dict) -> dict:
+def _rewrite_info(f: dict[str, Any]) -> dict[str, Any]:
     # Why the legacy form breaks on 1.7: istio/istio pkg/config/xds/xds.go@1.7.8 BuildXDSObjectFromStruct unmarshals
     # an EnvoyFilter NETWORK_FILTER value into the v3 listener.Filter with AllowUnknownFields, so `config:` is
     # silently dropped (at 1.6.8 the target was the v2 Filter, which still had `config`).
@@ -343,7 +344,7 @@ def _rewrite_info(f: dict) -> dict:
                    "EnvoyFilter, istio#27204/#27909), so it rewrites nothing"}
 
 
-def _tcp_target(f: dict) -> str | None:
+def _tcp_target(f: dict[str, Any]) -> str | None:
     cfg = _filter_config(f)
     if cfg.get("cluster"):
         return str(cfg["cluster"])
@@ -353,7 +354,7 @@ def _tcp_target(f: dict) -> str | None:
     return None
 
 
-def _node_ips(dump: dict) -> set[str]:
+def _node_ips(dump: dict[str, Any]) -> set[str]:
     node = ((sections(dump).get("BootstrapConfigDump") or {}).get("bootstrap") or {}).get("node") or {}
     ips = set()
     parts = str(node.get("id", "")).split("~")
@@ -365,7 +366,8 @@ def _node_ips(dump: dict) -> set[str]:
     return ips
 
 
-def _blackhole_kind(chain_name: str, match: dict, filters: list[str], node_ips: set[str]) -> tuple[str, bool, str]:
+def _blackhole_kind(chain_name: str, match: dict[str, Any], filters: list[str], node_ips: set[str]) -> tuple[str,
+                    bool, str]:
     """Why a chain forwards to BlackHoleCluster: (kind, is_failure, explanation)."""
     tcp_at = next(i for i, n in enumerate(filters) if n in TCP_PROXY)
     if SNI_CLUSTER in filters[:tcp_at]:
@@ -383,7 +385,7 @@ def _blackhole_kind(chain_name: str, match: dict, filters: list[str], node_ips: 
     return ("drop", True, "connections matched by this chain are dropped (no sni_cluster before the tcp_proxy)")
 
 
-def _summarize_chain(chain: dict, label: str, node_ips: set[str]) -> dict:
+def _summarize_chain(chain: dict[str, Any], label: str, node_ips: set[str]) -> dict[str, Any]:
     match = chain.get("filter_chain_match") or {}
     filters = chain.get("filters") or []
     names = [str(f.get("name", "")) for f in filters]
@@ -408,7 +410,7 @@ def _summarize_chain(chain: dict, label: str, node_ips: set[str]) -> dict:
     return out
 
 
-def _chains(listener: dict) -> Iterator[tuple[dict, str]]:
+def _chains(listener: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
     for chain in listener.get("filter_chains") or []:
         yield chain, ""
     if isinstance(listener.get("default_filter_chain"), dict):
@@ -418,7 +420,7 @@ def _chains(listener: dict) -> Iterator[tuple[dict, str]]:
 _ISTIO_LISTENER_RE = re.compile(r"^([0-9a-fA-F.:]+)_(\d+)$")
 
 
-def istio_bind(listener: dict) -> tuple[str, int | None]:
+def istio_bind(listener: dict[str, Any]) -> tuple[str, int | None]:
     """The address and port Istio built the listener for: from its `<address>_<port>` name when it has one
     (pilot names listeners that way), else from the bound address. They differ only for listeners bound
     elsewhere on purpose, such as the loopback copy of a gateway listener in the integration tests."""
@@ -428,7 +430,8 @@ def istio_bind(listener: dict) -> tuple[str, int | None]:
     return _listener_address(listener)
 
 
-def summarize_listener(listener: dict, state: str = "active", node_ips: set[str] | None = None) -> dict:
+def summarize_listener(listener: dict[str, Any], state: str = "active",
+                       node_ips: set[str] | None = None) -> dict[str, Any]:
     addr, port = _listener_address(listener)
     istio_addr, istio_port = istio_bind(listener)
     return {"name": listener_label(listener), "named": bool(listener.get("name")), "state": state,
@@ -436,7 +439,7 @@ def summarize_listener(listener: dict, state: str = "active", node_ips: set[str]
             "chains": [_summarize_chain(c, lbl, node_ips or set()) for c, lbl in _chains(listener)]}
 
 
-def _rewrite(name: str, rewrite: dict) -> str | None:
+def _rewrite(name: str, rewrite: dict[str, Any]) -> str | None:
     try:
         replacement = str(rewrite.get("cluster_replacement") or "")
         # Envoy patterns are RE2; the ones Istio writes (`\.global$`) mean the same in Python. The replacement is
@@ -446,7 +449,7 @@ def _rewrite(name: str, rewrite: dict) -> str | None:
         return None
 
 
-def gateway_path(listener_summary: dict, host: str, port: int, known: set[str]) -> list[dict]:
+def gateway_path(listener_summary: dict[str, Any], host: str, port: int, known: set[str]) -> list[dict[str, Any]]:
     """For each chain of a 15443 listener that serves `host`'s SNI: which cluster the connection ends in."""
     sni = sni_dnat_name(host, port)
     out = []
@@ -468,7 +471,7 @@ def gateway_path(listener_summary: dict, host: str, port: int, known: set[str]) 
 
 
 # --- routes -------------------------------------------------------------------------------------------------
-def _route_configs(dump: dict) -> Iterator[tuple[str, dict]]:
+def _route_configs(dump: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     sec = sections(dump).get("RoutesConfigDump") or {}
     for key in ("static_route_configs", "dynamic_route_configs"):
         for entry in sec.get(key) or []:
@@ -479,7 +482,7 @@ def _route_configs(dump: dict) -> Iterator[tuple[str, dict]]:
                 yield "rds" if key.startswith("dynamic") else "static", rc
 
 
-def _route_targets(vhost: dict) -> list[str]:
+def _route_targets(vhost: dict[str, Any]) -> list[str]:
     out: list[str] = []
     for r in vhost.get("routes") or []:
         action = r.get("route") or {}
@@ -510,7 +513,7 @@ def _wildcard_serves(domain: str, host: str | None) -> bool:
     return host_matches(host, domain)
 
 
-def find_routes(dump: dict, host: str | None = None, port: int | None = None) -> list[dict]:
+def find_routes(dump: dict[str, Any], host: str | None = None, port: int | None = None) -> list[dict[str, Any]]:
     """Virtual hosts with a domain for the host: exact or `host:port`, a wildcard such as `*.global`, or the
     catch-all `*` of the route config that serves the port (a sidecar's `8000`, a gateway's `http.8000`): that
     one says where the traffic goes when no virtual host names the host (`allow_any` -> PassthroughCluster).
@@ -543,7 +546,7 @@ def find_routes(dump: dict, host: str | None = None, port: int | None = None) ->
 
 
 # --- secrets ------------------------------------------------------------------------------------------------
-def _secrets(dump: dict) -> Iterator[tuple[str, dict]]:
+def _secrets(dump: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     sec = sections(dump).get("SecretsConfigDump") or {}
     for state, key in (("static", "static_secrets"), ("active", "dynamic_active_secrets"),
                        ("warming", "dynamic_warming_secrets")):
@@ -553,7 +556,7 @@ def _secrets(dump: dict) -> Iterator[tuple[str, dict]]:
                 yield state, {"name": entry.get("name") or secret.get("name"), **secret}
 
 
-def _data_source(ds: dict) -> bytes | None:
+def _data_source(ds: dict[str, Any]) -> bytes | None:
     if "inline_bytes" in ds:
         try:
             return base64.b64decode(ds["inline_bytes"])
@@ -564,7 +567,7 @@ def _data_source(ds: dict) -> bytes | None:
     return None
 
 
-def certificate_info(pem: bytes) -> dict:
+def certificate_info(pem: bytes) -> dict[str, Any]:
     """Fingerprint (sha256 of the first certificate's DER, hex), subject, issuer and expiry of a PEM bundle."""
     certs = x509.load_pem_x509_certificates(pem)
     first = certs[0]
@@ -575,7 +578,7 @@ def certificate_info(pem: bytes) -> dict:
             "not_after": first.not_valid_after_utc.isoformat(), "certificates": len(certs)}
 
 
-def rootca(dump: dict) -> dict | None:
+def rootca(dump: dict[str, Any]) -> dict[str, Any] | None:
     """The `ROOTCA` secret's trusted CA: {"pem", "sha256", "subject", ...}, or None when the dump has none."""
     for state, secret in _secrets(dump):
         if secret.get("name") != ROOTCA:
@@ -592,7 +595,7 @@ def rootca(dump: dict) -> dict | None:
     return None
 
 
-def _rootca_statement(dump: dict, found: dict | None) -> str:
+def _rootca_statement(dump: dict[str, Any], found: dict[str, Any] | None) -> str:
     if found:
         return "present"
     for _, secret in _secrets(dump):
@@ -607,7 +610,7 @@ def _rootca_statement(dump: dict, found: dict | None) -> str:
 
 
 # --- the summary --------------------------------------------------------------------------------------------
-def node_info(dump: dict) -> dict | None:
+def node_info(dump: dict[str, Any]) -> dict[str, Any] | None:
     boot = (sections(dump).get("BootstrapConfigDump") or {}).get("bootstrap") or {}
     node = boot.get("node")
     if not isinstance(node, dict):
@@ -623,7 +626,7 @@ def node_info(dump: dict) -> dict | None:
             "router_mode": meta.get("ROUTER_MODE"), "envoy_version": version}
 
 
-def analyze(dump: dict, host: str | None = None, port: int | None = None) -> dict:
+def analyze(dump: dict[str, Any], host: str | None = None, port: int | None = None) -> dict[str, Any]:
     """Summarise `dump` for `host:port` (default: every `.global` host on any port). JSON-able."""
     secs = sections(dump)
     node_ips = _node_ips(dump)
@@ -658,7 +661,7 @@ def analyze(dump: dict, host: str | None = None, port: int | None = None) -> dic
     for b in blackholes:
         if b["failure"]:
             findings.append(f"{b['listener']} chain {b['chain']} drops connections (BlackHoleCluster): {b['why']}")
-    paths: list[dict] = []
+    paths: list[dict[str, Any]] = []
     if host and port and not host.startswith("*"):
         for ls in on_15443:
             if ls["wildcard"]:

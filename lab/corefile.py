@@ -25,7 +25,7 @@ empty NOERROR): istiocoredns answers NXDOMAIN to every AAAA query and musl 1.2.1
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from lab.errors import ValidationError
@@ -214,7 +214,8 @@ def parse(text: str) -> Corefile:
     return Corefile(text, tuple(blocks), tuple(imports))
 
 
-def _snippet_end(toks: list[Token], k: int, open_tok: Token, keys: list[str], new_line=None) -> int:
+def _snippet_end(toks: list[Token], k: int, open_tok: Token, keys: list[str],
+                 new_line: Callable[[int], bool] | None = None) -> int:
     depth = 1
     while k < len(toks):
         if toks[k].text == "{":
@@ -227,7 +228,8 @@ def _snippet_end(toks: list[Token], k: int, open_tok: Token, keys: list[str], ne
     raise CorefileError(f"snippet {keys[0]} opened here is never closed", open_tok.line)
 
 
-def _directives_end(toks: list[Token], k: int, open_tok: Token, keys: list[str], new_line) -> int:
+def _directives_end(toks: list[Token], k: int, open_tok: Token, keys: list[str],
+                    new_line: Callable[[int], bool]) -> int:
     """Index of the `}` closing the server block whose body starts at k (Caddy's directives/directive loop)."""
     n = len(toks)
     while True:

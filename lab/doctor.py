@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from lab import classify, configdump, corefile, names, serviceentry
 from lab.errors import CommandError, LabError, NoLabError, PreflightError, ValidationError
@@ -76,16 +77,16 @@ class Observations:
     # the write-up's checks from sleep: `nslookup -type=a <host> <kube-dns IP | istiocoredns IP>`
     lookup_kube_dns: NslookupResult | None = None
     lookup_istiocoredns: NslookupResult | None = None
-    serviceentries: dict[str, list[dict]] | None = None  # by cluster name: ServiceEntry objects
-    sidecar_dump: dict | None = None  # client sleep pod istio-proxy /config_dump
-    gateway_dump: dict | None = None  # server ingress gateway /config_dump
+    serviceentries: dict[str, list[dict[str, Any]]] | None = None  # by cluster name: ServiceEntry objects
+    sidecar_dump: dict[str, Any] | None = None  # client sleep pod istio-proxy /config_dump
+    gateway_dump: dict[str, Any] | None = None  # server ingress gateway /config_dump
     # server httpbin pod istio-proxy /config_dump: the other end of the mTLS (the gateway only passes it through)
-    server_sidecar_dump: dict | None = None
+    server_sidecar_dump: dict[str, Any] | None = None
     gateway_address: str | None = None  # server gateway pod's hostIP (node IP)
     gateway_node_port: int | None = None  # server gateway Service's nodePort for 15443
     node_port_reachable: bool | None = None
     node_port_detail: str = ""
-    envoyfilter: dict | None = None  # server EnvoyFilter object; {} when it does not exist
+    envoyfilter: dict[str, Any] | None = None  # server EnvoyFilter object; {} when it does not exist
     client_stats: str | None = None  # client sidecar /stats text (filtered or not)
     curl_output: str | None = None
     curl_exit: int | None = None
@@ -94,7 +95,7 @@ class Observations:
 
 
 # --- small pure helpers ---------------------------------------------------------------------------------------
-def pods_from_json(cluster: str, obj: dict) -> list[PodState]:
+def pods_from_json(cluster: str, obj: dict[str, Any]) -> list[PodState]:
     """PodStates from `kubectl get pods -A -o json`."""
     out = []
     for item in obj.get("items") or []:
@@ -125,7 +126,7 @@ REQUIRED_PODS: tuple[tuple[str, str, str, str, str], ...] = (
 )
 
 
-def plugin_log_facts(log: str, host: str) -> dict:
+def plugin_log_facts(log: str, host: str) -> dict[str, Any]:
     """What the istio-coredns-plugin log says (istio-ecosystem/istio-coredns-plugin plugin.go log lines):
     the last `Have N service entries`, the `adding DNS mapping: host.->[ips]` for `host`, and how many queries
     ended in `Could not find the service requested`."""
@@ -138,7 +139,7 @@ def plugin_log_facts(log: str, host: str) -> dict:
             "invalid": invalid}
 
 
-def envoyfilter_form(obj: dict) -> str:
+def envoyfilter_form(obj: dict[str, Any]) -> str:
     """How the EnvoyFilter patches in tcp_cluster_rewrite: "typed_config" (1.7.5+, works), "legacy-config"
     (1.7.0-1.7.4 `config:`, pushed without configuration by Istio 1.7: istio#27909), "absent", or "other"."""
     if not obj:
@@ -181,11 +182,11 @@ def _local_host(host: str) -> str:
     return re.sub(r"\.global$", ".svc.cluster.local", host)
 
 
-def _se_hosts(se: dict) -> list[str]:
+def _se_hosts(se: dict[str, Any]) -> list[str]:
     return list((se.get("spec") or {}).get("hosts") or [])
 
 
-def _se_name(se: dict) -> str:
+def _se_name(se: dict[str, Any]) -> str:
     meta = se.get("metadata") or {}
     return f"{meta.get('namespace', '?')}/{meta.get('name', '?')}"
 
@@ -273,7 +274,7 @@ def hop_istiocoredns(obs: Observations) -> Hop:
            "-c istio-coredns-plugin`)")
     looked = _lookup_evidence(obs.lookup_istiocoredns, obs, "istiocoredns", obs.istiocoredns_ip)
     if looked is not None and not looked[1]:
-        extra = ()
+        extra: tuple[str, ...] = ()
         if obs.istiocoredns_log is not None:
             facts = plugin_log_facts(obs.istiocoredns_log, obs.host)
             extra = (f"plugin: Have {facts['entries']} service entries; mapping for {obs.host}: {facts['mapping']}",)
@@ -300,7 +301,7 @@ def hop_istiocoredns(obs: Observations) -> Hop:
     return Hop(name, BROKEN, tuple(evidence), fix)
 
 
-def _vip_problem(se: dict) -> str | None:
+def _vip_problem(se: dict[str, Any]) -> str | None:
     addresses = (se.get("spec") or {}).get("addresses") or []
     if not addresses:
         return "has no addresses: istiocoredns has no VIP to answer with"

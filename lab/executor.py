@@ -23,8 +23,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
+from functools import partial, singledispatch
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import yaml
 
@@ -35,21 +37,24 @@ from lab.files import atomic_write
 from lab.kube import Kubectl, corefile_of, read_coredns
 from lab.plan import (
     SERVER_SIDE_APPLY,
+    Action,
+    ApplyClientServiceEntry,
     Check,
     Command,
-    Context,
+    CreateCluster,
     Expect,
-    File,
-    Kubeconfig,
-    LabAction,
-    Lookup,
+    ExpectKind,
+    GenerateCerts,
+    LoadImages,
     Manifest,
+    PatchCoreDNS,
     Paths,
+    PullImages,
+    Run,
     Sample,
     SecretFromFiles,
     Step,
     Text,
-    Token,
     build,
     build_uninstall,
     kubectl_for_lookup,
@@ -59,9 +64,13 @@ from lab.retry import NotYet, poll
 from lab.settings import TIMEOUTS
 from lab.shell import Result, Runner, end_children
 from lab.state import Lock, State, check_home, fingerprint, lab_home
+from lab.tokens import Context, File, Kubeconfig, Lookup, Token
 
-TOOL_NAMES = ("kind", "kubectl", "istioctl")
+if TYPE_CHECKING:
+    from lab.kind import Provider
+    from lab.tools import Tools
 
+T = TypeVar("T")
 
 # --- pure helpers ---------------------------------------------------------------------------------------------
 def secret_manifest(name: str, namespace: str, files: Mapping[str, bytes]) -> str:
@@ -91,19 +100,19 @@ def coredns_configmap(live: Mapping[str, Any], corefile_text: str) -> str:
 
 def judge(expect: Expect, result: Result) -> str | None:
     """None if `result` meets `expect`, else the reason (shown when the deadline passes)."""
-    if expect.kind == "exit0":
+    if expect.kind is ExpectKind.EXIT0:
         return None if result.ok else f"exit {result.returncode}: {_tail(result.output)}"
-    if expect.kind == "equals":
+    if expect.kind is ExpectKind.EQUALS:
         got = result.stdout.strip()
         if not result.ok:
             return f"exit {result.returncode}: {_tail(result.output)}"
         return None if got == expect.value else f"got {got!r}, expected {expect.value!r}"
-    if expect.kind == "http":
+    if expect.kind is ExpectKind.HTTP:
         curl = probe.parse_curl(result.output, result.returncode)
         if curl.status == int(expect.value):
             return None
         return f"HTTP {curl.status or '-'} (curl exit {curl.exit_code}): {_tail(curl.output)}"
-    if expect.kind == "resolves":
+    if expect.kind is ExpectKind.RESOLVES:
         found = probe.parse_nslookup(result.stdout)
         return None if expect.value in found else f"answers {found or 'none'}: {_tail(result.output)}"
     raise ValueError(f"unknown expectation {expect.kind}")
@@ -128,8 +137,8 @@ class Env:
     profile: Profile
     paths: Paths
     runner: Runner
-    tools: Any  # lab.tools.Tools (kind, kubectl, istioctl, istio_dir)
-    provider: Any  # lab.kind.Provider
+    tools: Tools
+    provider: Provider
     state: State
     out: TextIO = field(default_factory=lambda: sys.stdout)
     sleep: Callable[[float], None] | None = None  # for lab.retry.poll; tests pass a no-op
@@ -173,11 +182,12 @@ class Env:
 
     def argv(self, tokens: Sequence[Token]) -> list[str]:
         argv = [self.resolve(t) for t in tokens]
-        if argv and argv[0] in TOOL_NAMES:
-            argv[0] = str(getattr(self.tools, argv[0]))
+        binaries = {"kind": self.tools.kind, "kubectl": self.tools.kubectl, "istioctl": self.tools.istioctl}
+        if argv and argv[0] in binaries:
+            argv[0] = str(binaries[argv[0]])
         return argv
 
-    def poll(self, fn: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    def poll(self, fn: Callable[[], T], *, timeout: float, what: str) -> T:
         return poll(fn, timeout=timeout, what=what, sleep=self._sleep)
 
     def _sleep(self, seconds: float) -> None:
@@ -262,28 +272,30 @@ def execute(env: Env, step: Step, *, forced: bool = False) -> bool:
         return True
     if isinstance(run, Check):
         res = run_check(env, run, f"{what} ({step.title})")
-        if run.expect.kind == "http":
+        if run.expect.kind is ExpectKind.HTTP:
             curl = probe.parse_curl(res.output, res.returncode)
             env.state.set_probe({"step": step.id, "status": curl.status, "curl_exit": curl.exit_code,
                                  "ok": curl.ok})
         return False
-    action = ACTIONS.get(run.name)
-    if action is None:
-        raise LabError(f"{what}: unknown lab action {run.name}")
-    if run.name == "serviceentry.client":
-        return _serviceentry_client(env, step, run, force=forced)
-    return action(env, step, run)
+    return perform(run, env, step, forced)
 
 
-def _kind_create(env: Env, step: Step, run: LabAction) -> bool:
-    spec = env.cluster(str(run.param("cluster")))
+@singledispatch
+def perform(action: Action, env: Env, step: Step, forced: bool) -> bool:
+    """Do a lab action in-process; True if it changed something. `forced`: see `execute`."""
+    raise LabError(f"{step.id}: unknown lab action {action.name}")
+
+
+@perform.register
+def _kind_create(run: CreateCluster, env: Env, step: Step, forced: bool) -> bool:
+    spec = env.cluster(run.cluster)
     existed = env.provider.exists(spec)
     if existed and not env.state.owns_cluster(spec.name):
         raise UsageError(
             f"a kind cluster named {spec.name} exists that this lab did not create (not in {env.state.path}); "
             f"delete it (`kind delete cluster --name {spec.name}`) or use another LAB_HOME")
     recorded = (env.state.clusters.get(spec.name) or {}).get("identity")
-    if existed and recorded and _identity(env.provider, spec) not in (None, recorded):
+    if existed and recorded and env.provider.identity(spec) != recorded:
         raise UsageError(
             f"the kind cluster {spec.name} is not the one this lab created (its node containers changed: it was "
             f"deleted and created again outside the lab); `make lab-down` forgets it without deleting it, then "
@@ -298,74 +310,67 @@ def _kind_create(env: Env, step: Step, run: LabAction) -> bool:
         existed = False
     if not existed:
         # Recorded before creating: a creation interrupted half-way still counts as the lab's (`lab down`).
-        env.state.cluster_intent(spec.name, getattr(env.provider, "name", "kind"))
+        env.state.cluster_intent(spec.name, env.provider.name)
     # The provider reuses an existing cluster (rewriting its kubeconfig if needed) and waits for its node.
     env.provider.create(spec)
     # Created and Ready: from here on a re-run reuses it (a failing provider check below is reported again on the
     # next run, not "fixed" by creating the same node once more).
     env.state.cluster_created(spec.name, Path(env.provider.kubeconfig(spec)), env.provider.context(spec),
-                              _identity(env.provider, spec))
+                              env.provider.identity(spec))
     env.provider.verify(spec)
     return not existed
 
 
-def _identity(provider: Any, spec: ClusterSpec) -> str | None:
-    """The provider's identity of a cluster instance, if it has one (lab.kind: node container IDs)."""
-    ident = getattr(provider, "identity", None)
-    return ident(spec) if ident else None
-
-
-def _images_pull(env: Env, step: Step, run: LabAction) -> bool:
+@perform.register
+def _images_pull(run: PullImages, env: Env, step: Step, forced: bool) -> bool:
     pulled = False
-    for image in run.param("images"):  # type: ignore[attr-defined]
+    for image in run.images:
         if not lab_images.present(env.runner, image):
             lab_images.pull(env.runner, image, timeout=TIMEOUTS.command, context=f"{step.id}: {image}")
             pulled = True
     return pulled
 
 
-def _images_load(env: Env, step: Step, run: LabAction) -> bool:
-    env.provider.load_images(env.cluster(str(run.param("cluster"))), list(run.param("images")))  # type: ignore
+@perform.register
+def _images_load(run: LoadImages, env: Env, step: Step, forced: bool) -> bool:
+    env.provider.load_images(env.cluster(run.cluster), list(run.images))
     return True
 
 
-def _certs_generate(env: Env, step: Step, run: LabAction) -> bool:
-    out = run.param("out")
-    assert isinstance(out, File)
-    certs.generate(env.paths.resolve(out), list(run.param("clusters")))  # type: ignore[arg-type]
+@perform.register
+def _certs_generate(run: GenerateCerts, env: Env, step: Step, forced: bool) -> bool:
+    certs.generate(env.paths.resolve(run.out), list(run.clusters))
     return True
 
 
-def _coredns_patch(env: Env, step: Step, run: LabAction) -> bool:
-    cluster = str(run.param("cluster"))
-    forward = run.param("forward")
-    assert isinstance(forward, Lookup)
+@perform.register
+def _coredns_patch(run: PatchCoreDNS, env: Env, step: Step, forced: bool) -> bool:
+    cluster = run.cluster
+    forward = run.forward
     ip = env.poll(lambda: env.resolve(forward), timeout=TIMEOUTS.rollout, what=f"{step.id}: {forward.what}")
     k = env.kubectl(cluster)
     live = read_coredns(k, context=step.id)
     text = corefile_of(live)
-    patched = corefile.patch(text, ip, aaaa_guard=bool(run.param("aaaa_guard")))
+    patched = corefile.patch(text, ip, aaaa_guard=run.aaaa_guard)
     if patched == text:
         return False
-    f = run.param("file")
-    assert isinstance(f, File)
-    atomic_write(env.paths.resolve(f), patched)
+    atomic_write(env.paths.resolve(run.file), patched)
     apply(env, cluster, coredns_configmap(live, patched), None, step.id)
     return True
 
 
-def _serviceentry_client(env: Env, step: Step, run: LabAction, *, force: bool = False) -> bool:
-    address_t, port_t = run.param("address"), run.param("port")
-    assert isinstance(address_t, Lookup) and isinstance(port_t, Lookup)
+@perform.register
+def _serviceentry_client(run: ApplyClientServiceEntry, env: Env, step: Step, forced: bool) -> bool:
+    address_t, port_t = run.address, run.port
     address, port = env.poll(lambda: (env.resolve(address_t), env.resolve(port_t)), timeout=TIMEOUTS.rollout,
                              what=f"{step.id}: {address_t.what} and {port_t.what}")
-    svc = serviceentry.RemoteService(str(run.param("service")), str(run.param("service_namespace")))
-    obj = serviceentry.render_client(svc, str(run.param("vip")), address, int(port))
-    cluster, namespace = str(run.param("cluster")), str(run.param("namespace"))
+    svc = serviceentry.RemoteService(run.service, run.service_namespace)
+    obj = serviceentry.render_client(svc, run.vip, address, int(port))
+    cluster, namespace = run.cluster, run.namespace
     res = env.kubectl(cluster).run("-n", namespace, "get", "serviceentries.networking.istio.io",
                                    obj["metadata"]["name"], "-o", "json", check=False, context=step.id)
     stale = serviceentry_changes(_json_or_none(res.stdout) if res.ok else None, obj)
-    if not stale and not force:
+    if not stale and not forced:
         return False
     if stale:
         env.say(f"  {cluster:<9} {step.id}: {'; '.join(stale)}: applying it")
@@ -385,32 +390,43 @@ def serviceentry_changes(live: Any, want: Mapping[str, Any]) -> list[str]:
     every field of the lab's spec (the endpoint's address and port included), one phrase each; [] if none."""
     if not isinstance(live, dict):
         return ["absent"]
-    spec = live.get("spec") if isinstance(live.get("spec"), dict) else {}
+    spec = live["spec"] if isinstance(live.get("spec"), dict) else {}
     return [f"spec.{key} is {spec.get(key)!r}, not {value!r}" for key, value in want["spec"].items()
             if spec.get(key) != value]
 
 
-# Actions that look before they act and change nothing when all is in place (a `docker ps`, one ConfigMap read,
-# one ServiceEntry read after the write-up's lookups): they run on every `lab up`, so a deleted cluster, a removed
-# `global` block or a cluster1 ServiceEntry pointing at an old gateway address (cluster2's node IP or nodePort
-# changed, e.g. after a Docker restart) is noticed and repaired.
-SELF_CHECKING = frozenset({"kind.create", "coredns.patch", "serviceentry.client"})
-
-ACTIONS: dict[str, Callable[[Env, Step, LabAction], bool]] = {
-    "kind.create": _kind_create,
-    "images.pull": _images_pull,
-    "images.load": _images_load,
-    "certs.generate": _certs_generate,
-    "coredns.patch": _coredns_patch,
-    "serviceentry.client": _serviceentry_client,
-}
+def step_fingerprint(run: Run) -> str:
+    """What state.json records for a step's run. A lab action is fingerprinted in the form it had before actions
+    were typed (`LabAction(name, params)`: its name and its fields in order), so that the steps of a lab built by
+    an earlier version of the lab still count as done."""
+    if isinstance(run, Action):
+        return fingerprint({"__type__": "LabAction", "name": run.name,
+                            "params": tuple((f.name, getattr(run, f.name)) for f in dataclasses.fields(run))})
+    return fingerprint(run)
 
 
 # --- the scheduler ------------------------------------------------------------------------------------------
+class Status(str, Enum):
+    """What became of a step, as its progress line and the summary say it."""
+
+    DONE = "done"  # done now
+    IN_PLACE = "in-place"  # recorded (or found) in place: nothing to do
+    VERIFIED = "verified"  # recorded, and its cheap check passed
+    CHECKED = "checked"  # a check that passed
+    FAILED = "failed"
+    BLOCKED = "blocked"  # not run: a step it needs failed or was blocked
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
 @dataclass
 class Outcome:
     step: Step
-    status: str  # done | in place | verified | checked | failed | blocked
+    status: Status
     seconds: float = 0.0
     started: float = 0.0
     error: BaseException | None = None
@@ -423,13 +439,13 @@ class Report:
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes.values() if o.status == "failed"]
+        return [o for o in self.outcomes.values() if o.status == Status.FAILED]
 
     def phases(self) -> dict[str, float]:
         """Wall time per phase: from its first step's start to its last step's end (branches overlap)."""
         spans: dict[str, list[float]] = {}
         for o in self.outcomes.values():
-            if o.status == "blocked":
+            if o.status == Status.BLOCKED:
                 continue
             lo_hi = spans.setdefault(o.step.phase or "other", [o.started, o.started + o.seconds])
             lo_hi[0] = min(lo_hi[0], o.started)
@@ -484,15 +500,18 @@ class Scheduler:
     def _branch(self, steps: list[Step]) -> None:
         for step in steps:
             with self.cond:
-                self.cond.wait_for(lambda s=step: self.interrupted or all(n in self.outcomes for n in s.needs))
+                self.cond.wait_for(partial(self._may_start, step))
                 if self.interrupted:
                     return
-                bad = [n for n in step.needs if self.outcomes[n].status in ("failed", "blocked")]
+                bad = [n for n in step.needs if self.outcomes[n].status in (Status.FAILED, Status.BLOCKED)]
                 forced = any(n in self.fresh for n in step.needs)
             if bad:
-                self._finish(Outcome(step, "blocked", 0.0, self.env.clock() - self.t0))
+                self._finish(Outcome(step, Status.BLOCKED, 0.0, self.env.clock() - self.t0))
                 continue
             self._finish(self._one(step, forced))
+
+    def _may_start(self, step: Step) -> bool:
+        return self.interrupted or all(n in self.outcomes for n in step.needs)
 
     def _finish(self, outcome: Outcome) -> None:
         with self.cond:
@@ -506,27 +525,31 @@ class Scheduler:
     def _one(self, step: Step, forced: bool) -> Outcome:
         env = self.env
         started = env.clock()
-        fp = fingerprint(step.run)
-        status = "done"
+        fp = step_fingerprint(step.run)
+        status = Status.DONE
         try:
+            # A self-checking action (a `docker ps`, one ConfigMap read, one ServiceEntry read after the write-up's
+            # lookups) runs on every `lab up`, so a deleted cluster, a removed `global` block or a cluster1
+            # ServiceEntry pointing at an old gateway address (cluster2's node IP or nodePort changed, e.g. after a
+            # Docker restart) is noticed and repaired.
             recorded = self.record and not forced and env.state.step_done(step.id, fp) and not (
-                isinstance(step.run, LabAction) and step.run.name in SELF_CHECKING)
+                isinstance(step.run, Action) and step.run.self_checking)
             if recorded and not isinstance(step.run, Check):
                 if step.verify is None:
-                    status = "in-place"
+                    status = Status.IN_PLACE
                 else:
                     try:
                         run_check(env, step.verify, f"{step.id} (verify)", once=True)
-                        status = "verified"
+                        status = Status.VERIFIED
                     except NotReadyError:
                         recorded = False  # gone or changed behind our back: do it again
             if not recorded or isinstance(step.run, Check):
                 changed = execute(env, step, forced=forced)
                 if isinstance(step.run, Check):
-                    status = "checked"
+                    status = Status.CHECKED
                     changed = forced  # a check passes freshness through to what needs it
                 elif not changed:
-                    status = "in-place"
+                    status = Status.IN_PLACE
                 if changed:
                     with self.cond:
                         self.fresh.add(step.id)
@@ -537,13 +560,13 @@ class Scheduler:
                 # Ctrl-C reaches the whole foreground process group: the kubectl/istioctl/kind this step ran died
                 # of the same SIGINT the main thread turns into KeyboardInterrupt. Report it as the interrupt.
                 err = KeyboardInterrupt()
-            return Outcome(step, "failed", env.clock() - started, started - self.t0, err)
+            return Outcome(step, Status.FAILED, env.clock() - started, started - self.t0, err)
         return Outcome(step, status, env.clock() - started, started - self.t0)
 
     def _report(self, o: Outcome) -> None:
         tag = o.step.cluster or "host"
         line = f"  {tag:<9} {o.step.id:<30} {o.status:<9} {_duration(o.seconds):>7}  {o.step.title}"
-        if o.status == "failed":
+        if o.status == Status.FAILED:
             line += f"\n            -> {_error_line(o.error)}"
         self.env.say(line)
 
@@ -556,11 +579,11 @@ def _error_line(err: BaseException | None) -> str:
 
 def summary(report: Report, what: str = "lab up", before: Mapping[str, float] | None = None) -> str:
     """The closing lines: outcome counts and the wall time of each phase (`before`: phases outside the plan)."""
-    counts: dict[str, int] = {}
+    counts: dict[Status, int] = {}
     for o in report.outcomes.values():
         counts[o.status] = counts.get(o.status, 0) + 1
     parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    ok = not report.failed and "blocked" not in counts
+    ok = not report.failed and Status.BLOCKED not in counts
     head = f"{what}: {'finished' if ok else 'stopped'} in {_duration(report.seconds)} ({parts})"
     if not ok:
         again = "make lab-up" if what == "lab up" else f"python -m {what}"
@@ -578,19 +601,19 @@ def _default_preflight(profile: Profile, runner: Runner, **kwargs: object) -> No
     preflight.require(profile, runner, **kwargs)
 
 
-def _default_tools(profile: Profile, runner: Runner) -> Any:
+def _default_tools(profile: Profile, runner: Runner) -> Tools:
     from lab import tools
 
     return tools.ensure_tools(profile, tools.cache_dir(), runner)
 
 
-def _cached_tools(profile: Profile, runner: Runner) -> Any:
+def _cached_tools(profile: Profile, runner: Runner) -> Tools:
     from lab import tools
 
     return tools.ensure_tools(profile, tools.cache_dir(), runner, download=False)
 
 
-def _default_provider(profile: Profile, home: Path, tools: Any, runner: Runner) -> Any:
+def _default_provider(profile: Profile, home: Path, tools: Tools, runner: Runner) -> Provider:
     from lab import kind
 
     return kind.make_provider(profile, home, tools, runner)
@@ -601,10 +624,10 @@ class Hooks:
     """What `up`/`down`/`status`/`uninstall` build on; tests replace them (no Docker, no downloads)."""
 
     preflight: Callable[..., None] = _default_preflight
-    tools: Callable[[Profile, Runner], Any] = _default_tools
+    tools: Callable[[Profile, Runner], Tools] = _default_tools
     # read-only commands (`status`) use what is on PATH or cached and say what is missing; they never download
-    cached_tools: Callable[[Profile, Runner], Any] = _cached_tools
-    provider: Callable[[Profile, Path, Any, Runner], Any] = _default_provider
+    cached_tools: Callable[[Profile, Runner], Tools] = _cached_tools
+    provider: Callable[[Profile, Path, Tools, Runner], Provider] = _default_provider
     sleep: Callable[[float], None] | None = None
     clock: Callable[[], float] = time.monotonic
 
@@ -637,16 +660,16 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
         tools_seconds = hooks.clock() - t0
         print(f"  {'host':<9} {'tools':<30} {'ready':<9} {_duration(tools_seconds):>7}  kind, kubectl, "
               f"istioctl and the Istio {profile.istio_version} release", file=out, flush=True)
-        if hasattr(env.provider, "sleep"):
-            # The provider's own wait (node Ready, up to TIMEOUTS.kind_create) must end at Ctrl-C like the plan's.
-            env.provider.sleep = env._sleep
+        # The provider's own wait (node Ready, up to TIMEOUTS.kind_create) must end at Ctrl-C like the plan's.
+        env.provider.sleep = env._sleep
         report = Scheduler(env, build(profile, env.paths)).run()
         print(summary(report, before={"tools": tools_seconds}), file=out, flush=True)
         state.set_run({"command": "up", "ok": not report.failed, "seconds": round(report.seconds, 1),
                        "phases": {k: round(v, 1) for k, v in report.phases().items()}})
         if report.failed:
             # The first failure is the one line the CLI prints (a LabError); anything else is a bug: traceback.
-            raise report.failed[0].error  # type: ignore[misc]
+            first = report.failed[0]
+            raise first.error if first.error is not None else LabError(f"{first.step.id} failed")
         _write_lock_file(env)
         probe_rec = state.data.get("last_probe") or {}
         print(f"lab up: curl {names.REMOTE_HOST}:{names.REMOTE_PORT}/headers from "
@@ -655,7 +678,7 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
     return 0
 
 
-def usage_lines(profile: Profile, provider: Any) -> str:
+def usage_lines(profile: Profile, provider: Provider) -> str:
     """How to use the clusters now (the lab's own kubeconfig files; ~/.kube/config is not touched)."""
     lines = ["use the clusters with the lab's own kubeconfig files (your ~/.kube/config is not changed):"]
     for c in profile.clusters:
@@ -731,7 +754,7 @@ def down(*, home: Path | str | None = None, runner: Runner | None = None, out: T
                 spec = next((c for c in profile.clusters if c.name == name), None) or \
                     dataclasses.replace(profile.clusters[0], name=name)
                 t0 = hooks.clock()
-                current = _identity(provider, spec) if rec.get("identity") else None
+                current = provider.identity(spec) if rec.get("identity") else None
                 if current and current != rec["identity"]:
                     # same name, other instance: created outside the lab after the lab's was deleted; not ours
                     deleted = False

@@ -202,7 +202,7 @@ class LabHandle:
 _SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
 
 
-def _clean(obj: dict) -> dict:
+def _clean(obj: dict[str, Any]) -> dict[str, Any]:
     """A live object made fit to create or replace again: server-set fields and status removed."""
     out = copy.deepcopy(obj)
     out.pop("status", None)
@@ -212,7 +212,7 @@ def _clean(obj: dict) -> dict:
     return out
 
 
-def _put(k: Kubectl, obj: dict) -> None:
+def _put(k: Kubectl, obj: dict[str, Any]) -> None:
     """Replace the object whole (so removed fields stay removed), or create it when it does not exist.
 
     No resourceVersion is needed: `kubectl replace` fetches the live one when the object carries none
@@ -227,12 +227,12 @@ def _put(k: Kubectl, obj: dict) -> None:
     raise CommandError(list(res.argv), res.returncode, res.output, k.context)
 
 
-def _serviceentries(k: Kubectl, host: str = REMOTE_HOST) -> list[dict]:
+def _serviceentries(k: Kubectl, host: str = REMOTE_HOST) -> list[dict[str, Any]]:
     items = k.get_json("serviceentries.networking.istio.io", "--all-namespaces").get("items", [])
     return [i for i in items if host in i.get("spec", {}).get("hosts", [])]
 
 
-def _save_serviceentries(lab: LabHandle, key: str, k: Kubectl) -> list[dict]:
+def _save_serviceentries(lab: LabHandle, key: str, k: Kubectl) -> list[dict[str, Any]]:
     found = _serviceentries(k)
     if not found:
         raise LabError(f"no ServiceEntry for {REMOTE_HOST} on {k.context}; run `make lab-up` first")
@@ -347,7 +347,7 @@ _inject_wrong_gateway_port = functools.partial(_client_serviceentry, port=15443)
 
 
 # --- the gateway's EnvoyFilter --------------------------------------------------------------------------------------
-def legacy_envoyfilter(obj: dict) -> dict:
+def legacy_envoyfilter(obj: dict[str, Any]) -> dict[str, Any]:
     """The 1.7.0-1.7.4 form of `istio-multicluster-ingressgateway`: the rewrite filter's settings under `config:`
     instead of `typed_config` (preconfigured.yaml at tag 1.7.3 vs 1.7.5; istio#27909). Pure; returns a copy.
 
@@ -414,7 +414,7 @@ ROOT_CONFIGMAP = "istio-ca-root-cert"
 ROOT_KEY = "root-cert.pem"
 
 
-def _get_optional(k: Kubectl, *args: str) -> dict | None:
+def _get_optional(k: Kubectl, *args: str) -> dict[str, Any] | None:
     res = k.run("get", *args, "-o", "json", "--ignore-not-found")
     return json.loads(res.stdout) if res.stdout.strip() else None
 
@@ -529,14 +529,14 @@ def _restore_certificates(lab: LabHandle) -> None:
 # Each check reads lab.configdump.analyze(<gateway /config_dump>, REMOTE_HOST, REMOTE_PORT) and returns what does not
 # hold yet (empty: landed). `gateway_paths` says, per 0.0.0.0_15443 chain serving the SNI, which cluster the
 # connection ends in and whether the gateway has that cluster (`cluster_present`).
-GatewayCheck = Callable[[dict, str], list[str]]
+GatewayCheck = Callable[[dict[str, Any], str], list[str]]
 
 
-def _sni_clusters(summary: dict) -> set[str]:
+def _sni_clusters(summary: dict[str, Any]) -> set[str]:
     return {c["name"] for c in summary["clusters"]["matches"]}
 
 
-def _ends_in(summary: dict, cluster: str, *, present: bool) -> list[str]:
+def _ends_in(summary: dict[str, Any], cluster: str, *, present: bool) -> list[str]:
     paths = summary.get("gateway_paths") or []
     if not paths:
         return [f"no 0.0.0.0_15443 filter chain serves SNI {GLOBAL_SNI_CLUSTER}"]
@@ -547,13 +547,13 @@ def _ends_in(summary: dict, cluster: str, *, present: bool) -> list[str]:
     return [f"SNI {GLOBAL_SNI_CLUSTER} should end in {state} cluster {cluster}; the gateway's paths: {got}"]
 
 
-def _without_global_cluster(summary: dict) -> list[str]:
+def _without_global_cluster(summary: dict[str, Any]) -> list[str]:
     if GLOBAL_SNI_CLUSTER in _sni_clusters(summary):
         return [f"the gateway still has cluster {GLOBAL_SNI_CLUSTER}"]
     return []
 
 
-def gateway_without_local_serviceentry(summary: dict, version: str) -> list[str]:
+def gateway_without_local_serviceentry(summary: dict[str, Any], version: str) -> list[str]:
     """cluster2 knows no httpbin.bar.global: no SNI cluster of that name; from 1.7.5 on the EnvoyFilter rewrites the
     SNI to the local cluster, which exists; before, the connection ends in the missing `.global` cluster."""
     rewrites = version_key(version) >= version_key(ENVOYFILTER_FIXED_IN)
@@ -561,32 +561,33 @@ def gateway_without_local_serviceentry(summary: dict, version: str) -> list[str]
     return _without_global_cluster(summary) + _ends_in(summary, target, present=rewrites)
 
 
-def gateway_with_broken_rewrite(summary: dict, version: str) -> list[str]:
+def gateway_with_broken_rewrite(summary: dict[str, Any], version: str) -> list[str]:
     """The legacy EnvoyFilter does no rewrite and cluster2 knows no httpbin.bar.global: the connection ends in the
     missing `.global` cluster, whatever the version."""
     return _without_global_cluster(summary) + _ends_in(summary, GLOBAL_SNI_CLUSTER, present=False)
 
 
-def gateway_with_global_cluster(summary: dict, version: str) -> list[str]:
+def gateway_with_global_cluster(summary: dict[str, Any], version: str) -> list[str]:
     """No rewrite, but cluster2's ServiceEntry is back: the gateway builds the `.global` SNI cluster itself."""
     return _ends_in(summary, GLOBAL_SNI_CLUSTER, present=True)
 
 
-def gateway_summary(lab: LabHandle) -> dict:
+def gateway_summary(lab: LabHandle) -> dict[str, Any]:
     """cluster2's ingress gateway's /config_dump, analysed for httpbin.bar.global:8000."""
     return analyze(Prober(lab.server).config_dump(ISTIO_NS, GATEWAY_SELECTOR), REMOTE_HOST, REMOTE_PORT)
 
 
-def await_gateway(lab: LabHandle, check: GatewayCheck, what: str) -> list[dict]:
+def await_gateway(lab: LabHandle, check: GatewayCheck, what: str) -> list[dict[str, Any]]:
     """Poll cluster2's gateway until `check` finds nothing missing; returns its paths for `httpbin.bar.global`."""
     version = lab.profile.istio_version
 
-    def landed() -> list[dict]:
+    def landed() -> list[dict[str, Any]]:
         summary = gateway_summary(lab)
         problems = check(summary, version)
         if problems:
             raise NotYet("; ".join(problems))
-        return summary["gateway_paths"]
+        paths: list[dict[str, Any]] = summary["gateway_paths"]
+        return paths
 
     # A config dump can fail while istiod pushes or the gateway restarts (exec error, half-written JSON): poll again.
     return poll(landed, timeout=TIMEOUTS.gateway_config, what=f"cluster2's gateway config after {what}",
@@ -615,7 +616,7 @@ def renew_client_connections(lab: LabHandle) -> None:
     _rollout_restart(lab.client, CLIENT_NS, [CLIENT_DEPLOYMENT])
 
 
-def reach_new_connections(lab: LabHandle, check: GatewayCheck | None, what: str) -> list[dict]:
+def reach_new_connections(lab: LabHandle, check: GatewayCheck | None, what: str) -> list[dict[str, Any]]:
     """For a change on cluster2's gateway: wait until its config dump shows the change, then renew cluster1's
     connections, so that the probes that follow judge the new configuration. Returns the gateway's paths."""
     if check is None:

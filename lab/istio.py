@@ -37,12 +37,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, overload
 
 import yaml
 
 from lab.errors import PreflightError
 from lab.profile import Images, Profile
 from lab.settings import TIMEOUTS
+from lab.tokens import Token, arg
 
 # Relative to the extracted release (release-builder 1.7 ships manifests/examples; docs/sources.md#istio-release).
 VALUES_FILE = Path("manifests/examples/multicluster/values-istio-multicluster-gateways.yaml")
@@ -87,7 +89,7 @@ def install_env(readiness: float) -> dict[str, str]:
     return {READINESS_ENV: f"{int(readiness)}s"}
 
 
-def _requests(component: str) -> dict:
+def _requests(component: str) -> dict[str, Any]:
     return {"requests": {"cpu": f"{LAB_CPU_M[component]}m", "memory": _MEMORY[component]}}
 
 
@@ -96,18 +98,18 @@ def release_url(version: str, arch: str = "linux-amd64") -> str:
     return f"https://github.com/istio/istio/releases/download/{version}/istio-{version}-{arch}.tar.gz"
 
 
-def gateway_ports(node_port: int) -> list[dict]:
+def gateway_ports(node_port: int) -> list[dict[str, Any]]:
     """The four default gateway ports, with `nodePort` fixed on `tls` (15443) only; the others get random ones."""
     ports = []
     for name, port, target in DEFAULT_GATEWAY_PORTS:
-        entry: dict = {"name": name, "port": port, "targetPort": target}
+        entry: dict[str, Any] = {"name": name, "port": port, "targetPort": target}
         if port == TLS_PORT:
             entry["nodePort"] = node_port
         ports.append(entry)
     return ports
 
 
-def image_values(profile: Profile) -> dict:
+def image_values(profile: Profile) -> dict[str, Any]:
     """`values` that make the install run the profile's Istio images where they differ from what istioctl renders by
     default (an `images.*` override); {} for the default images, which istioctl's own hub/tag already names.
 
@@ -120,13 +122,13 @@ def image_values(profile: Profile) -> dict:
     chosen = profile.images.resolved(profile.istio_version)
     default = Images().resolved(profile.istio_version)
     changed = {k: v for k, v in chosen.items() if v != default.get(k)}
-    values: dict = {}
+    values: dict[str, Any] = {}
     if "pilot" in changed:
         values["pilot"] = {"image": chart_image(changed["pilot"])}
     if "proxyv2" in changed:
         ref = chart_image(changed["proxyv2"])
         values["global"] = {"proxy": {"image": ref}, "proxy_init": {"image": ref}}
-    coredns: dict = {}
+    coredns: dict[str, Any] = {}
     if "coredns" in changed:
         name, tag = _split_tag(changed["coredns"])
         coredns.update(coreDNSImage=name, coreDNSTag=tag)
@@ -156,7 +158,7 @@ def _split_tag(ref: str) -> tuple[str, str]:
     return name, tag
 
 
-def _merge(into: dict, extra: dict) -> dict:
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             _merge(into[key], value)
@@ -165,7 +167,7 @@ def _merge(into: dict, extra: dict) -> dict:
     return into
 
 
-def overlay(profile: Profile) -> dict:
+def overlay(profile: Profile) -> dict[str, Any]:
     """The IstioOperator overlay (see module docstring)."""
     values = _merge({"global": {"imagePullPolicy": "IfNotPresent", "proxy": {"resources": _requests("proxy")}}},
                     image_values(profile))
@@ -205,8 +207,14 @@ def values_file(istio_dir: Path) -> Path:
     return path
 
 
+@overload
 def install_argv(istioctl: Path | str, kubeconfig: Path | str, context: str, files: Sequence[Path | str],
-                 readiness_timeout: str | None = None) -> list[str]:
+                 readiness_timeout: str | None = None) -> list[str]: ...
+@overload
+def install_argv(istioctl: Path | str, kubeconfig: Path | Token, context: Token, files: Sequence[Path | Token],
+                 readiness_timeout: str | None = None) -> list[Token]: ...
+def install_argv(istioctl: Path | str, kubeconfig: Path | Token, context: Token, files: Sequence[Path | Token],
+                 readiness_timeout: str | None = None) -> list[str] | list[Token]:
     """`istioctl install -f <file>... --skip-confirmation --kubeconfig <k> --context <c>` (flags of 1.7.8).
 
     Flags per Istio 1.7.8 `operator/cmd/mesh/install.go`: `--filename/-f` (repeatable, later files overlay earlier
@@ -217,10 +225,10 @@ def install_argv(istioctl: Path | str, kubeconfig: Path | str, context: str, fil
     """
     if not files:
         raise ValueError("istioctl install needs at least one -f file")
-    argv = [str(istioctl), "install"]
+    argv: list[Token] = [str(istioctl), "install"]
     for f in files:
-        argv += ["-f", str(f)]
-    argv += ["--skip-confirmation", "--kubeconfig", str(kubeconfig), "--context", context]
+        argv += ["-f", arg(f)]
+    argv += ["--skip-confirmation", "--kubeconfig", arg(kubeconfig), "--context", context]
     if readiness_timeout:
         argv += ["--readiness-timeout", readiness_timeout]
     return argv

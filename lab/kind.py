@@ -20,7 +20,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 
 import yaml
 
@@ -31,6 +31,7 @@ from lab.profile import ClusterSpec, Profile
 from lab.retry import NotYet, poll
 from lab.settings import TIMEOUTS
 from lab.shell import Runner
+from lab.tokens import Token, arg, joined
 
 log = logging.getLogger("lab.kind")
 
@@ -61,9 +62,12 @@ apiServer:
 
 @runtime_checkable
 class Provider(Protocol):
-    """What the plan/executor need from a cluster provider. Nothing outside the provider module knows more."""
+    """What the executor needs from a cluster provider (exactly what it calls). Nothing outside the provider module
+    knows more."""
 
-    name: str
+    name: str  # recorded in state.json with each cluster the lab creates
+    # The wait between the provider's own polls (node Ready); the executor sets one that an interrupt cuts short.
+    sleep: Callable[[float], None] | None
 
     def kubeconfig(self, cluster: ClusterSpec) -> Path:
         """The kubeconfig file the lab uses for `cluster` (never the user's ~/.kube/config)."""
@@ -85,6 +89,10 @@ class Provider(Protocol):
         """Provider-specific checks after creation; raises PreflightError with one line on a known breakage."""
         ...
 
+    def identity(self, cluster: ClusterSpec) -> str:
+        """What tells this instance of the cluster from another one of the same name ("" if none exists)."""
+        ...
+
     def delete(self, cluster: ClusterSpec) -> bool:
         """Delete the cluster if it is confirmed to be ours; returns whether something was deleted."""
         ...
@@ -93,9 +101,15 @@ class Provider(Protocol):
         """Make host images (by tag) available on the cluster's nodes without a registry pull."""
         ...
 
-    def node_ip(self, cluster: ClusterSpec) -> str:
-        """The address other clusters reach this cluster's nodes (and NodePorts) on."""
-        ...
+
+class KindTools(Protocol):
+    """The binaries KindProvider runs (lab.tools.Tools has them)."""
+
+    @property
+    def kind(self) -> Path: ...
+
+    @property
+    def kubectl(self) -> Path: ...
 
 
 def needs_trustworthy_jwt_patch(profile: Profile) -> bool:
@@ -115,7 +129,7 @@ def _semver(version: str) -> tuple[int, int, int]:
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
 
 
-def render_config(profile: Profile, cluster: ClusterSpec) -> dict:
+def render_config(profile: Profile, cluster: ClusterSpec) -> dict[str, Any]:
     """The kind v1alpha4 Cluster config for `cluster`: one control-plane node on the profile's pinned image,
     the cluster's pod/service subnets, a 127.0.0.1 host port mapped onto the gateway's fixed nodePort, and (for
     Kubernetes < 1.20) the kubeadm patch Istio 1.7's CI used for third-party JWT."""
@@ -165,15 +179,15 @@ def config_yaml(profile: Profile, cluster: ClusterSpec) -> str:
     return yaml.dump(render_config(profile, cluster), Dumper=_BlockDumper, sort_keys=False)
 
 
-def create_argv(kind: Path | str, cluster: ClusterSpec, profile: Profile, config: Path | str,
-                kubeconfig: Path | str) -> list[str]:
+def create_argv(kind: Path | str, cluster: ClusterSpec, profile: Profile, config: Path | Token,
+                kubeconfig: Path | Token) -> list[Token]:
     """`kind create cluster` argv, as pytest_kind's KindCluster.create runs it (written out for the shell plan).
 
     No `--wait` (KindCluster passes none; kind's default is 0s): the lab waits for node Ready itself, with a
     deadline, which is what kind's waitforready action polls too (pkg/cluster/internal/create/actions/waitforready).
     """
-    return [str(kind), "create", "cluster", f"--name={cluster.name}", f"--kubeconfig={kubeconfig}",
-            f"--image={profile.node_image}", "--config", str(config)]
+    return [str(kind), "create", "cluster", f"--name={cluster.name}", joined("--kubeconfig=", arg(kubeconfig)),
+            f"--image={profile.node_image}", "--config", arg(config)]
 
 
 def node_container(cluster: ClusterSpec) -> str:
@@ -225,7 +239,7 @@ class KindProvider:
 
     name = "kind"
 
-    def __init__(self, profile: Profile, state_dir: Path, tools: Any, runner: Runner, *,
+    def __init__(self, profile: Profile, state_dir: Path, tools: KindTools, runner: Runner, *,
                  cluster_factory: ClusterFactory = _default_factory,
                  sleep: Callable[[float], None] | None = None) -> None:
         """`tools` is a lab.tools.Tools; `state_dir` holds kubeconfig/<cluster> and kind/<cluster>.yaml.
@@ -426,10 +440,17 @@ def load_argv(kind: Path | str, cluster: ClusterSpec, image: str) -> list[str]:
     return [str(kind), "load", "docker-image", "--name", cluster.name, image]
 
 
-def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str, archive: Path | str) -> list[list[str]]:
-    """The kind #4066 fallback: save one platform of the image, then `kind load image-archive` it."""
-    return [["docker", "image", "save", "--platform", PLATFORM, "-o", str(archive), image],
-            [str(kind), "load", "image-archive", "--name", cluster.name, str(archive)]]
+@overload
+def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str, archive: Path | str) -> list[list[str]]: ...
+@overload
+def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str,
+                       archive: Path | Token) -> list[list[Token]]: ...
+def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str,
+                       archive: Path | Token) -> list[list[str]] | list[list[Token]]:
+    """The kind #4066 fallback: save one platform of the image, then `kind load image-archive` it (strings for the
+    provider, tokens for the plan)."""
+    return [["docker", "image", "save", "--platform", PLATFORM, "-o", arg(archive), image],
+            [str(kind), "load", "image-archive", "--name", cluster.name, arg(archive)]]
 
 
 def modprobe_argv(node: str) -> list[str]:
@@ -469,7 +490,7 @@ def _text(value: bytes | str | None) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-def make_provider(profile: Profile, state_dir: Path, tools: Any, runner: Runner) -> Provider:
+def make_provider(profile: Profile, state_dir: Path, tools: KindTools, runner: Runner) -> Provider:
     """The provider the lab uses for `profile`. Today always kind; a provider for existing clusters would be chosen
     here, and nothing else in the lab would change."""
     return KindProvider(profile, state_dir, tools, runner)

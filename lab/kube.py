@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from lab.names import COREDNS_CONFIGMAP, Query
 from lab.settings import TIMEOUTS
@@ -26,8 +27,9 @@ class Kubectl:
         return self.runner.run([*self.base(), *args], input=input, check=check,
                                timeout=timeout or TIMEOUTS.command, context=context or self.context)
 
-    def get_json(self, *args: str) -> dict:
-        return json.loads(self.run("get", *args, "-o", "json").stdout)
+    def get_json(self, *args: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.run("get", *args, "-o", "json").stdout)
+        return data
 
     def jsonpath(self, *args: str, path: str) -> str:
         return self.run("get", *args, "-o", f"jsonpath={path}").stdout.strip()
@@ -45,11 +47,12 @@ class Kubectl:
         return self.run("exec", "-n", namespace, pod, "-c", container, "--", *argv, check=check, timeout=timeout)
 
 
-def read_coredns(k: Kubectl, *, context: str = "") -> dict:
+def read_coredns(k: Kubectl, *, context: str = "") -> dict[str, Any]:
     """The live kube-system/coredns ConfigMap (lab.names.COREDNS_CONFIGMAP), as `kubectl get -o json` prints it."""
-    return json.loads(k.run("get", *COREDNS_CONFIGMAP, "-o", "json", context=context).stdout)
+    configmap: dict[str, Any] = json.loads(k.run("get", *COREDNS_CONFIGMAP, "-o", "json", context=context).stdout)
+    return configmap
 
 
-def corefile_of(configmap: dict) -> str:
+def corefile_of(configmap: Mapping[str, Any]) -> str:
     """The Corefile in a coredns ConfigMap read by `read_coredns`; empty when it holds none."""
-    return (configmap.get("data") or {}).get("Corefile", "")
+    return str((configmap.get("data") or {}).get("Corefile", ""))

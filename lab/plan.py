@@ -18,8 +18,11 @@ import json
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
+from enum import Enum
+from functools import singledispatch
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -28,6 +31,7 @@ from lab import images as lab_images
 from lab.errors import ValidationError
 from lab.profile import ClusterSpec, Profile
 from lab.settings import TIMEOUTS
+from lab.tokens import Concat, Context, File, Kubeconfig, Lookup, Token
 
 # --- the write-up's sections (the headings of "Istio多集群(1)-多控制面", docs/design.md) ------------------------
 S_REQUIREMENTS = "要求 (Requirements: kubernetes clusters)"
@@ -60,55 +64,7 @@ SHELL_BASES = ("LAB_HOME", "ISTIO_DIR")
 SERVER_SIDE_APPLY = ("--server-side", "--force-conflicts", "--field-manager=istio-multicluster-lab")
 
 
-# --- argv tokens ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Kubeconfig:
-    """The lab's own kubeconfig file of a cluster ($LAB_HOME/kubeconfig/<cluster>); never ~/.kube/config."""
-
-    cluster: str
-
-
-@dataclass(frozen=True)
-class Context:
-    """The kubeconfig context of a cluster (kind names it kind-<cluster>)."""
-
-    cluster: str
-    name: str
-
-
-@dataclass(frozen=True)
-class File:
-    """A path under one of the script's base directories: $LAB_HOME (the lab's state) or $ISTIO_DIR (the release)."""
-
-    base: str
-    rel: str
-
-    def __post_init__(self) -> None:
-        if self.base not in SHELL_BASES or not re.fullmatch(r"[A-Za-z0-9._/-]+", self.rel):
-            raise ValueError(f"bad File({self.base!r}, {self.rel!r})")
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """A value known only at run time: `kubectl get <args> -o jsonpath=<path>` on a cluster."""
-
-    cluster: str
-    context: str
-    args: tuple[str, ...]
-    jsonpath: str
-    what: str  # for messages: "istiocoredns ClusterIP"
-
-
-@dataclass(frozen=True)
-class Concat:
-    """One argv element made of several parts (`--kubeconfig=` + a Kubeconfig, `ADDR` + `:` + `PORT`)."""
-
-    parts: tuple[str | Kubeconfig | Context | File | Lookup, ...]
-
-
-Token = str | Kubeconfig | Context | File | Lookup | Concat
-
+# --- argv tokens (lab/tokens.py) -------------------------------------------------------------------
 
 def kubectl(cluster: ClusterSpec, *args: Token) -> tuple[Token, ...]:
     """argv of kubectl naming the cluster's own kubeconfig and context explicitly."""
@@ -167,19 +123,37 @@ class Manifest:
     namespace: str | None = None
 
 
+class ExpectKind(str, Enum):
+    """What a check compares: the exit code, stdout, curl's HTTP status, or nslookup's addresses."""
+
+    EXIT0 = "exit0"
+    EQUALS = "equals"
+    HTTP = "http"
+    RESOLVES = "resolves"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
 @dataclass(frozen=True)
 class Expect:
     """What a check waits for: `exit0`, `equals` (stdout), `http` (curl status), `resolves` (nslookup address)."""
 
-    kind: str
+    kind: ExpectKind
     value: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ExpectKind(self.kind))  # a kind's name is refused unless it is one
 
     def describe(self) -> str:
         return {
-            "exit0": "exit code 0",
-            "equals": f"output {self.value!r}",
-            "http": f"HTTP {self.value}",
-            "resolves": f"an A record {self.value}",
+            ExpectKind.EXIT0: "exit code 0",
+            ExpectKind.EQUALS: f"output {self.value!r}",
+            ExpectKind.HTTP: f"HTTP {self.value}",
+            ExpectKind.RESOLVES: f"an A record {self.value}",
         }[self.kind]
 
 
@@ -192,18 +166,89 @@ class Check:
     timeout: float = TIMEOUTS.rollout
 
 
+# --- lab actions: what the executor does in-process and the shell script writes as equivalent commands --------
+# One frozen dataclass per action. Three functions dispatch on the type (functools.singledispatch): `describe_action`
+# and `shell_action` here, `perform` in lab/executor.py; an action type registers its implementation of each beside
+# it, so the code that runs a plan never names an action.
 @dataclass(frozen=True)
-class LabAction:
-    """A named lab action (done in-process by the executor; the shell renders equivalent commands)."""
+class Action:
+    """A lab action. `name` is its name in `lab plan`; a `self_checking` action looks before it acts and changes
+    nothing when all is in place, so it runs on every `lab up` (lab/executor.py)."""
 
-    name: str
-    params: tuple[tuple[str, object], ...]
-
-    def param(self, key: str) -> object:
-        return dict(self.params)[key]
+    name: ClassVar[str]
+    self_checking: ClassVar[bool] = False
 
 
-Run = Command | Manifest | Check | LabAction
+@dataclass(frozen=True)
+class CreateCluster(Action):
+    """Create (or reuse) a kind cluster through the provider; `argv` and `config_text` are what it runs."""
+
+    name: ClassVar[str] = "kind.create"
+    self_checking: ClassVar[bool] = True
+    cluster: str
+    argv: tuple[Token, ...]
+    config: File
+    config_text: str
+    node: str  # the node container (the legacy iptables modules are loaded through it)
+    dns_check: str  # the node container to check for kind #3054, or ""
+
+
+@dataclass(frozen=True)
+class PullImages(Action):
+    """`docker pull` each image the host does not have yet."""
+
+    name: ClassVar[str] = "images.pull"
+    images: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LoadImages(Action):
+    """`kind load docker-image` the images into a cluster (with the one-platform archive fallback)."""
+
+    name: ClassVar[str] = "images.load"
+    cluster: str
+    images: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GenerateCerts(Action):
+    """A shared root CA in `out` and one intermediate CA per cluster (lab/certs.py)."""
+
+    name: ClassVar[str] = "certs.generate"
+    out: File
+    clusters: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PatchCoreDNS(Action):
+    """Add (or replace) the `global` server block of the live Corefile, forwarding to `forward` (lab/corefile.py);
+    `file` keeps the Corefile written."""
+
+    name: ClassVar[str] = "coredns.patch"
+    self_checking: ClassVar[bool] = True
+    cluster: str
+    forward: Lookup
+    aaaa_guard: bool
+    file: File
+
+
+@dataclass(frozen=True)
+class ApplyClientServiceEntry(Action):
+    """The calling cluster's ServiceEntry for `service`.`service_namespace`.global (VIP `vip`), whose endpoint is
+    the remote gateway at `address`:`port` (looked up at run time); re-applied when the live one differs."""
+
+    name: ClassVar[str] = "serviceentry.client"
+    self_checking: ClassVar[bool] = True
+    cluster: str
+    namespace: str
+    service: str
+    service_namespace: str
+    vip: str
+    address: Lookup
+    port: Lookup
+
+
+Run = Command | Manifest | Check | Action
 
 
 @dataclass(frozen=True)
@@ -254,12 +299,11 @@ def build(profile: Profile, paths: Paths | None = None) -> list[Step]:
         # (docs/sources.md#kind-multiple-clusters).
         by_phase["host"].append(Step(
             "host/images-pull", None, S_REQUIREMENTS, "pull the lab's images once on the host (docker pull)",
-            LabAction("images.pull", (("images", image_list),)), phase="host"))
+            PullImages(image_list), phase="host"))
     if profile.cert_source == "generated":
         by_phase["host"].append(Step(
             "host/certs", None, S_CONTROL_PLANE, "generate a shared root CA and one intermediate CA per cluster",
-            LabAction("certs.generate", (("out", File("LAB_HOME", "certs")),
-                                         ("clusters", tuple(c.name for c in clusters)))), phase="host"))
+            GenerateCerts(File("LAB_HOME", "certs"), tuple(c.name for c in clusters)), phase="host"))
 
     for c in clusters:
         by_phase["clusters"] += _cluster_steps(profile, c, image_list)
@@ -280,20 +324,18 @@ def build(profile: Profile, paths: Paths | None = None) -> list[Step]:
 def _cluster_steps(profile: Profile, c: ClusterSpec, image_list: tuple[str, ...]) -> list[Step]:
     n = c.name
     config = File("LAB_HOME", f"kind/{n}.yaml")
-    argv = _tokens(kind.create_argv("kind", c, profile, "\0config", "\0kubeconfig"),
-                   {"\0config": config, "\0kubeconfig": Kubeconfig(n)})
+    argv = tuple(kind.create_argv("kind", c, profile, config, Kubeconfig(n)))
     steps = [Step(
         f"{n}/cluster", n, S_REQUIREMENTS, f"kind create cluster {n} ({profile.node_image.split('@')[0]})",
         # Done by the provider (lab.kind: creation, then its checks); `argv` and `config_text` are what it
         # runs, for the plan and the shell script.
-        LabAction("kind.create", (("cluster", n), ("argv", argv), ("config", config),
-                                  ("config_text", kind.config_yaml(profile, c)), ("node", kind.node_container(c)),
-                                  ("dns_check", kind.node_container(c) if kind.needs_dns_check(profile) else ""))),
+        CreateCluster(n, argv, config, kind.config_yaml(profile, c), kind.node_container(c),
+                      kind.node_container(c) if kind.needs_dns_check(profile) else ""),
         phase="clusters")]
     if profile.load_images:
         steps.append(Step(
             f"{n}/images-load", n, S_REQUIREMENTS, f"load the images into {n} (kind load docker-image)",
-            LabAction("images.load", (("cluster", n), ("images", image_list))),
+            LoadImages(n, image_list),
             needs=(f"{n}/cluster", "host/images-pull"), phase="clusters"))
     return steps
 
@@ -319,21 +361,19 @@ def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, 
     steps = [
         Step(f"{n}/ns-istio-system", n, S_CONTROL_PLANE, "namespace istio-system",
              Manifest(n, Text(namespace_manifest("istio-system"))), needs=(f"{n}/cluster",), phase="control-plane",
-             verify=Check(kubectl(c, "get", "namespace", "istio-system", "-o", "name"), Expect("exit0"), 0)),
+             verify=Check(kubectl(c, "get", "namespace", "istio-system", "-o", "name"), Expect(ExpectKind.EXIT0), 0)),
         # istiod reads cacerts only when it starts (pilot/pkg/bootstrap/istio_ca.go): the secret comes first.
         Step(f"{n}/cacerts", n, S_CONTROL_PLANE, "secret cacerts (ca-cert, ca-key, root-cert, cert-chain)",
              Manifest(n, SecretFromFiles("cacerts", "istio-system", _cert_files(profile, c))),
              needs=(f"{n}/ns-istio-system", *cert_needs), phase="control-plane",
              verify=Check(kubectl(c, "-n", "istio-system", "get", "secret", "cacerts", "-o", "name"),
-                          Expect("exit0"), 0)),
+                          Expect(ExpectKind.EXIT0), 0)),
     ]
     overlay = istio.overlay_yaml(profile)
     values = File("ISTIO_DIR", "manifests/examples/multicluster/values-istio-multicluster-gateways.yaml")
     # one file per cluster: both clusters install in parallel and must not write the same file at once
     overlay_file = File("LAB_HOME", f"istio-overlay-{n}.yaml")
-    argv = _tokens(istio.install_argv("istioctl", "\0kubeconfig", "\0context", ["\0values", "\0overlay"]),
-                   {"\0kubeconfig": Kubeconfig(n), "\0context": Context(n, c.context), "\0values": values,
-                    "\0overlay": overlay_file})
+    argv = tuple(istio.install_argv("istioctl", Kubeconfig(n), Context(n, c.context), [values, overlay_file]))
     steps.append(Step(
         f"{n}/istio", n, S_CONTROL_PLANE,
         f"istioctl install Istio {profile.istio_version} (values-istio-multicluster-gateways.yaml + lab overlay)",
@@ -344,13 +384,13 @@ def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, 
         needs=(f"{n}/cacerts", base), phase="control-plane",
         verify=Check(kubectl(c, "-n", "istio-system", "get", "deployment", "istiod",
                              "-o", "jsonpath={.spec.template.spec.containers[0].image}"),
-                     Expect("equals", istio.chart_image(images["pilot"])), 0)))
+                     Expect(ExpectKind.EQUALS, istio.chart_image(images["pilot"])), 0)))
     if c.role == "server":
         steps.append(Step(
             f"{n}/gateway", n, S_GATEWAY, "ingress gateway ready, its 15443 nodePort as the profile fixed it",
             Check(kubectl(c, "-n", "istio-system", "get", "service", "istio-ingressgateway", "-o",
                           "jsonpath={.spec.ports[?(@.port==15443)].nodePort}"),
-                  Expect("equals", str(profile.gateway_node_port)), TIMEOUTS.rollout),
+                  Expect(ExpectKind.EQUALS, str(profile.gateway_node_port)), TIMEOUTS.rollout),
             needs=(f"{n}/istio",), phase="control-plane"))
         steps.append(Step(
             f"{n}/gateway-ready", n, S_GATEWAY, "ingress gateway deployment rolled out",
@@ -360,7 +400,7 @@ def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, 
 
 def _rollout(c: ClusterSpec, namespace: str, deployment: str, timeout: float = TIMEOUTS.rollout) -> Check:
     return Check(kubectl(c, "-n", namespace, "rollout", "status", f"deployment/{deployment}",
-                         f"--timeout={int(timeout)}s"), Expect("exit0"), timeout)
+                         f"--timeout={int(timeout)}s"), Expect(ExpectKind.EXIT0), timeout)
 
 
 def _query(c: ClusterSpec, q: names.Query, what: str | None = None) -> Lookup:
@@ -383,9 +423,7 @@ def _dns_steps(profile: Profile, c: ClusterSpec) -> list[Step]:
         # Read the live Corefile and add (or replace) the `global` server block: never paste the docs' copy,
         # CoreDNS 1.7+ exits on its `upstream` option (docs/sources.md#coredns-upstream-option).
         Step(f"{n}/coredns-global", n, S_DNS, "CoreDNS: forward the `global` zone to istiocoredns",
-             LabAction("coredns.patch", (("cluster", n), ("forward", istiocoredns_ip(c)),
-                                         ("aaaa_guard", profile.aaaa_guard),
-                                         ("file", File("LAB_HOME", f"{n}.Corefile")))),
+             PatchCoreDNS(n, istiocoredns_ip(c), profile.aaaa_guard, File("LAB_HOME", f"{n}.Corefile")),
              needs=(f"{n}/istiocoredns",), phase="dns"),
         # The write-up: after the apply CoreDNS may not pick the change up; restart its pods.
         Step(f"{n}/coredns-restart", n, S_DNS, "restart CoreDNS",
@@ -428,15 +466,15 @@ def _app_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, str]) -> l
                   Manifest(n, Text(namespace_manifest(ns, {"istio-injection": "enabled"}))),
                   needs=(f"{n}/istio",), phase="apps",
                   verify=Check(kubectl(c, "get", "namespace", ns, "-o",
-                                       "jsonpath={.metadata.labels.istio-injection}"), Expect("equals", "enabled"),
-                               0))]
+                                       "jsonpath={.metadata.labels.istio-injection}"),
+                               Expect(ExpectKind.EQUALS, "enabled"), 0))]
     apps = [("httpbin", SAMPLE_HTTPBIN)] if c.role == "server" else []
     apps.append(("sleep", SAMPLE_SLEEP))  # the write-up also runs a sleep in cluster2's bar
     for app, rel in apps:
         steps.append(Step(f"{n}/{app}", n, S_APPS, f"{app} in {ns} ({rel})",
                           Manifest(n, _sample(rel, app, images), ns), needs=(f"{n}/ns-{ns}",), phase="apps",
                           verify=Check(kubectl(c, "-n", ns, "get", "deployment", app, "-o", "name"),
-                                       Expect("exit0"), 0)))
+                                       Expect(ExpectKind.EXIT0), 0)))
     key, value = STATS_ANNOTATION
     patch = json.dumps({"spec": {"template": {"metadata": {"annotations": {key: value}}}}}, separators=(",", ":"))
     steps.append(Step(
@@ -447,7 +485,7 @@ def _app_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, str]) -> l
         needs=(f"{n}/sleep",), phase="apps",
         verify=Check(kubectl(c, "-n", ns, "get", "deployment", "sleep", "-o",
                              "jsonpath={.spec.template.metadata.annotations." + key.replace(".", "\\.") + "}"),
-                     Expect("equals", value), 0)))
+                     Expect(ExpectKind.EQUALS, value), 0)))
     for app, _ in apps:
         after = f"{n}/sleep-stats" if app == "sleep" else f"{n}/{app}"
         steps.append(Step(f"{n}/{app}-ready", n, S_APPS, f"{app} in {ns} rolled out (with its sidecar)",
@@ -469,16 +507,14 @@ def _serviceentry_steps(profile: Profile) -> list[Step]:
 
     def se_vip(c: ClusterSpec, ns: str) -> Check:
         return Check(kubectl(c, "-n", ns, "get", "serviceentries.networking.istio.io", SE_NAME, "-o",
-                             "jsonpath={.spec.addresses[0]}"), Expect("equals", c.vip), 0)
+                             "jsonpath={.spec.addresses[0]}"), Expect(ExpectKind.EQUALS, c.vip), 0)
 
     steps = [
         Step(f"{client.name}/serviceentry", client.name, S_SERVICEENTRY,
              f"ServiceEntry {REMOTE.host} in {CLIENT_NS}: VIP {client.vip}, endpoint {server.name}'s gateway node "
              "IP and 15443 nodePort",
-             LabAction("serviceentry.client", (
-                 ("cluster", client.name), ("namespace", CLIENT_NS), ("service", REMOTE.name),
-                 ("service_namespace", REMOTE.namespace), ("vip", client.vip),
-                 ("address", gateway_address(server)), ("port", gateway_node_port(server)))),
+             ApplyClientServiceEntry(client.name, CLIENT_NS, REMOTE.name, REMOTE.namespace, client.vip,
+                                     gateway_address(server), gateway_node_port(server)),
              needs=(f"{client.name}/ns-{CLIENT_NS}", f"{server.name}/gateway-ready"), phase="serviceentries",
              verify=se_vip(client, CLIENT_NS)),
         # The write-up's own finding: without it the gateway could not resolve httpbin.bar.global (true only
@@ -506,7 +542,7 @@ def sleep_pod(c: ClusterSpec, namespace: str) -> Lookup:
 def curl_check(c: ClusterSpec, namespace: str) -> Check:
     url = f"{REMOTE.host}:{REMOTE.port}/headers"
     return Check(kubectl(c, "exec", "-n", namespace, sleep_pod(c, namespace), "-c", "sleep", "--",
-                         *probe.curl_argv(url)), Expect("http", "200"), TIMEOUTS.probe)
+                         *probe.curl_argv(url)), Expect(ExpectKind.HTTP, "200"), TIMEOUTS.probe)
 
 
 def _verify_steps(profile: Profile) -> list[Step]:
@@ -520,7 +556,7 @@ def _verify_steps(profile: Profile) -> list[Step]:
             f"nslookup -type=a {REMOTE.host} through {name} answers {client.vip}",
             # nslookup takes the server as its last argument (lab/probe.py nslookup_argv)
             Check((*kubectl(client, "exec", "-n", CLIENT_NS, sleep_pod(client, CLIENT_NS), "-c", "sleep", "--",
-                            *probe.nslookup_argv(REMOTE.host)), dns), Expect("resolves", client.vip),
+                            *probe.nslookup_argv(REMOTE.host)), dns), Expect(ExpectKind.RESOLVES, client.vip),
                   TIMEOUTS.dns_converge),
             needs=all_client, phase="verify"))
     steps.append(Step(
@@ -533,23 +569,6 @@ def _verify_steps(profile: Profile) -> list[Step]:
         f"{cn}/curl", cn, S_VERIFY, f"curl {REMOTE.host}:{REMOTE.port}/headers from sleep in {cn}/{CLIENT_NS} = 200",
         curl_check(client, CLIENT_NS), needs=(), phase="verify"))
     return steps
-
-
-def _tokens(argv: Sequence[str], mapping: Mapping[str, Token]) -> tuple[Token, ...]:
-    """Turn the marker strings we passed to another module's argv builder back into tokens.
-
-    A marker may be embedded in an element (`--kubeconfig=<marker>`): that element becomes a Concat."""
-    pattern = re.compile("(" + "|".join(re.escape(m) for m in mapping) + ")")
-    out: list[Token] = []
-    used: set[str] = set()
-    for a in argv:
-        pieces = [x for x in pattern.split(a) if x]
-        used.update(x for x in pieces if x in mapping)
-        parts = tuple(mapping.get(x, x) for x in pieces)
-        out.append(parts[0] if len(parts) == 1 else Concat(parts))  # type: ignore[arg-type]
-    if set(mapping) - used:
-        raise ValueError(f"argv builder dropped {sorted(set(mapping) - used)}")
-    return tuple(out)
 
 
 def check_order(steps: Sequence[Step]) -> None:
@@ -614,15 +633,29 @@ def describe(run: Run) -> str:
             return f"kubectl apply{ns} -f ${src.file.base}/{src.file.rel}{swap}"
         return (f"kubectl create secret generic {src.name} -n {src.namespace} "
                 + " ".join(f"--from-file=${f.base}/{f.rel}" for f in src.files) + " (applied)")
-    if run.name == "kind.create":
-        return _plain(run.param("argv"))  # type: ignore[arg-type]
-    if run.name in ("images.pull", "images.load"):
-        images = run.param("images")
-        verb = "docker pull (each missing one)" if run.name == "images.pull" else \
-            f"kind load docker-image --name {run.param('cluster')}"
-        return f"{verb}: {', '.join(images)}"  # type: ignore[arg-type]
-    params = ", ".join(f"{k}={_plain_value(v)}" for k, v in run.params)
-    return f"lab action {run.name}({params})"
+    return describe_action(run)
+
+
+@singledispatch
+def describe_action(action: Action) -> str:
+    """One line for `lab plan`: by default the action's name and its fields."""
+    params = ", ".join(f"{f.name}={_plain_value(getattr(action, f.name))}" for f in fields(action))
+    return f"lab action {action.name}({params})"
+
+
+@describe_action.register
+def _(action: CreateCluster) -> str:
+    return _plain(action.argv)
+
+
+@describe_action.register
+def _(action: PullImages) -> str:
+    return f"docker pull (each missing one): {', '.join(action.images)}"
+
+
+@describe_action.register
+def _(action: LoadImages) -> str:
+    return f"kind load docker-image --name {action.cluster}: {', '.join(action.images)}"
 
 
 def _plain_value(v: object) -> str:
@@ -740,7 +773,7 @@ def _shell_lines(step: Step, contexts: Mapping[str, str]) -> list[str]:
         # kubectl.kubernetes.io/last-applied-configuration annotation, readable by anyone who can read the Secret's
         # metadata. SERVER_SIDE_APPLY stores only field ownership.
         return [f"{_sh_argv(create)} | {_sh_argv((*k, 'apply', *SERVER_SIDE_APPLY, '-f', '-'))}"]
-    return _shell_action(run, contexts)
+    return shell_action(run, contexts)
 
 
 def _sed_image(old: str, new: str) -> str:
@@ -749,50 +782,57 @@ def _sed_image(old: str, new: str) -> str:
     return f"s|image: {re.escape(old)}$|image: {new}|"
 
 
-def _shell_action(run: LabAction, contexts: Mapping[str, str]) -> list[str]:
-    p = dict(run.params)
-    if run.name == "kind.create":
-        cfg = p["config"]
-        assert isinstance(cfg, File)
-        cluster = str(p["cluster"])
-        k = _kubectl_of(cluster, contexts)
-        # the provider runs this argv (kind waits for nothing by default); the lab waits for the node.
-        # Re-runnable like the lab: an existing cluster of that name is reused. (No `grep -q`: exiting early
-        # could SIGPIPE kind, and with pipefail the cluster would be created a second time.)
-        lines = [*_write_file(cfg, str(p["config_text"])),
-                 f"kind get clusters | grep -x {shlex.quote(cluster)} >/dev/null || "
-                 f"{_sh_argv(p['argv'])}",  # type: ignore[arg-type]
-                 _sh_argv((*k, "wait", "--for=condition=Ready", "node", "--all",
-                           f"--timeout={int(TIMEOUTS.kind_create)}s"))]
-        # As the provider does after creating the node (lab.kind load_xtables_modules): Istio 1.7's istio-init
-        # needs the legacy iptables modules, which a pod's network namespace cannot load on demand.
-        modprobe = " ".join(shlex.quote(a) for a in kind.modprobe_argv(str(p["node"])))
-        lines += [f"{modprobe} \\",
-                  f"  || {{ echo 'cannot load the legacy iptables modules Istio 1.7 needs: run `sudo modprobe -a "
-                  f"{' '.join(istio.XTABLES_MODULES)}` on the Docker host' >&2; exit 1; }}"]
-        node = str(p["dns_check"])
-        if node:
-            # kind #3054 (node images before kind v0.18): Docker's DNS DNAT rules in the node lose `--dport 53`
-            # on hosts with iptables 1.8.8+ in nf_tables mode; lab.kind.dns_dnat_problem is the lab's check.
-            lines += ["# kind #3054: in nodes before kind v0.18, Docker's DNS DNAT rules must still carry --dport 53",
-                      f"if docker exec {shlex.quote(node)} iptables-save -t nat | grep -e '-A DOCKER_OUTPUT' "
-                      "| grep -e '-j DNAT' | grep -qv -e '--dport 53'; then",
-                      f"  echo 'kind #3054: DNS DNAT rules in {node} lost --dport 53; use the default profile' >&2",
-                      "  exit 1", "fi"]
-        return lines
-    if run.name == "images.pull":
-        return [_sh_argv(lab_images.pull_argv(i)) for i in p["images"]]  # type: ignore[union-attr]
-    if run.name == "images.load":
-        return _shell_images_load(str(p["cluster"]), tuple(p["images"]))  # type: ignore[arg-type]
-    if run.name == "certs.generate":
-        clusters = shlex.quote(",".join(p["clusters"]))  # type: ignore[arg-type]
-        # The one step that needs the lab's Python (profile cert_source=generated only; the header says so).
-        return [f"python3 -m lab certs generate --out {_sh(p['out'])} --clusters {clusters}"]  # type: ignore[arg-type]
-    if run.name == "coredns.patch":
-        return _shell_coredns_patch(run, contexts)
-    if run.name == "serviceentry.client":
-        return _shell_serviceentry_client(run, contexts)
-    raise ValueError(f"unknown lab action {run.name}")
+@singledispatch
+def shell_action(action: Action, contexts: Mapping[str, str]) -> list[str]:
+    """The shell script's lines for a lab action: plain commands that do what the executor does."""
+    raise TypeError(f"no shell form for lab action {action.name}")
+
+
+@shell_action.register
+def _(action: CreateCluster, contexts: Mapping[str, str]) -> list[str]:
+    cluster = action.cluster
+    k = _kubectl_of(cluster, contexts)
+    # the provider runs this argv (kind waits for nothing by default); the lab waits for the node.
+    # Re-runnable like the lab: an existing cluster of that name is reused. (No `grep -q`: exiting early
+    # could SIGPIPE kind, and with pipefail the cluster would be created a second time.)
+    lines = [*_write_file(action.config, action.config_text),
+             f"kind get clusters | grep -x {shlex.quote(cluster)} >/dev/null || "
+             f"{_sh_argv(action.argv)}",
+             _sh_argv((*k, "wait", "--for=condition=Ready", "node", "--all",
+                       f"--timeout={int(TIMEOUTS.kind_create)}s"))]
+    # As the provider does after creating the node (lab.kind load_xtables_modules): Istio 1.7's istio-init
+    # needs the legacy iptables modules, which a pod's network namespace cannot load on demand.
+    modprobe = " ".join(shlex.quote(a) for a in kind.modprobe_argv(action.node))
+    lines += [f"{modprobe} \\",
+              f"  || {{ echo 'cannot load the legacy iptables modules Istio 1.7 needs: run `sudo modprobe -a "
+              f"{' '.join(istio.XTABLES_MODULES)}` on the Docker host' >&2; exit 1; }}"]
+    node = action.dns_check
+    if node:
+        # kind #3054 (node images before kind v0.18): Docker's DNS DNAT rules in the node lose `--dport 53`
+        # on hosts with iptables 1.8.8+ in nf_tables mode; lab.kind.dns_dnat_problem is the lab's check.
+        lines += ["# kind #3054: in nodes before kind v0.18, Docker's DNS DNAT rules must still carry --dport 53",
+                  f"if docker exec {shlex.quote(node)} iptables-save -t nat | grep -e '-A DOCKER_OUTPUT' "
+                  "| grep -e '-j DNAT' | grep -qv -e '--dport 53'; then",
+                  f"  echo 'kind #3054: DNS DNAT rules in {node} lost --dport 53; use the default profile' >&2",
+                  "  exit 1", "fi"]
+    return lines
+
+
+@shell_action.register
+def _(action: PullImages, contexts: Mapping[str, str]) -> list[str]:
+    return [_sh_argv(lab_images.pull_argv(i)) for i in action.images]
+
+
+@shell_action.register
+def _(action: LoadImages, contexts: Mapping[str, str]) -> list[str]:
+    return _shell_images_load(action.cluster, action.images)
+
+
+@shell_action.register
+def _(action: GenerateCerts, contexts: Mapping[str, str]) -> list[str]:
+    clusters = shlex.quote(",".join(action.clusters))
+    # The one step that needs the lab's Python (profile cert_source=generated only; the header says so).
+    return [f"python3 -m lab certs generate --out {_sh(action.out)} --clusters {clusters}"]
 
 
 def _shell_images_load(cluster: str, images: Sequence[str]) -> list[str]:
@@ -804,8 +844,7 @@ def _shell_images_load(cluster: str, images: Sequence[str]) -> list[str]:
              f"# if `kind load docker-image` fails (kind #3795), save the {kind.PLATFORM} image and load the archive"]
     for image in images:
         load = _sh_argv(kind.load_argv("kind", spec, image))
-        fallback = " && ".join(_sh_argv(_tokens(a, {"\0archive": archive}))
-                               for a in kind.archive_load_argvs("kind", spec, image, "\0archive"))
+        fallback = " && ".join(_sh_argv(a) for a in kind.archive_load_argvs("kind", spec, image, archive))
         lines.append(f"{load} \\\n  || {{ {fallback} && rm -f {_sh(archive)}; }}")
     return lines
 
@@ -815,22 +854,21 @@ GLOBAL_FORWARD_VAR = "ISTIOCOREDNS_IP"
 INGRESS_HOST_VAR, INGRESS_PORT_VAR = "INGRESS_HOST", "INGRESS_PORT"
 
 
-def _shell_coredns_patch(run: LabAction, contexts: Mapping[str, str]) -> list[str]:
+@shell_action.register
+def _shell_coredns_patch(run: PatchCoreDNS, contexts: Mapping[str, str]) -> list[str]:
     """The Corefile change as plain commands: read the live Corefile, drop a `global:53` block a previous run added,
     append the lab's block (lab/corefile.py render_block), write the ConfigMap back.
 
     What lab/corefile.py does more (the lab's own run): it replaces a `global` block in place, understands every
     spelling of the zone and refuses Corefiles it cannot patch safely. The sed range below removes only a block
     written as the lab writes it (`global:53 {` at the start of a line up to the first `}` alone on a line)."""
-    p = dict(run.params)
-    cluster = str(p["cluster"])
+    cluster = run.cluster
     k = _kubectl_of(cluster, contexts)
-    f = p["file"]
-    forward = p["forward"]
-    assert isinstance(f, File) and isinstance(forward, Lookup)
+    f = run.file
+    forward = run.forward
     live = File(f.base, f.rel + ".live")
     var = GLOBAL_FORWARD_VAR
-    block = corefile.render_block("192.0.2.53", aaaa_guard=bool(p["aaaa_guard"]))
+    block = corefile.render_block("192.0.2.53", aaaa_guard=run.aaaa_guard)
     placeholder = "forward . 192.0.2.53:53"
     if block.count(placeholder) != 1 or "$" in block or "`" in block or "\\" in block:
         raise ValueError("the Corefile block cannot be written as a shell heredoc")
@@ -869,13 +907,12 @@ def serviceentry_heredoc(svc: serviceentry.RemoteService, vip: str) -> str:
     return text
 
 
-def _shell_serviceentry_client(run: LabAction, contexts: Mapping[str, str]) -> list[str]:
-    p = dict(run.params)
-    k = _kubectl_of(str(p["cluster"]), contexts)
-    address, port = p["address"], p["port"]
-    assert isinstance(address, Lookup) and isinstance(port, Lookup)
-    svc = serviceentry.RemoteService(str(p["service"]), str(p["service_namespace"]))
-    text = serviceentry_heredoc(svc, str(p["vip"]))
+@shell_action.register
+def _shell_serviceentry_client(run: ApplyClientServiceEntry, contexts: Mapping[str, str]) -> list[str]:
+    k = _kubectl_of(run.cluster, contexts)
+    address, port = run.address, run.port
+    svc = serviceentry.RemoteService(run.service, run.service_namespace)
+    text = serviceentry_heredoc(svc, run.vip)
     return [
         f"# the write-up's INGRESS_HOST (the gateway pod's node) and, as its ServiceEntry says, the gateway's "
         f"{names.GATEWAY_TLS_PORT} nodePort",
@@ -884,7 +921,7 @@ def _shell_serviceentry_client(run: LabAction, contexts: Mapping[str, str]) -> l
         f': "${{{INGRESS_HOST_VAR}:?{address.what} is not known yet}}" "${{{INGRESS_PORT_VAR}:?{port.what} is not '
         'known yet}"',
         f"export {INGRESS_HOST_VAR} {INGRESS_PORT_VAR}",
-        f"{_sh_argv((*k, 'apply', '-n', str(p['namespace']), '-f', '-'))} <<LAB_EOF\n{text}LAB_EOF",
+        f"{_sh_argv((*k, 'apply', '-n', run.namespace, '-f', '-'))} <<LAB_EOF\n{text}LAB_EOF",
     ]
 
 
@@ -900,9 +937,9 @@ def contexts_of(steps: Iterable[Step]) -> dict[str, str]:
         elif isinstance(v, tuple):
             for x in v:
                 visit(x)
-        elif hasattr(v, "__dataclass_fields__"):
-            for name in v.__dataclass_fields__:  # type: ignore[attr-defined]
-                visit(getattr(v, name))
+        elif is_dataclass(v):
+            for f in fields(v):
+                visit(getattr(v, f.name))
 
     for s in steps:
         visit(s.run)
@@ -950,7 +987,7 @@ def render_shell(steps: Sequence[Step], paths: Paths | None = None, *, title: st
 
 
 def _python_note(steps: Sequence[Step]) -> list[str]:
-    if any(isinstance(s.run, LabAction) and s.run.name == "certs.generate" for s in steps):
+    if any(isinstance(s.run, GenerateCerts) for s in steps):
         return ["# Runs no Python except `python3 -m lab certs generate` (cert_source=generated): run the script from",
                 "# the repository's root with its virtual environment active (`. .venv/bin/activate`)."]
     return ["# Runs no Python: every value it computes (the Corefile, the ServiceEntry) is written by plain commands."]

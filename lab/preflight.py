@@ -28,12 +28,15 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab import capacity, istio
 from lab.errors import CommandError, PreflightError
 from lab.profile import Profile
 from lab.shell import Runner
+
+if TYPE_CHECKING:
+    from lab.tools import Tools
 
 MIN_MEMORY_BYTES = 6 * 1024**3
 MIN_CPUS = capacity.min_cpus()
@@ -223,7 +226,7 @@ def port_in_use(host: str, port: int) -> str | None:
     return None
 
 
-def tool_problems(profile: Profile, tools: Any, runner: Runner) -> list[Problem]:
+def tool_problems(profile: Profile, tools: Tools, runner: Runner) -> list[Problem]:
     """The tools the lab will run report the profile's exact versions (`tools` is a lab.tools.Tools)."""
     from lab import tools as tools_mod  # late: tools imports istio, keep preflight importable alone
 
@@ -250,7 +253,7 @@ def tool_problems(profile: Profile, tools: Any, runner: Runner) -> list[Problem]
 
 def checks(profile: Profile, runner: Runner, *, proc_root: Path = Path("/proc"),
            modules_root: Path = Path("/lib/modules"), skip_ports_of: frozenset[str] = frozenset(),
-           tools: Any = None) -> list[Problem]:
+           tools: Tools | None = None) -> list[Problem]:
     """All problems, Docker first (stopping there if the engine is unreachable). `skip_ports_of` names clusters
     that already exist (their port is bound by their own node container). `tools` (lab.tools.Tools) adds the
     version checks."""

@@ -19,6 +19,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from lab.errors import LabError
 from lab.kube import Kubectl
@@ -169,7 +170,8 @@ def is_end_marker(line: str) -> bool:
 def _dechunk(body: str) -> str:
     """Decode a chunked body as printed by `curl --raw` (size line in hex, data, ..., 0). On anything odd, return
     the text unchanged: the local-reply search works on it too unless a chunk splits a word."""
-    out, rest = [], body
+    out: list[str] = []
+    rest = body
     while rest:
         size_line, sep, rest = rest.partition("\n")
         try:
@@ -201,7 +203,7 @@ def parse_nslookup(output: str) -> list[str]:
     return addresses
 
 
-def newest_running_pod(pod_list: dict) -> str | None:
+def newest_running_pod(pod_list: dict[str, Any]) -> str | None:
     """Name of the newest pod in a `kubectl get pods -o json` list that is Running and not being deleted.
 
     A pod being replaced keeps phase Running until its containers stop (the sample's sleep, PID 1, ignores SIGTERM
@@ -258,11 +260,13 @@ class Prober:
                                 timeout=self.timeouts["exec"])
         return parse_curl(res.stdout, res.returncode, stderr=res.stderr)
 
-    def config_dump(self, namespace: str, selector: str) -> dict:
+    def config_dump(self, namespace: str, selector: str) -> dict[str, Any]:
         """The Envoy /config_dump (`envoy_admin`) of the istio-proxy of the pod `pod(namespace, selector)` picks.
         Bad JSON raises ValueError."""
         pod = self.pod(namespace, selector)
-        return json.loads(envoy_admin(self.kubectl, namespace, pod, "config_dump", timeout=self.timeouts["exec"]))
+        dump: dict[str, Any] = json.loads(envoy_admin(self.kubectl, namespace, pod, "config_dump",
+                                                      timeout=self.timeouts["exec"]))
+        return dump
 
     def nslookup(self, namespace: str, pod: str, name: str, server: str | None = None) -> NslookupResult:
         res = self.kubectl.exec(namespace, pod, self.container, nslookup_argv(name, server),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from lab.errors import UsageError
 from lab.values import ascii_int, image_reference, v_version
@@ -119,7 +120,7 @@ def load_profile(name: str = "default", overrides: dict[str, str] | None = None)
     if name not in PROFILES:
         raise UsageError(f"unknown profile {name!r}; choose one of: {', '.join(sorted(PROFILES))}")
     profile = PROFILES[name]
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}  # field name -> value of that field's type
     image_changes: dict[str, str] = {}
     for key, raw in (overrides or {}).items():
         if key.startswith("images."):

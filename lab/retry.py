@@ -58,16 +58,13 @@ def poll(
         exc = state.outcome.exception() if state.outcome else None
         log.info("attempt %d failed: %s; retrying in %.0fs", state.attempt_number, exc, interval)
 
-    kwargs = {}
-    if sleep is not None:
-        kwargs["sleep"] = sleep
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_delay(timeout),
         wait=tenacity.wait_fixed(interval),
         retry=tenacity.retry_if_exception_type(retry_on),
         before_sleep=before_sleep,
         reraise=False,
-        **kwargs,
+        sleep=sleep if sleep is not None else tenacity.nap.sleep,  # tenacity's own default
     )
     try:
         return retrying(attempt)

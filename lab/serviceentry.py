@@ -16,6 +16,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
@@ -167,8 +168,8 @@ def _endpoint_address(address: str) -> str:
     return str(ip)
 
 
-def _service_entry(svc: RemoteService, vip: str, endpoint: dict, namespace: str | None) -> dict:
-    metadata: dict = {"name": svc.resource_name}
+def _service_entry(svc: RemoteService, vip: str, endpoint: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": svc.resource_name}
     if namespace is not None:
         if not _DNS1123.fullmatch(namespace):
             raise ValidationError(f"namespace {namespace!r} is not a DNS-1123 label")
@@ -189,19 +190,20 @@ def _service_entry(svc: RemoteService, vip: str, endpoint: dict, namespace: str 
     }
 
 
-def render_client(svc: RemoteService, vip: str, address: str, port: int, *, namespace: str | None = None) -> dict:
+def render_client(svc: RemoteService, vip: str, address: str, port: int, *,
+                  namespace: str | None = None) -> dict[str, Any]:
     """The calling cluster's ServiceEntry: traffic for the VIP goes to the remote gateway `address:port`
     (the port that reaches the gateway's 15443: its nodePort on kind; "Do not change" 15443 behind a load balancer)."""
     _check_port(port, "endpoint port")
     return _service_entry(svc, vip, {"address": _endpoint_address(address), "ports": {svc.port_name: port}}, namespace)
 
 
-def render_server(svc: RemoteService, vip: str, *, namespace: str | None = None) -> dict:
+def render_server(svc: RemoteService, vip: str, *, namespace: str | None = None) -> dict[str, Any]:
     """The serving cluster's ServiceEntry (the write-up's fix): its own VIP, endpoint the local Service."""
     return _service_entry(svc, vip, {"address": svc.local_host}, namespace)
 
 
-def to_yaml(obj: dict) -> str:
+def to_yaml(obj: dict[str, Any]) -> str:
     """YAML in the order the object was built (the write-up's order), block style."""
     return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False)
 
@@ -221,7 +223,7 @@ def parse_endpoint(value: str) -> tuple[str, int | None]:
     return addr, int(port)
 
 
-def render_for_endpoint(svc: RemoteService, vip: str, endpoint: str, *, namespace: str | None = None) -> dict:
+def render_for_endpoint(svc: RemoteService, vip: str, endpoint: str, *, namespace: str | None = None) -> dict[str, Any]:
     """`ADDR:PORT` (the remote gateway) renders the calling cluster's ServiceEntry, `<name>.<ns>.svc.cluster.local`
     the serving cluster's; anything else is refused."""
     address, port = parse_endpoint(endpoint)

@@ -19,7 +19,7 @@ from lab.errors import CommandError, PreflightError
 # Every child a Runner started and that has not ended yet. Ctrl-C at a terminal reaches the whole foreground
 # process group, but a SIGINT sent to the lab's pid alone (`kill -INT <pid>`, a supervisor) reaches only the lab:
 # its children (a `docker pull`, a `kind create`) would run on. `end_children` ends them.
-_children: set[subprocess.Popen] = set()
+_children: set[subprocess.Popen[str]] = set()
 _children_lock = threading.Lock()
 
 
@@ -42,7 +42,7 @@ def end_children(grace: float = 5.0) -> int:
 
 
 def _communicate(argv: list[str], input: str | None, timeout: float | None,  # noqa: A002
-                 env: Mapping[str, str]) -> subprocess.CompletedProcess:
+                 env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     """subprocess.run(capture_output=True, text=True), with the child registered for `end_children`."""
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(env))

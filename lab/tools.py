@@ -139,8 +139,9 @@ def parse_kubectl_version(output: str) -> str | None:
         data = None
     if isinstance(data, dict):
         client = data.get("clientVersion")
-        if isinstance(client, dict) and isinstance(client.get("gitVersion"), str):
-            return client["gitVersion"]
+        version = client.get("gitVersion") if isinstance(client, dict) else None
+        if isinstance(version, str):
+            return version
         return None
     m = re.search(r'GitVersion:"(v[^"]+)"', output) or re.search(r"Client Version: (v\d+\.\d+\.\d+\S*)", output)
     return m.group(1) if m else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lab.errors import CommandError
@@ -22,7 +23,8 @@ class RecordingRunner(Runner):
     envs: list[dict[str, str] | None] = field(default_factory=list)
     timeouts: list[float | None] = field(default_factory=list)
 
-    def run(self, argv, *, input=None, check=True, timeout=None, context="", env=None):  # noqa: A002
+    def run(self, argv: Sequence[str], *, input: str | None = None, check: bool = True,  # noqa: A002
+            timeout: float | None = None, context: str = "", env: Mapping[str, str] | None = None) -> Result:
         argv_t = tuple(str(a) for a in argv)
         self.calls.append(argv_t)
         self.inputs.append(input)

@@ -31,7 +31,7 @@ import copy
 import functools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -101,13 +101,13 @@ def _k8s_validator(version: str, definition: str) -> jsonschema.protocols.Valida
     return jsonschema.Draft4Validator(schema, registry=registry)
 
 
-def validate_k8s(obj: dict, k8s_version: str = "1.21") -> None:
+def validate_k8s(obj: dict[str, Any], k8s_version: str = "1.21") -> None:
     """Validate a Kubernetes object strictly (unknown fields refused) against the bundled schema nearest
     `k8s_version`; ValidationError naming the object and every problem."""
     _raise(_name(obj), _k8s_problems(obj, k8s_version))
 
 
-def _k8s_problems(obj: dict, k8s_version: str) -> list[str]:
+def _k8s_problems(obj: dict[str, Any], k8s_version: str) -> list[str]:
     problems = _type_meta_problems(obj)
     if problems:
         return problems
@@ -144,9 +144,9 @@ def _strict(node: Any) -> Any:
 
 
 @functools.cache
-def _istio_crd_schemas() -> dict[tuple[str, str], dict]:
+def _istio_crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) -> strict openAPIV3Schema, for every served version of every 1.7.8 CRD."""
-    out: dict[tuple[str, str], dict] = {}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
     for doc in yaml.safe_load_all((_DATA / "crd-all.gen.yaml").read_text()):
         if not doc or doc.get("kind") != "CustomResourceDefinition":
             continue
@@ -163,7 +163,7 @@ def istio_kinds() -> list[tuple[str, str]]:
     return sorted([*_istio_crd_schemas(), (IOP_API_VERSION, "IstioOperator")])
 
 
-def _with_type_meta(schema: dict, metadata: dict) -> dict:
+def _with_type_meta(schema: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
     root = copy.deepcopy(schema)
     root["properties"] = {
         "apiVersion": {"type": "string"},
@@ -182,7 +182,7 @@ _STRICT_MESSAGES = ("IstioOperatorSpec", "IstioComponentSetSpec", "BaseComponent
                     "ExternalComponentSpec", "GatewaySpec", "KubernetesResourcesSpec", "ServiceSpec", "ServicePort",
                     "EnvVar", "Values", "GlobalConfig", "MeshConfig")
 # How a proto field type reads in YAML. istioctl's Type* wrappers (operator.proto) are free-form or int-or-string.
-_SCALARS: dict[str, dict] = {
+_SCALARS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
     "bool": {"type": "boolean"},
     "google.protobuf.BoolValue": {"type": "boolean"},
@@ -214,18 +214,18 @@ def _camel(name: str) -> str:
 
 
 @functools.cache
-def _iop_schema() -> dict:
+def _iop_schema() -> dict[str, Any]:
     data = json.loads((_DATA / "istiooperator-fields.json").read_text())
     messages = data["messages"]
-    defs: dict[str, dict] = {}
+    defs: dict[str, dict[str, Any]] = {}
     for msg in _STRICT_MESSAGES:
-        props: dict[str, dict] = {}
+        props: dict[str, dict[str, Any]] = {}
         for field, ptype in messages[msg]["fields"]:
             repeated = ptype.startswith("repeated ")
             base = ptype.removeprefix("repeated ")
             target = _FIELD_MESSAGE.get((msg, field), base)
             if target in _STRICT_MESSAGES:
-                item: dict = {"$ref": f"#/definitions/{target}"}
+                item: dict[str, Any] = {"$ref": f"#/definitions/{target}"}
             elif base in _SCALARS:
                 item = _SCALARS[base]
             elif base in _MESH_ENUMS:
@@ -268,13 +268,13 @@ def _istio_validator(api_version: str, kind: str, k8s_version: str) -> jsonschem
     return jsonschema.Draft7Validator(schema, registry=registry)
 
 
-def validate_istio(obj: dict) -> None:
+def validate_istio(obj: dict[str, Any]) -> None:
     """Validate an Istio object strictly against Istio 1.7.8's schema for its kind and apiVersion; ValidationError
     naming the object and every problem (unknown fields included)."""
     _raise(_name(obj), _istio_problems(obj))
 
 
-def _istio_problems(obj: dict, k8s_version: str = "1.21") -> list[str]:
+def _istio_problems(obj: dict[str, Any], k8s_version: str = "1.21") -> list[str]:
     problems = _type_meta_problems(obj)
     if problems:
         return problems
@@ -285,7 +285,7 @@ def _istio_problems(obj: dict, k8s_version: str = "1.21") -> list[str]:
     return _problems(validator, obj)
 
 
-def is_istio(obj: dict) -> bool:
+def is_istio(obj: dict[str, Any]) -> bool:
     group = str(obj.get("apiVersion", "")).split("/")[0]
     return group.endswith(".istio.io")
 
@@ -335,13 +335,13 @@ def _type_meta_problems(obj: Any) -> list[str]:
 def _name(obj: Any) -> str:
     if not isinstance(obj, dict):
         return "object"
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    meta = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
     name = meta.get("name", "<no name>")
     ns = meta.get("namespace")
     return f"{obj.get('kind', '<no kind>')} {ns + '/' if ns else ''}{name}"
 
 
-def _problems(validator: jsonschema.protocols.Validator, obj: dict) -> list[str]:
+def _problems(validator: jsonschema.protocols.Validator, obj: dict[str, Any]) -> list[str]:
     out = []
     for err in sorted(validator.iter_errors(obj), key=lambda e: [str(p) for p in e.absolute_path]):
         path = ".".join(str(p) for p in err.absolute_path) or "(top level)"
@@ -351,7 +351,8 @@ def _problems(validator: jsonschema.protocols.Validator, obj: dict) -> list[str]
 
 def _message(err: jsonschema.ValidationError) -> str:
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-        allowed = set(err.schema.get("properties", {}))
+        schema = err.schema if isinstance(err.schema, Mapping) else {}
+        allowed = set(schema.get("properties", {}))
         unknown = sorted(k for k in err.instance if k not in allowed)
         if unknown:
             return f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"

@@ -719,3 +719,36 @@ def test_a_pull_refused_by_docker_hubs_rate_limit_stops_lab_up_with_one_line_say
     with pytest.raises(LabError) as err:
         up(lab)
     assert "run `docker login`" in str(err.value) and "\n" not in str(err.value)
+
+
+# --- typed actions and statuses -----------------------------------------------------------------------------------
+def test_a_lab_action_keeps_the_fingerprint_state_json_recorded_before_actions_were_typed():
+    """A lab built before the typed actions recorded LabAction(name, params) fingerprints: they still count."""
+    import dataclasses as dc
+
+    from lab import plan
+    from lab.state import fingerprint
+
+    @dc.dataclass(frozen=True)
+    class LabAction:  # the record form of earlier versions (lab/plan.py until typed actions)
+        name: str
+        params: tuple[tuple[str, object], ...]
+
+    for profile in (PROFILE, load_profile(overrides={"cert_source": "generated"})):
+        actions = [s.run for s in executor.build(profile) if isinstance(s.run, plan.Action)]
+        assert {a.name for a in actions} >= {"kind.create", "coredns.patch", "serviceentry.client"}
+        for a in actions:
+            old = LabAction(a.name, tuple((f.name, getattr(a, f.name)) for f in dc.fields(a)))
+            assert executor.step_fingerprint(a) == fingerprint(old), a.name
+    # and one value as the previous version wrote it (commit 0b7da49, default profile)
+    patch = next(s for s in executor.build(load_profile()) if s.id == "cluster1/coredns-global").run
+    assert executor.step_fingerprint(patch) == "a7dabd3e271e1efc3db489cd7b16adee70a3a4b9cce3027aa692a176f2c816a9"
+
+
+def test_outcome_statuses_print_as_their_words(lab):
+    assert f"{executor.Status.IN_PLACE:<9}|" == "in-place |" and str(executor.Status.BLOCKED) == "blocked"
+    code, out = up(lab)
+    ids = {s.id for s in executor.build(PROFILE)}
+    words = {ln.split()[2] for ln in out.splitlines() if len(ln.split()) > 2 and ln.split()[1] in ids}
+    assert code == 0 and words <= {s.value for s in executor.Status} and "done" in words
+    assert "Status." not in out

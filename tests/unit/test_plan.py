@@ -4,8 +4,10 @@ applies (Kubernetes kinds against kubernetes-validate's schemas, Istio kinds aga
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -13,7 +15,20 @@ import yaml
 from lab import corefile, istio, plan, serviceentry
 from lab.errors import ValidationError
 from lab.executor import coredns_configmap, sample_manifest, secret_manifest
-from lab.plan import Check, Command, Context, File, Kubeconfig, LabAction, Lookup, Manifest, Sample, SecretFromFiles
+from lab.plan import (
+    ApplyClientServiceEntry,
+    Check,
+    Command,
+    Context,
+    CreateCluster,
+    File,
+    Kubeconfig,
+    Lookup,
+    Manifest,
+    PatchCoreDNS,
+    Sample,
+    SecretFromFiles,
+)
 from lab.profile import load_profile
 from tests.support import schemas
 from tests.support.fakelab import ISTIO_DIR, START_COREFILE
@@ -127,8 +142,8 @@ def test_each_cluster_is_created_with_the_profile_pinned_node_image(profile):
     steps = by_id(plan.build(profile))
     for c in profile.clusters:
         run = steps[f"{c.name}/cluster"].run
-        assert isinstance(run, LabAction) and run.name == "kind.create"
-        assert f"--image={profile.node_image}" in run.param("argv")
+        assert isinstance(run, CreateCluster) and run.name == "kind.create"
+        assert f"--image={profile.node_image}" in run.argv
         assert "@sha256:" in profile.node_image
 
 
@@ -162,18 +177,20 @@ def test_coredns_patch_forwards_to_the_istiocoredns_cluster_ip_looked_up_at_run_
     steps = by_id(plan.build(profile))
     for c in profile.clusters:
         run = steps[f"{c.name}/coredns-global"].run
-        fwd = run.param("forward")
+        assert isinstance(run, PatchCoreDNS)
+        fwd = run.forward
         assert isinstance(fwd, Lookup) and fwd.cluster == c.name
         assert fwd.args == ("-n", "istio-system", "service", "istiocoredns") and fwd.jsonpath == "{.spec.clusterIP}"
-        assert run.param("aaaa_guard") == profile.aaaa_guard
+        assert run.aaaa_guard == profile.aaaa_guard
 
 
 def test_serviceentries_match_the_write_up_in_both_clusters(profile):
     steps = by_id(plan.build(profile))
     client, server = profile.client, profile.server
     cl = steps[f"{client.name}/serviceentry"].run
-    assert cl.param("vip") == client.vip and cl.param("namespace") == "foo"
-    addr, port = cl.param("address"), cl.param("port")
+    assert isinstance(cl, ApplyClientServiceEntry)
+    assert cl.vip == client.vip and cl.namespace == "foo"
+    addr, port = cl.address, cl.port
     assert (addr.cluster, addr.jsonpath) == (server.name, "{.items[0].status.hostIP}")
     assert "istio=ingressgateway" in addr.args
     assert (port.cluster, port.jsonpath) == (server.name, "{.spec.ports[?(@.port==15443)].nodePort}")
@@ -279,13 +296,13 @@ def _rendered_manifests(profile):
         elif isinstance(run, Command):
             for _, text in run.writes:
                 yield s.id, text, []
-        elif isinstance(run, LabAction) and run.name == "coredns.patch":
+        elif isinstance(run, PatchCoreDNS):
             live = {"metadata": {"name": "coredns", "namespace": "kube-system"}, "data": {"Corefile": START_COREFILE}}
-            patched = corefile.patch(START_COREFILE, "10.255.10.53", aaaa_guard=bool(run.param("aaaa_guard")))
+            patched = corefile.patch(START_COREFILE, "10.255.10.53", aaaa_guard=run.aaaa_guard)
             yield s.id, coredns_configmap(live, patched), []
-        elif isinstance(run, LabAction) and run.name == "serviceentry.client":
-            svc = serviceentry.RemoteService(run.param("service"), run.param("service_namespace"))
-            obj = serviceentry.render_client(svc, run.param("vip"), "172.18.0.3", profile.gateway_node_port)
+        elif isinstance(run, ApplyClientServiceEntry):
+            svc = serviceentry.RemoteService(run.service, run.service_namespace)
+            obj = serviceentry.render_client(svc, run.vip, "172.18.0.3", profile.gateway_node_port)
             yield s.id, serviceentry.to_yaml(obj), []
 
 
@@ -396,3 +413,44 @@ def test_the_istiod_check_expects_the_pilot_image_the_overlay_installs(pilot):
         assert verify.expect.kind == "equals" and verify.expect.value == installed
     if pilot == "pilot:1.7.8-custom":
         assert installed == "docker.io/library/pilot:1.7.8-custom"
+
+
+# --- typed actions ------------------------------------------------------------------------------------------------
+def _actions(p):
+    return [s.run for s in plan.build(p) if isinstance(s.run, plan.Action)]
+
+
+def test_every_lab_action_type_has_its_own_shell_form_and_the_plan_uses_each_of_them():
+    action_types = set(plan.Action.__subclasses__())
+    used = {type(a) for p in PROFILES.values() for a in _actions(p)}
+    assert used == action_types, "every action type is one a plan builds"
+    for t in action_types:
+        assert plan.shell_action.dispatch(t) is not plan.shell_action.dispatch(plan.Action), t.__name__
+        assert t.__dataclass_params__.frozen, t.__name__
+
+
+def test_an_action_type_without_a_shell_form_is_refused_by_name_not_rendered_as_something_else():
+    @dataclasses.dataclass(frozen=True)
+    class Unknown(plan.Action):
+        name: ClassVar[str] = "test.unknown"
+        x: int = 1
+
+    with pytest.raises(TypeError, match="no shell form for lab action test.unknown"):
+        plan.shell_action(Unknown(), {})
+    assert plan.describe(Unknown()) == "lab action test.unknown(x=1)"
+
+
+def test_the_kind_create_argv_carries_real_tokens_for_the_config_and_the_kubeconfig(profile):
+    steps = by_id(plan.build(profile))
+    for c in profile.clusters:
+        run = steps[f"{c.name}/cluster"].run
+        assert isinstance(run, CreateCluster)
+        assert plan.Concat(("--kubeconfig=", Kubeconfig(c.name))) in run.argv
+        assert run.argv[run.argv.index("--config") + 1] == run.config == File("LAB_HOME", f"kind/{c.name}.yaml")
+        assert not any("\0" in t for t in run.argv if isinstance(t, str))
+
+
+def test_an_unknown_expectation_kind_is_refused_when_the_check_is_made():
+    assert plan.Expect("http", "200").kind is plan.ExpectKind.HTTP
+    with pytest.raises(ValueError, match="'status'"):
+        plan.Expect("status", "200")

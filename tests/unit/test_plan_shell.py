@@ -59,6 +59,15 @@ def test_plan_listing_matches_its_golden(name):
     check_golden(GOLDEN / f"plan-{name}.txt", render(name, shell=False))
 
 
+@pytest.mark.parametrize("name", ["default", "istio-1.7.3"])
+def test_plan_json_matches_its_golden(name):
+    # the goldens were written by the lab before its actions were typed (commit 0b7da49): `lab plan --json` is the same
+    profile_name, overrides, _ = CASES[name]
+    profile = load_profile(profile_name, overrides=overrides)
+    paths = plan.Paths(PATHS.home, PATHS.istio_dir.with_name(f"istio-{profile.istio_version}"))
+    check_golden(GOLDEN / f"plan-{name}.json", plan.to_json(plan.build(profile, paths)))
+
+
 def test_the_writeup_profile_checks_kind_3054_after_creating_each_node():
     script = render("writeup", True)
     assert script.count("kind #3054") == 4  # a comment and a message per cluster
