@@ -79,7 +79,7 @@ def _identifiers(body: str, name: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def render(name: str, scenario: str = SCENARIO, **values: str | int) -> str:
+def render(name: str, scenario: str = SCENARIO, /, **values: str | int) -> str:
     """The body of template `name` with its `$VARIABLES` filled from `values` (exactly those it uses)."""
     body = read(name, scenario)[1]
     wanted = _identifiers(body, name)
