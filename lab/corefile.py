@@ -28,6 +28,7 @@ import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from lab import manifests
 from lab.errors import ValidationError
 
 ZONE = "global"
@@ -37,6 +38,9 @@ PORT = "53"
 CACHE_TTL = 30
 # The cache plugin's cap when `cache` names no TTL (coredns plugin/cache README: 3600 s for NOERROR answers).
 CACHE_DEFAULT_TTL = 3600
+# The block as a file (manifests/replicated-control-planes/); ZONE, PORT and CACHE_TTL above are what it says.
+BLOCK_TEMPLATE = "coredns-global.Corefile"
+BLOCK_TEMPLATE_NOGUARD = "coredns-global-noguard.Corefile"
 
 
 class CorefileError(ValidationError):
@@ -308,21 +312,15 @@ def forward_target(value: str) -> str:
 
 
 def render_block(forward: str, *, aaaa_guard: bool = True, newline: str = "\n", indent: str = "") -> str:
-    """The lab's `global:53` server block, from its key to its closing `}` (no trailing newline).
+    """The lab's `global:53` server block, from its key to its closing `}` (no trailing newline): the template
+    manifests/replicated-control-planes/coredns-global.Corefile (coredns-global-noguard.Corefile without the AAAA
+    guard), its lines joined by `newline` and indented by `indent` as the live Corefile is.
 
     Plugin order inside a server block is fixed by CoreDNS's plugin.cfg (errors, cache, template, forward at
     v1.7.0 and v1.8.0), not by the order written; it is written in that order for the reader.
     """
-    lines = [f"{ZONE}:{PORT} {{", "    errors", f"    cache {CACHE_TTL}"]
-    if aaaa_guard:
-        lines += [
-            "    # istio-multicluster-lab AAAA guard: istiocoredns answers NXDOMAIN to AAAA queries and musl 1.2.1+",
-            "    # then fails the whole lookup; answer AAAA with an empty NOERROR instead (docs/corefile.md)",
-            f"    template IN AAAA {ZONE} {{",
-            "        rcode NOERROR",
-            "    }",
-        ]
-    lines += [f"    forward . {forward_target(forward)}", "}"]
+    text = manifests.render(BLOCK_TEMPLATE if aaaa_guard else BLOCK_TEMPLATE_NOGUARD, FORWARD=forward_target(forward))
+    lines = text.removesuffix("\n").split("\n")
     return lines[0] + "".join(newline + indent + line for line in lines[1:])
 
 

@@ -19,6 +19,10 @@ class ValidationError(UsageError):
     """A value breaks a rule (a VIP, a host name, a Corefile); the message names the rule."""
 
 
+class ManifestError(LabError):
+    """A manifest template is missing, or is rendered with a missing, extra or unsafe variable."""
+
+
 class PreflightError(LabError):
     """The machine cannot run the lab (Docker, architecture, memory, limits, ports)."""
 

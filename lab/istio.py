@@ -1,6 +1,7 @@
 """Istio install inputs: the release URL, the multicluster values file, the lab's overlay, the install argv.
 
-Owns the IstioOperator overlay passed as the second `-f` to `istioctl install` (docs/sources.md#istio-install-overlay):
+Owns the IstioOperator overlay passed as the second `-f` to `istioctl install` (docs/sources.md#istio-install-overlay),
+written out as manifests/replicated-control-planes/istio-overlay.yaml:
 - a NodePort ingress gateway with all four default ports repeated and a fixed nodePort on `tls` 15443. Port names
   and targetPorts are those of Istio 1.7.8 `manifests/profiles/default.yaml` (components.ingressGateways[0].k8s.
   service.ports); lists in an overlay replace the profile's list, so all four must be repeated.
@@ -35,12 +36,14 @@ environment variable or its 300 s default. So the lab sets the variable, and der
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, overload
 
 import yaml
 
+from lab import manifests, names
 from lab.errors import PreflightError
 from lab.profile import Images, Profile
 from lab.settings import TIMEOUTS
@@ -51,13 +54,8 @@ VALUES_FILE = Path("manifests/examples/multicluster/values-istio-multicluster-ga
 GATEWAY = "istio-ingressgateway"
 TLS_PORT = 15443
 
-# Istio 1.7.8 manifests/profiles/default.yaml, ingress gateway service ports (name, port, targetPort).
-DEFAULT_GATEWAY_PORTS = (
-    ("status-port", 15021, 15021),
-    ("http2", 80, 8080),
-    ("https", 443, 8443),
-    ("tls", TLS_PORT, TLS_PORT),
-)
+OVERLAY_TEMPLATE = "istio-overlay.yaml"  # manifests/replicated-control-planes/: the overlay as a file
+STATS_PATCH_TEMPLATE = "sleep-stats-patch.yaml"  # the pod annotation lab doctor needs (lab.names.STATS_ANNOTATION)
 
 
 # CPU requests in millicores. Chart defaults at Istio 1.7.8: istiod 500m (manifests/charts/istio-control/
@@ -68,8 +66,6 @@ DEFAULT_GATEWAY_PORTS = (
 CHART_CPU_M = {"istiod": 500, "gateway": 100, "proxy": 100, "istiocoredns": 20}
 # The lab's: enough to schedule; a lab's traffic is a few requests a second.
 LAB_CPU_M = {"istiod": 100, "gateway": 50, "proxy": 50}
-# Memory requests as the charts set them (istio-discovery values.yaml 2048Mi; profiles/default.yaml 128Mi).
-_MEMORY = {"istiod": "2048Mi", "gateway": "128Mi", "proxy": "128Mi"}
 # istioctl 1.7's per-component wait, read from the environment (see the module docstring); 300 s is its default.
 READINESS_ENV = "WAIT_FOR_RESOURCES_TIMEOUT"
 # The kernel modules istio-init's `iptables-restore` (1.6.1, legacy xtables only: proxyv2 1.7.x is built FROM
@@ -89,24 +85,9 @@ def install_env(readiness: float) -> dict[str, str]:
     return {READINESS_ENV: f"{int(readiness)}s"}
 
 
-def _requests(component: str) -> dict[str, Any]:
-    return {"requests": {"cpu": f"{LAB_CPU_M[component]}m", "memory": _MEMORY[component]}}
-
-
 def release_url(version: str, arch: str = "linux-amd64") -> str:
     """GitHub release asset URL of `istio-<version>-<arch>.tar.gz` (release-builder 1.7 pkg/build/archive.go)."""
     return f"https://github.com/istio/istio/releases/download/{version}/istio-{version}-{arch}.tar.gz"
-
-
-def gateway_ports(node_port: int) -> list[dict[str, Any]]:
-    """The four default gateway ports, with `nodePort` fixed on `tls` (15443) only; the others get random ones."""
-    ports = []
-    for name, port, target in DEFAULT_GATEWAY_PORTS:
-        entry: dict[str, Any] = {"name": name, "port": port, "targetPort": target}
-        if port == TLS_PORT:
-            entry["nodePort"] = node_port
-        ports.append(entry)
-    return ports
 
 
 def image_values(profile: Profile) -> dict[str, Any]:
@@ -168,28 +149,21 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def overlay(profile: Profile) -> dict[str, Any]:
-    """The IstioOperator overlay (see module docstring)."""
-    values = _merge({"global": {"imagePullPolicy": "IfNotPresent", "proxy": {"resources": _requests("proxy")}}},
-                    image_values(profile))
-    return {
-        "apiVersion": "install.istio.io/v1alpha1",
-        "kind": "IstioOperator",
-        "spec": {
-            "meshConfig": {"accessLogFile": "/dev/stdout"},
-            "components": {
-                "pilot": {"k8s": {"resources": _requests("istiod")}},
-                "ingressGateways": [
-                    {
-                        "name": GATEWAY,
-                        "enabled": True,
-                        "k8s": {"service": {"type": "NodePort", "ports": gateway_ports(profile.gateway_node_port)},
-                                "resources": _requests("gateway")},
-                    }
-                ],
-            },
-            "values": values,
-        },
-    }
+    """The IstioOperator overlay (manifests/replicated-control-planes/istio-overlay.yaml; see the module docstring),
+    with the profile's image overrides merged into its `values` (a varying set of keys, so that part is code)."""
+    obj: dict[str, Any] = yaml.safe_load(manifests.render(
+        OVERLAY_TEMPLATE, GATEWAY_NODE_PORT=profile.gateway_node_port, ISTIOD_CPU_M=LAB_CPU_M["istiod"],
+        GATEWAY_CPU_M=LAB_CPU_M["gateway"], PROXY_CPU_M=LAB_CPU_M["proxy"]))
+    _merge(obj["spec"]["values"], image_values(profile))
+    return obj
+
+
+def stats_annotation_patch() -> str:
+    """The merge patch that puts lab.names.STATS_ANNOTATION on a Deployment's pod template, as compact JSON
+    (manifests/replicated-control-planes/sleep-stats-patch.yaml)."""
+    key, value = names.STATS_ANNOTATION
+    return json.dumps(yaml.safe_load(manifests.render(STATS_PATCH_TEMPLATE, ANNOTATION=key, VALUE=value)),
+                      separators=(",", ":"))
 
 
 def overlay_yaml(profile: Profile) -> str:

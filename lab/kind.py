@@ -24,7 +24,7 @@ from typing import Any, Protocol, overload, runtime_checkable
 
 import yaml
 
-from lab import istio
+from lab import istio, manifests
 from lab.errors import CommandError, PreflightError
 from lab.kube import Kubectl
 from lab.profile import ClusterSpec, Profile
@@ -44,20 +44,10 @@ DOCKER_NETWORK = "kind"
 # Istio 1.7's images and kennethreitz/httpbin are amd64-only (docs/sources.md#istio-images-amd64).
 PLATFORM = "linux/amd64"
 
-# Istio 1.7.8 prow/config/trustworthy-jwt.yaml: kubeadm v1beta2 patch giving the API server a service-account
-# issuer and signing key, so TokenRequest (third-party JWT) works on Kubernetes < 1.20. From 1.20 kubeadm sets
-# both flags itself. kind v0.17.0 renders kubeadm.k8s.io/v1beta2 for Kubernetes < 1.23
-# (pkg/cluster/internal/kubeadm/config.go), so this patch matches its ClusterConfiguration.
-TRUSTWORTHY_JWT_PATCH = """\
-apiVersion: kubeadm.k8s.io/v1beta2
-kind: ClusterConfiguration
-metadata:
-  name: config
-apiServer:
-  extraArgs:
-    "service-account-issuer": "kubernetes.default.svc"
-    "service-account-signing-key-file": "/etc/kubernetes/pki/sa.key"
-"""
+# The kubeadm patch for Kubernetes < 1.20 (Istio 1.7.8 prow/config/trustworthy-jwt.yaml): its source and reason are
+# in manifests/replicated-control-planes/kubeadm-trustworthy-jwt.yaml.
+TRUSTWORTHY_JWT_TEMPLATE = "kubeadm-trustworthy-jwt.yaml"
+CONFIG_TEMPLATE = "kind-cluster.yaml"
 
 
 @runtime_checkable
@@ -130,35 +120,17 @@ def _semver(version: str) -> tuple[int, int, int]:
 
 
 def render_config(profile: Profile, cluster: ClusterSpec) -> dict[str, Any]:
-    """The kind v1alpha4 Cluster config for `cluster`: one control-plane node on the profile's pinned image,
-    the cluster's pod/service subnets, a 127.0.0.1 host port mapped onto the gateway's fixed nodePort, and (for
-    Kubernetes < 1.20) the kubeadm patch Istio 1.7's CI used for third-party JWT."""
-    config: dict[str, Any] = {
-        "kind": "Cluster",
-        "apiVersion": API_VERSION,
-        "name": cluster.name,
-        "nodes": [
-            {
-                "role": "control-plane",
-                "image": profile.node_image,
-                # The host reaches the gateway's 15443 nodePort on 127.0.0.1:<per-cluster port> (Docker Desktop
-                # cannot route to node IPs). Cross-cluster traffic does not use this: it goes node IP to node IP
-                # on the shared `kind` network. listenAddress defaults to 0.0.0.0, so bind loopback explicitly.
-                "extraPortMappings": [
-                    {
-                        "containerPort": profile.gateway_node_port,
-                        "hostPort": cluster.gateway_host_port,
-                        "listenAddress": "127.0.0.1",
-                        "protocol": "TCP",
-                    }
-                ],
-            }
-        ],
-        # Distinct per cluster (Istio's own kind topology, prow/config/topology/multicluster.json).
-        "networking": {"podSubnet": cluster.pod_subnet, "serviceSubnet": cluster.service_subnet},
-    }
+    """The kind v1alpha4 Cluster config for `cluster` (manifests/replicated-control-planes/kind-cluster.yaml): one
+    control-plane node on the profile's pinned image, the cluster's pod/service subnets, a 127.0.0.1 host port mapped
+    onto the gateway's fixed nodePort, and (for Kubernetes < 1.20) the kubeadm patch Istio 1.7's CI used for
+    third-party JWT (kubeadm-trustworthy-jwt.yaml)."""
+    config: dict[str, Any] = yaml.safe_load(manifests.render(
+        CONFIG_TEMPLATE, CLUSTER_NAME=cluster.name, NODE_IMAGE=profile.node_image,
+        GATEWAY_NODE_PORT=profile.gateway_node_port, GATEWAY_HOST_PORT=cluster.gateway_host_port,
+        POD_SUBNET=cluster.pod_subnet, SERVICE_SUBNET=cluster.service_subnet))
+    # A list only some node images need, so it is added here rather than written (empty) into the template.
     if needs_trustworthy_jwt_patch(profile):
-        config["kubeadmConfigPatches"] = [TRUSTWORTHY_JWT_PATCH]
+        config["kubeadmConfigPatches"] = [manifests.render(TRUSTWORTHY_JWT_TEMPLATE)]
     return config
 
 

@@ -26,7 +26,7 @@ from typing import ClassVar
 
 import yaml
 
-from lab import certs, corefile, istio, kind, names, probe, serviceentry
+from lab import certs, corefile, istio, kind, manifests, names, probe, serviceentry
 from lab import images as lab_images
 from lab.errors import ValidationError
 from lab.profile import ClusterSpec, Profile
@@ -348,10 +348,11 @@ def _cert_files(profile: Profile, c: ClusterSpec) -> tuple[File, ...]:
 
 
 def namespace_manifest(name: str, labels: Mapping[str, str] | None = None) -> str:
-    meta: dict[str, object] = {"name": name}
+    """manifests/replicated-control-planes/namespace.yaml; the labels (a varying mapping) are added in code."""
+    obj = yaml.safe_load(manifests.render("namespace.yaml", NAME=name))
     if labels:
-        meta["labels"] = dict(labels)
-    return yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": meta}, sort_keys=False)
+        obj["metadata"]["labels"] = dict(labels)
+    return yaml.safe_dump(obj, sort_keys=False)
 
 
 def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, str]) -> list[Step]:
@@ -476,7 +477,7 @@ def _app_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, str]) -> l
                           verify=Check(kubectl(c, "-n", ns, "get", "deployment", app, "-o", "name"),
                                        Expect(ExpectKind.EXIT0), 0)))
     key, value = STATS_ANNOTATION
-    patch = json.dumps({"spec": {"template": {"metadata": {"annotations": {key: value}}}}}, separators=(",", ":"))
+    patch = istio.stats_annotation_patch()
     steps.append(Step(
         f"{n}/sleep-stats", n, S_APPS, f"sleep in {ns}: pod annotation {key}={value} (for lab doctor)",
         # A merge patch of the pod template, not an edit of the release's sample: `kubectl apply` of the sample

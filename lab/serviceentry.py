@@ -20,10 +20,14 @@ from typing import Any
 
 import yaml
 
+from lab import manifests
 from lab.errors import ValidationError
 
 API_VERSION = "networking.istio.io/v1alpha3"  # the write-up's apiVersion (served and stored in Istio 1.7.8's CRD)
 DOMAIN = "global"
+# The two ServiceEntries as files (manifests/replicated-control-planes/); the values are checked here first.
+CLIENT_TEMPLATE = "serviceentry-client.yaml"
+SERVER_TEMPLATE = "serviceentry-server.yaml"
 CLASS_E = ipaddress.IPv4Network("240.0.0.0/4")
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 FIRST_VIP = ipaddress.IPv4Address("240.0.0.2")  # the write-up's first VIP; .0/.1 are left out by convention
@@ -168,26 +172,19 @@ def _endpoint_address(address: str) -> str:
     return str(ip)
 
 
-def _service_entry(svc: RemoteService, vip: str, endpoint: dict[str, Any], namespace: str | None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": svc.resource_name}
+def _service_entry(template: str, svc: RemoteService, vip: str, address: str, namespace: str | None,
+                   **extra: int) -> dict[str, Any]:
+    """Render `template` (manifests/replicated-control-planes/serviceentry-*.yaml), field for field the write-up's
+    ServiceEntry (and istio.io 1.7's): the same order, protocol spelled `http`. metadata.namespace is optional, so it
+    is added here after the values are checked."""
+    if namespace is not None and not _DNS1123.fullmatch(namespace):
+        raise ValidationError(f"namespace {namespace!r} is not a DNS-1123 label")
+    obj: dict[str, Any] = yaml.safe_load(manifests.render(
+        template, NAME=svc.resource_name, HOST=svc.host, PORT_NAME=svc.port_name, PORT=svc.port,
+        VIP=validate_vip(vip), ADDRESS=address, **extra))
     if namespace is not None:
-        if not _DNS1123.fullmatch(namespace):
-            raise ValidationError(f"namespace {namespace!r} is not a DNS-1123 label")
-        metadata["namespace"] = namespace
-    # Field for field the write-up's ServiceEntry (and istio.io 1.7's): the same order, protocol spelled `http`.
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ServiceEntry",
-        "metadata": metadata,
-        "spec": {
-            "hosts": [svc.host],
-            "location": "MESH_INTERNAL",
-            "ports": [{"name": svc.port_name, "number": svc.port, "protocol": "http"}],
-            "resolution": "DNS",
-            "addresses": [validate_vip(vip)],
-            "endpoints": [endpoint],
-        },
-    }
+        obj["metadata"]["namespace"] = namespace
+    return obj
 
 
 def render_client(svc: RemoteService, vip: str, address: str, port: int, *,
@@ -195,12 +192,12 @@ def render_client(svc: RemoteService, vip: str, address: str, port: int, *,
     """The calling cluster's ServiceEntry: traffic for the VIP goes to the remote gateway `address:port`
     (the port that reaches the gateway's 15443: its nodePort on kind; "Do not change" 15443 behind a load balancer)."""
     _check_port(port, "endpoint port")
-    return _service_entry(svc, vip, {"address": _endpoint_address(address), "ports": {svc.port_name: port}}, namespace)
+    return _service_entry(CLIENT_TEMPLATE, svc, vip, _endpoint_address(address), namespace, ENDPOINT_PORT=port)
 
 
 def render_server(svc: RemoteService, vip: str, *, namespace: str | None = None) -> dict[str, Any]:
     """The serving cluster's ServiceEntry (the write-up's fix): its own VIP, endpoint the local Service."""
-    return _service_entry(svc, vip, {"address": svc.local_host}, namespace)
+    return _service_entry(SERVER_TEMPLATE, svc, vip, svc.local_host, namespace)
 
 
 def to_yaml(obj: dict[str, Any]) -> str:

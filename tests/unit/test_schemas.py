@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Callable
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
+from lab import corefile, istio, kind, manifests, plan, serviceentry
 from lab.corefile import patch
 from lab.errors import ValidationError
+from lab.profile import load_profile
 from lab.serviceentry import RemoteService, render_client
 from tests.support import schemas
 from tests.support.schemas import k8s_schema_version, validate_istio, validate_k8s, validate_manifest
@@ -333,3 +338,116 @@ def test_istiooperator_still_refuses_a_misspelt_proxy_init():
     obj["spec"].setdefault("values", {}).setdefault("global", {})["proxy-init"] = {"image": "x/proxyv2:1"}
     with pytest.raises(ValidationError, match="proxy-init"):
         validate_istio(obj)
+
+
+# --- every file in manifests/<scenario>/, rendered with the default profile's values ------------------------------
+
+ISTIOCOREDNS_IP = "10.255.10.123"  # a ClusterIP in the default profile's cluster1 service subnet
+
+
+def _kind_schema(kind_version: str) -> dict:
+    return json.loads((DATA / "kind" / f"v1alpha4-{kind_version}.schema.json").read_text())
+
+
+def _check_kind_cluster() -> None:
+    profile = load_profile("default")
+    for cluster in profile.clusters:
+        jsonschema.validate(yaml.safe_load(kind.config_yaml(profile, cluster)), _kind_schema(profile.kind_version))
+
+
+def _check_kubeadm_patch() -> None:
+    # The default profile (Kubernetes 1.21) needs no patch; it is embedded for the writeup profile's 1.19 nodes.
+    # No kubeadm schema is bundled: the kind config that carries it is checked against kind's types, and the patch
+    # must be the v1beta2 ClusterConfiguration kind v0.17.0 renders for Kubernetes < 1.23, with string flags only.
+    profile = load_profile("writeup")
+    config = yaml.safe_load(kind.config_yaml(profile, profile.clusters[0]))
+    jsonschema.validate(config, _kind_schema(profile.kind_version))
+    (text,) = config["kubeadmConfigPatches"]
+    doc = yaml.safe_load(text)
+    assert (doc["apiVersion"], doc["kind"], doc["metadata"]) == (
+        "kubeadm.k8s.io/v1beta2", "ClusterConfiguration", {"name": "config"})
+    assert set(doc) == {"apiVersion", "kind", "metadata", "apiServer"} and set(doc["apiServer"]) == {"extraArgs"}
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in doc["apiServer"]["extraArgs"].items())
+
+
+def _check_overlay() -> None:
+    validate_manifest(istio.overlay_yaml(load_profile("default")))
+
+
+def _check_namespaces() -> None:
+    # The ones the default plan applies (tests/data/golden/plan-default.sh).
+    for name, labels in (("istio-system", None), (plan.CLIENT_NS, {"istio-injection": "enabled"}),
+                         (plan.SERVER_NS, {"istio-injection": "enabled"})):
+        validate_manifest(plan.namespace_manifest(name, labels), "1.21")
+
+
+def _merge_patch(target: object, patch_: object) -> object:
+    """RFC 7386 JSON merge patch (what `kubectl patch --type merge` applies)."""
+    if not isinstance(patch_, dict):
+        return patch_
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch_.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge_patch(out.get(key), value)
+    return out
+
+
+def _check_stats_patch() -> None:
+    docs = list(yaml.safe_load_all((VECTORS / "1.7.8" / "samples" / "sleep" / "sleep.yaml").read_text()))
+    (deployment,) = [d for d in docs if d and d["kind"] == "Deployment"]
+    patched = _merge_patch(deployment, json.loads(istio.stats_annotation_patch()))
+    validate_k8s(patched, "1.21")
+    assert patched["spec"]["template"]["metadata"]["annotations"] == dict([plan.STATS_ANNOTATION])
+
+
+def _check_serviceentries() -> None:
+    profile = load_profile("default")
+    svc = plan.REMOTE
+    validate_istio(serviceentry.render_client(svc, profile.client.vip, "172.18.0.4", profile.gateway_node_port,
+                                              namespace=plan.CLIENT_NS))
+    validate_istio(serviceentry.render_server(svc, profile.server.vip, namespace=plan.SERVER_NS))
+
+
+def _check_corefile(aaaa_guard: bool) -> Callable[[], None]:
+    def check() -> None:
+        live = (DATA / "corefile" / "k8s-website-docs_default-coredns1.6.x.Corefile").read_text()
+        block = corefile.render_block(ISTIOCOREDNS_IP, aaaa_guard=aaaa_guard)
+        parsed = corefile.parse(block)
+        assert [b.serves_global for b in parsed.blocks] == [True]
+        patched = patch(live, ISTIOCOREDNS_IP, aaaa_guard=aaaa_guard)
+        assert corefile.global_block(patched) == block
+        validate_k8s({"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": "coredns", "namespace": "kube-system"}, "data": {"Corefile": patched}})
+    return check
+
+
+MANIFEST_CHECKS: dict[str, Callable[[], None]] = {
+    "kind-cluster.yaml": _check_kind_cluster,
+    "kubeadm-trustworthy-jwt.yaml": _check_kubeadm_patch,
+    "istio-overlay.yaml": _check_overlay,
+    "namespace.yaml": _check_namespaces,
+    "sleep-stats-patch.yaml": _check_stats_patch,
+    "serviceentry-client.yaml": _check_serviceentries,
+    "serviceentry-server.yaml": _check_serviceentries,
+    "coredns-global.Corefile": _check_corefile(aaaa_guard=True),
+    "coredns-global-noguard.Corefile": _check_corefile(aaaa_guard=False),
+}
+
+
+@pytest.mark.parametrize("name", manifests.names())
+def test_every_manifest_rendered_with_the_default_profile_validates(name):
+    assert name in MANIFEST_CHECKS, f"manifests/{manifests.SCENARIO}/{name} has no schema check here"
+    MANIFEST_CHECKS[name]()
+
+
+def test_a_misspelt_field_in_a_template_fails_its_schema_check(tmp_path, monkeypatch):
+    copy_dir = tmp_path / manifests.SCENARIO
+    copy_dir.mkdir()
+    for name in manifests.names():
+        text = (manifests.folder() / name).read_text(encoding="utf-8")
+        copy_dir.joinpath(name).write_text(text.replace("  resolution: DNS", "  resolutoin: DNS"), encoding="utf-8")
+    monkeypatch.setattr(manifests, "ROOT", tmp_path)
+    with pytest.raises(ValidationError, match="unknown field 'resolutoin'"):
+        MANIFEST_CHECKS["serviceentry-server.yaml"]()

@@ -1,0 +1,25 @@
+"""manifests/README.md's promise: a script can fill the template files with `sed` and `envsubst` directly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from lab import manifests
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(shutil.which("envsubst") is None, reason="needs envsubst (GNU gettext)")]
+
+
+@pytest.mark.parametrize("name", manifests.names())
+def test_envsubst_renders_each_file_as_the_renderer_does(name):
+    # Drop the header (up to the first empty line), fill the variables from the environment.
+    values = {v: f"v-{v.lower().replace('_', '-')}" for v in manifests.variables(name)}
+    body = subprocess.run(["sed", "1,/^$/d", str(manifests.folder() / name)], check=True, capture_output=True,
+                          text=True).stdout
+    out = subprocess.run(["envsubst"], input=body, check=True, capture_output=True, text=True,
+                         env={"PATH": os.environ["PATH"], **values})
+    assert out.stdout == manifests.render(name, **values)
