@@ -11,10 +11,12 @@ import threading
 import pytest
 import yaml
 
-from lab import executor
+from lab import executor, perform, scheduler
+from lab import images as lab_images
 from lab.errors import CommandError, LockedError, NoLabError, PreflightError, UsageError, no_lab_message
-from lab.executor import Hooks, judge, sample_manifest, secret_manifest
-from lab.plan import Expect
+from lab.executor import Hooks
+from lab.perform import judge, sample_manifest, secret_manifest
+from lab.plan import Expect, build
 from lab.profile import load_profile
 from lab.shell import Result
 from lab.state import State
@@ -76,7 +78,7 @@ def test_first_run_builds_both_clusters_and_ends_with_the_curl_returning_200(lab
 
 def test_every_step_prints_one_progress_line_with_its_duration_and_a_phase_summary(lab):
     _, out = up(lab)
-    steps = executor.build(PROFILE)
+    steps = build(PROFILE)
     for s in steps:
         lines = [ln for ln in out.splitlines() if f" {s.id} " in ln]
         assert len(lines) == 1, s.id
@@ -167,10 +169,10 @@ def test_a_rerun_with_the_same_gateway_endpoint_leaves_the_serviceentry_alone(la
 
 def test_serviceentry_changes_names_each_field_that_differs():
     want = {"spec": {"addresses": ["240.0.0.2"], "endpoints": [{"address": "172.18.0.3", "ports": {"http1": 1}}]}}
-    assert executor.serviceentry_changes(None, want) == ["absent"]
-    assert executor.serviceentry_changes({"spec": want["spec"]}, want) == []
+    assert perform.serviceentry_changes(None, want) == ["absent"]
+    assert perform.serviceentry_changes({"spec": want["spec"]}, want) == []
     live = {"spec": {"addresses": ["240.0.0.2"], "endpoints": [{"address": "172.18.0.9", "ports": {"http1": 1}}]}}
-    (change,) = executor.serviceentry_changes(live, want)
+    (change,) = perform.serviceentry_changes(live, want)
     assert change.startswith("spec.endpoints is") and "172.18.0.9" in change and "172.18.0.3" in change
 
 
@@ -230,7 +232,7 @@ def test_a_failure_in_the_middle_stops_what_depends_on_it_and_the_next_run_resum
 
 def _fp(step_id: str) -> str:
     from lab.state import fingerprint
-    return fingerprint(next(s for s in executor.build(PROFILE) if s.id == step_id).run)
+    return fingerprint(next(s for s in build(PROFILE) if s.id == step_id).run)
 
 
 def test_rerunning_a_healthy_lab_only_checks_and_changes_nothing(lab):
@@ -433,14 +435,14 @@ def test_judge_says_whether_a_result_meets_its_expectation(expect, result, passe
 
 def test_coredns_configmap_keeps_other_keys():
     live = {"metadata": {"name": "coredns", "namespace": "kube-system"}, "data": {"Corefile": "old", "x": "y"}}
-    doc = yaml.safe_load(executor.coredns_configmap(live, "new"))
+    doc = yaml.safe_load(perform.coredns_configmap(live, "new"))
     assert doc["data"] == {"Corefile": "new", "x": "y"}
 
 
 def test_lock_file_records_image_digests_after_a_successful_run(lab):
     up(lab)
     lock = json.loads((lab.home / "lock.json").read_text())
-    assert set(lock["images"]) == set(executor.lab_images.image_list(PROFILE))
+    assert set(lock["images"]) == set(lab_images.image_list(PROFILE))
 
 
 def test_a_lab_built_on_other_nodes_is_not_changed_in_place(lab):
@@ -735,20 +737,20 @@ def test_a_lab_action_keeps_the_fingerprint_state_json_recorded_before_actions_w
         params: tuple[tuple[str, object], ...]
 
     for profile in (PROFILE, load_profile(overrides={"cert_source": "generated"})):
-        actions = [s.run for s in executor.build(profile) if isinstance(s.run, plan.Action)]
+        actions = [s.run for s in build(profile) if isinstance(s.run, plan.Action)]
         assert {a.name for a in actions} >= {"kind.create", "coredns.patch", "serviceentry.client"}
         for a in actions:
             old = LabAction(a.name, tuple((f.name, getattr(a, f.name)) for f in dc.fields(a)))
-            assert executor.step_fingerprint(a) == fingerprint(old), a.name
+            assert scheduler.step_fingerprint(a) == fingerprint(old), a.name
     # and one value as the previous version wrote it (commit 0b7da49, default profile)
-    patch = next(s for s in executor.build(load_profile()) if s.id == "cluster1/coredns-global").run
-    assert executor.step_fingerprint(patch) == "a7dabd3e271e1efc3db489cd7b16adee70a3a4b9cce3027aa692a176f2c816a9"
+    patch = next(s for s in build(load_profile()) if s.id == "cluster1/coredns-global").run
+    assert scheduler.step_fingerprint(patch) == "a7dabd3e271e1efc3db489cd7b16adee70a3a4b9cce3027aa692a176f2c816a9"
 
 
 def test_outcome_statuses_print_as_their_words(lab):
-    assert f"{executor.Status.IN_PLACE:<9}|" == "in-place |" and str(executor.Status.BLOCKED) == "blocked"
+    assert f"{scheduler.Status.IN_PLACE:<9}|" == "in-place |" and str(scheduler.Status.BLOCKED) == "blocked"
     code, out = up(lab)
-    ids = {s.id for s in executor.build(PROFILE)}
+    ids = {s.id for s in build(PROFILE)}
     words = {ln.split()[2] for ln in out.splitlines() if len(ln.split()) > 2 and ln.split()[1] in ids}
-    assert code == 0 and words <= {s.value for s in executor.Status} and "done" in words
+    assert code == 0 and words <= {s.value for s in scheduler.Status} and "done" in words
     assert "Status." not in out
