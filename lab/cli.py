@@ -286,33 +286,30 @@ def _add_faults(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 # --- provisioning (plan, up, down, status, uninstall) ----------------------------------------------------
-def _add_provisioning(sub: argparse._SubParsersAction[_Parser]) -> None:
-    """plan/up/down/status/uninstall: parsing and output only; lab.plan and lab.executor do the work."""
+# --- plan/up/down/status/uninstall: parsing and output only; lab.plan and lab.executor do the work -------------
+def _home_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", metavar="DIR", help="the lab's state directory (default: $LAB_HOME, else ./.lab)")
 
-    def home_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--home", metavar="DIR", help="the lab's state directory (default: $LAB_HOME, else ./.lab)")
 
-    def profile_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--profile", default="default", metavar="NAME", help="default or writeup (default: default)")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a profile value, e.g. --set istio_version=1.7.3 (repeatable)")
+def _profile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="default", metavar="NAME", help="default or writeup (default: default)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile value, e.g. --set istio_version=1.7.3 (repeatable)")
 
-    def run_executor(name: str, a: argparse.Namespace) -> int:
-        from lab import executor
 
-        return int(getattr(executor, name)(home=a.home))
+def _chosen_profile(a: argparse.Namespace) -> tuple[Profile, dict[str, str]]:
+    from lab.profile import load_profile, parse_overrides
 
-    def chosen_profile(a: argparse.Namespace) -> tuple[Profile, dict[str, str]]:
-        from lab.profile import load_profile, parse_overrides
+    overrides = parse_overrides(a.overrides)
+    return load_profile(a.profile, overrides), overrides
 
-        overrides = parse_overrides(a.overrides)
-        return load_profile(a.profile, overrides), overrides
 
+def _add_plan(sub: argparse._SubParsersAction[_Parser]) -> None:
     def plan(a: argparse.Namespace) -> int:
         from lab import plan as lab_plan
         from lab.state import lab_home
 
-        profile, _ = chosen_profile(a)
+        profile, _ = _chosen_profile(a)
         # $ISTIO_DIR in the script: where `lab up` unpacks the release (nothing is downloaded here)
         paths = lab_plan.Paths(lab_home(a.home), lab_plan.default_istio_dir(profile))
         steps = (lab_plan.build_uninstall if a.uninstall else lab_plan.build)(profile, paths)
@@ -324,36 +321,48 @@ def _add_provisioning(sub: argparse._SubParsersAction[_Parser]) -> None:
         return 0
 
     p = sub.add_parser("plan", help="print the steps `lab up` runs (with --shell: as a bash script to replay)")
-    profile_args(p)
-    home_arg(p)
+    _profile_args(p)
+    _home_arg(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--shell", action="store_true", help="print a bash script a person can replay by hand")
     fmt.add_argument("--json", action="store_true", help="print the steps as JSON")
     p.add_argument("--uninstall", action="store_true", help="the write-up's uninstall section instead of `up`")
     p.set_defaults(func=plan)
 
+
+def _add_up(sub: argparse._SubParsersAction[_Parser]) -> None:
     def up(a: argparse.Namespace) -> int:
         from lab import executor
 
-        profile, overrides = chosen_profile(a)
+        profile, overrides = _chosen_profile(a)
         return executor.up(profile, home=a.home, overrides=overrides)
 
     p = sub.add_parser("up", help="build the lab and prove curl httpbin.bar.global:8000 returns 200 (re-runnable)")
-    profile_args(p)
-    home_arg(p)
+    _profile_args(p)
+    _home_arg(p)
     p.set_defaults(func=up)
 
+
+def _run_on_recorded(name: str, a: argparse.Namespace) -> int:
+    from lab import executor
+
+    command = {"down": executor.down, "status": executor.status, "uninstall": executor.uninstall}[name]
+    return command(home=a.home)
+
+
+def _add_recorded(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """down/status/uninstall: the commands that work on the lab as it was built (its recorded profile)."""
     for name, text in [
         ("down", "delete the clusters this lab created (confirmed by kind's node label), nothing else"),
         ("status", "show clusters, Istio, istiocoredns, apps, ServiceEntries and the last probe"),
         ("uninstall", "remove the apps, ServiceEntries and namespaces (the write-up's uninstall section)"),
     ]:
         p = sub.add_parser(name, help=text)
-        home_arg(p)
+        _home_arg(p)
         # `make lab-down LAB_ARGS=...` passes what `make lab-up` got; the lab's recorded profile decides here.
         p.add_argument("--profile", help=argparse.SUPPRESS)
         p.add_argument("--set", dest="overrides", action="append", default=[], help=argparse.SUPPRESS)
-        p.set_defaults(func=lambda a, n=name: run_executor(n, a))
+        p.set_defaults(func=lambda a, n=name: _run_on_recorded(n, a))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -362,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"istio-multicluster-lab {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command and retry")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_provisioning, _add_certs, _add_corefile, _add_serviceentry, _add_classify,
+    for add in (_add_plan, _add_up, _add_recorded, _add_certs, _add_corefile, _add_serviceentry, _add_classify,
                 _add_configdump, _add_doctor, _add_faults):
         add(sub)
     for _, p in iter_commands(parser):

@@ -113,40 +113,50 @@ def _tokens(text: str) -> Iterator[Token]:
         elif ch == "#":
             nl = text.find("\n", i)
             i = n if nl == -1 else nl
-        elif ch == '"':
-            start, start_line = i, line
-            i += 1
-            buf: list[str] = []
-            escaped = False
-            while True:
-                if i >= n:
-                    # Caddy would silently end the token at EOF; anything appended would land inside the string.
-                    raise CorefileError("a quoted token opened here is never closed", start_line)
-                c = text[i]
-                i += 1
-                if not escaped:
-                    if c == "\\":
-                        escaped = True
-                        continue
-                    if c == '"':
-                        break
-                if c == "\n":
-                    line += 1
-                if escaped and c != '"':
-                    buf.append("\\")
-                buf.append(c)
-                escaped = False
-            yield Token("".join(buf), start, i, start_line, line, True)
         else:
-            # The Caddy lexer skips `\r` without ending a token (only other whitespace ends one), so a lone CR
-            # inside a token vanishes from its text; a CR before the newline is not part of the token's span.
-            start = i
-            while i < n and (text[i] == "\r" or not _is_space(text[i])) and text[i] != "#":
-                i += 1
-            end = i
-            while text[end - 1] == "\r":
-                end -= 1
-            yield Token(text[start:end].replace("\r", ""), start, end, line, line, False)
+            token, i = _quoted_token(text, i, line) if ch == '"' else _bare_token(text, i, line)
+            line = token.end_line
+            yield token
+
+
+def _quoted_token(text: str, start: int, line: int) -> tuple[Token, int]:
+    """The quoted token opening at `start` (on `line`), and the index after its closing quote."""
+    n = len(text)
+    i, end_line = start + 1, line
+    buf: list[str] = []
+    escaped = False
+    while True:
+        if i >= n:
+            # Caddy would silently end the token at EOF; anything appended would land inside the string.
+            raise CorefileError("a quoted token opened here is never closed", line)
+        c = text[i]
+        i += 1
+        if not escaped and c == "\\":
+            escaped = True
+            continue
+        if not escaped and c == '"':
+            break
+        if c == "\n":
+            end_line += 1
+        if escaped and c != '"':
+            buf.append("\\")
+        buf.append(c)
+        escaped = False
+    return Token("".join(buf), start, i, line, end_line, True), i
+
+
+def _bare_token(text: str, start: int, line: int) -> tuple[Token, int]:
+    """The unquoted token starting at `start`, and the index where it stops (whitespace, `#` or the end)."""
+    # The Caddy lexer skips `\r` without ending a token (only other whitespace ends one), so a lone CR
+    # inside a token vanishes from its text; a CR before the newline is not part of the token's span.
+    n = len(text)
+    i = start
+    while i < n and (text[i] == "\r" or not _is_space(text[i])) and text[i] != "#":
+        i += 1
+    end = i
+    while text[end - 1] == "\r":
+        end -= 1
+    return Token(text[start:end].replace("\r", ""), start, end, line, line, False), i
 
 
 def parse(text: str) -> Corefile:

@@ -564,102 +564,123 @@ def _gather(obs: Observations, key: str, fn: Callable[[], None]) -> None:
         obs.errors[key] = str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
-def collect(lab: LabAccess) -> Observations:
-    """Read everything `walk` needs; each failure is recorded in `errors` and leaves that observation None."""
-    p = lab.profile
-    c1, c2 = p.client.name, p.server.name
-    k1, k2 = lab.kubectl[c1], lab.kubectl[c2]
-    obs = Observations(istio_version=p.istio_version, client=c1, server=c2, aaaa_guard=p.aaaa_guard)
-    pods: dict[str, list[PodState]] = {}
+@dataclass
+class _Reader:
+    """One collection: the client cluster's (`k1`) and the server cluster's (`k2`) kubectl, and the observations it
+    fills in, one method per observation (each failure is recorded by `_gather`)."""
 
-    def get_pods() -> None:
-        for name, k in ((c1, k1), (c2, k2)):
+    obs: Observations
+    k1: Kubectl
+    k2: Kubectl
+
+    def pods(self) -> None:
+        pods: dict[str, list[PodState]] = {}
+        for name, k in ((self.obs.client, self.k1), (self.obs.server, self.k2)):
             pods[name] = pods_from_json(name, k.get_json("pods", "-A"))
-        obs.pods = pods
+        self.obs.pods = pods
 
-    def get_corefile() -> None:
-        obs.corefile = read_coredns(k1)["data"]["Corefile"]
+    def corefile(self) -> None:
+        self.obs.corefile = read_coredns(self.k1)["data"]["Corefile"]
 
-    def get_istiocoredns() -> None:
-        obs.istiocoredns_ip = k1.query(names.ISTIOCOREDNS_IP)
+    def istiocoredns(self) -> None:
+        self.obs.istiocoredns_ip = self.k1.query(names.ISTIOCOREDNS_IP)
 
-    def get_kube_dns() -> None:
-        obs.kube_dns_ip = k1.query(names.KUBE_DNS_IP) or None
+    def kube_dns(self) -> None:
+        self.obs.kube_dns_ip = self.k1.query(names.KUBE_DNS_IP) or None
 
-    def lookups() -> None:
-        prober = Prober(k1)
+    def lookups(self) -> None:
+        obs = self.obs
+        prober = Prober(self.k1)
         pod = prober.pod(obs.client_namespace, "app=sleep")
         if obs.kube_dns_ip:
             obs.lookup_kube_dns = prober.nslookup(obs.client_namespace, pod, obs.host, obs.kube_dns_ip)
         if obs.istiocoredns_ip:
             obs.lookup_istiocoredns = prober.nslookup(obs.client_namespace, pod, obs.host, obs.istiocoredns_ip)
 
-    def get_plugin_log() -> None:
+    def plugin_log(self) -> None:
         # container name from manifests/charts/istiocoredns/templates/deployment.yaml@1.7.8
-        obs.istiocoredns_log = k1.run("logs", "-n", "istio-system", "deploy/istiocoredns", "-c",
-                                      "istio-coredns-plugin", "--tail=500").stdout
+        self.obs.istiocoredns_log = self.k1.run("logs", "-n", "istio-system", "deploy/istiocoredns", "-c",
+                                                "istio-coredns-plugin", "--tail=500").stdout
 
-    def get_serviceentries() -> None:
-        obs.serviceentries = {name: k.get_json("serviceentries.networking.istio.io", "-A").get("items") or []
-                              for name, k in ((c1, k1), (c2, k2))}
+    def serviceentries(self) -> None:
+        self.obs.serviceentries = {
+            name: k.get_json("serviceentries.networking.istio.io", "-A").get("items") or []
+            for name, k in ((self.obs.client, self.k1), (self.obs.server, self.k2))}
 
-    def get_gateway_address() -> None:
+    def gateway_address(self) -> None:
         # the write-up's lookups (docs/sources.md#istio-recipes-lookups)
-        obs.gateway_address = k2.query(names.GATEWAY_NODE_IP) or None
-        port = k2.query(names.GATEWAY_NODEPORT)
-        obs.gateway_node_port = int(port) if port else None
+        self.obs.gateway_address = self.k2.query(names.GATEWAY_NODE_IP) or None
+        port = self.k2.query(names.GATEWAY_NODEPORT)
+        self.obs.gateway_node_port = int(port) if port else None
 
-    def get_envoyfilter() -> None:
-        res = k2.run("get", "envoyfilter", "-n", "istio-system", ENVOYFILTER, "-o", "json", "--ignore-not-found")
-        obs.envoyfilter = json.loads(res.stdout) if res.stdout.strip() else {}
+    def envoyfilter(self) -> None:
+        res = self.k2.run("get", "envoyfilter", "-n", "istio-system", ENVOYFILTER, "-o", "json",
+                          "--ignore-not-found")
+        self.obs.envoyfilter = json.loads(res.stdout) if res.stdout.strip() else {}
 
-    def get_sidecar() -> None:
+    def sidecar(self) -> None:
+        obs, k1 = self.obs, self.k1
         pod = _first_pod(k1, obs.client_namespace, "app=sleep")
         obs.sidecar_dump = json.loads(envoy_admin(k1, obs.client_namespace, pod, "config_dump"))
         obs.client_stats = envoy_admin(k1, obs.client_namespace, pod, f"stats?filter={names.FAIL_VERIFY_STAT}")
 
-    def get_server_sidecar() -> None:
+    def server_sidecar(self) -> None:
+        obs, k2 = self.obs, self.k2
         pod = _first_pod(k2, obs.server_namespace, "app=httpbin")
         obs.server_sidecar_dump = json.loads(envoy_admin(k2, obs.server_namespace, pod, "config_dump"))
 
-    def get_gateway_dump() -> None:
-        pod = _first_pod(k2, "istio-system", "istio=ingressgateway")
-        obs.gateway_dump = json.loads(envoy_admin(k2, "istio-system", pod, "config_dump"))
+    def gateway_dump(self) -> None:
+        pod = _first_pod(self.k2, "istio-system", "istio=ingressgateway")
+        self.obs.gateway_dump = json.loads(envoy_admin(self.k2, "istio-system", pod, "config_dump"))
 
-    def probe_node_port() -> None:
+    def node_port(self) -> None:
+        obs = self.obs
         if not (obs.gateway_address and obs.gateway_node_port):
             raise LabError("gateway address or nodePort unknown")
-        pod = _first_pod(k1, obs.client_namespace, "app=sleep")
+        pod = _first_pod(self.k1, obs.client_namespace, "app=sleep")
         # from the istio-proxy container: its traffic (uid 1337) is not redirected to Envoy, so this is a plain
         # TCP connect across the kind network; `nc` is in the proxyv2 base image (docker/Dockerfile.base@1.7.8).
-        res = k1.exec(obs.client_namespace, pod, "istio-proxy",
-                      ["nc", "-z", "-w", "5", obs.gateway_address, str(obs.gateway_node_port)])
+        res = self.k1.exec(obs.client_namespace, pod, "istio-proxy",
+                           ["nc", "-z", "-w", "5", obs.gateway_address, str(obs.gateway_node_port)])
         obs.node_port_reachable = res.ok
         obs.node_port_detail = res.output.strip().splitlines()[-1] if res.output.strip() else f"exit {res.returncode}"
 
-    def do_curl() -> None:
-        prober = Prober(k1)
+    def curl(self) -> None:
+        obs = self.obs
+        prober = Prober(self.k1)
         pod = prober.pod(obs.client_namespace, "app=sleep")
         result = prober.curl(obs.client_namespace, pod, f"http://{obs.host}:{obs.port}/headers")
         obs.curl_output, obs.curl_exit, obs.curl_status = result.output, result.exit_code, result.status
 
+    def in_order(self) -> tuple[tuple[str, Callable[[], None]], ...]:
+        """Every observation after the pods, keyed as `Observations.errors` names its failure, in reading order
+        (the lookups need the DNS addresses, the nodePort probe the gateway address)."""
+        return (("corefile", self.corefile), ("istiocoredns_ip", self.istiocoredns), ("kube_dns_ip", self.kube_dns),
+                ("lookup", self.lookups),
+                ("istiocoredns_log", self.plugin_log), ("serviceentries", self.serviceentries),
+                ("gateway_address", self.gateway_address), ("envoyfilter", self.envoyfilter),
+                ("sidecar_dump", self.sidecar), ("gateway_dump", self.gateway_dump),
+                ("server_sidecar_dump", self.server_sidecar), ("node_port", self.node_port),
+                ("curl", self.curl))
+
+
+def collect(lab: LabAccess) -> Observations:
+    """Read everything `walk` needs; each failure is recorded in `errors` and leaves that observation None."""
+    p = lab.profile
+    c1, c2 = p.client.name, p.server.name
+    obs = Observations(istio_version=p.istio_version, client=c1, server=c2, aaaa_guard=p.aaaa_guard)
+    reader = _Reader(obs, lab.kubectl[c1], lab.kubectl[c2])
     # Without the API servers nothing else can be observed: say so in one line instead of ten unknown hops.
     # (A missing kubectl binary is a PreflightError from the runner and passes through as it is.)
     try:
-        get_pods()
+        reader.pods()
     except CommandError as err:
         raise LabError(f"cannot read pods with kubectl ({err.context or 'cluster'}): {err.output.strip()[-200:]}; "
                        "is the lab up? (`make lab-status`)") from err
     except (ValueError, KeyError, AttributeError, TypeError) as err:  # kubectl printed something that is no pod list
         raise LabError(f"kubectl's pod list is not JSON of pods ({str(err)[:120] or type(err).__name__}); check the "
                        "lab's kubeconfig files (make lab-status) or the kubectl on PATH") from err
-    for key, fn in (("corefile", get_corefile), ("istiocoredns_ip", get_istiocoredns), ("kube_dns_ip", get_kube_dns),
-                    ("lookup", lookups),
-                    ("istiocoredns_log", get_plugin_log), ("serviceentries", get_serviceentries),
-                    ("gateway_address", get_gateway_address), ("envoyfilter", get_envoyfilter),
-                    ("sidecar_dump", get_sidecar), ("gateway_dump", get_gateway_dump),
-                    ("server_sidecar_dump", get_server_sidecar), ("node_port", probe_node_port),
-                    ("curl", do_curl)):
+    for key, fn in reader.in_order():
         _gather(obs, key, fn)
     return obs
 

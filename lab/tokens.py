@@ -1,6 +1,6 @@
 """The plan's argv tokens: values an argv names that the plan does not write out itself.
 
-A `Kubeconfig`, `Context`, `File` or `Lookup` is resolved by the executor (lab/executor.py Env.resolve) and written
+A `Kubeconfig`, `Context`, `File` or `Lookup` is resolved by the executor (lab/perform.py Env.resolve) and written
 by the shell renderer as a variable or `$(kubectl ...)` (lab/plan.py). The argv builders of other modules
 (lab/kind.py, lab/istio.py) accept them where they accept a path, so the plan passes real tokens in, never marker
 strings to be parsed back out.

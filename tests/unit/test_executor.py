@@ -1,5 +1,5 @@
-"""The executor against a recording runner and a fake two-cluster lab: order, parallel branches, resume, re-run,
-lock, interrupt, and the pure helpers it is made of."""
+"""The commands (lab.executor) against a recording runner and a fake two-cluster lab: order, parallel branches,
+resume, re-run, lock, interrupt. The pure pieces are tested in test_perform.py and test_scheduler.py."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import threading
 import pytest
 import yaml
 
-from lab import executor
+from lab import executor, scheduler
+from lab import images as lab_images
 from lab.errors import CommandError, LockedError, NoLabError, PreflightError, UsageError, no_lab_message
-from lab.executor import Hooks, judge, sample_manifest, secret_manifest
-from lab.plan import Expect
+from lab.executor import Hooks
+from lab.plan import build
 from lab.profile import load_profile
 from lab.shell import Result
 from lab.state import State
@@ -76,7 +77,7 @@ def test_first_run_builds_both_clusters_and_ends_with_the_curl_returning_200(lab
 
 def test_every_step_prints_one_progress_line_with_its_duration_and_a_phase_summary(lab):
     _, out = up(lab)
-    steps = executor.build(PROFILE)
+    steps = build(PROFILE)
     for s in steps:
         lines = [ln for ln in out.splitlines() if f" {s.id} " in ln]
         assert len(lines) == 1, s.id
@@ -165,15 +166,6 @@ def test_a_rerun_with_the_same_gateway_endpoint_leaves_the_serviceentry_alone(la
     assert statuses["cluster1/serviceentry"] == "in-place"
 
 
-def test_serviceentry_changes_names_each_field_that_differs():
-    want = {"spec": {"addresses": ["240.0.0.2"], "endpoints": [{"address": "172.18.0.3", "ports": {"http1": 1}}]}}
-    assert executor.serviceentry_changes(None, want) == ["absent"]
-    assert executor.serviceentry_changes({"spec": want["spec"]}, want) == []
-    live = {"spec": {"addresses": ["240.0.0.2"], "endpoints": [{"address": "172.18.0.9", "ports": {"http1": 1}}]}}
-    (change,) = executor.serviceentry_changes(live, want)
-    assert change.startswith("spec.endpoints is") and "172.18.0.9" in change and "172.18.0.3" in change
-
-
 def test_istioctl_install_gets_its_readiness_wait_and_a_deadline_longer_than_all_of_its_waits(lab):
     from lab import settings
     from lab.settings import TIMEOUTS
@@ -230,7 +222,7 @@ def test_a_failure_in_the_middle_stops_what_depends_on_it_and_the_next_run_resum
 
 def _fp(step_id: str) -> str:
     from lab.state import fingerprint
-    return fingerprint(next(s for s in executor.build(PROFILE) if s.id == step_id).run)
+    return fingerprint(next(s for s in build(PROFILE) if s.id == step_id).run)
 
 
 def test_rerunning_a_healthy_lab_only_checks_and_changes_nothing(lab):
@@ -392,55 +384,10 @@ def test_status_without_a_lab_says_so(lab):
     assert out.getvalue() == ""
 
 
-# --- pure helpers ---------------------------------------------------------------------------------------------
-def test_secret_manifest_matches_kubectl_create_secret_from_file_keys():
-    files = {p.name: p.read_bytes() for p in sorted((ISTIO_DIR / "samples/certs").glob("*.pem"))}
-    doc = yaml.safe_load(secret_manifest("cacerts", "istio-system", files))
-    assert doc["metadata"] == {"name": "cacerts", "namespace": "istio-system"}
-    assert sorted(doc["data"]) == ["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"]
-    import base64
-    assert base64.b64decode(doc["data"]["root-cert.pem"]) == files["root-cert.pem"]
-
-
-def test_sample_manifest_swaps_only_the_named_image():
-    text = (ISTIO_DIR / "samples/sleep/sleep.yaml").read_text()
-    out = sample_manifest(text, [("governmentpaas/curl-ssl", "docker.io/curlimages/curl:8.5.0")])
-    assert "image: docker.io/curlimages/curl:8.5.0" in out and "governmentpaas" not in out
-    assert out.replace("docker.io/curlimages/curl:8.5.0", "governmentpaas/curl-ssl") == text
-
-
-def test_sample_manifest_refuses_a_sample_without_the_image():
-    with pytest.raises(Exception, match="no `image: nope/nope` line"):
-        sample_manifest("image: a/b\n", [("nope/nope", "x/y:1")])
-
-
-@pytest.mark.parametrize(("expect", "result", "passes"), [
-    (Expect("exit0"), Result((), 0, "", ""), True),
-    (Expect("exit0"), Result((), 1, "", "boom"), False),
-    (Expect("equals", "31443"), Result((), 0, "31443\n", ""), True),
-    (Expect("equals", "31443"), Result((), 0, "30001", ""), False),
-    (Expect("http", "200"), Result((), 0, "HTTP/1.1 200 OK\n\n__LAB_HTTP_CODE__=200\n__LAB_CURL_EXIT__=0\n", ""),
-     True),
-    (Expect("http", "200"), Result((), 0, "HTTP/1.1 503 x\n\n__LAB_HTTP_CODE__=503\n__LAB_CURL_EXIT__=0\n", ""),
-     False),
-    (Expect("resolves", "240.0.0.2"), Result((), 0, "Name:\thttpbin.bar.global\nAddress: 240.0.0.2\n", ""), True),
-    (Expect("resolves", "240.0.0.2"), Result((), 1, "** server can't find httpbin.bar.global: NXDOMAIN\n", ""),
-     False),
-])
-def test_judge_says_whether_a_result_meets_its_expectation(expect, result, passes):
-    assert (judge(expect, result) is None) == passes
-
-
-def test_coredns_configmap_keeps_other_keys():
-    live = {"metadata": {"name": "coredns", "namespace": "kube-system"}, "data": {"Corefile": "old", "x": "y"}}
-    doc = yaml.safe_load(executor.coredns_configmap(live, "new"))
-    assert doc["data"] == {"Corefile": "new", "x": "y"}
-
-
 def test_lock_file_records_image_digests_after_a_successful_run(lab):
     up(lab)
     lock = json.loads((lab.home / "lock.json").read_text())
-    assert set(lock["images"]) == set(executor.lab_images.image_list(PROFILE))
+    assert set(lock["images"]) == set(lab_images.image_list(PROFILE))
 
 
 def test_a_lab_built_on_other_nodes_is_not_changed_in_place(lab):
@@ -721,34 +668,11 @@ def test_a_pull_refused_by_docker_hubs_rate_limit_stops_lab_up_with_one_line_say
     assert "run `docker login`" in str(err.value) and "\n" not in str(err.value)
 
 
-# --- typed actions and statuses -----------------------------------------------------------------------------------
-def test_a_lab_action_keeps_the_fingerprint_state_json_recorded_before_actions_were_typed():
-    """A lab built before the typed actions recorded LabAction(name, params) fingerprints: they still count."""
-    import dataclasses as dc
-
-    from lab import plan
-    from lab.state import fingerprint
-
-    @dc.dataclass(frozen=True)
-    class LabAction:  # the record form of earlier versions (lab/plan.py until typed actions)
-        name: str
-        params: tuple[tuple[str, object], ...]
-
-    for profile in (PROFILE, load_profile(overrides={"cert_source": "generated"})):
-        actions = [s.run for s in executor.build(profile) if isinstance(s.run, plan.Action)]
-        assert {a.name for a in actions} >= {"kind.create", "coredns.patch", "serviceentry.client"}
-        for a in actions:
-            old = LabAction(a.name, tuple((f.name, getattr(a, f.name)) for f in dc.fields(a)))
-            assert executor.step_fingerprint(a) == fingerprint(old), a.name
-    # and one value as the previous version wrote it (commit 0b7da49, default profile)
-    patch = next(s for s in executor.build(load_profile()) if s.id == "cluster1/coredns-global").run
-    assert executor.step_fingerprint(patch) == "a7dabd3e271e1efc3db489cd7b16adee70a3a4b9cce3027aa692a176f2c816a9"
-
-
+# --- statuses ----------------------------------------------------------------------------------------------------
 def test_outcome_statuses_print_as_their_words(lab):
-    assert f"{executor.Status.IN_PLACE:<9}|" == "in-place |" and str(executor.Status.BLOCKED) == "blocked"
+    assert f"{scheduler.Status.IN_PLACE:<9}|" == "in-place |" and str(scheduler.Status.BLOCKED) == "blocked"
     code, out = up(lab)
-    ids = {s.id for s in executor.build(PROFILE)}
+    ids = {s.id for s in build(PROFILE)}
     words = {ln.split()[2] for ln in out.splitlines() if len(ln.split()) > 2 and ln.split()[1] in ids}
-    assert code == 0 and words <= {s.value for s in executor.Status} and "done" in words
+    assert code == 0 and words <= {s.value for s in scheduler.Status} and "done" in words
     assert "Status." not in out

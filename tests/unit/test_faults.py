@@ -458,7 +458,7 @@ def test_the_faults_write_the_same_cacerts_secret_the_plan_applies(tmp_path):
     import yaml
 
     from lab import certs
-    from lab.executor import secret_manifest
+    from lab.perform import secret_manifest
 
     certs.generate(tmp_path / "certs", ["cluster2"])
     runner = RecordingRunner()

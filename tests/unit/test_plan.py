@@ -14,7 +14,7 @@ import yaml
 
 from lab import corefile, istio, plan, serviceentry
 from lab.errors import ValidationError
-from lab.executor import coredns_configmap, sample_manifest, secret_manifest
+from lab.perform import coredns_configmap, sample_manifest, secret_manifest
 from lab.plan import (
     ApplyClientServiceEntry,
     Check,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import executor, istio, names, plan, serviceentry
 from lab import images as lab_images
+from lab import istio, names, perform, plan, serviceentry
 from lab.faults import legacy_envoyfilter
 from lab.profile import Profile, load_profile, version_key
 from tests.upstream import istioctl as ic
@@ -334,11 +334,11 @@ def lab_manifests(profile: Profile, istio_dir: Path) -> dict[str, list[dict]]:
             if isinstance(src, plan.Text):
                 text = src.yaml
             elif isinstance(src, plan.Sample):
-                text = executor.sample_manifest(paths.resolve(src.file).read_text(encoding="utf-8"), src.images)
+                text = perform.sample_manifest(paths.resolve(src.file).read_text(encoding="utf-8"), src.images)
             else:
-                text = executor.secret_manifest(src.name, src.namespace,
-                                                {paths.resolve(f).name: paths.resolve(f).read_bytes()
-                                                 for f in src.files})
+                text = perform.secret_manifest(src.name, src.namespace,
+                                               {paths.resolve(f).name: paths.resolve(f).read_bytes()
+                                                for f in src.files})
             cluster, namespace = run.cluster, run.namespace
         elif isinstance(run, plan.LabAction) and run.name == "serviceentry.client":
             svc = serviceentry.RemoteService(str(run.param("service")), str(run.param("service_namespace")))
