@@ -168,12 +168,12 @@ class Check:
 
 # --- lab actions: what the executor does in-process and the shell script writes as equivalent commands --------
 # One frozen dataclass per action. Three functions dispatch on the type (functools.singledispatch): `describe_action`
-# and `shell_action` here, `perform` in lab/executor.py; an action type registers its implementation of each beside
+# and `shell_action` here, `perform` in lab/perform.py; an action type registers its implementation of each beside
 # it, so the code that runs a plan never names an action.
 @dataclass(frozen=True)
 class Action:
     """A lab action. `name` is its name in `lab plan`; a `self_checking` action looks before it acts and changes
-    nothing when all is in place, so it runs on every `lab up` (lab/executor.py)."""
+    nothing when all is in place, so it runs on every `lab up` (lab/perform.py)."""
 
     name: ClassVar[str]
     self_checking: ClassVar[bool] = False
