@@ -175,6 +175,13 @@ def test_an_os_error_is_one_line_with_its_path_and_what_to_do():
     assert line == "/a/f/x: Not a directory; a part of the path is a file, not a directory: choose another path"
 
 
+def test_a_missing_directory_says_what_to_do_not_only_check_the_path():
+    # mkdir under /proc fails with ENOENT although /proc exists: "check the path" alone gave the user nothing to do
+    line = files.describe_os_error(FileNotFoundError(errno.ENOENT, "No such file or directory", "/proc/x"))
+    assert line == ("/proc/x: No such file or directory; a directory on the path does not exist or cannot be "
+                    "created there: check it, or choose another path")
+
+
 # --- read-only commands and the last lines of `lab up` ----------------------------------------------------------------
 def _hooks(lab: FakeLab, **kw) -> executor.Hooks:
     base = dict(preflight=lambda *a, **k: None, tools=lambda p, r: lab.tools, cached_tools=lambda p, r: lab.tools,
