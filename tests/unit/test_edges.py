@@ -69,7 +69,8 @@ GOOD = {"format": 1, "profile": {"name": "default", "overrides": {}}, "steps": {
 
 @pytest.mark.parametrize("doc, problem", [
     ([], "top level is a list"),
-    ({**GOOD, "format": 2}, "format 2 is not 1"),
+    ({**GOOD, "format": 2}, "format 2 is not 1, perhaps written by another version of the lab"),
+    ({k: v for k, v in GOOD.items() if k != "format"}, "it has no `format` field"),
     ({**GOOD, "clusters": ["cluster1"]}, "`clusters` is a list"),
     ({**GOOD, "clusters": {"cluster1": "yes"}}, "record of cluster cluster1 is a str"),
     ({**GOOD, "clusters": {"../x": {}}}, "not a kind cluster name"),
