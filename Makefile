@@ -38,10 +38,11 @@ lab-doctor: $(STAMP) ## walk the path from sleep to httpbin and name the first b
 plan: $(STAMP) ## print the plan `lab up` runs, as a bash script a person can replay
 	@$(PY) -m lab plan --shell $(LAB_ARGS)
 
-lint: $(STAMP) ## ruff, the import layering contract (.importlinter), and mypy --strict on lab/
+lint: $(STAMP) ## ruff, the import layering contract (.importlinter), mypy --strict on lab/, mypy on tests/upstream
 	$(VENV)/bin/ruff check lab tests conftest.py
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests/upstream
 
 test: $(STAMP) lint ## every test that needs no Docker (unit + integration)
 	$(PY) -m pytest

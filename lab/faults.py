@@ -4,8 +4,9 @@ code that breaks and heals a running lab.
 What this module owns:
 - `FAULTS`: one `Fault` per row of the README's fault table (same ids), with what it breaks, the expected probe
   class per Istio 1.7.x version range (`Expectation`: class, confidence, why), and a place for what real runs observed
-  (`Observation`). The expectations are reasoned from Istio's source, not observed: when a real run disagrees,
-  change the data here and add an Observation saying what was seen.
+  (`Observation`). The expectations are reasoned from Istio's source, not observed on a real lab (the gateway faults'
+  configuration side and their `gateway_state` are checked against pilot's own output, tests/upstream/test_pilot.py):
+  when a real run disagrees, change the data here and add an Observation saying what was seen.
 - `inject` / `restore` for each fault, built on the same modules the plan uses: kubectl through `lab.kube.Kubectl`,
   the Corefile through `lab.corefile.patch/unpatch`, ServiceEntries through `lab.serviceentry`'s renderers (validation
   bypassed on purpose for the VIP faults, whose point is to show what the validation prevents), another root of

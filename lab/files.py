@@ -53,7 +53,7 @@ def atomic_write(path: str | Path, data: bytes | str, *, private: bool = False, 
 
 
 _WHAT_TO_DO = {
-    errno.ENOENT: "check the path",
+    errno.ENOENT: "a directory on the path does not exist or cannot be created there: check it, or choose another path",
     errno.ENOTDIR: "a part of the path is a file, not a directory: choose another path",
     errno.EISDIR: "it is a directory: give a file, or move the directory away",
     errno.EACCES: "check its permissions, or choose another path",

@@ -219,8 +219,10 @@ def shape_problem(data: object) -> str | None:
     """What is wrong with a loaded state document, or None (pure)."""
     if not isinstance(data, dict):
         return f"the top level is a {type(data).__name__}, not an object"
-    if data.get("format") != FORMAT:
-        return f"format {data.get('format')!r} is not {FORMAT} (written by another version of the lab?)"
+    if "format" not in data:
+        return "it has no `format` field"
+    if data["format"] != FORMAT:
+        return f"format {data['format']!r} is not {FORMAT}, perhaps written by another version of the lab"
     prof = data.get("profile")
     if prof is not None:
         if not isinstance(prof, dict):

@@ -69,7 +69,8 @@ GOOD = {"format": 1, "profile": {"name": "default", "overrides": {}}, "steps": {
 
 @pytest.mark.parametrize("doc, problem", [
     ([], "top level is a list"),
-    ({**GOOD, "format": 2}, "format 2 is not 1"),
+    ({**GOOD, "format": 2}, "format 2 is not 1, perhaps written by another version of the lab"),
+    ({k: v for k, v in GOOD.items() if k != "format"}, "it has no `format` field"),
     ({**GOOD, "clusters": ["cluster1"]}, "`clusters` is a list"),
     ({**GOOD, "clusters": {"cluster1": "yes"}}, "record of cluster cluster1 is a str"),
     ({**GOOD, "clusters": {"../x": {}}}, "not a kind cluster name"),
@@ -173,6 +174,13 @@ def test_the_read_cap():
 def test_an_os_error_is_one_line_with_its_path_and_what_to_do():
     line = files.describe_os_error(NotADirectoryError(errno.ENOTDIR, "Not a directory", "/a/f/x"))
     assert line == "/a/f/x: Not a directory; a part of the path is a file, not a directory: choose another path"
+
+
+def test_a_missing_directory_says_what_to_do_not_only_check_the_path():
+    # mkdir under /proc fails with ENOENT although /proc exists: "check the path" alone gave the user nothing to do
+    line = files.describe_os_error(FileNotFoundError(errno.ENOENT, "No such file or directory", "/proc/x"))
+    assert line == ("/proc/x: No such file or directory; a directory on the path does not exist or cannot be "
+                    "created there: check it, or choose another path")
 
 
 # --- read-only commands and the last lines of `lab up` ----------------------------------------------------------------

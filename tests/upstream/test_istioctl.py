@@ -340,10 +340,10 @@ def lab_manifests(profile: Profile, istio_dir: Path) -> dict[str, list[dict]]:
                                                {paths.resolve(f).name: paths.resolve(f).read_bytes()
                                                 for f in src.files})
             cluster, namespace = run.cluster, run.namespace
-        elif isinstance(run, plan.LabAction) and run.name == "serviceentry.client":
-            svc = serviceentry.RemoteService(str(run.param("service")), str(run.param("service_namespace")))
-            obj = serviceentry.render_client(svc, str(run.param("vip")), GATEWAY_NODE_IP, profile.gateway_node_port)
-            text, cluster, namespace = serviceentry.to_yaml(obj), str(run.param("cluster")), str(run.param("namespace"))
+        elif isinstance(run, plan.ApplyClientServiceEntry):
+            svc = serviceentry.RemoteService(run.service, run.service_namespace)
+            obj = serviceentry.render_client(svc, run.vip, GATEWAY_NODE_IP, profile.gateway_node_port)
+            text, cluster, namespace = serviceentry.to_yaml(obj), run.cluster, run.namespace
         else:
             continue
         for obj in ic.objects(text):

@@ -21,6 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -75,7 +76,7 @@ def _httpbin_objects(istio_dir: Path) -> list[dict]:
     service["metadata"]["namespace"] = SERVER_NS
     labels = service["spec"]["selector"]
     target = service["spec"]["ports"][0]["targetPort"]
-    pod = {"apiVersion": "v1", "kind": "Pod",
+    pod: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": "httpbin-779c54bf49-x2x8k", "namespace": SERVER_NS,
                         "labels": {**labels, "version": "v1"}},
            "spec": {"containers": [{"name": "httpbin", "image": "docker.io/kennethreitz/httpbin"}],
@@ -274,6 +275,37 @@ def test_fault_envoyfilter_broken_and_the_writeups_fix(run):
     hop = doctor.hop_gateway(_observations(run, "cluster2-gateway-legacy-no-se", server_se=False, envoyfilter=legacy))
     assert fault.expected_for(run.lab_version).cls == "upstream-connect-failure" and hop.status == doctor.BROKEN
     fixed = run.dumps["cluster2-gateway-legacy"]
+    assert fault.followup is not None
     assert SNI_GLOBAL in configdump.cluster_names(fixed)
     hop = doctor.hop_gateway(_observations(run, "cluster2-gateway-legacy", server_se=True, envoyfilter=legacy))
     assert fault.followup.expected_for(run.lab_version).cls == "ok" and hop.status == doctor.OK, hop
+
+
+# The state each gateway-side fault's `gateway_state` waits for before the e2e suite judges the symptom (lab.faults,
+# reach_new_connections), with the state before the change: pilot's view satisfies the check after it, not before.
+GATEWAY_STATES: list[tuple[str, str | None, str, str]] = [
+    ("missing-local-serviceentry", None, "cluster2-gateway", "cluster2-gateway-no-se"),
+    ("envoyfilter-broken", None, "cluster2-gateway", "cluster2-gateway-legacy-no-se"),
+    ("envoyfilter-broken", "followup", "cluster2-gateway-legacy-no-se", "cluster2-gateway-legacy"),
+]
+
+
+@pytest.mark.parametrize(("fault_id", "step", "before", "after"), GATEWAY_STATES,
+                         ids=[f"{f}-{s or 'inject'}" for f, s, _, _ in GATEWAY_STATES])
+def test_fault_gateway_state_matches_pilot(run, fault_id, step, before, after):
+    fault = faults.BY_ID[fault_id]
+    if step == "followup":
+        assert fault.followup is not None, f"{fault_id} has no follow-up"
+        check = fault.followup.gateway_state
+    else:
+        check = fault.gateway_state
+    assert check is not None, f"{fault_id} {step or 'inject'} has no gateway_state"
+    summary = {view: configdump.analyze(run.dumps[view], REMOTE_HOST, REMOTE_PORT) for view in (before, after)}
+    assert check(summary[after], run.lab_version) == [], summary[after]["gateway_paths"]
+    assert check(summary[before], run.lab_version), f"{fault_id} {step or 'inject'}: already satisfied before"
+
+
+def test_every_gateway_side_fault_is_checked_against_pilot():
+    with_state: set[tuple[str, str | None]] = {(f.id, None) for f in faults.FAULTS if f.gateway_state}
+    with_state |= {(f.id, "followup") for f in faults.FAULTS if f.followup and f.followup.gateway_state}
+    assert with_state == {(f, s) for f, s, _, _ in GATEWAY_STATES}
