@@ -68,7 +68,9 @@ def _exit_code(text: str) -> int:
     try:
         return ascii_int(text, "exit code", 0, 255)
     except UsageError as err:
-        raise argparse.ArgumentTypeError(f"{err} (a process exit code is 0-255)") from None
+        # the range is in the message already when the number is out of it
+        raise argparse.ArgumentTypeError(str(err) if "is outside" in str(err)
+                                         else f"{err} (a process exit code is 0-255)") from None
 
 
 def _dns_name(text: str) -> str:
@@ -121,7 +123,7 @@ def _add_certs(sub: argparse._SubParsersAction[_Parser]) -> None:
         try:
             certs.generate(a.out, names)
         except OSError as err:
-            raise LabError(f"cannot write the CA material to {a.out}: {describe_os_error(err)}") from err
+            raise LabError(f"cannot write the CA material to {a.out}: {describe_os_error(err, named=a.out)}") from err
         root = a.out / certs.ROOT_CERT
         print(f"root: {root} (sha256 {certs.root_fingerprint(root.read_bytes())}); "
               f"its key {a.out / certs.ROOT_KEY} stays here, keep it private")

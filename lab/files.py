@@ -67,10 +67,12 @@ _WHAT_TO_DO = {
 }
 
 
-def describe_os_error(err: OSError) -> str:
-    """One line for an OSError: the operation's path(s), the reason, and what to do."""
+def describe_os_error(err: OSError, *, named: str | Path | None = None) -> str:
+    """One line for an OSError: the operation's path(s), the reason, and what to do. A path equal to `named` (one
+    the caller's message names already) is not repeated."""
     reason = err.strerror or type(err).__name__
-    paths = [p for p in (err.filename, err.filename2) if p is not None]
+    paths = [p for p in (err.filename, err.filename2)
+             if p is not None and (named is None or os.fsdecode(p) != os.fsdecode(named))]
     where = " -> ".join(os.fsdecode(p) if isinstance(p, bytes) else str(p) for p in paths)
     todo = _WHAT_TO_DO.get(err.errno or -1, "check the path and its permissions, or choose another path")
     return f"{where}: {reason}; {todo}" if where else f"{reason}; {todo}"

@@ -242,7 +242,7 @@ CASES = [
     Case("configdump-directory", ("configdump", "{t}"), 2, r"cannot read .*: Is a directory"),
     # --- classify ----------------------------------------------------------------------------------------------
     Case("exit-code-negative", ("classify", "--exit-code", "-1", str(CURL)), 2, r"exit code -1 is outside 0-255"),
-    Case("exit-code-huge", ("classify", "--exit-code", "99999", str(CURL)), 2, r"exit code 99999 is outside 0-255"),
+    Case("exit-code-huge", ("classify", "--exit-code", "99999", str(CURL)), 2, r"exit code 99999 is outside 0-255 \(see"),
     Case("exit-code-text", ("classify", "--exit-code", "seven", str(CURL)), 2, r"'seven' is not a whole number"),
     Case("classify-dev-zero", ("classify", "/dev/zero"), 2, r"/dev/zero is larger than 64 MiB"),
     Case("classify-huge-stdin", ("classify",), 2, r"standard input is larger than 64 MiB",
@@ -268,7 +268,7 @@ CASES = [
          r"the fault table needs exactly one line .*\(found 0 and 0\)", write("f", "no markers here\n")),
     # --- certs -------------------------------------------------------------------------------------------------
     Case("certs-out-in-proc", ("certs", "generate", "--out", "/proc/lab-x", "--clusters", "c1"), 1,
-         r"cannot write the CA material to /proc/lab-x: /proc/lab-x: "),
+         r"cannot write the CA material to /proc/lab-x: No such file or directory; "),  # the path once
     Case("certs-out-under-a-file", ("certs", "generate", "--out", "{t}/f/x", "--clusters", "c1"), 1,
          r"cannot write the CA material to .*/f/x: .*Not a directory", write("f", "")),
     Case("certs-out-a-file", ("certs", "generate", "--out", "{t}/f", "--clusters", "c1"), 2,

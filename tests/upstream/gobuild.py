@@ -84,7 +84,7 @@ def go_build(
         LOG.entries.append((name, "cached"))
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_name(f"{out.name}.tmp.{os.getpid()}")  # two lanes building at once do not share a file
     argv = [go, "build", "-trimpath", "-o", str(tmp)]
     if ldflags:
         argv += ["-ldflags", ldflags]
@@ -114,7 +114,7 @@ def go_test_binary(module: str, package: str, *, name: str, timeout: float = 300
         LOG.entries.append((name, "cached"))
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_name(f"{out.name}.tmp.{os.getpid()}")  # two lanes building at once do not share a file
     argv = [go, "test", "-c", "-trimpath", "-o", str(tmp), package]
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=module_dir, capture_output=True, text=True, timeout=timeout,
