@@ -242,7 +242,8 @@ CASES = [
     Case("configdump-directory", ("configdump", "{t}"), 2, r"cannot read .*: Is a directory"),
     # --- classify ----------------------------------------------------------------------------------------------
     Case("exit-code-negative", ("classify", "--exit-code", "-1", str(CURL)), 2, r"exit code -1 is outside 0-255"),
-    Case("exit-code-huge", ("classify", "--exit-code", "99999", str(CURL)), 2, r"exit code 99999 is outside 0-255 \(see"),
+    Case("exit-code-huge", ("classify", "--exit-code", "99999", str(CURL)), 2,
+         r"exit code 99999 is outside 0-255 \(see"),
     Case("exit-code-text", ("classify", "--exit-code", "seven", str(CURL)), 2, r"'seven' is not a whole number"),
     Case("classify-dev-zero", ("classify", "/dev/zero"), 2, r"/dev/zero is larger than 64 MiB"),
     Case("classify-huge-stdin", ("classify",), 2, r"standard input is larger than 64 MiB",
