@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class LabError(Exception):
     """Something the user can act on; str() is the one line the CLI prints (what went wrong, what to do)."""
@@ -58,5 +60,6 @@ class NoLabError(LabError):
 
 def no_lab_message(home: object) -> str:
     """The one wording for "there is no lab here" (`lab down` says it too, as a note, and exits 0)."""
-    return (f"no lab in {home} (no state.json there): build one with `make lab-up`, or point --home (or "
-            "LAB_HOME) at the lab's directory")
+    where = (f"{home} is a file, not a lab directory" if os.path.lexists(str(home)) and not os.path.isdir(str(home))
+             else f"no lab in {home} (no state.json there)")
+    return f"{where}: build one with `make lab-up`, or point --home (or LAB_HOME) at the lab's directory"
