@@ -63,6 +63,31 @@ def _fingerprint(module: Path, extra: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
+def _cached_build(module: str, name: str, key_parts: list[str], command: list[str], timeout: float) -> Path:
+    """Run `go COMMAND... -o <tmp>` style builds in `upstream/MODULE` once per fingerprint; return the cached binary.
+    COMMAND holds the placeholder "{out}" where the output path goes."""
+    go = go_executable()
+    if go is None:
+        raise BuildError("the Go toolchain (go) is not on PATH")
+    module_dir = MODULES / module
+    out = cache_dir() / "bin" / f"{name}-{_fingerprint(module_dir, [*key_parts, go_version()])}"
+    if out.exists():
+        LOG.entries.append((name, "cached"))
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp.{os.getpid()}")  # two lanes building at once do not share a file
+    argv = [go, *(str(tmp) if part == "{out}" else part for part in command)]
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=module_dir, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "CGO_ENABLED": os.environ.get("CGO_ENABLED", "0")})
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        raise BuildError(f"{' '.join(argv)} (in {module_dir}) exited {proc.returncode}:\n{tail}")
+    tmp.replace(out)
+    LOG.entries.append((name, f"built in {time.monotonic() - started:.0f} s"))
+    return out
+
+
 def go_build(
     module: str,
     package: str = ".",
@@ -73,58 +98,17 @@ def go_build(
     timeout: float = 3000,
 ) -> Path:
     """`go build` PACKAGE of the wrapper module `upstream/MODULE` and return the cached binary's path."""
-    go = go_executable()
-    if go is None:
-        raise BuildError("the Go toolchain (go) is not on PATH")
-    module_dir = MODULES / module
-    name = name or module
-    key = _fingerprint(module_dir, [package, ldflags, tags, go_version()])
-    out = cache_dir() / "bin" / f"{name}-{key}"
-    if out.exists():
-        LOG.entries.append((name, "cached"))
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp.{os.getpid()}")  # two lanes building at once do not share a file
-    argv = [go, "build", "-trimpath", "-o", str(tmp)]
+    command = ["build", "-trimpath", "-o", "{out}"]
     if ldflags:
-        argv += ["-ldflags", ldflags]
+        command += ["-ldflags", ldflags]
     if tags:
-        argv += ["-tags", tags]
-    argv.append(package)
-    started = time.monotonic()
-    proc = subprocess.run(argv, cwd=module_dir, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "CGO_ENABLED": os.environ.get("CGO_ENABLED", "0")})
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        raise BuildError(f"{' '.join(argv)} (in {module_dir}) exited {proc.returncode}:\n{tail}")
-    tmp.replace(out)
-    LOG.entries.append((name, f"built in {time.monotonic() - started:.0f} s"))
-    return out
+        command += ["-tags", tags]
+    return _cached_build(module, name or module, [package, ldflags, tags], [*command, package], timeout)
 
 
 def go_test_binary(module: str, package: str, *, name: str, timeout: float = 3000) -> Path:
     """`go test -c` PACKAGE of the wrapper module and return the cached test binary (run it with -test.run)."""
-    go = go_executable()
-    if go is None:
-        raise BuildError("the Go toolchain (go) is not on PATH")
-    module_dir = MODULES / module
-    key = _fingerprint(module_dir, ["test", package, go_version()])
-    out = cache_dir() / "bin" / f"{name}-{key}"
-    if out.exists():
-        LOG.entries.append((name, "cached"))
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp.{os.getpid()}")  # two lanes building at once do not share a file
-    argv = [go, "test", "-c", "-trimpath", "-o", str(tmp), package]
-    started = time.monotonic()
-    proc = subprocess.run(argv, cwd=module_dir, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "CGO_ENABLED": os.environ.get("CGO_ENABLED", "0")})
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        raise BuildError(f"{' '.join(argv)} (in {module_dir}) exited {proc.returncode}:\n{tail}")
-    tmp.replace(out)
-    LOG.entries.append((name, f"built in {time.monotonic() - started:.0f} s"))
-    return out
+    return _cached_build(module, name, ["test", package], ["test", "-c", "-trimpath", "-o", "{out}", package], timeout)
 
 
 def go_module_dir(module: str, path: str) -> Path:
