@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	"github.com/golang/protobuf/ptypes/any"
@@ -154,6 +155,7 @@ func dump(t *testing.T, dir string) []byte {
 		ConfigString:           readFile(t, filepath.Join(dir, "configs.yaml")),
 		KubernetesObjectString: kube,
 	})
+	settle(t, s)
 	p := s.SetupProxy(spec.proxy())
 
 	clusters := &adminv3.ClustersConfigDump{}
@@ -211,4 +213,41 @@ func TestDump(t *testing.T) {
 	if views == 0 {
 		t.Fatalf("%s has no view directories", in)
 	}
+}
+
+// settle waits until the fake server's push context is one built from every config. NewFakeDiscoveryServer starts a
+// goroutine that rebuilds the push context for each queued event, and an incremental rebuild (ConfigsUpdated: the
+// ServiceEntries) copies the EnvoyFilter index from the context it started from, which can be one built by the
+// Kubernetes service handler before the configs were created: then the gateway's 15443 chain lacks the
+// tcp_cluster_rewrite now and then (seen twice). So: wait until no rebuild has happened for a while, ask
+// for a full one (a PushRequest with no ConfigsUpdated builds a new context from the store), and wait for it.
+func settle(t *testing.T, s *xds.FakeDiscoveryServer) {
+	t.Helper()
+	quiet := func(what string) *model.PushContext {
+		deadline := time.Now().Add(30 * time.Second)
+		last, since := s.PushContext(), time.Now()
+		for time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			if pc := s.PushContext(); pc != last {
+				last, since = pc, time.Now()
+			} else if time.Since(since) >= 300*time.Millisecond {
+				return last
+			}
+		}
+		t.Fatalf("the push context kept changing for 30 s (%s)", what)
+		return nil
+	}
+	before := quiet("after start")
+	s.Discovery.ConfigUpdate(&model.PushRequest{Full: true})
+	// 1.7.8's goroutine rebuilds at once (no debounce); 1.7.0's fake server reads and drops every event, so it never
+	// rebuilds asynchronously and has no such race: its context is the one NewFakeDiscoveryServer built last.
+	deadline := time.Now().Add(3 * time.Second)
+	for s.PushContext() == before {
+		if time.Now().After(deadline) {
+			t.Logf("no asynchronous push-context rebuild in this version: using the one built at start")
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	quiet("after the full push request")
 }
