@@ -21,9 +21,7 @@ import base64
 import datetime as dt
 import hashlib
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import NameOID
 
 from lab.errors import ValidationError
+from lab.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -283,15 +282,7 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
 
 def _write(path: Path, data: bytes, *, private: bool = False) -> None:
     """Write atomically; a private file is created 0600 from the start (never world-readable, even briefly)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates 0600
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o600 if private else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data, private=private)
 
 
 # --- reading and checking ----------------------------------------------------------------------------------

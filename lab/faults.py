@@ -37,6 +37,7 @@ from lab import certs, corefile, istio, serviceentry
 from lab.classify import classify
 from lab.configdump import TCP_CLUSTER_REWRITE, analyze, sni_dnat_name
 from lab.errors import CommandError, LabError
+from lab.files import atomic_write
 from lab.kube import Kubectl, read_coredns
 from lab.names import (
     CLIENT_NS,
@@ -498,7 +499,7 @@ def _reinstall_istio(lab: LabHandle, k: Kubectl) -> None:
         raise LabError("this fault reinstalls Istio and needs istioctl and the Istio release directory")
     # The same two files `lab up` installs with (lab/plan.py: the release's values file + the lab's overlay).
     overlay = lab.workdir / f"istio-overlay-{lab.profile.server.name}.yaml"
-    overlay.write_text(istio.overlay_yaml(lab.profile), encoding="utf-8")
+    atomic_write(overlay, istio.overlay_yaml(lab.profile))
     argv = istio.install_argv(lab.istioctl, Path(k.kubeconfig), k.context, [istio.values_file(lab.istio_dir), overlay])
     k.runner.run(argv, timeout=TIMEOUTS.istio_install, context=f"reinstall Istio on {k.context}")
 

@@ -9,12 +9,11 @@ tag (the samples' `governmentpaas/curl-ssl`, `kennethreitz/httpbin`) moved.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from lab.errors import CommandError, LabError, ValidationError
+from lab.files import atomic_write
 from lab.profile import Profile
 from lab.shell import Runner
 
@@ -123,15 +122,7 @@ def write_lock(path: Path, entries: dict[str, str], profile: Profile) -> None:
     """Write lock.json atomically: {"version", "profile", "istio_version", "images": {image: digest}}."""
     doc = {"version": LOCK_VERSION, "profile": profile.name, "istio_version": profile.istio_version,
            "images": dict(sorted(entries.items()))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".lock.", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(path, json.dumps(doc, indent=2) + "\n", mode=0o600)  # the mode mkstemp gave it before
 
 
 def read_lock(path: Path) -> dict[str, str]:

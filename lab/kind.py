@@ -26,6 +26,7 @@ import yaml
 
 from lab import istio, manifests
 from lab.errors import CommandError, PreflightError
+from lab.files import atomic_write
 from lab.kube import Kubectl
 from lab.profile import ClusterSpec, Profile
 from lab.retry import NotYet, poll
@@ -292,7 +293,7 @@ class KindProvider:
     def create(self, cluster: ClusterSpec) -> None:
         config = self.config_path(cluster)
         config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(config_yaml(self.profile, cluster))
+        atomic_write(config, config_yaml(self.profile, cluster))
         kubeconfig = self.kubeconfig(cluster)
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         self._clear_kubeconfig_lock(cluster)
