@@ -19,51 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 from lab import __version__
+from lab.cliargs import port, read_input
 from lab.errors import LabError, UsageError
-from lab.files import MAX_INPUT, atomic_write, describe_os_error, read_capped, read_file_capped
+from lab.files import MAX_INPUT, atomic_write, describe_os_error
 from lab.values import ascii_int
 
 if TYPE_CHECKING:
-    from lab.profile import Profile
+    from lab.profile import ProfileBase as Profile
 
 T = TypeVar("T")
 
 PROG = "python -m lab"
-_stdin_closed = False  # set by main(): standard input was closed (`<&-`) when the command started
-
-
-def _read_input(path: str | None) -> str:
-    """FILE or standard input with every byte kept (text-mode stdin would turn CRLF into LF), at most MAX_INPUT
-    bytes; a file that cannot be read, is too big or is not UTF-8 is a one-line usage error."""
-    what = "standard input" if path in (None, "-") else str(path)
-    try:
-        if path in (None, "-"):
-            if _stdin_closed or sys.stdin is None:
-                raise UsageError("standard input is closed (`<&-`): pass FILE, or pipe the input in")
-            # A replaced sys.stdin (tests, embedding) may have no binary buffer.
-            if hasattr(sys.stdin, "buffer"):
-                raw = read_capped(sys.stdin.buffer, what)
-            else:
-                raw = sys.stdin.read(MAX_INPUT + 1).encode("utf-8")
-                if len(raw) > MAX_INPUT:
-                    raise UsageError(f"{what} is larger than {MAX_INPUT // (1024 * 1024)} MiB")
-        else:
-            raw = read_file_capped(path)
-        return raw.decode("utf-8")
-    except OSError as err:
-        raise UsageError(f"cannot read {what}: {err.strerror or err}; check the path and its permissions") from err
-    except UnicodeDecodeError as err:
-        raise UsageError(f"{what} is not UTF-8 text ({err.reason} at byte {err.start})") from err
-
-
 # --- option values: checked by argparse, so that a bad one is refused before anything runs -----------------
-def _port(text: str) -> int:
-    try:
-        return ascii_int(text, "port", 1, 65535)
-    except UsageError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def _exit_code(text: str) -> int:
     try:
         return ascii_int(text, "exit code", 0, 255)
@@ -84,16 +51,6 @@ def _dns_name(text: str) -> str:
     return text
 
 
-class _Once(argparse.Action):
-    """An option that may be given only once (a second --vip would silently replace the first)."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        if getattr(namespace, self.dest, None) is not None:
-            parser.error(f"{option_string} given twice; give it once")
-        setattr(namespace, self.dest, values)
-
-
 class _ArgumentError(UsageError):
     """A command line argparse refused (one line, not argparse's usage block)."""
 
@@ -103,11 +60,11 @@ class _Parser(argparse.ArgumentParser):
         raise _ArgumentError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 
-# --- mesh building blocks (certs, corefile, serviceentry) -------------------------------------------------
+# --- mesh building blocks (certs; a scenario adds its own: Scenario.add_commands) ------------------------
 def _add_certs(sub: argparse._SubParsersAction[_Parser]) -> None:
     from lab import certs
     from lab.errors import UsageError
-    from lab.profile import load_profile
+    from lab.scenario import load_profile
 
     p = sub.add_parser("certs", help="shared-root CA material for the clusters (the cacerts secret)")
     csub = p.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
@@ -155,54 +112,6 @@ def _add_certs(sub: argparse._SubParsersAction[_Parser]) -> None:
     chk.set_defaults(func=check)
 
 
-def _add_corefile(sub: argparse._SubParsersAction[_Parser]) -> None:
-    p = sub.add_parser("corefile", help="add or remove the CoreDNS `global` server block",
-                       description="Read a Corefile (FILE or standard input), write the result to standard output.")
-    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    pp = verbs.add_parser("patch", help="add (or replace) the `global:53` block forwarding to istiocoredns")
-    pp.add_argument("--forward", required=True, metavar="IP", help="the istiocoredns ClusterIP (an IP literal)")
-    pp.add_argument("--no-aaaa-guard", dest="aaaa_guard", action="store_false",
-                    help="leave out the AAAA guard (musl clients then fail to resolve .global; docs/corefile.md)")
-    pp.add_argument("file", nargs="?", metavar="FILE", help="Corefile to read (default: standard input)")
-    up = verbs.add_parser("unpatch", help="remove the block serving `global`, leaving the rest byte-identical")
-    up.add_argument("file", nargs="?", metavar="FILE", help="Corefile to read (default: standard input)")
-
-    def run(a: argparse.Namespace) -> int:
-        from lab import corefile
-
-        text = _read_input(a.file)
-        out = corefile.patch(text, a.forward, aaaa_guard=a.aaaa_guard) if a.verb == "patch" else corefile.unpatch(text)
-        sys.stdout.write(out)
-        return 0
-
-    p.set_defaults(func=run)
-
-
-def _add_serviceentry(sub: argparse._SubParsersAction[_Parser]) -> None:
-    p = sub.add_parser("serviceentry", help="render the httpbin.bar.global ServiceEntries")
-    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    r = verbs.add_parser(
-        "render", help="print a `.global` ServiceEntry as YAML",
-        description="With --endpoint ADDR:PORT: the calling cluster's ServiceEntry (remote gateway address and the "
-                    "port reaching its 15443). With --endpoint NAME.NS.svc.cluster.local: the serving cluster's.")
-    r.add_argument("--host", required=True, help="<name>.<namespace>.global, e.g. httpbin.bar.global")
-    r.add_argument("--port", type=_port, default=8000, help="the service port, 1-65535 (default 8000)")
-    r.add_argument("--port-name", default="http1", help="the port name (default http1)")
-    r.add_argument("--vip", required=True, action=_Once, help="the VIP in this cluster, from 240.0.0.0/4 (once)")
-    r.add_argument("--endpoint", required=True, action=_Once, metavar="ADDR:PORT|HOSTNAME",
-                   help="the remote gateway's node IP and the nodePort of its 15443, or NAME.NS.svc.cluster.local")
-    r.add_argument("--namespace", help="metadata.namespace (default: none, `kubectl -n` decides)")
-
-    def run(a: argparse.Namespace) -> int:
-        from lab import serviceentry as se
-
-        svc = se.RemoteService.from_host(a.host, port=a.port, port_name=a.port_name)
-        sys.stdout.write(se.to_yaml(se.render_for_endpoint(svc, a.vip, a.endpoint, namespace=a.namespace)))
-        return 0
-
-    r.set_defaults(func=run)
-
-
 # --- diagnostics (classify, configdump, doctor) ----------------------------------------------------------
 def _add_classify(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("classify", help="say what a curl/Envoy probe result means",
@@ -216,8 +125,8 @@ def _add_classify(sub: argparse._SubParsersAction[_Parser]) -> None:
     def run(a: argparse.Namespace) -> int:
         from lab import classify
 
-        output = _read_input(a.file)
-        log = _read_input(a.access_log) if a.access_log else None
+        output = read_input(a.file)
+        log = read_input(a.access_log) if a.access_log else None
         if a.each:
             for i, v in enumerate(classify.classify_many(output, a.exit_code, log), 1):
                 print(f"request {i}: {v.cls}")
@@ -236,13 +145,13 @@ def _add_configdump(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("file", metavar="FILE", help="the /config_dump JSON ('-' for standard input)")
     p.add_argument("--host", default=None, type=_dns_name,
                    help="host to look for (default: every *.global host), e.g. httpbin.bar.global")
-    p.add_argument("--port", type=_port, default=None, help="service port, 1-65535 (e.g. 8000)")
+    p.add_argument("--port", type=port, default=None, help="service port, 1-65535 (e.g. 8000)")
 
     def run(a: argparse.Namespace) -> int:
         import json
 
         from lab import configdump
-        text = _read_input(a.file)
+        text = read_input(a.file)
         dump = configdump.load(text, source="standard input" if a.file == "-" else a.file)
         print(json.dumps(configdump.analyze(dump, a.host, a.port), indent=2))
         return 0
@@ -259,29 +168,32 @@ def _add_doctor(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--json", action="store_true", help="print the hops as JSON")
 
     def run(a: argparse.Namespace) -> int:
-        from lab import doctor
+        from lab import executor
+        from lab.state import lab_home
 
-        hops = doctor.run(profile=a.profile, lab_home=a.home)
-        print(doctor.render_json(hops) if a.json else doctor.render_text(hops))
-        return doctor.exit_code(hops)
+        home = lab_home(a.home)
+        scenario = executor.scenario_of_lab(home, a.profile)
+        return scenario.doctor(a.profile, home, a.json, sys.stdout)
 
     p.set_defaults(func=run)
 
 
 def _add_faults(sub: argparse._SubParsersAction[_Parser]) -> None:
-    p = sub.add_parser("faults", help="the documented-failure catalogue (lab/faults.py)")
+    p = sub.add_parser("faults", help="the documented-failure catalogue of a scenario (lab/scenarios/<name>/faults.py)")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     t = verbs.add_parser("table", help="print the catalogue as the README's Markdown table")
     t.add_argument("--write", metavar="FILE", help="replace the table between FILE's two marker lines instead")
+    t.add_argument("--scenario", metavar="NAME", help="whose catalogue (default: the default profile's scenario)")
 
     def table(a: argparse.Namespace) -> int:
-        from lab import faults
+        from lab import scenario as registry
 
+        scenario = registry.get(a.scenario) if a.scenario else registry.of(registry.load_profile())
         if not a.write:
-            sys.stdout.write(faults.catalogue_table())
+            sys.stdout.write(scenario.faults_table())
             return 0
-        atomic_write(a.write, faults.with_catalogue_table(_read_input(a.write)))
-        print(f"{a.write}: fault table written from lab/faults.py")
+        atomic_write(a.write, scenario.with_faults_table(read_input(a.write)))
+        print(f"{a.write}: fault table written from the {scenario.name} scenario's catalogue")
         return 0
 
     t.set_defaults(func=table)
@@ -294,27 +206,39 @@ def _home_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _profile_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="default", metavar="NAME", help="default or writeup (default: default)")
+    from lab.scenario import DEFAULT_PROFILE, profiles
+
+    by_scenario: dict[str, list[str]] = {}
+    for name, owner in profiles().items():
+        by_scenario.setdefault(owner.name, []).append(name)
+    listed = "; ".join(f"{s}: {', '.join(names)}" for s, names in by_scenario.items())
+    p.add_argument("--profile", default=None, metavar="NAME",
+                   help=f"the profile ({listed}; default: {DEFAULT_PROFILE}, or --scenario's own)")
+    p.add_argument("--scenario", default=None, metavar="NAME",
+                   help=f"the scenario, with its default profile ({', '.join(by_scenario)})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile value, e.g. --set istio_version=1.7.3 (repeatable)")
 
 
 def _chosen_profile(a: argparse.Namespace) -> tuple[Profile, dict[str, str]]:
-    from lab.profile import load_profile, parse_overrides
+    from lab.profile import parse_overrides
+    from lab.scenario import load_profile
 
     overrides = parse_overrides(a.overrides)
-    return load_profile(a.profile, overrides), overrides
+    return load_profile(a.profile, overrides, scenario=a.scenario), overrides
 
 
 def _add_plan(sub: argparse._SubParsersAction[_Parser]) -> None:
     def plan(a: argparse.Namespace) -> int:
         from lab import plan as lab_plan
+        from lab.scenario import of
         from lab.state import lab_home
 
         profile, _ = _chosen_profile(a)
+        scenario = of(profile)
         # $ISTIO_DIR in the script: where `lab up` unpacks the release (nothing is downloaded here)
         paths = lab_plan.Paths(lab_home(a.home), lab_plan.default_istio_dir(profile))
-        steps = (lab_plan.build_uninstall if a.uninstall else lab_plan.build)(profile, paths)
+        steps = (scenario.build_uninstall if a.uninstall else scenario.build)(profile, paths)
         title = "lab uninstall" if a.uninstall else "lab up"
         # the write-up ends its uninstall section by unsetting the variables it exported
         out = (lab_plan.render_shell(steps, paths, title=title, unset=a.uninstall) if a.shell
@@ -363,6 +287,7 @@ def _add_recorded(sub: argparse._SubParsersAction[_Parser]) -> None:
         _home_arg(p)
         # `make lab-down LAB_ARGS=...` passes what `make lab-up` got; the lab's recorded profile decides here.
         p.add_argument("--profile", help=argparse.SUPPRESS)
+        p.add_argument("--scenario", help=argparse.SUPPRESS)
         p.add_argument("--set", dest="overrides", action="append", default=[], help=argparse.SUPPRESS)
         p.set_defaults(func=lambda a, n=name: _run_on_recorded(n, a))
 
@@ -373,8 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"istio-multicluster-lab {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command and retry")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_plan, _add_up, _add_recorded, _add_certs, _add_corefile, _add_serviceentry, _add_classify,
-                _add_configdump, _add_doctor, _add_faults):
+    from lab.scenario import scenarios
+
+    for add in (_add_plan, _add_up, _add_recorded, _add_certs):
+        add(sub)
+    for scenario in scenarios().values():  # each scenario's own subcommands (lab corefile, ...)
+        if scenario.add_commands is not None:
+            scenario.add_commands(sub)
+    for add in (_add_classify, _add_configdump, _add_doctor, _add_faults):
         add(sub)
     for _, p in iter_commands(parser):
         for action in p._actions:
@@ -480,12 +411,13 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    global _stdin_closed
+    from lab import cliargs
+
     closed = _closed_fds()
     if 1 in closed:
         return _fail("standard output is closed (`>&-`): run the command with its output on a terminal, a file or "
                      "a pipe", 2)
-    _stdin_closed = 0 in closed
+    cliargs.stdin_closed = 0 in closed
     real_stdout = sys.stdout
     sys.stdout = _Stdout(real_stdout)
     try:

@@ -10,7 +10,6 @@ uninstall steps.
 from __future__ import annotations
 
 import dataclasses
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -19,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from lab import corefile, names
 from lab import images as lab_images
-from lab.errors import CommandError, LabError, NoLabError, UsageError, no_lab_message
-from lab.kube import Kubectl, corefile_of, read_coredns
+from lab.errors import LabError, NoLabError, UsageError, no_lab_message
+from lab.kube import Kubectl
 from lab.perform import Env
-from lab.plan import Paths, build, build_uninstall
-from lab.profile import ClusterSpec, Profile, load_profile
+from lab.plan import Paths
+from lab.profile import ProfileBase as Profile
+from lab.scenario import Scenario, load_profile, of, profiles
 from lab.scheduler import Scheduler, duration, error_line, summary
 from lab.shell import Runner
 from lab.state import Lock, State, check_home, fingerprint, lab_home
@@ -133,7 +132,7 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
               f"istioctl and the Istio {profile.istio_version} release", file=s.out, flush=True)
         # The provider's own wait (node Ready, up to TIMEOUTS.kind_create) must end at Ctrl-C like the plan's.
         env.provider.sleep = env._sleep
-        report = Scheduler(env, build(profile, env.paths)).run()
+        report = Scheduler(env, of(profile).build(profile, env.paths)).run()
         print(summary(report, before={"tools": tools_seconds}), file=s.out, flush=True)
         state.set_run({"command": "up", "ok": not report.failed, "seconds": round(report.seconds, 1),
                        "phases": {k: round(v, 1) for k, v in report.phases().items()}})
@@ -143,9 +142,7 @@ def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[s
             raise first.error if first.error is not None else LabError(f"{first.step.id} failed")
         _write_lock_file(env)
         probe_rec = state.data.get("last_probe") or {}
-        print(f"lab up: curl {names.REMOTE_HOST}:{names.REMOTE_PORT}/headers from "
-              f"{profile.client.name}/{names.CLIENT_NS}/sleep returned {probe_rec.get('status')}", file=s.out,
-              flush=True)
+        print(f"lab up: {of(profile).proof(profile)} returned {probe_rec.get('status')}", file=s.out, flush=True)
         print(usage_lines(profile, env.provider), file=s.out, flush=True)
     return 0
 
@@ -167,10 +164,10 @@ def _refuse_other_clusters(state: State, profile: Profile, home: Path) -> None:
         old = _recorded_profile(state)
     except LabError:
         return
-    # cert_source too: istiod reads `cacerts` only when it starts (Istio 1.7.8 pilot/pkg/bootstrap/istio_ca.go), so
-    # re-applying it from another root leaves both istiods on the old one until some restart splits the mesh.
-    keys = ("node_image", "kind_version", "clusters", "cert_source")
-    changed = [k for k in keys if getattr(old, k) != getattr(profile, k)]
+    if old.scenario != profile.scenario:
+        raise UsageError(f"the lab in {home} was built for the {old.scenario} scenario; run `make lab-down` first (or "
+                         f"use another LAB_HOME) to build the {profile.scenario} scenario")
+    changed = [k for k in profile.REBUILD_ON if getattr(old, k) != getattr(profile, k)]
     if changed:
         raise UsageError(f"the lab in {home} was built with another {', '.join(changed)}; run `make lab-down` "
                          "first (or use another LAB_HOME) to build it with this profile")
@@ -255,10 +252,11 @@ def uninstall(*, home: Path | str | None = None, runner: Runner | None = None, o
     with s.locked("uninstall") as state:
         profile = _recorded_profile(state)
         env = s.env(profile, state)
-        report = Scheduler(env, build_uninstall(profile, env.paths), record=False).run()
+        scenario = of(profile)
+        report = Scheduler(env, scenario.build_uninstall(profile, env.paths), record=False).run()
         # What uninstall removed must be applied again by the next `lab up`.
-        state.forget_steps([step.id for step in build(profile, env.paths)
-                            if step.phase in ("apps", "serviceentries", "verify")])
+        state.forget_steps([step.id for step in scenario.build(profile, env.paths)
+                            if step.phase in scenario.uninstall_forgets])
         print(summary(report, "lab uninstall"), file=s.out, flush=True)
         if report.failed:
             err = report.failed[0].error
@@ -289,7 +287,7 @@ def status(*, home: Path | str | None = None, runner: Runner | None = None, out:
             healthy = False
             continue
         k = Kubectl(s.runner, str(provider.kubeconfig(c)), provider.context(c), binary=str(tools.kubectl))
-        for label, ok, detail in _cluster_status(k, c):
+        for label, ok, detail in of(profile).status(k, c):
             healthy = healthy and ok
             print(f"    {'ok ' if ok else 'NO '} {label}: {detail}", file=s.out)
     probe_rec = state.data.get("last_probe")
@@ -302,42 +300,16 @@ def status(*, home: Path | str | None = None, runner: Runner | None = None, out:
     return 0 if healthy else 1
 
 
-def _cluster_status(k: Kubectl, c: ClusterSpec) -> list[tuple[str, bool, str]]:
-    def ready(ns: str, deploy: str) -> tuple[bool, str]:
-        res = k.run("-n", ns, "get", "deployment", deploy, "-o",
-                    "jsonpath={.status.readyReplicas}/{.spec.replicas} {.spec.template.spec.containers[0].image}",
-                    check=False)
-        if not res.ok:
-            return False, "absent"
-        counts, _, image = res.stdout.strip().partition(" ")
-        got, _, want = counts.partition("/")
-        return bool(got) and got == want, f"{counts} ready ({image})"
-
-    rows: list[tuple[str, bool, str]] = []
-    rows.append(("istiod", *ready("istio-system", "istiod")))
-    rows.append(("istiocoredns", *ready("istio-system", "istiocoredns")))
-    try:
-        text: str | None = corefile_of(read_coredns(k))
-    except CommandError:
-        text = None
-    block = None
-    if text is not None:
-        try:
-            block = corefile.global_block(text)
-        except LabError as err:
-            block = None
-            rows.append(("kube-system CoreDNS global block", False, str(err)))
-    fwd = re.search(r"forward \. (\S+)", block or "")
-    rows.append(("kube-system CoreDNS global block", block is not None,
-                 f"forward to {fwd.group(1)}" if fwd else "missing"))
-    apps = ([(names.CLIENT_NS, "sleep")] if c.role == "client"
-            else [(names.SERVER_NS, names.REMOTE_NAME), (names.SERVER_NS, "sleep")])
-    for ns, app in apps:
-        rows.append((f"{app} in {ns}", *ready(ns, app)))
-    se = k.run("get", "serviceentries.networking.istio.io", "-A", "-o",
-               "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.spec.hosts} "
-               "{.spec.addresses} {.spec.endpoints[*].address}:{.spec.endpoints[*].ports}{\"\\n\"}{end}",
-               check=False)
-    entries = [line for line in se.stdout.splitlines() if line.strip()] if se.ok else []
-    rows.append(("ServiceEntries", bool(entries), "; ".join(entries) or "none"))
-    return rows
+def scenario_of_lab(home: Path, profile: str | None = None) -> Scenario[Profile]:
+    """The scenario of `profile`, else of the profile the lab in `home` was built with, else the default one's
+    (`lab doctor` reads with the scenario's own doctor)."""
+    if profile is not None:
+        known = profiles()
+        if profile not in known:
+            raise UsageError(f"unknown profile {profile!r}; choose one of: {', '.join(sorted(known))}")
+        return known[profile]
+    if (home / "state.json").exists():
+        name = (State.load(home).profile or {}).get("name")
+        if name in profiles():
+            return profiles()[name]
+    return of(load_profile())

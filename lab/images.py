@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lab.errors import CommandError, LabError, ValidationError
 from lab.files import atomic_write
-from lab.profile import Profile
+from lab.profile import ProfileBase as Profile
 from lab.shell import Runner
 
 PLATFORM = "linux/amd64"  # Istio 1.7 and kennethreitz/httpbin publish amd64 only (docs/sources.md#istio-images-amd64)
@@ -24,7 +24,7 @@ LOCK_VERSION = 1
 def image_list(profile: Profile) -> list[str]:
     """Every image the lab runs, resolved for the profile's Istio version, in a stable order, no duplicates."""
     seen: list[str] = []
-    for image in profile.images.resolved(profile.istio_version).values():
+    for image in profile.image_refs().values():
         if "@" in image:
             raise ValidationError(f"image {image!r} names a digest; the lab loads by tag (a tag-loaded image does "
                                   f"not match an @sha256 reference): give a tag and let lock.json keep the digest")

@@ -22,13 +22,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, overload, runtime_checkable
 
-import yaml
-
-from lab import istio, manifests
 from lab.errors import CommandError, PreflightError
 from lab.files import atomic_write
 from lab.kube import Kubectl
-from lab.profile import ClusterSpec, Profile
+from lab.profile import ClusterBase as ClusterSpec
+from lab.profile import ProfileBase as Profile
 from lab.retry import NotYet, poll
 from lab.settings import TIMEOUTS
 from lab.shell import Runner
@@ -45,10 +43,6 @@ DOCKER_NETWORK = "kind"
 # Istio 1.7's images and kennethreitz/httpbin are amd64-only (docs/sources.md#istio-images-amd64).
 PLATFORM = "linux/amd64"
 
-# The kubeadm patch for Kubernetes < 1.20 (Istio 1.7.8 prow/config/trustworthy-jwt.yaml): its source and reason are
-# in manifests/replicated-control-planes/kubeadm-trustworthy-jwt.yaml.
-TRUSTWORTHY_JWT_TEMPLATE = "kubeadm-trustworthy-jwt.yaml"
-CONFIG_TEMPLATE = "kind-cluster.yaml"
 
 
 @runtime_checkable
@@ -72,8 +66,9 @@ class Provider(Protocol):
         """True if the cluster exists and this provider can prove it made it."""
         ...
 
-    def create(self, cluster: ClusterSpec) -> None:
-        """Create the cluster (idempotent: an existing one is reused) and wait until its node is Ready."""
+    def create(self, cluster: ClusterSpec, config: str) -> None:
+        """Create the cluster from the kind config text `config` (idempotent: an existing one is reused) and wait
+        until its node is Ready."""
         ...
 
     def verify(self, cluster: ClusterSpec) -> None:
@@ -103,11 +98,6 @@ class KindTools(Protocol):
     def kubectl(self) -> Path: ...
 
 
-def needs_trustworthy_jwt_patch(profile: Profile) -> bool:
-    """Kubernetes < 1.20 needs the kubeadm patch (docs/sources.md#istio-kubernetes-support)."""
-    return profile.node_minor < 20
-
-
 def needs_dns_check(profile: Profile) -> bool:
     """Node images from kind < v0.18.0 lack the kind #3054 fix (kind PR #3121, released in v0.18.0)."""
     return _semver(profile.kind_version) < (0, 18, 0)
@@ -118,38 +108,6 @@ def _semver(version: str) -> tuple[int, int, int]:
     if not m:
         raise ValueError(f"not a version: {version!r}")
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
-
-
-def render_config(profile: Profile, cluster: ClusterSpec) -> dict[str, Any]:
-    """The kind v1alpha4 Cluster config for `cluster` (manifests/replicated-control-planes/kind-cluster.yaml): one
-    control-plane node on the profile's pinned image, the cluster's pod/service subnets, a 127.0.0.1 host port mapped
-    onto the gateway's fixed nodePort, and (for Kubernetes < 1.20) the kubeadm patch Istio 1.7's CI used for
-    third-party JWT (kubeadm-trustworthy-jwt.yaml)."""
-    config: dict[str, Any] = yaml.safe_load(manifests.render(
-        CONFIG_TEMPLATE, CLUSTER_NAME=cluster.name, NODE_IMAGE=profile.node_image,
-        GATEWAY_NODE_PORT=profile.gateway_node_port, GATEWAY_HOST_PORT=cluster.gateway_host_port,
-        POD_SUBNET=cluster.pod_subnet, SERVICE_SUBNET=cluster.service_subnet))
-    # A list only some node images need, so it is added here rather than written (empty) into the template.
-    if needs_trustworthy_jwt_patch(profile):
-        config["kubeadmConfigPatches"] = [manifests.render(TRUSTWORTHY_JWT_TEMPLATE)]
-    return config
-
-
-class _BlockDumper(yaml.SafeDumper):
-    """Writes multi-line strings (the kubeadm patch) as `|` blocks, so the config reads like kind's examples."""
-
-
-def _str_block(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_BlockDumper.add_representer(str, _str_block)
-
-
-def config_yaml(profile: Profile, cluster: ClusterSpec) -> str:
-    """`render_config` as YAML text."""
-    return yaml.dump(render_config(profile, cluster), Dumper=_BlockDumper, sort_keys=False)
 
 
 def create_argv(kind: Path | str, cluster: ClusterSpec, profile: Profile, config: Path | Token,
@@ -290,10 +248,10 @@ class KindProvider:
             log.info("%s: removing %s left by an interrupted kind", cluster.name, lock)
             lock.unlink(missing_ok=True)
 
-    def create(self, cluster: ClusterSpec) -> None:
+    def create(self, cluster: ClusterSpec, config_text: str) -> None:
         config = self.config_path(cluster)
         config.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(config, config_yaml(self.profile, cluster))
+        atomic_write(config, config_text)
         kubeconfig = self.kubeconfig(cluster)
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         self._clear_kubeconfig_lock(cluster)
@@ -327,7 +285,7 @@ class KindProvider:
         poll(ready, timeout=timeout, what=f"{cluster.name}: node Ready", sleep=self.sleep)
 
     def verify(self, cluster: ClusterSpec) -> None:
-        self.load_xtables_modules(cluster)
+        self.load_modules(cluster)
         if not needs_dns_check(self.profile):
             return
         node = self.node_container(cluster)
@@ -337,19 +295,24 @@ class KindProvider:
         if problem:
             raise PreflightError(problem)
 
-    def load_xtables_modules(self, cluster: ClusterSpec) -> None:
-        """Load the legacy iptables modules Istio 1.7's istio-init needs (lab.istio.XTABLES_MODULES) from inside the
-        node: it is privileged and has kmod and the host's /lib/modules (read-only) at both kind versions the lab
+    def load_modules(self, cluster: ClusterSpec) -> None:
+        """Load the kernel modules the profile's sidecars need (`kernel_modules`: Istio 1.7's istio-init needs the
+        legacy iptables ones, lab.scenarios.replicated_control_planes.istio.XTABLES_MODULES) from inside the node: it is
+        privileged and has kmod and the host's /lib/modules (read-only) at both kind versions the lab
         pins (kind images/base/Dockerfile installs kmod; pkg/cluster/internal/providers/docker/provision.go runs
         nodes with --privileged and --volume /lib/modules:/lib/modules:ro)."""
+        modules = self.profile.kernel_modules
+        if not modules:
+            return
         node = self.node_container(cluster)
-        res = self.runner.run(modprobe_argv(node), check=False, timeout=60,
+        res = self.runner.run(modprobe_argv(node, modules), check=False, timeout=60,
                               context=f"{cluster.name}: load the legacy iptables modules")
         if res.ok:
             return
         loaded = self.runner.run(["docker", "exec", node, "cat", "/proc/modules"], check=False, timeout=30,
                                  context=f"{cluster.name}: loaded kernel modules")
-        problem = xtables_problem(node, res.output, loaded.stdout if loaded.ok else "")
+        problem = xtables_problem(node, res.output, loaded.stdout if loaded.ok else "", modules,
+                                  self.profile.kernel_modules_for)
         if problem:
             raise PreflightError(problem)
         log.info("%s: modprobe failed (%s) but the modules are loaded already", cluster.name, res.output.strip())
@@ -426,22 +389,23 @@ def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str,
             [str(kind), "load", "image-archive", "--name", cluster.name, arg(archive)]]
 
 
-def modprobe_argv(node: str) -> list[str]:
+def modprobe_argv(node: str, modules: Sequence[str]) -> list[str]:
     """`modprobe -a` (every argument a module; without -a the rest would be the first module's parameters)."""
-    return ["docker", "exec", node, "modprobe", "-a", *istio.XTABLES_MODULES]
+    return ["docker", "exec", node, "modprobe", "-a", *modules]
 
 
-def xtables_problem(node: str, modprobe_output: str, proc_modules: str) -> str | None:
+def xtables_problem(node: str, modprobe_output: str, proc_modules: str, modules: Sequence[str],
+                    needed_by: str) -> str | None:
     """After a failed `modprobe`: None if every module is loaded anyway (/proc/modules as seen in the node, which is
     the host kernel's), else the one line saying what to run."""
     loaded = {ln.split()[0].replace("-", "_") for ln in proc_modules.splitlines() if ln.strip()}
-    missing = [m for m in istio.XTABLES_MODULES if m.replace("-", "_") not in loaded]
+    missing = [m for m in modules if m.replace("-", "_") not in loaded]
     if not missing:
         return None
     why = " | ".join(ln.strip() for ln in modprobe_output.strip().splitlines()[-2:] if ln.strip()) or "no output"
-    return (f"{node}: cannot load the legacy iptables modules {', '.join(missing)} that Istio 1.7's sidecars need "
-            f"(modprobe: {why}); run `sudo modprobe -a {' '.join(istio.XTABLES_MODULES)}` on the Docker host (Docker "
-            "Desktop: in its VM) and run the lab again; a kernel without legacy xtables cannot run Istio 1.7's "
+    return (f"{node}: cannot load the legacy iptables modules {', '.join(missing)} that {needed_by}'s sidecars need "
+            f"(modprobe: {why}); run `sudo modprobe -a {' '.join(modules)}` on the Docker host (Docker "
+            f"Desktop: in its VM) and run the lab again; a kernel without legacy xtables cannot run {needed_by}'s "
             "sidecars at all")
 
 

@@ -7,9 +7,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lab.names import COREDNS_CONFIGMAP, Query
 from lab.settings import TIMEOUTS
 from lab.shell import Result, Runner
+
+
+@dataclass(frozen=True)
+class Query:
+    """`kubectl get <args> -o jsonpath=<jsonpath>` and what the value is, for messages."""
+
+    args: tuple[str, ...]
+    jsonpath: str
+    what: str
+
+
+# The cluster DNS's ConfigMap (kubeadm's, as kind installs it); its `data.Corefile` is what the lab patches and reads.
+COREDNS_CONFIGMAP = ("configmap", "coredns", "-n", "kube-system")  # `kubectl get` arguments
 
 
 @dataclass
@@ -35,7 +47,7 @@ class Kubectl:
         return self.run("get", *args, "-o", f"jsonpath={path}").stdout.strip()
 
     def query(self, q: Query) -> str:
-        """One of the write-up's run-time lookups (lab.names), e.g. the istiocoredns ClusterIP."""
+        """One of a scenario's run-time lookups (e.g. the istiocoredns ClusterIP of the 1.7 scenario's names)."""
         return self.jsonpath(*q.args, path=q.jsonpath)
 
     def apply(self, manifest: str, namespace: str | None = None) -> Result:
@@ -48,7 +60,7 @@ class Kubectl:
 
 
 def read_coredns(k: Kubectl, *, context: str = "") -> dict[str, Any]:
-    """The live kube-system/coredns ConfigMap (lab.names.COREDNS_CONFIGMAP), as `kubectl get -o json` prints it."""
+    """The live kube-system/coredns ConfigMap (COREDNS_CONFIGMAP), as `kubectl get -o json` prints it."""
     configmap: dict[str, Any] = json.loads(k.run("get", *COREDNS_CONFIGMAP, "-o", "json", context=context).stdout)
     return configmap
 

@@ -5,7 +5,8 @@ upstream source; the header is documentation and is not rendered. The rest is fi
 `$NAME` / `${NAME}` syntax as envsubst. A template must be given exactly the variables it uses: a missing or an extra
 one is a ManifestError, so a renamed variable cannot silently leave `$OLD` in an object or be ignored.
 
-Values are validated by the builders (lab/serviceentry.py, lab/corefile.py, ...) before they get here; this module only
+Values are validated by the builders (lab/scenarios/replicated_control_planes/serviceentry.py,
+lab/scenarios/replicated_control_planes/corefile.py, ...) before they get here; this module only
 refuses what could not be placed into a template safely: a value that is not a str or int, or a string with a
 double quote, a backslash or a control character (string variables sit inside double-quoted YAML scalars, so their
 type never depends on the value: port name `80` stays a string).
@@ -22,16 +23,15 @@ from pathlib import Path
 from lab.errors import ManifestError
 
 ROOT = Path(__file__).resolve().parents[1] / "manifests"
-SCENARIO = "replicated-control-planes"
 _UNSAFE = re.compile(r'["\\\x00-\x1f\x7f]')
 
 
-def folder(scenario: str = SCENARIO) -> Path:
+def folder(scenario: str) -> Path:
     """The scenario's template folder."""
     return ROOT / scenario
 
 
-def names(scenario: str = SCENARIO) -> list[str]:
+def names(scenario: str) -> list[str]:
     """Every template of the scenario (file names, sorted)."""
     return sorted(p.name for p in folder(scenario).iterdir() if p.is_file())
 
@@ -48,7 +48,7 @@ def _split(text: str) -> tuple[str, str]:
     return "".join(lines[:k]), "".join(lines[k + 1:])
 
 
-def read(name: str, scenario: str = SCENARIO) -> tuple[str, str]:
+def read(name: str, scenario: str) -> tuple[str, str]:
     """The (header, body) of a template; ManifestError if the file is not there."""
     path = folder(scenario) / name
     try:
@@ -62,7 +62,7 @@ def read(name: str, scenario: str = SCENARIO) -> tuple[str, str]:
         raise ManifestError(f"{path}: {err}") from None
 
 
-def variables(name: str, scenario: str = SCENARIO) -> frozenset[str]:
+def variables(name: str, scenario: str) -> frozenset[str]:
     """The `$VARIABLES` a template's body uses."""
     return _identifiers(read(name, scenario)[1], name)
 
@@ -79,7 +79,7 @@ def _identifiers(body: str, name: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def render(name: str, scenario: str = SCENARIO, /, **values: str | int) -> str:
+def render(name: str, scenario: str, /, **values: str | int) -> str:
     """The body of template `name` with its `$VARIABLES` filled from `values` (exactly those it uses)."""
     body = read(name, scenario)[1]
     wanted = _identifiers(body, name)

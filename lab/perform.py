@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import re
 import sys
 import threading
@@ -24,15 +23,14 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import yaml
 
-from lab import certs, corefile, probe, serviceentry
+from lab import certs, probe
 from lab import images as lab_images
 from lab.errors import LabError, NotReadyError, UsageError
 from lab.files import atomic_write
-from lab.kube import Kubectl, corefile_of, read_coredns
+from lab.kube import Kubectl
 from lab.plan import (
     SERVER_SIDE_APPLY,
     Action,
-    ApplyClientServiceEntry,
     Check,
     Command,
     CreateCluster,
@@ -41,7 +39,6 @@ from lab.plan import (
     GenerateCerts,
     LoadImages,
     Manifest,
-    PatchCoreDNS,
     Paths,
     PullImages,
     Sample,
@@ -50,7 +47,8 @@ from lab.plan import (
     Text,
     kubectl_for_lookup,
 )
-from lab.profile import ClusterSpec, Profile
+from lab.profile import ClusterBase as ClusterSpec
+from lab.profile import ProfileBase as Profile
 from lab.retry import NotYet, poll
 from lab.settings import TIMEOUTS
 from lab.shell import Result, Runner
@@ -296,7 +294,7 @@ def _kind_create(run: CreateCluster, env: Env, step: Step, forced: bool) -> bool
         # Recorded before creating: a creation interrupted half-way still counts as the lab's (`lab down`).
         env.state.cluster_intent(spec.name, env.provider.name)
     # The provider reuses an existing cluster (rewriting its kubeconfig if needed) and waits for its node.
-    env.provider.create(spec)
+    env.provider.create(spec, run.config_text)
     # Created and Ready: from here on a re-run reuses it (a failing provider check below is reported again on the
     # next run, not "fixed" by creating the same node once more).
     env.state.cluster_created(spec.name, Path(env.provider.kubeconfig(spec)), env.provider.context(spec),
@@ -327,53 +325,3 @@ def _certs_generate(run: GenerateCerts, env: Env, step: Step, forced: bool) -> b
     return True
 
 
-@perform.register
-def _coredns_patch(run: PatchCoreDNS, env: Env, step: Step, forced: bool) -> bool:
-    cluster = run.cluster
-    forward = run.forward
-    ip = env.poll(lambda: env.resolve(forward), timeout=TIMEOUTS.rollout, what=f"{step.id}: {forward.what}")
-    k = env.kubectl(cluster)
-    live = read_coredns(k, context=step.id)
-    text = corefile_of(live)
-    patched = corefile.patch(text, ip, aaaa_guard=run.aaaa_guard)
-    if patched == text:
-        return False
-    atomic_write(env.paths.resolve(run.file), patched)
-    apply(env, cluster, coredns_configmap(live, patched), None, step.id)
-    return True
-
-
-@perform.register
-def _serviceentry_client(run: ApplyClientServiceEntry, env: Env, step: Step, forced: bool) -> bool:
-    address_t, port_t = run.address, run.port
-    address, port = env.poll(lambda: (env.resolve(address_t), env.resolve(port_t)), timeout=TIMEOUTS.rollout,
-                             what=f"{step.id}: {address_t.what} and {port_t.what}")
-    svc = serviceentry.RemoteService(run.service, run.service_namespace)
-    obj = serviceentry.render_client(svc, run.vip, address, int(port))
-    cluster, namespace = run.cluster, run.namespace
-    res = env.kubectl(cluster).run("-n", namespace, "get", "serviceentries.networking.istio.io",
-                                   obj["metadata"]["name"], "-o", "json", check=False, context=step.id)
-    stale = serviceentry_changes(_json_or_none(res.stdout) if res.ok else None, obj)
-    if not stale and not forced:
-        return False
-    if stale:
-        env.say(f"  {cluster:<9} {step.id}: {'; '.join(stale)}: applying it")
-    apply(env, cluster, serviceentry.to_yaml(obj), namespace, step.id)
-    return True
-
-
-def _json_or_none(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
-def serviceentry_changes(live: Any, want: Mapping[str, Any]) -> list[str]:
-    """What differs between a live ServiceEntry (kubectl's JSON, or None when absent) and the one the lab renders:
-    every field of the lab's spec (the endpoint's address and port included), one phrase each; [] if none."""
-    if not isinstance(live, dict):
-        return ["absent"]
-    spec = live["spec"] if isinstance(live.get("spec"), dict) else {}
-    return [f"spec.{key} is {spec.get(key)!r}, not {value!r}" for key, value in want["spec"].items()
-            if spec.get(key) != value]

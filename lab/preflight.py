@@ -9,10 +9,12 @@ and (when given) the tools' versions.
 Minimums (derived from requests, see docs/platform.md): every kind node sees the whole Docker host, and per cluster
 the scheduled requests are about 2.8 GiB of memory (istiod alone requests 2048Mi: Istio 1.7.8
 manifests/charts/istio-control/istio-discovery/values.yaml); two clusters and their control planes run side by side,
-so the lab wants 6 GiB. CPUs: lab/capacity.py sums every pod's CPU request on one node, with the surges of the fault
-suite, and MIN_CPUS is that peak rounded up.
+so the lab wants 6 GiB. CPUs: the profile's `cpu_need` (the 1.7 scenario's
+lab/scenarios/replicated_control_planes/capacity.py sums every pod's CPU request on one node, with the surges of the
+fault suite, and rounds that peak up).
 
-The legacy iptables modules Istio 1.7's sidecars need (lab/istio.py XTABLES_MODULES): when the Docker engine runs on
+The kernel modules the profile's sidecars need (`kernel_modules`; Istio 1.7's: the legacy iptables modules,
+lab/scenarios/replicated_control_planes/istio.py XTABLES_MODULES): when the Docker engine runs on
 this machine's kernel, they must be loaded, built in, or loadable from /lib/modules/<release> (which kind mounts into
 every node, where the lab loads them: lab/kind.py). Another kernel (Docker Desktop's VM, a remote engine) is checked
 inside the first node instead.
@@ -30,16 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab import capacity, istio
 from lab.errors import CommandError, PreflightError
-from lab.profile import Profile
+from lab.profile import ProfileBase as Profile
 from lab.shell import Runner
 
 if TYPE_CHECKING:
     from lab.tools import Tools
 
 MIN_MEMORY_BYTES = 6 * 1024**3
-MIN_CPUS = capacity.min_cpus()
 MIN_DOCKER = (20, 10, 0)
 # kind docs, known-issues "Pod errors due to 'too many open files'".
 INOTIFY_MIN = {"max_user_watches": 524288, "max_user_instances": 512}
@@ -66,8 +66,8 @@ def parse_docker_info(stdout: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def docker_info_problems(info: dict[str, Any]) -> list[Problem]:
-    """Architecture, version, CPUs and memory from a reachable engine's `docker info` (pure)."""
+def docker_info_problems(profile: Profile, info: dict[str, Any]) -> list[Problem]:
+    """Architecture, version, CPUs and memory from a reachable engine's `docker info`, for `profile` (pure)."""
     problems: list[Problem] = []
     arch = str(info.get("Architecture") or "")
     if arch not in ("x86_64", "amd64"):
@@ -81,11 +81,11 @@ def docker_info_problems(info: dict[str, Any]) -> list[Problem]:
         problems.append(Problem(f"Docker {version} is older than 20.10.0",
                                 "kind v0.20.0 requires Docker 20.10.0 or newer; upgrade Docker"))
     cpus = int(info.get("NCPU") or 0)
-    if 0 < cpus < MIN_CPUS:
-        worst = max(capacity.peak(role) for role in capacity.WORKLOADS)
-        problems.append(Problem(f"the Docker host has {cpus} CPU(s), the lab needs at least {MIN_CPUS}",
+    need, worst, where = profile.cpu_need()
+    if 0 < cpus < need:
+        problems.append(Problem(f"the Docker host has {cpus} CPU(s), the lab needs at least {need}",
                                 f"each kind node can use at most the host's CPUs and one cluster's pods request up "
-                                f"to {worst}m during the fault suite (lab/capacity.py); give Docker {MIN_CPUS}+ CPUs "
+                                f"to {worst}m during the fault suite ({where}); give Docker {need}+ CPUs "
                                 "(Docker Desktop: Settings > Resources)"))
     mem = int(info.get("MemTotal") or 0)
     if 0 < mem < MIN_MEMORY_BYTES:
@@ -102,12 +102,12 @@ def _version(text: str) -> tuple[int, int, int] | None:
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
 
-def docker_problems(runner: Runner) -> list[Problem]:
-    """Docker reachable, x86_64, recent enough, enough CPUs and memory (one `docker info` call)."""
-    return _docker(runner)[0]
+def docker_problems(runner: Runner, profile: Profile) -> list[Problem]:
+    """Docker reachable, x86_64, recent enough, enough CPUs and memory for `profile` (one `docker info` call)."""
+    return _docker(runner, profile)[0]
 
 
-def _docker(runner: Runner) -> tuple[list[Problem], dict[str, Any]]:
+def _docker(runner: Runner, profile: Profile) -> tuple[list[Problem], dict[str, Any]]:
     argv = ["docker", "info", "--format", "{{json .}}"]
     try:
         res = runner.run(argv, check=False, timeout=DOCKER_INFO_TIMEOUT, context="preflight: docker info")
@@ -125,7 +125,7 @@ def _docker(runner: Runner) -> tuple[list[Problem], dict[str, Any]]:
         return [Problem(f"the Docker engine is not reachable ({reason})",
                         "start Docker (Docker Desktop, or `sudo systemctl start docker`) and check `docker info`; "
                         "nothing was created", fatal=True)], {}
-    return docker_info_problems(info), info
+    return docker_info_problems(profile, info), info
 
 
 def _last_line(text: str) -> str:
@@ -171,12 +171,12 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def xtables_problems(docker_kernel: str, *, release: str, proc_root: Path = Path("/proc"),
-                     modules_root: Path = Path("/lib/modules")) -> list[Problem]:
+def xtables_problems(docker_kernel: str, *, release: str, modules: tuple[str, ...], needed_by: str,
+                     proc_root: Path = Path("/proc"), modules_root: Path = Path("/lib/modules")) -> list[Problem]:
     """The legacy iptables modules, when the Docker engine runs on this kernel (`release`, as `uname -r`): each must
     be loaded, built in, or in /lib/modules/<release> for the lab to load from the nodes. [] when Docker's kernel is
     another one (then lab.kind checks in the node) or nothing can be read."""
-    if not docker_kernel or docker_kernel != release:
+    if not modules or not docker_kernel or docker_kernel != release:
         return []
     loaded_text = _read(proc_root / "modules")
     if loaded_text is None:
@@ -185,34 +185,36 @@ def xtables_problems(docker_kernel: str, *, release: str, proc_root: Path = Path
     have = _module_names(loaded_text)
     for index in ("modules.builtin", "modules.dep"):
         have |= _module_names(_read(moddir / index) or "")
-    missing = [m for m in istio.XTABLES_MODULES if m.replace("-", "_") not in have]
+    missing = [m for m in modules if m.replace("-", "_") not in have]
     if not missing:
         return []
-    load = f"sudo modprobe -a {' '.join(istio.XTABLES_MODULES)}"
+    load = f"sudo modprobe -a {' '.join(modules)}"
     if not moddir.is_dir():
         return [Problem(f"the legacy iptables modules {', '.join(missing)} are not loaded and {moddir} does not "
                         "exist, so the kind nodes cannot load them",
-                        f"run `{load}` on the Docker host (Istio 1.7's istio-init needs them), then run the lab again")]
+                        f"run `{load}` on the Docker host ({needed_by}'s istio-init needs them), then run the lab "
+                        "again")]
     return [Problem(f"kernel {release} has no legacy iptables modules {', '.join(missing)} (not loaded, not built in, "
                     f"not in {moddir})",
-                    "Istio 1.7's sidecars (iptables 1.6.1, legacy xtables only) cannot run on this kernel at all; use "
+                    f"{needed_by}'s sidecars (legacy xtables only) cannot run on this kernel at all; use "
                     "a kernel built with the legacy iptables options (IP_NF_IPTABLES, IP_NF_NAT, "
                     "NETFILTER_XT_TARGET_REDIRECT, NETFILTER_XT_MATCH_OWNER), such as Ubuntu's or Debian's")]
 
 
 def port_problems(profile: Profile, host: str = "127.0.0.1", *,
                   skip_ports_of: Iterable[str] = ()) -> list[Problem]:
-    """Each cluster's gateway host port must be free to bind on 127.0.0.1."""
+    """Each host port the clusters map (ClusterBase.host_ports) must be free to bind on 127.0.0.1."""
     skip = set(skip_ports_of)
     problems = []
     for cluster in profile.clusters:
         if cluster.name in skip:
             continue
-        reason = port_in_use(host, cluster.gateway_host_port)
-        if reason:
-            problems.append(Problem(
-                f"{host}:{cluster.gateway_host_port} (host port for {cluster.name}'s gateway) is {reason}",
-                f"free the port (e.g. `ss -ltnp 'sport = :{cluster.gateway_host_port}'` shows who holds it)"))
+        for port, what in cluster.host_ports():
+            reason = port_in_use(host, port)
+            if reason:
+                problems.append(Problem(
+                    f"{host}:{port} ({what}) is {reason}",
+                    f"free the port (e.g. `ss -ltnp 'sport = :{port}'` shows who holds it)"))
     return problems
 
 
@@ -257,12 +259,13 @@ def checks(profile: Profile, runner: Runner, *, proc_root: Path = Path("/proc"),
     """All problems, Docker first (stopping there if the engine is unreachable). `skip_ports_of` names clusters
     that already exist (their port is bound by their own node container). `tools` (lab.tools.Tools) adds the
     version checks."""
-    problems, info = _docker(runner)
+    problems, info = _docker(runner, profile)
     if any(p.fatal for p in problems):
         return [p for p in problems if p.fatal][:1]
     if platform.system() == "Linux":
         problems += inotify_problems(proc_root)
         problems += xtables_problems(str(info.get("KernelVersion") or ""), release=platform.release(),
+                                     modules=profile.kernel_modules, needed_by=profile.kernel_modules_for,
                                      proc_root=proc_root, modules_root=modules_root)
     problems += port_problems(profile, skip_ports_of=skip_ports_of)
     if tools is not None:

@@ -8,7 +8,8 @@ curl runs under `sh -c` so that its own exit code and the HTTP status are printe
 whatever kubectl does with exit codes. It runs with `-v`: newer curl (7.88, seen here) says only "Couldn't
 connect to server" for both a refused and an unreachable address, while the verbose lines (on stderr) still carry
 the kernel's reason ("Network is unreachable", "Connection refused") for the classifier.
-No `-4`: the lab must see what an application sees, including the AAAA behaviour of musl (see lab/corefile.py).
+No `-4`: the lab must see what an application sees, including the AAAA behaviour of musl (see
+lab/scenarios/replicated_control_planes/corefile.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
-"""Profiles: every pinned version, image and address the lab uses, in one overridable record.
+"""Profiles as the engine sees them: the pinned versions, images and clusters of one lab, in one overridable record.
 
-Sources for the pins: docs/sources.md#kind-node-images (node images), docs/sources.md#istio-release and
-docs/sources.md#istio-images (Istio).
+A scenario (lab/scenarios/<name>/) defines its own profile class on `ProfileBase` and its clusters on `ClusterBase`,
+adding what only it needs (the `.global` VIPs of the 1.7 scenario, say), and says through a few class attributes
+and methods what the engine must know: its name (`scenario`), the images it runs, the kernel modules its sidecars
+need in every node, the CPUs and host ports it takes. `apply_overrides` and `check` work on any of them.
+
 Nothing else in the lab hard-codes a version, an image, a cluster name or a subnet.
 """
 
@@ -9,105 +12,83 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 from lab.errors import UsageError
 from lab.values import ascii_int, image_reference, v_version
 
 
 @dataclass(frozen=True)
-class ClusterSpec:
-    """One cluster of the topology. `role` says what the scenario runs there."""
+class ClusterBase:
+    """One cluster of the topology. `role` says what the scenario runs there ("client" calls, "server" serves)."""
 
     name: str
-    role: str  # "client" (sleep in foo, calls the remote service) or "server" (httpbin in bar)
+    role: str
     pod_subnet: str
     service_subnet: str
-    gateway_host_port: int  # host side of the 127.0.0.1 port mapping onto the gateway's 15443 nodePort
-    vip: str  # the VIP of httpbin.bar.global in this cluster (unique per cluster, 240.0.0.0/4)
 
     @property
     def context(self) -> str:
         # kind names the kubeconfig context "kind-" + cluster name (kind pkg/cluster/internal/kubeconfig).
         return f"kind-{self.name}"
 
-
-@dataclass(frozen=True)
-class Images:
-    # Istio 1.7.8 images (istioctl's build-time hub/tag; docs/sources.md#istio-images); `{tag}` is the Istio version.
-    pilot: str = "docker.io/istio/pilot:{tag}"
-    proxyv2: str = "docker.io/istio/proxyv2:{tag}"
-    # istiocoredns chart values (manifests/charts/istiocoredns/values.yaml, unchanged 1.7.0-1.7.8).
-    coredns: str = "docker.io/coredns/coredns:1.6.2"
-    coredns_plugin: str = "docker.io/istio/coredns-plugin:0.2-istio-1.1"
-    # samples/sleep and samples/httpbin at 1.7.x use unpinned tags; the lock file records what a run used.
-    sleep: str = "docker.io/governmentpaas/curl-ssl:latest"
-    httpbin: str = "docker.io/kennethreitz/httpbin:latest"
-
-    def resolved(self, istio_version: str) -> dict[str, str]:
-        return {k: v.format(tag=istio_version) for k, v in dataclasses.asdict(self).items()}
-
-
-DEFAULT_CLUSTERS = (
-    # Subnets follow Istio's own kind topology (prow/config/topology/multicluster.json).
-    ClusterSpec("cluster1", "client", "10.10.0.0/16", "10.255.10.0/24", 31443, "240.0.0.2"),
-    ClusterSpec("cluster2", "server", "10.20.0.0/16", "10.255.20.0/24", 32443, "240.0.0.3"),
-)
+    def host_ports(self) -> tuple[tuple[int, str], ...]:
+        """(port, what it is for) on 127.0.0.1 that the cluster maps from the host; preflight checks they are free."""
+        return ()
 
 
 @dataclass(frozen=True)
-class Profile:
+class ProfileBase:
+    """What every scenario's profile has. Subclasses are frozen dataclasses too, give `scenario` and may add fields
+    (each a `--set` override unless listed in `FIXED`)."""
+
     name: str
     kind_version: str
     node_image: str  # always with @sha256 digest, as kind's release notes require
     kubectl_version: str  # within one minor of the nodes
-    istio_version: str = "1.7.8"
-    gateway_node_port: int = 31443  # fixed nodePort of the ingress gateway's 15443 (tls) port
-    clusters: tuple[ClusterSpec, ...] = DEFAULT_CLUSTERS
-    images: Images = field(default_factory=Images)
+    istio_version: str
+    clusters: tuple[ClusterBase, ...]
     load_images: bool = True  # pull once on the host, `kind load` into every cluster
-    cert_source: str = "samples"  # "samples" (the write-up) or "generated" (per-cluster intermediates)
-    aaaa_guard: bool = True  # see lab/corefile.py: musl + istiocoredns AAAA NXDOMAIN
+
+    scenario: ClassVar[str]  # the name of the scenario (its package's Scenario.name)
+    FIXED: ClassVar[frozenset[str]] = frozenset({"name", "clusters", "images"})  # not overridable with --set
+    # What a built lab cannot change in place (`lab up` with another value refuses: `make lab-down` first).
+    REBUILD_ON: ClassVar[tuple[str, ...]] = ("node_image", "kind_version", "clusters")
+    # Kernel modules every node must have for the scenario's sidecars (loaded through the node by lab.kind, checked on
+    # the Docker host by lab.preflight), and who needs them, for messages.
+    kernel_modules: ClassVar[tuple[str, ...]] = ()
+    kernel_modules_for: ClassVar[str] = ""  # "Istio 1.7": "... the legacy iptables modules Istio 1.7 needs"
+    # Host architectures whose Docker can run every image of the profile (preflight refuses others).
+    architectures: ClassVar[tuple[str, ...]] = ("amd64",)
 
     @property
-    def client(self) -> ClusterSpec:
+    def client(self) -> ClusterBase:
         return next(c for c in self.clusters if c.role == "client")
 
     @property
-    def server(self) -> ClusterSpec:
+    def server(self) -> ClusterBase:
         return next(c for c in self.clusters if c.role == "server")
 
     @property
     def node_minor(self) -> int:
         return int(self.node_image.split(":v", 1)[1].split(".")[1])
 
+    def image_refs(self) -> dict[str, str]:
+        """Every image the lab pulls and loads, by role (e.g. "pilot" -> "docker.io/istio/pilot:1.7.8")."""
+        raise NotImplementedError
 
-PROFILES: dict[str, Profile] = {
-    # Kubernetes 1.21 is the newest Istio 1.7 can run on (1.22 removed admissionregistration v1beta1); no upstream
-    # report confirms 1.7 on 1.21 (inferred). kind v0.20.0 is the last release listing a 1.21 image.
-    "default": Profile(
-        name="default",
-        kind_version="v0.20.0",
-        node_image="kindest/node:v1.21.14@sha256:8a4e9bb3f415d2bb81629ce33ef9c76ba514c14d707f9797a01e3216376ba093",
-        kubectl_version="v1.21.14",
-    ),
-    # The write-up's Kubernetes range (1.17-1.19); 1.19 is the oldest that runs on cgroup v2 hosts. This node image
-    # predates kind's fix for iptables 1.8.8+ nf_tables hosts (kind #3054): the lab checks the DNS DNAT rules.
-    "writeup": Profile(
-        name="writeup",
-        kind_version="v0.17.0",
-        node_image="kindest/node:v1.19.16@sha256:476cb3269232888437b61deca013832fee41f9f074f9bed79f57e4280f7c48b7",
-        kubectl_version="v1.19.16",
-    ),
-}
+    def cpu_need(self) -> tuple[int, int, str]:
+        """(CPUs the Docker host needs, the peak CPU request in millicores on one node, where the sum is made)."""
+        return 0, 0, ""
 
-# The Istio 1.7 patch releases (tags 1.7.0 ... 1.7.8 of istio/istio; 1.7.8 of February 2021 is the last): a
-# version outside them has no release tarball to download, so it is refused here rather than by a 404 later.
-ISTIO_RELEASES = tuple(f"1.7.{n}" for n in range(9))
+    def check(self) -> None:
+        """The scenario's own validation, between the engine's checks of the node image and of kubectl's minor
+        (`check` below); it checks the images too (`check_images`). Raises UsageError."""
+        check_images(self)
 
-_OVERRIDABLE = {f.name for f in dataclasses.fields(Profile)} - {"name", "clusters", "images"}
-_IMAGE_KEYS = {f.name for f in dataclasses.fields(Images)}
+
+P = TypeVar("P", bound=ProfileBase)
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -115,27 +96,37 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
 
 
-def load_profile(name: str = "default", overrides: dict[str, str] | None = None) -> Profile:
-    """The named profile with `overrides` applied (`istio_version=1.7.3`, `images.sleep=...`)."""
-    if name not in PROFILES:
-        raise UsageError(f"unknown profile {name!r}; choose one of: {', '.join(sorted(PROFILES))}")
-    profile = PROFILES[name]
+def overridable(profile: ProfileBase) -> set[str]:
+    return {f.name for f in dataclasses.fields(profile)} - set(profile.FIXED)
+
+
+def _image_keys(profile: ProfileBase) -> set[str]:
+    images = getattr(profile, "images", None)
+    if images is None or not dataclasses.is_dataclass(images):
+        return set()
+    return {f.name for f in dataclasses.fields(images)}
+
+
+def apply_overrides(profile: P, overrides: dict[str, str] | None = None) -> P:
+    """`profile` with `overrides` applied (`istio_version=1.7.3`, `images.sleep=...`), then checked."""
     changes: dict[str, Any] = {}  # field name -> value of that field's type
     image_changes: dict[str, str] = {}
+    image_keys = _image_keys(profile)
+    fields = overridable(profile)
     for key, raw in (overrides or {}).items():
-        if key.startswith("images."):
+        if key.startswith("images.") and image_keys:
             sub = key.split(".", 1)[1]
-            if sub not in _IMAGE_KEYS:
-                raise UsageError(f"unknown image {sub!r}; known: {', '.join(sorted(_IMAGE_KEYS))}")
+            if sub not in image_keys:
+                raise UsageError(f"unknown image {sub!r}; known: {', '.join(sorted(image_keys))}")
             image_changes[sub] = raw
             continue
-        if key not in _OVERRIDABLE:
-            raise UsageError(f"cannot override {key!r}; overridable: {', '.join(sorted(_OVERRIDABLE))}")
+        if key not in fields:
+            raise UsageError(f"cannot override {key!r}; overridable: {', '.join(sorted(fields))}")
         changes[key] = _coerce(key, raw, getattr(profile, key))
     if image_changes:
-        changes["images"] = dataclasses.replace(profile.images, **image_changes)
+        changes["images"] = dataclasses.replace(getattr(profile, "images"), **image_changes)  # noqa: B009
     profile = dataclasses.replace(profile, **changes)
-    _check(profile)
+    check(profile)
     return profile
 
 
@@ -169,7 +160,16 @@ def _coerce(key: str, raw: str, current: object) -> object:
 _NODE_IMAGE = re.compile(r"[^@\s]+:v[0-9]+\.[0-9]+\.[0-9]+@sha256:[0-9a-f]{64}", re.ASCII)
 
 
-def _check(p: Profile) -> None:
+def check_images(p: ProfileBase) -> None:
+    """Every image reference of the profile's `images` record is well-formed."""
+    images = getattr(p, "images", None)
+    if images is not None and dataclasses.is_dataclass(images) and not isinstance(images, type):
+        for name, ref in dataclasses.asdict(images).items():
+            image_reference(ref, f"images.{name}")
+
+
+def check(p: ProfileBase) -> None:
+    """What every profile must satisfy, then the scenario's own `p.check()`; raises UsageError."""
     v_version(p.kind_version, "kind_version")
     v_version(p.kubectl_version, "kubectl_version")
     if "@sha256:" not in p.node_image:
@@ -178,17 +178,7 @@ def _check(p: Profile) -> None:
         raise UsageError(f"node_image {p.node_image!r} is not NAME:vX.Y.Z@sha256:<64 hex digits> (kind's release "
                          "notes list them so; the tag gives the Kubernetes version)")
     image_reference(p.node_image, "node_image")
-    if not re.fullmatch(r"1\.7\.[0-9]+", p.istio_version, re.ASCII):
-        raise UsageError(f"istio_version {p.istio_version!r} is not a 1.7.x release; the .global scenario is 1.7's")
-    if p.istio_version not in ISTIO_RELEASES:
-        raise UsageError(f"istio_version {p.istio_version} is an unknown 1.7 release; "
-                         f"known: {ISTIO_RELEASES[0]} to {ISTIO_RELEASES[-1]}")
-    for name, ref in dataclasses.asdict(p.images).items():
-        image_reference(ref, f"images.{name}")
-    if not 30000 <= p.gateway_node_port <= 32767:
-        raise UsageError(f"gateway_node_port {p.gateway_node_port} is outside the NodePort range 30000-32767")
-    if p.cert_source not in ("samples", "generated"):
-        raise UsageError(f"cert_source {p.cert_source!r} must be 'samples' or 'generated'")
+    p.check()
     kubectl_minor = int(p.kubectl_version.lstrip("v").split(".")[1])
     if abs(kubectl_minor - p.node_minor) > 1:
         raise UsageError(f"kubectl {p.kubectl_version} is more than one minor from the nodes (1.{p.node_minor})")

@@ -32,10 +32,9 @@ from pathlib import Path, PurePosixPath
 
 import requests
 
-from lab import istio
 from lab.errors import CommandError, PreflightError, ValidationError
 from lab.files import atomic_write
-from lab.profile import Profile
+from lab.profile import ProfileBase as Profile
 from lab.shell import Runner
 
 Progress = Callable[[str], None]
@@ -87,11 +86,9 @@ def kubectl_url(version: str, sources: Sources = DEFAULT_SOURCES) -> tuple[str, 
 
 
 def istio_url(version: str, sources: Sources = DEFAULT_SOURCES) -> tuple[str, str]:
-    """(tarball URL, checksum URL) of the Istio `version` (`1.7.8`) linux-amd64 release."""
-    if sources.istio == DEFAULT_SOURCES.istio:
-        url = istio.release_url(version)
-    else:
-        url = f"{sources.istio.rstrip('/')}/{version}/istio-{version}-linux-amd64.tar.gz"
+    """(tarball URL, checksum URL) of the Istio `version` (`1.7.8`) linux-amd64 release (GitHub release asset
+    `istio-<version>-<arch>.tar.gz`, release-builder pkg/build/archive.go)."""
+    url = f"{sources.istio.rstrip('/')}/{version}/istio-{version}-linux-amd64.tar.gz"
     return url, url + ".sha256"
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
-from lab.faults import CLIENT_NS, ISTIO_NS, SERVER_NS
 from lab.kube import Kubectl
+from lab.scenarios.replicated_control_planes.faults import CLIENT_NS, ISTIO_NS, SERVER_NS
 
 log = logging.getLogger("tests.e2e")
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from lab.errors import LabError
-from lab.profile import load_profile, parse_overrides
+from lab.profile import parse_overrides
+from lab.scenario import load_profile
 from lab.shell import Runner
 from tests.e2e import artifacts
 from tests.e2e.session import LabSession, docker_problem

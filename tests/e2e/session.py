@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
-from lab.faults import CLIENT_NS, ISTIO_NS, PROBE_URL, SERVER_NS, LabHandle
 from lab.kube import Kubectl
 from lab.probe import CurlResult, Prober, envoy_admin
-from lab.profile import ClusterSpec, Profile
+from lab.scenarios.replicated_control_planes.faults import CLIENT_NS, ISTIO_NS, PROBE_URL, SERVER_NS, LabHandle
+from lab.scenarios.replicated_control_planes.profiles import ClusterSpec, Profile
 from lab.shell import Runner
 from lab.state import lab_home
 

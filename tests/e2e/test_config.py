@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from lab.configdump import TCP_CLUSTER_REWRITE, analyze
-from lab.names import (
+from lab.profile import version_key
+from lab.scenarios.replicated_control_planes.names import (
     ENVOYFILTER,
     ENVOYFILTER_FIXED_IN,
     GATEWAY_NODE_IP,
@@ -15,7 +16,6 @@ from lab.names import (
     REMOTE_HOST,
     REMOTE_PORT,
 )
-from lab.profile import version_key
 from tests.e2e.session import CLIENT_NS, SERVER_NS
 
 pytestmark = pytest.mark.e2e

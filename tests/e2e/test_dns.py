@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.names import ISTIO_NS, ISTIOCOREDNS_IP, KUBE_DNS_IP, REMOTE_HOST
+from lab.scenarios.replicated_control_planes.names import ISTIO_NS, ISTIOCOREDNS_IP, KUBE_DNS_IP, REMOTE_HOST
 from tests.e2e.session import CLIENT_NS, SERVER_NS
 
 pytestmark = pytest.mark.e2e

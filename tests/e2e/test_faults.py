@@ -1,12 +1,15 @@
 """The documented failures, one at a time: break the lab, wait until the probe's class is stable, compare it with
-what lab.faults expects for the Istio version under test, heal the lab, and prove the call works again.
+what lab.scenarios.replicated_control_planes.faults expects for the Istio version under test, heal the lab, and prove
+the call works again.
 
 A fault on cluster2's gateway is judged only once the gateway's /config_dump shows the change (its `gateway_state`,
-read through lab.configdump) and cluster1's sleep has new connections (lab.faults.reach_new_connections): pooled
+read through lab.configdump) and cluster1's sleep has new connections
+(lab.scenarios.replicated_control_planes.faults.reach_new_connections): pooled
 connections through the gateway would otherwise keep the old path alive for up to an hour.
 
 The expectations are reasoned, not observed; every run writes what it saw to <artifacts>/observed.jsonl so the
-catalogue (lab/faults.py, `observed=`) can be corrected with a note when a real run disagrees.
+catalogue (lab/scenarios/replicated_control_planes/faults.py, `observed=`) can be corrected with a note when a real run
+disagrees.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from datetime import datetime, timezone
 import pytest
 
 from lab.errors import LabError, NotReadyError
-from lab.faults import (
+from lab.scenarios.replicated_control_planes.faults import (
     FAULTS,
     PROBE_URL,
     Fault,
@@ -40,7 +43,8 @@ def _params():
 
 
 class _Observer:
-    """Probes through lab.faults.probe_class, keeping the evidence of the latest answer for failure messages."""
+    """Probes through lab.scenarios.replicated_control_planes.faults.probe_class, keeping the evidence of the latest
+    answer for failure messages."""
 
     def __init__(self, handle) -> None:
         self.handle = handle

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab import certs
-from lab.profile import load_profile
+from lab.scenario import load_profile
 from lab.shell import Result, Runner
 from tests.support.workload_certs import issue
 

@@ -214,7 +214,7 @@ def test_doctor_sidecar_gateway_and_root_ca_hops_pass_on_the_live_dump_and_stats
     """The doctor's Envoy-facing hops on what a real Envoy reports: the same Envoy plays the sidecar (cluster with
     the gateway endpoint, TLS counters in /stats, ROOTCA), the gateway (15443 chain, SNI cluster) and httpbin's
     sidecar (ROOTCA)."""
-    from lab import doctor
+    from lab.scenarios.replicated_control_planes import doctor
 
     envoy, ports, _ = live
     dump = envoy.config_dump()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.faults import FAULTS
+from lab.scenarios.replicated_control_planes.faults import FAULTS
 from lab.shell import Runner
 
 pytestmark = pytest.mark.integration

@@ -100,7 +100,7 @@ def test_lab_up_and_the_suite_use_the_same_istio_version(workflow, steps):
 
 
 def test_loads_the_legacy_iptables_modules_istio_1_7_needs_before_building_the_lab(steps):
-    from lab import istio
+    from lab.scenarios.replicated_control_planes import istio
 
     load = _index(steps, "modprobe")
     assert steps[load]["run"].split() == ["sudo", "modprobe", "-a", *istio.XTABLES_MODULES]

@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from lab import certs
-from lab.profile import load_profile
 from lab.retry import NotYet, poll
+from lab.scenario import load_profile
 from tests.support import mtls_envoys
 from tests.support.envoy import free_port, run_envoy
 from tests.support.workload_certs import issue

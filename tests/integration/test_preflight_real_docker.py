@@ -9,7 +9,7 @@ import pytest
 
 from lab import preflight
 from lab.errors import PreflightError
-from lab.profile import load_profile
+from lab.scenario import load_profile
 from lab.shell import Runner
 
 pytestmark = pytest.mark.integration

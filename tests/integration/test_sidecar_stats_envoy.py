@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from lab import doctor, plan
+from lab.scenarios.replicated_control_planes import doctor
+from lab.scenarios.replicated_control_planes import steps as rcp_steps
 from tests.support.envoy import free_port, run_envoy
 
 pytestmark = pytest.mark.integration
@@ -55,7 +56,7 @@ def test_without_the_annotation_the_sidecar_hides_ssl_fail_verify_error(envoy_pa
 
 
 def test_with_the_plan_s_annotation_the_counter_is_there_for_the_doctor(envoy_path):
-    key, value = plan.STATS_ANNOTATION
+    key, value = rcp_steps.STATS_ANNOTATION
     assert key == "sidecar.istio.io/statsInclusionSuffixes"
     with run_envoy(sidecar_like(tuple(value.split(",")))) as envoy:
         text = stats_text(envoy)

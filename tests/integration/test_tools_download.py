@@ -13,7 +13,7 @@ import pytest
 
 from lab import tools
 from lab.errors import PreflightError
-from lab.profile import load_profile
+from lab.scenario import load_profile
 from lab.shell import Runner
 from tests.support.artifact_server import serve
 

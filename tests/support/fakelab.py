@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from lab.plan import CLIENT_NS, SERVER_NS
-from lab.profile import ClusterSpec, Images, Profile
+from lab.scenarios.replicated_control_planes.profiles import ClusterSpec, Images, Profile
+from lab.scenarios.replicated_control_planes.steps import CLIENT_NS, SERVER_NS
 from lab.shell import Result
 from tests.support.recording import RecordingRunner
 
@@ -345,7 +345,8 @@ class FakeProvider:
     def exists(self, cluster: ClusterSpec) -> bool:
         return self.lab.clusters[cluster.name].exists
 
-    def create(self, cluster: ClusterSpec) -> None:
+    def create(self, cluster: ClusterSpec, config: str) -> None:
+        assert config.startswith("kind: Cluster") or "kind: Cluster" in config, config[:80]
         path = self.kubeconfig(cluster)
         if self.exists(cluster) and path.is_file():
             return  # reused, as lab.kind's provider does

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab import cli, executor
-from lab.profile import load_profile
+from lab.scenario import load_profile
 from lab.shell import Runner
 from tests.support.fakelab import FakeLab
 

@@ -1,9 +1,10 @@
-"""lab.capacity: the CPU one kind node must have, summed from the requests of the pods the lab schedules."""
+"""lab.scenarios.replicated_control_planes.capacity: the CPU one kind node must have, summed from the requests of the
+pods the lab schedules."""
 
 from __future__ import annotations
 
-from lab import capacity, istio
-from lab.profile import load_profile
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes import capacity, istio
 
 
 def _cpu_m(quantity: str) -> int:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from lab import certs, cli
 from lab.errors import ValidationError
-from lab.profile import load_profile
+from lab.scenario import load_profile
 
 SAMPLES = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
 CLUSTERS = [c.name for c in load_profile().clusters]

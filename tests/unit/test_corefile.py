@@ -1,4 +1,5 @@
-"""lab.corefile: the `global` server block, on real Corefiles (tests/data/corefile) and generated ones."""
+"""lab.scenarios.replicated_control_planes.corefile: the `global` server block, on real Corefiles (tests/data/corefile)
+and generated ones."""
 
 from __future__ import annotations
 
@@ -10,10 +11,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lab import corefile
 from lab.cli import main
-from lab.corefile import CorefileError, global_block, parse, patch, render_block, unpatch
 from lab.errors import ValidationError
+from lab.scenarios.replicated_control_planes import corefile
+from lab.scenarios.replicated_control_planes.corefile import (
+    CorefileError,
+    global_block,
+    parse,
+    patch,
+    render_block,
+    unpatch,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "corefile"
 IP = "10.96.0.20"
@@ -453,9 +461,10 @@ def test_module_exposes_the_agreed_interface():
     assert CorefileError("x", 3).line == 3
 
 
-# --- how long a block caches (the faults derive their waits from it: lab/faults.py) ------------------------------
+# --- how long a block caches (the faults derive their waits from it: lab/scenarios/replicated_control_planes/faults.py)
+# ------------------------------
 def test_the_labs_block_caches_as_long_as_the_istio_docs_block():
-    from lab.corefile import CACHE_TTL, cache_ttl, render_block
+    from lab.scenarios.replicated_control_planes.corefile import CACHE_TTL, cache_ttl, render_block
 
     docs = global_block(read("istio-docs-multicluster-gateways_coredns-ge-1.4.0_with-global.Corefile"))
     assert cache_ttl(docs) == 30
@@ -464,7 +473,7 @@ def test_the_labs_block_caches_as_long_as_the_istio_docs_block():
 
 
 def test_istiocoredns_chart_corefile_caches_30s():
-    from lab.corefile import cache_ttl
+    from lab.scenarios.replicated_control_planes.corefile import cache_ttl
 
     assert cache_ttl(read("istio-1.7.8-istiocoredns-chart_coreDNSTag-1.6.2.Corefile")) == 30
 
@@ -477,6 +486,6 @@ def test_istiocoredns_chart_corefile_caches_30s():
     ("global:53 {\n    forward . 10.0.0.1 {\n        except cache\n    }\n}", None),
 ])
 def test_cache_ttl_reads_only_the_blocks_own_cache_directive(block, ttl):
-    from lab.corefile import cache_ttl
+    from lab.scenarios.replicated_control_planes.corefile import cache_ttl
 
     assert cache_ttl(block) == ttl

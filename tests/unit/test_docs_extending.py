@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import re
 from pathlib import Path
 
@@ -67,6 +68,10 @@ def path_problem(span: str, root: Path = ROOT) -> str | None:
 def name_problem(span: str) -> str | None:
     parts = span.split(".")
     if parts[0] != "lab":
+        # a short name (`lab.plan.Step`) is an engine module's or a scenario package's
+        for pkg in sorted(p.name for p in (ROOT / "lab" / "scenarios").iterdir() if (p / "__init__.py").exists()):
+            if importlib.util.find_spec(f"lab.scenarios.{pkg}.{parts[0]}") is not None:
+                return name_problem(".".join(["lab", "scenarios", pkg, *parts]))
         parts = ["lab", *parts]
     for i in range(len(parts), 0, -1):  # the longest importable module prefix (`lab` itself at worst)
         try:
@@ -117,20 +122,21 @@ def test_the_checker_refuses_what_does_not_exist(tmp_path):
     assert path_problem("lab/<name>.py", tmp_path) is None
     assert "does not exist" in path_problem("gone/<name>/", tmp_path)
     assert "matches no file" in path_problem("lab/*.json", tmp_path)
-    assert name_problem("lab.faults.FAULTS") is None
+    assert name_problem("lab.scenarios.replicated_control_planes.faults.FAULTS") is None
     assert name_problem("faults.FAULTS") is None
-    assert name_problem("lab.faults.Fault.inject") is None  # a dataclass field without a default
-    assert "has no" in name_problem("lab.faults.NO_SUCH_THING")
-    assert "has no" in name_problem("lab.faults.Fault.no_such_field")
-    assert "has no" in name_problem("lab.faults.Fault.inject.deeper")
+    # a dataclass field without a default
+    assert name_problem("lab.scenarios.replicated_control_planes.faults.Fault.inject") is None
+    assert "has no" in name_problem("lab.scenarios.replicated_control_planes.faults.NO_SUCH_THING")
+    assert "has no" in name_problem("lab.scenarios.replicated_control_planes.faults.Fault.no_such_field")
+    assert "has no" in name_problem("lab.scenarios.replicated_control_planes.faults.Fault.inject.deeper")
     assert "lab has no nosuchmodule" in name_problem("lab.nosuchmodule.x")
 
 
 def test_spans_skip_fenced_blocks_and_tell_paths_from_names():
-    text = "a `lab/x.py` b `lab.faults.FAULTS`\n```\n`lab/planned/`\n```\n`--set k=v` `httpbin.bar.global`\n"
-    assert spans(text) == ["lab/x.py", "lab.faults.FAULTS", "--set k=v", "httpbin.bar.global"]
+    text = "a `lab/x.py` b `lab.plan.Step`\n```\n`lab/planned/`\n```\n`--set k=v` `httpbin.bar.global`\n"
+    assert spans(text) == ["lab/x.py", "lab.plan.Step", "--set k=v", "httpbin.bar.global"]
     assert [s for s in spans(text) if is_path(s)] == ["lab/x.py"]
-    assert [s for s in spans(text) if is_dotted(s)] == ["lab.faults.FAULTS"]
+    assert [s for s in spans(text) if is_dotted(s)] == ["lab.plan.Step"]
     assert is_path("README.md") and is_path(".importlinter") and is_dotted("plan.build")
     assert not is_path(".json") and not is_path('"1.7.0-1.7.4"')
     assert not is_dotted("python -m lab faults table --write README.md")

@@ -14,11 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lab import cli, configdump, corefile, doctor, serviceentry
-from lab.doctor import BROKEN, OK, UNKNOWN, Observations, PodState
+from lab import cli, configdump
 from lab.kube import Kubectl
 from lab.probe import NslookupResult, parse_nslookup
-from lab.profile import load_profile
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes import corefile, doctor, serviceentry
+from lab.scenarios.replicated_control_planes.doctor import BROKEN, OK, UNKNOWN, Observations, PodState
 from lab.shell import Result
 from tests.support.pods import answer, rollout
 from tests.support.recording import RecordingRunner
@@ -56,7 +57,8 @@ HTTPBIN = serviceentry.RemoteService("httpbin", "bar")
 
 
 def client_se(vip: str = "240.0.0.2", port: int = NODE_PORT) -> dict:
-    """cluster1's ServiceEntry as the lab renders it (lab.serviceentry, branch meshcfg)."""
+    """cluster1's ServiceEntry as the lab renders it (lab.scenarios.replicated_control_planes.serviceentry, branch
+    meshcfg)."""
     return serviceentry.render_client(HTTPBIN, vip, GW_IP, port, namespace="foo")
 
 
@@ -118,7 +120,8 @@ LOCAL_SNI = "outbound_.8000_._.httpbin.bar.svc.cluster.local"
 
 
 def healthy(**changes) -> Observations:
-    """Every hop observed and fine; the Corefile is a real default one patched by lab.corefile."""
+    """Every hop observed and fine; the Corefile is a real default one patched by
+    lab.scenarios.replicated_control_planes.corefile."""
     obs = Observations(
         pods=synthetic_pods(),
         corefile=corefile.patch((DOC / "k8s-website-docs_default-coredns1.6.x.Corefile").read_text(),
@@ -335,7 +338,8 @@ def test_different_roots_on_the_two_sides_break_the_root_ca_hop():
 
 
 def test_the_root_ca_hop_compares_httpbins_sidecar_not_the_gateway_that_passes_tls_through():
-    # root-ca-mismatch (lab.faults): cluster2's httpbin restarted under another root, its gateway not restarted,
+    # root-ca-mismatch (lab.scenarios.replicated_control_planes.faults): cluster2's httpbin restarted under another
+    # root, its gateway not restarted,
     # so the gateway still shows the shared root (the write-up's FAQ compares sleep with httpbin).
     other = real_dump("istio1.9.1-sidecar-productpage.config_dump.json")
     hop = doctor.hop_root_ca(healthy(server_sidecar_dump=other, gateway_dump=synthetic_gateway_dump("typed", [])))

@@ -10,7 +10,7 @@ import pytest
 
 import lab
 from lab.probe import EXIT_MARK, STATUS_MARK
-from lab.profile import load_profile
+from lab.scenario import load_profile
 from lab.shell import Result
 from tests.e2e import artifacts
 from tests.e2e.session import LabSession, docker_problem
@@ -97,7 +97,7 @@ def test_without_kubeconfigs_there_is_no_lab(tmp_path):
 
 
 def test_a_failed_restore_makes_the_next_test_run_lab_up_first(tmp_path, monkeypatch):
-    from lab import faults
+    from lab.scenarios.replicated_control_planes import faults
 
     calls: list[str] = []
     fake = type("Executor", (), {"up": staticmethod(lambda profile, **kw: calls.append(("up", kw))),
@@ -160,7 +160,8 @@ class _FakeLab:
     def __init__(self, tmp_path: Path) -> None:
         self.profile = load_profile()
         self.artifacts = tmp_path
-        # what lab.faults reads from the handle in this flow: the polls' sleep (instant here)
+        # what lab.scenarios.replicated_control_planes.faults reads from the handle in this flow: the polls' sleep
+        # (instant here)
         self.handle = type("Handle", (), {"sleep": staticmethod(lambda seconds: None)})()
         self.unhealthy: list[str] = []
         self.kubectl: dict = {}
@@ -170,7 +171,7 @@ class _FakeLab:
 
 
 def _run_fault_test(monkeypatch, tmp_path, classes: list[str], restore=lambda lab: None, expected="dns-failure"):
-    from lab import faults
+    from lab.scenarios.replicated_control_planes import faults
     from tests.e2e import test_faults as suite
 
     answers = iter(classes)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import doctor, executor, files, state, values
+from lab import executor, files, state, values
 from lab.errors import LabError, NoLabError, UsageError
-from lab.profile import load_profile
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes import doctor
 from tests.support.fakelab import FakeLab
 
 

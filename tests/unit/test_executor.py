@@ -15,8 +15,8 @@ from lab import executor, scheduler
 from lab import images as lab_images
 from lab.errors import CommandError, LockedError, NoLabError, PreflightError, UsageError, no_lab_message
 from lab.executor import Hooks
-from lab.plan import build
-from lab.profile import load_profile
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes.steps import build
 from lab.shell import Result
 from lab.state import State
 from tests.support.fakelab import ISTIO_DIR, FakeCluster, FakeLab, fail
@@ -445,7 +445,7 @@ def test_generated_certificates_are_made_once_and_each_cluster_gets_its_own_inte
 
 
 def test_a_removed_global_block_is_put_back_on_rerun_and_coredns_restarted(lab):
-    from lab import corefile
+    from lab.scenarios.replicated_control_planes import corefile
 
     up(lab)
     c1 = lab.clusters["cluster1"]
@@ -640,7 +640,7 @@ def test_a_lab_cluster_deleted_behind_its_back_and_interrupted_while_recreated_i
     lab.clusters["cluster1"] = FakeCluster()  # `kind delete cluster --name cluster1` by someone
     real_create = lab.provider.create
 
-    def killed_kind(cluster):
+    def killed_kind(cluster, config):
         if cluster.name == "cluster1":  # kind made the node container, then Ctrl-C
             lab.clusters["cluster1"].exists, lab.clusters["cluster1"].node_id = True, "half-made-node"
             raise KeyboardInterrupt

@@ -1,4 +1,5 @@
-"""The failure catalogue (lab.faults): its data, the README table generated from it, the waits derived from the DNS
+"""The failure catalogue (lab.scenarios.replicated_control_planes.faults): its data, the README table generated from it,
+the waits derived from the DNS
 caches, the gateway checks, and its inject/restore code against a recording kubectl."""
 
 from __future__ import annotations
@@ -10,11 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from lab import certs, corefile, faults
+from lab import certs
 from lab.errors import LabError, NotReadyError, ValidationError
-from lab.faults import FAULTS, ISTIO_VERSIONS, Expectation, LabHandle, legacy_envoyfilter, settled_class
 from lab.kube import Kubectl
-from lab.profile import load_profile
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes import corefile, faults
+from lab.scenarios.replicated_control_planes.faults import (
+    FAULTS,
+    ISTIO_VERSIONS,
+    Expectation,
+    LabHandle,
+    legacy_envoyfilter,
+    settled_class,
+)
 from lab.shell import Result
 from tests.support.configdumps import synthetic_gateway
 from tests.support.pods import answer, rollout
@@ -54,8 +63,8 @@ def test_expected_classes_are_classifier_classes():
 
 
 def test_missing_local_serviceentry_splits_where_the_envoyfilter_was_fixed():
-    from lab.names import ENVOYFILTER_FIXED_IN
     from lab.profile import version_key
+    from lab.scenarios.replicated_control_planes.names import ENVOYFILTER_FIXED_IN
 
     fault = faults.BY_ID["missing-local-serviceentry"]
     for version in ISTIO_VERSIONS:
@@ -310,7 +319,7 @@ def _replaced(runner: RecordingRunner) -> list[dict]:
 
 @pytest.mark.parametrize("fault_id,vip", [("vip-multicast", "224.0.0.2"), ("vip-loopback", "127.0.0.2")])
 def test_vip_faults_write_the_refused_vip_into_the_plans_serviceentry(tmp_path, fault_id, vip):
-    from lab.serviceentry import validate_vip
+    from lab.scenarios.replicated_control_planes.serviceentry import validate_vip
 
     with pytest.raises(ValidationError):
         validate_vip(vip)  # what the fault bypasses on purpose
@@ -356,7 +365,7 @@ def _coredns_runner(corefile_text: str) -> RecordingRunner:
 
 def test_dns_stub_missing_removes_the_global_block_restarts_coredns_and_restore_puts_the_guarded_block_back(
         tmp_path):
-    from lab import corefile
+    from lab.scenarios.replicated_control_planes import corefile
 
     patched = corefile.patch(KUBEADM_COREFILE, "10.255.10.53")
     runner = _coredns_runner(patched)
@@ -374,7 +383,7 @@ def test_dns_stub_missing_removes_the_global_block_restarts_coredns_and_restore_
 
 
 def test_aaaa_guard_off_keeps_the_forward_and_drops_only_the_guard(tmp_path):
-    from lab import corefile
+    from lab.scenarios.replicated_control_planes import corefile
 
     runner = _coredns_runner(corefile.patch(KUBEADM_COREFILE, "10.255.10.53"))
     lab = _lab(tmp_path, runner)

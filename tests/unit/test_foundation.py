@@ -90,8 +90,8 @@ def test_poll_stable_row_is_broken_by_an_attempt_that_says_not_yet():
 
 def test_the_write_ups_lookups_run_its_jsonpaths_on_the_named_cluster():
     # docs/sources.md#istio-recipes-lookups: the same objects and jsonpaths, on an explicit context.
-    from lab import names
     from lab.kube import Kubectl
+    from lab.scenarios.replicated_control_planes import names
 
     runner = RecordingRunner()
     k = Kubectl(runner, "/lab/kubeconfig/cluster2", "kind-cluster2")

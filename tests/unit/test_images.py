@@ -8,7 +8,7 @@ import pytest
 
 from lab import images
 from lab.errors import ValidationError
-from lab.profile import load_profile
+from lab.scenario import load_profile
 from lab.shell import Result
 from tests.support.recording import RecordingRunner
 

@@ -1,4 +1,5 @@
-"""lab.istio: the install overlay against Istio 1.7.8's own default profile, the install argv, the release files."""
+"""lab.scenarios.replicated_control_planes.istio: the install overlay against Istio 1.7.8's own default profile, the
+install argv, the release files."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import istio
 from lab.errors import PreflightError
-from lab.profile import load_profile
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes import istio
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "istio"
 DEFAULT_PROFILE = yaml.safe_load((DATA / "1.7.8" / "default-profile.yaml").read_text())
@@ -108,12 +109,6 @@ def test_values_file_is_found_in_the_release_or_reported_missing(tmp_path):
     assert istio.values_file(tmp_path) == target
 
 
-def test_release_url_follows_release_builder_naming():
-    assert istio.release_url("1.7.3") == \
-        "https://github.com/istio/istio/releases/download/1.7.3/istio-1.7.3-linux-amd64.tar.gz"
-    assert istio.release_url("1.7.8", "osx").endswith("/1.7.8/istio-1.7.8-osx.tar.gz")
-
-
 @pytest.mark.parametrize("name", ["default", "writeup"])
 def test_overlay_passes_strict_istio_operator_validation(name):
     from tests.support import schemas
@@ -132,7 +127,8 @@ def test_strict_validation_would_catch_a_misspelt_overlay_field():
         schemas.validate_istio(bad)
 
 
-# The lab's sidecar requests (lab/istio.py LAB_CPU_M; memory as the 1.7.8 profile), always in values.global.proxy.
+# The lab's sidecar requests (lab/scenarios/replicated_control_planes/istio.py LAB_CPU_M; memory as the 1.7.8 profile),
+# always in values.global.proxy.
 SIDECAR = {"requests": {"cpu": "50m", "memory": "128Mi"}}
 
 

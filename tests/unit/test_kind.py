@@ -13,7 +13,8 @@ import yaml
 
 from lab import kind
 from lab.errors import CommandError, PreflightError
-from lab.profile import load_profile
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes import kindconfig
 from lab.shell import Result
 from tests.support.recording import RecordingRunner
 
@@ -74,13 +75,13 @@ def provider(tmp_path, runner, profile_name="default"):
 def test_rendered_config_validates_against_kind_types_of_the_profiles_kind_version(name):
     profile = load_profile(name)
     for cluster in profile.clusters:
-        jsonschema.validate(kind.render_config(profile, cluster), schema_for(profile.kind_version))
+        jsonschema.validate(kindconfig.render_config(profile, cluster), schema_for(profile.kind_version))
 
 
 @pytest.mark.parametrize("version", ["v0.17.0", "v0.20.0"])
 def test_kind_schema_refuses_an_unknown_or_misspelt_field(version):
     profile = load_profile("default")
-    config = kind.render_config(profile, profile.clusters[0])
+    config = kindconfig.render_config(profile, profile.clusters[0])
     config["nodes"][0]["extraPortMapping"] = []  # kind's field is extraPortMappings
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(config, schema_for(version))
@@ -88,7 +89,7 @@ def test_kind_schema_refuses_an_unknown_or_misspelt_field(version):
 
 def test_kind_v017_schema_refuses_dns_search_which_arrived_in_v020():
     profile = load_profile("writeup")
-    config = kind.render_config(profile, profile.clusters[0])
+    config = kindconfig.render_config(profile, profile.clusters[0])
     config["networking"]["dnsSearch"] = []
     jsonschema.validate(config, schema_for("v0.20.0"))
     with pytest.raises(jsonschema.ValidationError):
@@ -98,7 +99,7 @@ def test_kind_v017_schema_refuses_dns_search_which_arrived_in_v020():
 @pytest.mark.parametrize("name", PROFILES)
 def test_config_runs_one_control_plane_on_the_pinned_image_with_digest(name):
     profile = load_profile(name)
-    config = kind.render_config(profile, profile.clusters[0])
+    config = kindconfig.render_config(profile, profile.clusters[0])
     assert [n["role"] for n in config["nodes"]] == ["control-plane"]
     assert config["nodes"][0]["image"] == profile.node_image
     assert "@sha256:" in config["nodes"][0]["image"]
@@ -107,7 +108,7 @@ def test_config_runs_one_control_plane_on_the_pinned_image_with_digest(name):
 
 def test_gateway_port_mapping_binds_loopback_with_a_distinct_host_port_per_cluster():
     profile = load_profile("default")
-    mappings = [kind.render_config(profile, c)["nodes"][0]["extraPortMappings"] for c in profile.clusters]
+    mappings = [kindconfig.render_config(profile, c)["nodes"][0]["extraPortMappings"] for c in profile.clusters]
     for cluster, ports in zip(profile.clusters, mappings, strict=True):
         assert ports == [{"containerPort": profile.gateway_node_port, "hostPort": cluster.gateway_host_port,
                           "listenAddress": "127.0.0.1", "protocol": "TCP"}]
@@ -117,21 +118,21 @@ def test_gateway_port_mapping_binds_loopback_with_a_distinct_host_port_per_clust
 
 def test_clusters_get_distinct_pod_and_service_subnets():
     profile = load_profile("default")
-    nets = [kind.render_config(profile, c)["networking"] for c in profile.clusters]
+    nets = [kindconfig.render_config(profile, c)["networking"] for c in profile.clusters]
     assert nets[0] == {"podSubnet": "10.10.0.0/16", "serviceSubnet": "10.255.10.0/24"}
     assert len({n["podSubnet"] for n in nets}) == len({n["serviceSubnet"] for n in nets}) == len(nets)
 
 
 def test_gateway_node_port_override_moves_the_container_port():
     profile = load_profile("default", {"gateway_node_port": "30999"})
-    config = kind.render_config(profile, profile.clusters[1])
+    config = kindconfig.render_config(profile, profile.clusters[1])
     assert config["nodes"][0]["extraPortMappings"][0]["containerPort"] == 30999
 
 
 def test_only_kubernetes_below_1_20_gets_the_trustworthy_jwt_kubeadm_patch():
     writeup, default = load_profile("writeup"), load_profile("default")
-    assert "kubeadmConfigPatches" not in kind.render_config(default, default.clusters[0])
-    (patch,) = kind.render_config(writeup, writeup.clusters[0])["kubeadmConfigPatches"]
+    assert "kubeadmConfigPatches" not in kindconfig.render_config(default, default.clusters[0])
+    (patch,) = kindconfig.render_config(writeup, writeup.clusters[0])["kubeadmConfigPatches"]
     doc = yaml.safe_load(patch)
     # kind v0.17.0 renders kubeadm.k8s.io/v1beta2 ClusterConfiguration below Kubernetes 1.23; the patch must match it.
     assert (doc["apiVersion"], doc["kind"]) == ("kubeadm.k8s.io/v1beta2", "ClusterConfiguration")
@@ -142,7 +143,7 @@ def test_only_kubernetes_below_1_20_gets_the_trustworthy_jwt_kubeadm_patch():
 def test_config_yaml_round_trips_to_the_rendered_dict():
     profile = load_profile("writeup")
     cluster = profile.clusters[1]
-    assert yaml.safe_load(kind.config_yaml(profile, cluster)) == kind.render_config(profile, cluster)
+    assert yaml.safe_load(kindconfig.config_yaml(profile, cluster)) == kindconfig.render_config(profile, cluster)
 
 
 def test_create_argv_matches_what_pytest_kind_runs_plus_nothing_else():
@@ -279,13 +280,13 @@ def test_create_builds_kindcluster_with_explicit_paths_and_the_rendered_config(t
     runner = RecordingRunner(answers={("docker", "ps"): ok(""), (str(FakeTools.kubectl),): ready_nodes})
     p = provider(tmp_path, runner)
     c = p.profile.clusters[0]
-    p.create(c)
+    p.create(c, kindconfig.config_yaml(p.profile, c))
     (kc,) = FakeKindCluster.instances
     assert kc.kwargs == {"name": "cluster1", "kubeconfig": p.kubeconfig(c), "image": p.profile.node_image,
                          "kind_path": FakeTools.kind, "kubectl_path": FakeTools.kubectl}
     ((call, config_file),) = kc.calls
     assert call == "create"
-    assert yaml.safe_load(Path(config_file).read_text()) == kind.render_config(p.profile, c)
+    assert yaml.safe_load(Path(config_file).read_text()) == kindconfig.render_config(p.profile, c)
     # no kubeconfig export for a fresh cluster (pytest_kind wrote it); the Ready wait names kubeconfig and context
     assert not any("export" in call for call in runner.calls)
     kubectl_calls = [call for call in runner.calls if call[0] == str(FakeTools.kubectl)]
@@ -298,7 +299,7 @@ def test_create_reuses_an_existing_cluster_and_rewrites_its_kubeconfig(tmp_path)
                                       (str(FakeTools.kubectl),): ready_nodes})
     p = provider(tmp_path, runner)
     c = p.profile.clusters[0]
-    p.create(c)
+    p.create(c, kindconfig.config_yaml(p.profile, c))
     assert FakeKindCluster.instances == []
     assert (str(FakeTools.kind), "export", "kubeconfig", "--name", "cluster1", "--kubeconfig",
             str(p.kubeconfig(c))) in runner.calls
@@ -312,7 +313,7 @@ def test_create_turns_a_failed_kind_run_into_a_command_error(tmp_path):
     runner = RecordingRunner(answers={("docker", "ps"): ok("")})
     p = kind.KindProvider(load_profile("default"), tmp_path, FakeTools(), runner, cluster_factory=Failing)
     with pytest.raises(CommandError, match="cluster1: kind create cluster.*boom"):
-        p.create(p.profile.clusters[0])
+        p.create(p.profile.clusters[0], kindconfig.config_yaml(p.profile, p.profile.clusters[0]))
 
 
 def test_an_unwritable_working_directory_is_one_preflight_line_not_a_traceback(tmp_path):
@@ -322,7 +323,7 @@ def test_an_unwritable_working_directory_is_one_preflight_line_not_a_traceback(t
     runner = RecordingRunner(answers={("docker", "ps"): ok("")})
     p = kind.KindProvider(load_profile("default"), tmp_path, FakeTools(), runner, cluster_factory=unwritable)
     with pytest.raises(PreflightError, match=r"cannot create .pytest-kind/cluster1 in .*Permission denied.*writ"):
-        p.create(p.profile.clusters[0])
+        p.create(p.profile.clusters[0], kindconfig.config_yaml(p.profile, p.profile.clusters[0]))
 
 
 def test_create_waits_until_the_node_reports_ready(tmp_path, monkeypatch):
@@ -330,7 +331,7 @@ def test_create_waits_until_the_node_reports_ready(tmp_path, monkeypatch):
     runner = RecordingRunner(answers={("docker", "ps"): ok(""), (str(FakeTools.kubectl),): lambda argv: next(answers)})
     p = provider(tmp_path, runner)
     monkeypatch.setattr(kind, "poll", _fast_poll)
-    p.create(p.profile.clusters[0])
+    p.create(p.profile.clusters[0], kindconfig.config_yaml(p.profile, p.profile.clusters[0]))
     assert sum(1 for call in runner.calls if call[0] == str(FakeTools.kubectl)) == 2
 
 
@@ -424,7 +425,7 @@ def test_an_existing_pytest_kind_folder_of_the_user_is_left_alone(tmp_path, monk
 
 def test_config_yaml_writes_the_kubeadm_patch_as_a_readable_block():
     profile = load_profile("writeup")
-    text = kind.config_yaml(profile, profile.clusters[0])
+    text = kindconfig.config_yaml(profile, profile.clusters[0])
     assert "kubeadmConfigPatches:\n- |\n  apiVersion: kubeadm.k8s.io/v1beta2\n" in text
 
 
@@ -471,7 +472,8 @@ def test_a_kubeconfig_lock_left_by_a_killed_kind_does_not_block_the_next_create(
     lock = Path(str(p.kubeconfig(c)) + ".lock")
     lock.parent.mkdir(parents=True)
     lock.write_text("")
-    p.create(c)  # kind export kubeconfig (existing cluster) would fail the same way with the lock there
+    # kind export kubeconfig (existing cluster) would fail the same way with the lock there
+    p.create(c, kindconfig.config_yaml(p.profile, c))
     assert not lock.exists()
 
 

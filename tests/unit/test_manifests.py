@@ -8,23 +8,26 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import corefile, istio, kind, manifests, plan, serviceentry
+from lab import kind, manifests, plan
 from lab.errors import LabError, ManifestError
-from lab.profile import load_profile
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes import corefile, istio, kindconfig, serviceentry
+from lab.scenarios.replicated_control_planes import steps as rcp_steps
+from lab.scenarios.replicated_control_planes.names import SCENARIO
 
 PATHS = plan.Paths(Path("/home/user/lab/.lab"), Path("/home/user/.cache/istio-multicluster-lab/istio-1.7.8"))
-SECTIONS = {v for k, v in vars(plan).items() if k.startswith("S_") and isinstance(v, str)}
+SECTIONS = {v for k, v in vars(rcp_steps).items() if k.startswith("S_") and isinstance(v, str)}
 README = manifests.ROOT / "README.md"
 
 
 def test_the_folder_sits_beside_the_package_in_the_checkout():
     assert Path(plan.__file__).resolve().parents[1] / "manifests" == manifests.ROOT
-    assert manifests.folder().is_dir() and manifests.names()
+    assert manifests.folder(SCENARIO).is_dir() and manifests.names(SCENARIO)
 
 
-@pytest.mark.parametrize("name", manifests.names())
+@pytest.mark.parametrize("name", manifests.names(SCENARIO))
 def test_every_template_names_its_write_up_section_and_upstream_source(name):
-    header, body = manifests.read(name)
+    header, body = manifests.read(name, SCENARIO)
     said = re.findall(r"^# Write-up section: (.+)$", header, flags=re.M)
     assert said and set(said) <= SECTIONS, said
     assert re.search(r"^# Upstream: \S", header, flags=re.M)
@@ -33,30 +36,30 @@ def test_every_template_names_its_write_up_section_and_upstream_source(name):
 
 def test_a_missing_variable_is_a_lab_error_naming_it():
     with pytest.raises(ManifestError, match=r"namespace.yaml: variables missing NAME \(it uses NAME\)"):
-        manifests.render("namespace.yaml")
+        manifests.render("namespace.yaml", SCENARIO)
     assert issubclass(ManifestError, LabError)
 
 
 def test_an_extra_variable_is_a_lab_error_naming_it():
     with pytest.raises(ManifestError, match="not used LABELS"):
-        manifests.render("namespace.yaml", NAME="foo", LABELS="x")
+        manifests.render("namespace.yaml", SCENARIO, NAME="foo", LABELS="x")
 
 
 @pytest.mark.parametrize("value", ['fo"o', "foo\\", "foo\nbar: baz", "foo\tbar"])
 def test_a_value_that_would_break_out_of_its_quoted_scalar_is_refused(value):
     with pytest.raises(ManifestError, match="cannot be placed into a manifest safely"):
-        manifests.render("namespace.yaml", NAME=value)
+        manifests.render("namespace.yaml", SCENARIO, NAME=value)
 
 
 @pytest.mark.parametrize("value", [True, 1.5, None, ["foo"]])
 def test_only_strings_and_integers_are_values(value):
     with pytest.raises(ManifestError, match="must be a string or an integer"):
-        manifests.render("namespace.yaml", NAME=value)
+        manifests.render("namespace.yaml", SCENARIO, NAME=value)
 
 
 def test_a_missing_template_says_to_run_from_a_checkout():
     with pytest.raises(ManifestError, match="run the lab from a checkout of the repository"):
-        manifests.render("no-such.yaml")
+        manifests.render("no-such.yaml", SCENARIO)
 
 
 def test_a_template_without_its_header_or_with_a_stray_dollar_is_refused(tmp_path, monkeypatch):
@@ -80,14 +83,14 @@ def test_string_variables_keep_their_type_whatever_the_value():
     on = serviceentry.render_server(serviceentry.RemoteService("httpbin", "bar", port_name="on"), "240.0.0.3")
     assert on["spec"]["ports"][0]["name"] == "on"
     assert "name: 'on'" in serviceentry.to_yaml(on)
-    assert yaml.safe_load(plan.namespace_manifest("123"))["metadata"]["name"] == "123"
+    assert yaml.safe_load(rcp_steps.namespace_manifest("123"))["metadata"]["name"] == "123"
 
 
 def _record(monkeypatch) -> list[tuple[str, frozenset[str]]]:
     calls: list[tuple[str, frozenset[str]]] = []
     real = manifests.render
 
-    def recording(name, scenario=manifests.SCENARIO, **values):
+    def recording(name, scenario=SCENARIO, **values):
         calls.append((name, frozenset(values)))
         return real(name, scenario, **values)
 
@@ -99,22 +102,22 @@ def test_the_lab_s_plans_use_every_template_with_exactly_its_variables(monkeypat
     calls = _record(monkeypatch)
     for profile in (load_profile("default"), load_profile("writeup"),
                     load_profile(overrides={"aaaa_guard": "false"})):
-        steps = plan.build(profile, PATHS)
+        steps = rcp_steps.build(profile, PATHS)
         plan.render_shell(steps, PATHS)
         plan.render_text(steps)
     used = {name for name, _ in calls}
-    assert used == set(manifests.names())
+    assert used == set(manifests.names(SCENARIO))
     for name, given in calls:
-        assert given == manifests.variables(name), name
+        assert given == manifests.variables(name, SCENARIO), name
 
 
 def test_the_builders_render_from_the_files(monkeypatch):
     calls = _record(monkeypatch)
     profile = load_profile("writeup")
-    kind.config_yaml(profile, profile.clusters[0])
+    kindconfig.config_yaml(profile, profile.clusters[0])
     istio.overlay_yaml(profile)
     istio.stats_annotation_patch()
-    plan.namespace_manifest("foo", {"istio-injection": "enabled"})
+    rcp_steps.namespace_manifest("foo", {"istio-injection": "enabled"})
     svc = serviceentry.RemoteService("httpbin", "bar")
     serviceentry.render_client(svc, "240.0.0.2", "172.18.0.4", 31443)
     serviceentry.render_server(svc, "240.0.0.3")
@@ -132,7 +135,7 @@ def test_the_templates_say_what_the_python_constants_say():
     assert block.startswith(f"{corefile.ZONE}:{corefile.PORT} {{")
     assert corefile.cache_ttl(block) == corefile.CACHE_TTL
     profile = load_profile("default")
-    assert kind.render_config(profile, profile.clusters[0])["apiVersion"] == kind.API_VERSION
+    assert kindconfig.render_config(profile, profile.clusters[0])["apiVersion"] == kind.API_VERSION
     svc = serviceentry.RemoteService("httpbin", "bar")
     assert serviceentry.render_server(svc, "240.0.0.3")["apiVersion"] == serviceentry.API_VERSION
     gateway = istio.overlay(profile)["spec"]["components"]["ingressGateways"][0]
@@ -144,7 +147,7 @@ def test_the_templates_say_what_the_python_constants_say():
 
 def test_the_readme_lists_every_template_with_its_variables():
     text = README.read_text(encoding="utf-8")
-    for name in manifests.names():
+    for name in manifests.names(SCENARIO):
         row = next((ln for ln in text.splitlines() if ln.startswith(f"| `{name}` |")), None)
         assert row is not None, f"{name} is not in {README}"
-        assert set(re.findall(r"`\$(\w+)`", row)) == manifests.variables(name), row
+        assert set(re.findall(r"`\$(\w+)`", row)) == manifests.variables(name, SCENARIO), row

@@ -10,16 +10,17 @@ import yaml
 from lab import perform
 from lab.perform import judge, sample_manifest, secret_manifest
 from lab.plan import Expect
+from lab.scenarios.replicated_control_planes import actions as rcp_actions
 from lab.shell import Result
 from tests.support.fakelab import ISTIO_DIR
 
 
 def test_serviceentry_changes_names_each_field_that_differs():
     want = {"spec": {"addresses": ["240.0.0.2"], "endpoints": [{"address": "172.18.0.3", "ports": {"http1": 1}}]}}
-    assert perform.serviceentry_changes(None, want) == ["absent"]
-    assert perform.serviceentry_changes({"spec": want["spec"]}, want) == []
+    assert rcp_actions.serviceentry_changes(None, want) == ["absent"]
+    assert rcp_actions.serviceentry_changes({"spec": want["spec"]}, want) == []
     live = {"spec": {"addresses": ["240.0.0.2"], "endpoints": [{"address": "172.18.0.9", "ports": {"http1": 1}}]}}
-    (change,) = perform.serviceentry_changes(live, want)
+    (change,) = rcp_actions.serviceentry_changes(live, want)
     assert change.startswith("spec.endpoints is") and "172.18.0.9" in change and "172.18.0.3" in change
 
 

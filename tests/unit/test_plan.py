@@ -12,11 +12,10 @@ from typing import ClassVar
 import pytest
 import yaml
 
-from lab import corefile, istio, plan, serviceentry
+from lab import plan
 from lab.errors import ValidationError
 from lab.perform import coredns_configmap, sample_manifest, secret_manifest
 from lab.plan import (
-    ApplyClientServiceEntry,
     Check,
     Command,
     Context,
@@ -25,11 +24,13 @@ from lab.plan import (
     Kubeconfig,
     Lookup,
     Manifest,
-    PatchCoreDNS,
     Sample,
     SecretFromFiles,
 )
-from lab.profile import load_profile
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes import corefile, istio, serviceentry
+from lab.scenarios.replicated_control_planes import steps as rcp_steps
+from lab.scenarios.replicated_control_planes.actions import ApplyClientServiceEntry, PatchCoreDNS
 from tests.support import schemas
 from tests.support.fakelab import ISTIO_DIR, START_COREFILE
 
@@ -73,14 +74,14 @@ def before(steps, a: str, b: str) -> bool:
 
 # --- ordering rules --------------------------------------------------------------------------------------------
 def test_cacerts_comes_before_istioctl_install_in_every_cluster(profile):
-    steps = plan.build(profile)
+    steps = rcp_steps.build(profile)
     for c in profile.clusters:
         assert before(steps, f"{c.name}/ns-istio-system", f"{c.name}/cacerts")
         assert before(steps, f"{c.name}/cacerts", f"{c.name}/istio")
 
 
 def test_coredns_patch_comes_after_istiocoredns_exists_and_before_the_restart(profile):
-    steps = plan.build(profile)
+    steps = rcp_steps.build(profile)
     for c in profile.clusters:
         n = c.name
         assert before(steps, f"{n}/istio", f"{n}/istiocoredns")
@@ -90,14 +91,14 @@ def test_coredns_patch_comes_after_istiocoredns_exists_and_before_the_restart(pr
 
 
 def test_cluster1_serviceentry_comes_after_cluster2_gateway_exists(profile):
-    steps = plan.build(profile)
+    steps = rcp_steps.build(profile)
     c1, c2 = profile.client.name, profile.server.name
     assert before(steps, f"{c2}/istio", f"{c2}/gateway")
     assert before(steps, f"{c2}/gateway-ready", f"{c1}/serviceentry")
 
 
 def test_apps_come_after_the_injection_label_and_istio(profile):
-    steps = plan.build(profile)
+    steps = rcp_steps.build(profile)
     index = by_id(steps)
     for c in profile.clusters:
         ns = "foo" if c.role == "client" else "bar"
@@ -111,7 +112,7 @@ def test_apps_come_after_the_injection_label_and_istio(profile):
 
 
 def test_the_final_curl_is_last_and_needs_every_other_step(profile):
-    steps = plan.build(profile)
+    steps = rcp_steps.build(profile)
     last = steps[-1]
     assert last.id == f"{profile.client.name}/curl"
     assert set(last.needs) == {s.id for s in steps[:-1]}
@@ -120,7 +121,7 @@ def test_the_final_curl_is_last_and_needs_every_other_step(profile):
 
 
 def test_the_plan_order_respects_every_need(profile):
-    steps = plan.build(profile)
+    steps = rcp_steps.build(profile)
     plan.check_order(steps)  # raises if a need comes later or an id repeats
     broken = list(reversed(steps))
     with pytest.raises(ValueError, match="do not come before it"):
@@ -130,7 +131,7 @@ def test_the_plan_order_respects_every_need(profile):
 def test_nothing_orders_the_two_clusters_before_the_serviceentries(profile):
     # Both clusters build in parallel: no step of one cluster needs the other cluster until cluster1's
     # ServiceEntry needs cluster2's gateway.
-    steps = plan.build(profile)
+    steps = rcp_steps.build(profile)
     for s in steps:
         if s.cluster and s.phase in ("clusters", "control-plane", "dns", "apps"):
             other = [n for n in s.needs if not n.startswith(s.cluster + "/") and not n.startswith("host/")]
@@ -139,7 +140,7 @@ def test_nothing_orders_the_two_clusters_before_the_serviceentries(profile):
 
 # --- contents per the issue -------------------------------------------------------------------------------------
 def test_each_cluster_is_created_with_the_profile_pinned_node_image(profile):
-    steps = by_id(plan.build(profile))
+    steps = by_id(rcp_steps.build(profile))
     for c in profile.clusters:
         run = steps[f"{c.name}/cluster"].run
         assert isinstance(run, CreateCluster) and run.name == "kind.create"
@@ -148,7 +149,7 @@ def test_each_cluster_is_created_with_the_profile_pinned_node_image(profile):
 
 
 def test_cacerts_holds_the_four_files_from_the_profile_cert_source(profile):
-    steps = by_id(plan.build(profile))
+    steps = by_id(rcp_steps.build(profile))
     for c in profile.clusters:
         src = steps[f"{c.name}/cacerts"].run.source
         assert isinstance(src, SecretFromFiles) and (src.name, src.namespace) == ("cacerts", "istio-system")
@@ -162,7 +163,7 @@ def test_cacerts_holds_the_four_files_from_the_profile_cert_source(profile):
 
 
 def test_istio_is_installed_with_the_multicluster_values_file_then_the_lab_overlay(profile):
-    steps = by_id(plan.build(profile))
+    steps = by_id(rcp_steps.build(profile))
     for c in profile.clusters:
         run = steps[f"{c.name}/istio"].run
         assert isinstance(run, Command) and run.argv[:2] == ("istioctl", "install")
@@ -174,7 +175,7 @@ def test_istio_is_installed_with_the_multicluster_values_file_then_the_lab_overl
 
 
 def test_coredns_patch_forwards_to_the_istiocoredns_cluster_ip_looked_up_at_run_time(profile):
-    steps = by_id(plan.build(profile))
+    steps = by_id(rcp_steps.build(profile))
     for c in profile.clusters:
         run = steps[f"{c.name}/coredns-global"].run
         assert isinstance(run, PatchCoreDNS)
@@ -185,7 +186,7 @@ def test_coredns_patch_forwards_to_the_istiocoredns_cluster_ip_looked_up_at_run_
 
 
 def test_serviceentries_match_the_write_up_in_both_clusters(profile):
-    steps = by_id(plan.build(profile))
+    steps = by_id(rcp_steps.build(profile))
     client, server = profile.client, profile.server
     cl = steps[f"{client.name}/serviceentry"].run
     assert isinstance(cl, ApplyClientServiceEntry)
@@ -202,7 +203,7 @@ def test_serviceentries_match_the_write_up_in_both_clusters(profile):
 
 
 def test_dns_checks_go_through_istiocoredns_and_kube_dns_and_expect_the_vip(profile):
-    steps = by_id(plan.build(profile))
+    steps = by_id(rcp_steps.build(profile))
     c = profile.client.name
     for name, svc in (("istiocoredns", "istiocoredns"), ("kube-dns", "kube-dns")):
         run = steps[f"{c}/nslookup-{name}"].run
@@ -213,7 +214,7 @@ def test_dns_checks_go_through_istiocoredns_and_kube_dns_and_expect_the_vip(prof
 
 
 def test_every_kubectl_and_istioctl_command_names_its_cluster(profile):
-    steps = plan.build(profile)
+    steps = rcp_steps.build(profile)
     for s in steps:
         for argv in _argvs(s):
             if argv and argv[0] in ("kubectl", "istioctl"):
@@ -231,7 +232,7 @@ def _argvs(step):
 
 
 def test_the_sample_images_follow_the_profile(profile):
-    steps = by_id(plan.build(profile))
+    steps = by_id(rcp_steps.build(profile))
     src = steps[f"{profile.client.name}/sleep"].run.source
     assert isinstance(src, Sample)
     if profile.images.sleep == "docker.io/governmentpaas/curl-ssl:latest":
@@ -241,24 +242,24 @@ def test_the_sample_images_follow_the_profile(profile):
 
 
 def test_image_steps_follow_load_images(profile):
-    ids = {s.id for s in plan.build(profile)}
+    ids = {s.id for s in rcp_steps.build(profile)}
     assert ("host/images-pull" in ids) == profile.load_images
     assert ("cluster1/images-load" in ids) == profile.load_images
 
 
 def test_uninstall_mirrors_the_write_up_section_in_its_order():
-    steps = plan.build_uninstall(PROFILES["default"])
+    steps = rcp_steps.build_uninstall(PROFILES["default"])
     c1 = [s.id for s in steps if s.cluster == "cluster1"]
     assert c1 == ["cluster1/uninstall-sleep", "cluster1/uninstall-serviceentry", "cluster1/uninstall-ns"]
     c2 = [s.id for s in steps if s.cluster == "cluster2"]
     assert c2[0] == "cluster2/uninstall-httpbin" and c2[-1] == "cluster2/uninstall-ns"
     for s in steps:
         assert s.run.argv[5] == "delete" and "--ignore-not-found" in s.run.argv
-        assert s.section == plan.S_UNINSTALL
+        assert s.section == rcp_steps.S_UNINSTALL
 
 
 def test_text_rendering_lists_every_step_with_cluster_and_section():
-    steps = plan.build(PROFILES["default"])
+    steps = rcp_steps.build(PROFILES["default"])
     text = plan.render_text(steps)
     for i, s in enumerate(steps, 1):
         assert f"{i:2d}. [{s.cluster or 'host'}] {s.id}" in text
@@ -281,7 +282,7 @@ def _rendered_manifests(profile):
     """(step id, text, secrets) for every manifest the plan applies, rendered as the executor renders it, with the
     test data's Istio release and sample certificates."""
     paths = plan.Paths(Path("/nonexistent-home"), ISTIO_DIR)
-    for s in plan.build(profile, paths):
+    for s in rcp_steps.build(profile, paths):
         run = s.run
         if isinstance(run, Manifest):
             src = run.source
@@ -337,7 +338,7 @@ def _patched_sample_deployment(step) -> dict:
     argv = step.run.argv
     assert argv[argv.index("patch") + 1:argv.index("patch") + 5] == ("deployment", "sleep", "--type", "merge")
     patch = json.loads(argv[argv.index("-p") + 1])
-    docs = [d for d in yaml.safe_load_all((ISTIO_DIR / plan.SAMPLE_SLEEP).read_text()) if d]
+    docs = [d for d in yaml.safe_load_all((ISTIO_DIR / rcp_steps.SAMPLE_SLEEP).read_text()) if d]
     deployment = next(d for d in docs if d["kind"] == "Deployment")
 
     def merge(target, p):
@@ -351,7 +352,7 @@ def _patched_sample_deployment(step) -> dict:
 
 
 def test_every_sleep_pod_template_gets_the_stats_annotation_before_its_rollout_is_awaited(profile):
-    steps = plan.build(profile)
+    steps = rcp_steps.build(profile)
     index = by_id(steps)
     for c in profile.clusters:
         step = index[f"{c.name}/sleep-stats"]
@@ -369,22 +370,22 @@ def test_every_sleep_pod_template_gets_the_stats_annotation_before_its_rollout_i
 
 
 def test_the_stats_annotation_step_verifies_the_annotation_it_sets():
-    step = by_id(plan.build(PROFILES["default"]))["cluster1/sleep-stats"]
-    key, value = plan.STATS_ANNOTATION
+    step = by_id(rcp_steps.build(PROFILES["default"]))["cluster1/sleep-stats"]
+    key, value = rcp_steps.STATS_ANNOTATION
     assert step.verify.expect == plan.Expect("equals", value)
     jsonpath = step.verify.argv[-1]
     assert jsonpath == "jsonpath={.spec.template.metadata.annotations." + key.replace(".", "\\.") + "}"
 
 
 def test_the_doctor_names_the_same_annotation_the_plan_sets():
-    from lab import doctor
+    from lab.scenarios.replicated_control_planes import doctor
 
-    assert ": ".join(plan.STATS_ANNOTATION) == doctor.STATS_ANNOTATION
+    assert ": ".join(rcp_steps.STATS_ANNOTATION) == doctor.STATS_ANNOTATION
 
 
 def test_an_overridden_pilot_image_is_both_installed_and_what_the_install_step_verifies():
     profile = load_profile(overrides={"images.pilot": "reg.example:5000/istio/pilot:1.7.8"})
-    step = by_id(plan.build(profile))["cluster1/istio"]
+    step = by_id(rcp_steps.build(profile))["cluster1/istio"]
     ((_, overlay_text),) = step.run.writes
     overlay = yaml.safe_load(overlay_text)
     mirrored = "reg.example:5000/istio/pilot:1.7.8"
@@ -394,7 +395,7 @@ def test_an_overridden_pilot_image_is_both_installed_and_what_the_install_step_v
 def test_the_probes_run_in_the_newest_running_sleep_pod_not_one_still_terminating():
     # after the sleep-stats rollout the replaced pod stays Running (sleep as PID 1 ignores SIGTERM) for its grace
     # period, with its sidecar already gone; the lookup must pick the new pod
-    steps = plan.build(PROFILES["default"])
+    steps = rcp_steps.build(PROFILES["default"])
     lookups = [t for s in steps if isinstance(s.run, Check) for t in s.run.argv if isinstance(t, Lookup)
                and t.what.startswith("sleep pod")]
     assert lookups and all("--sort-by=.metadata.creationTimestamp" in t.args for t in lookups)
@@ -409,7 +410,7 @@ def test_the_istiod_check_expects_the_pilot_image_the_overlay_installs(pilot):
     values = istio.overlay(profile)["spec"]["values"]
     installed = values["pilot"]["image"] if pilot else profile.images.resolved(profile.istio_version)["pilot"]
     for c in profile.clusters:
-        verify = by_id(plan.build(profile))[f"{c.name}/istio"].verify
+        verify = by_id(rcp_steps.build(profile))[f"{c.name}/istio"].verify
         assert verify.expect.kind == "equals" and verify.expect.value == installed
     if pilot == "pilot:1.7.8-custom":
         assert installed == "docker.io/library/pilot:1.7.8-custom"
@@ -417,7 +418,7 @@ def test_the_istiod_check_expects_the_pilot_image_the_overlay_installs(pilot):
 
 # --- typed actions ------------------------------------------------------------------------------------------------
 def _actions(p):
-    return [s.run for s in plan.build(p) if isinstance(s.run, plan.Action)]
+    return [s.run for s in rcp_steps.build(p) if isinstance(s.run, plan.Action)]
 
 
 def test_every_lab_action_type_has_its_own_shell_form_and_the_plan_uses_each_of_them():
@@ -441,7 +442,7 @@ def test_an_action_type_without_a_shell_form_is_refused_by_name_not_rendered_as_
 
 
 def test_the_kind_create_argv_carries_real_tokens_for_the_config_and_the_kubeconfig(profile):
-    steps = by_id(plan.build(profile))
+    steps = by_id(rcp_steps.build(profile))
     for c in profile.clusters:
         run = steps[f"{c.name}/cluster"].run
         assert isinstance(run, CreateCluster)

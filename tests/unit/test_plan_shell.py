@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import corefile, kind, plan, serviceentry
 from lab import images as lab_images
+from lab import kind, plan
 from lab.cli import main
-from lab.profile import load_profile
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes import corefile, serviceentry
+from lab.scenarios.replicated_control_planes import steps as rcp_steps
 from lab.shell import Result
 from tests.support.recording import RecordingRunner
 
@@ -36,7 +38,7 @@ def render(name: str, shell: bool) -> str:
     profile_name, overrides, uninstall = CASES[name]
     profile = load_profile(profile_name, overrides=overrides)
     paths = plan.Paths(PATHS.home, PATHS.istio_dir.with_name(f"istio-{profile.istio_version}"))
-    steps = (plan.build_uninstall if uninstall else plan.build)(profile, paths)
+    steps = (rcp_steps.build_uninstall if uninstall else rcp_steps.build)(profile, paths)
     if not shell:
         return plan.render_text(steps)
     return plan.render_shell(steps, paths, title="lab uninstall" if uninstall else "lab up", unset=uninstall)
@@ -65,7 +67,7 @@ def test_plan_json_matches_its_golden(name):
     profile_name, overrides, _ = CASES[name]
     profile = load_profile(profile_name, overrides=overrides)
     paths = plan.Paths(PATHS.home, PATHS.istio_dir.with_name(f"istio-{profile.istio_version}"))
-    check_golden(GOLDEN / f"plan-{name}.json", plan.to_json(plan.build(profile, paths)))
+    check_golden(GOLDEN / f"plan-{name}.json", plan.to_json(rcp_steps.build(profile, paths)))
 
 
 def test_the_writeup_profile_checks_kind_3054_after_creating_each_node():
@@ -127,7 +129,7 @@ def test_the_script_runs_no_python(name):
 
 def test_only_generated_certificates_need_the_labs_python_and_the_header_says_so():
     profile = load_profile(overrides={"cert_source": "generated"})
-    script = plan.render_shell(plan.build(profile, PATHS), PATHS)
+    script = plan.render_shell(rcp_steps.build(profile, PATHS), PATHS)
     commands = [ln for ln in script.splitlines() if re.search(r"\bpython", ln) and not ln.startswith("#")]
     assert commands == ['python3 -m lab certs generate --out "$LAB_HOME/certs" --clusters cluster1,cluster2']
     header = script.split("set -euo pipefail", 1)[0]
@@ -147,7 +149,7 @@ def test_cli_plan_shell_prints_the_same_script(monkeypatch, capsys, tmp_path):
     out = capsys.readouterr().out
     profile = load_profile(overrides={"istio_version": "1.7.3"})
     paths = plan.Paths(tmp_path / "home", tmp_path / "cache" / "istio-1.7.3")
-    assert out == plan.render_shell(plan.build(profile, paths), paths)
+    assert out == plan.render_shell(rcp_steps.build(profile, paths), paths)
     assert not (tmp_path / "home").exists() and not (tmp_path / "cache").exists(), "plan creates nothing"
 
 
@@ -216,7 +218,7 @@ def test_the_script_replays_against_stand_in_tools(name, tmp_path):
 
 
 def _step_lines(profile_name: str, step_id: str) -> list[str]:
-    steps = plan.build(load_profile(profile_name), PATHS)
+    steps = rcp_steps.build(load_profile(profile_name), PATHS)
     (step,) = [s for s in steps if s.id == step_id]
     return plan._shell_lines(step, plan.contexts_of(steps))
 
@@ -235,7 +237,8 @@ def test_the_shell_3054_check_agrees_with_the_python_one(vector, passes):
 
 
 def _corefile_vectors() -> list[Path]:
-    """The real Corefiles the lab's own patch accepts (templates and refused shapes are lab/corefile.py's tests)."""
+    """The real Corefiles the lab's own patch accepts (templates and refused shapes are
+    lab/scenarios/replicated_control_planes/corefile.py's tests)."""
     out = []
     for path in sorted((Path(__file__).resolve().parents[1] / "data" / "corefile").glob("*.Corefile")):
         text = path.read_text(encoding="utf-8")
@@ -249,7 +252,7 @@ def _corefile_vectors() -> list[Path]:
 
 def _replay_corefile_step(tmp_path: Path, live: str, aaaa_guard: bool = True) -> str:
     """The script's Corefile commands under bash, with kubectl answering the live Corefile and the ClusterIP."""
-    steps = plan.build(load_profile(overrides={} if aaaa_guard else {"aaaa_guard": "false"}), PATHS)
+    steps = rcp_steps.build(load_profile(overrides={} if aaaa_guard else {"aaaa_guard": "false"}), PATHS)
     (step,) = [s for s in steps if s.id == "cluster1/coredns-global"]
     (tmp_path / "live").write_text(live, encoding="utf-8")
     fake = ("kubectl() { case \"$*\" in *'jsonpath={.data.Corefile}'*) cat \"$LIVE\" ;; "

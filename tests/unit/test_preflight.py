@@ -11,9 +11,13 @@ import pytest
 
 from lab import preflight
 from lab.errors import CommandError, PreflightError
-from lab.profile import ClusterSpec, load_profile
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes.profiles import ClusterSpec
 from lab.shell import Result
 from tests.support.recording import RecordingRunner
+
+PROFILE = load_profile()
+MODULES = {"modules": PROFILE.kernel_modules, "needed_by": PROFILE.kernel_modules_for}
 
 # What `docker info --format '{{json .}}'` of a Docker 28.2.2 client with no engine gives on this project's
 # engine-less host (stdout reduced to the keys the lab reads): exit 1, client part on stdout, reason on stderr.
@@ -78,7 +82,7 @@ def test_missing_docker_client_is_reported_not_raised():
         def run(self, argv, **kwargs):
             raise PreflightError("docker is not installed or not on PATH")
 
-    (problem,) = preflight.docker_problems(NoDocker())
+    (problem,) = preflight.docker_problems(NoDocker(), PROFILE)
     assert problem.fatal and "not installed" in problem.what and "docs.docker.com" in problem.fix
 
 
@@ -87,7 +91,7 @@ def test_a_hung_docker_engine_is_reported_after_the_timeout():
         def run(self, argv, **kwargs):
             raise CommandError(list(argv), -1, "(timed out after 15s)")
 
-    (problem,) = preflight.docker_problems(Hung())
+    (problem,) = preflight.docker_problems(Hung(), PROFILE)
     assert problem.fatal and "did not answer" in problem.what
 
 
@@ -97,18 +101,18 @@ def test_a_healthy_x86_64_docker_host_has_no_problems(good_proc):
 
 @pytest.mark.parametrize("arch", ["aarch64", "arm64", ""])
 def test_a_non_x86_64_docker_host_is_refused(arch):
-    (problem,) = preflight.docker_info_problems(info(Architecture=arch))
+    (problem,) = preflight.docker_info_problems(PROFILE, info(Architecture=arch))
     assert "not x86_64" in problem.what and "amd64-only" in problem.fix
 
 
 def test_too_little_memory_names_the_amount_and_the_minimum():
-    (problem,) = preflight.docker_info_problems(info(MemTotal=4 * GIB))
+    (problem,) = preflight.docker_info_problems(PROFILE, info(MemTotal=4 * GIB))
     assert "4.0 GiB" in problem.what and "at least 6 GiB" in problem.what
-    assert preflight.docker_info_problems(info(MemTotal=6 * GIB)) == []
+    assert preflight.docker_info_problems(PROFILE, info(MemTotal=6 * GIB)) == []
 
 
 def test_too_few_cpus_and_old_docker_are_reported():
-    problems = preflight.docker_info_problems(info(NCPU=1, ServerVersion="19.03.13"))
+    problems = preflight.docker_info_problems(PROFILE, info(NCPU=1, ServerVersion="19.03.13"))
     whats = " / ".join(p.what for p in problems)
     assert "1 CPU(s)" in whats and "Docker 19.03.13 is older than 20.10.0" in whats
 
@@ -177,7 +181,7 @@ def test_require_with_one_problem_is_that_problems_line():
 
 
 def test_unparseable_docker_info_counts_as_unreachable():
-    (problem,) = preflight.docker_problems(docker_runner(stdout="not json"))
+    (problem,) = preflight.docker_problems(docker_runner(stdout="not json"), PROFILE)
     assert problem.fatal and "not reachable" in problem.what
 
 
@@ -187,12 +191,13 @@ def test_cluster_spec_ports_are_what_is_checked():
     assert all(isinstance(c, ClusterSpec) for c in profile.clusters)
 
 
-# --- CPU: derived from the pods' requests (lab/capacity.py) -------------------------------------------------------
+# --- CPU: derived from the pods' requests (lab/scenarios/replicated_control_planes/capacity.py)
+# -------------------------------------------------------
 def test_the_cpu_minimum_is_the_busiest_nodes_peak_request_rounded_up():
-    from lab import capacity
+    from lab.scenarios.replicated_control_planes import capacity
 
-    assert preflight.MIN_CPUS == capacity.min_cpus() == 2
-    (problem,) = preflight.docker_info_problems(info(NCPU=1))
+    assert PROFILE.cpu_need()[0] == capacity.min_cpus() == 2
+    (problem,) = preflight.docker_info_problems(PROFILE, info(NCPU=1))
     assert f"{max(capacity.peak(r) for r in capacity.WORKLOADS)}m" in problem.fix
 
 
@@ -223,24 +228,26 @@ ALL = tuple(MODULE_PATHS)
 
 @pytest.mark.parametrize("where", ["loaded", "builtin", "on_disk"])
 def test_modules_that_are_loaded_built_in_or_loadable_are_no_problem(tmp_path, where):
-    assert preflight.xtables_problems(RELEASE, **_kernel(tmp_path, **{where: ALL})) == []
+    assert preflight.xtables_problems(RELEASE, **MODULES, **_kernel(tmp_path, **{where: ALL})) == []
 
 
 def test_a_kernel_without_legacy_xtables_is_one_line_saying_istio_1_7_cannot_run_there(tmp_path):
-    (problem,) = preflight.xtables_problems(RELEASE, **_kernel(tmp_path, on_disk=("xt_owner", "xt_REDIRECT")))
+    kernel = _kernel(tmp_path, on_disk=("xt_owner", "xt_REDIRECT"))
+    (problem,) = preflight.xtables_problems(RELEASE, **MODULES, **kernel)
     line = problem.line()
     assert "\n" not in line and "ip_tables, iptable_nat" in line and RELEASE in line
     assert "cannot run on this kernel at all" in line
 
 
 def test_modules_not_loaded_and_no_lib_modules_says_what_to_run(tmp_path):
-    (problem,) = preflight.xtables_problems(RELEASE, **_kernel(tmp_path, loaded=("ip_tables",), moddir=False))
+    kernel = _kernel(tmp_path, loaded=("ip_tables",), moddir=False)
+    (problem,) = preflight.xtables_problems(RELEASE, **MODULES, **kernel)
     assert "`sudo modprobe -a ip_tables iptable_nat xt_REDIRECT xt_owner`" in problem.line()
     assert "iptable_nat, xt_REDIRECT, xt_owner" in problem.what
 
 
 def test_another_kernel_than_dockers_is_left_to_the_node_check(tmp_path):
     kernel = _kernel(tmp_path)  # nothing anywhere
-    assert preflight.xtables_problems("6.10.14-linuxkit", **kernel) == []
-    assert preflight.xtables_problems("", **kernel) == []
-    assert len(preflight.xtables_problems(RELEASE, **kernel)) == 1
+    assert preflight.xtables_problems("6.10.14-linuxkit", **MODULES, **kernel) == []
+    assert preflight.xtables_problems("", **MODULES, **kernel) == []
+    assert len(preflight.xtables_problems(RELEASE, **MODULES, **kernel)) == 1

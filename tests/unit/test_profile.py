@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lab.errors import UsageError
-from lab.profile import load_profile, parse_overrides
+from lab.profile import parse_overrides
+from lab.scenario import load_profile
 
 
 def test_default_profile_pins_kind_020_and_k8s_121_by_digest():

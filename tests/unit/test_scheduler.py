@@ -4,8 +4,8 @@ is tested through `lab up` against a fake lab in test_executor.py."""
 from __future__ import annotations
 
 from lab import scheduler
-from lab.plan import build
-from lab.profile import load_profile
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes.steps import build
 
 PROFILE = load_profile()
 

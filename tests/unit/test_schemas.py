@@ -11,11 +11,14 @@ import jsonschema
 import pytest
 import yaml
 
-from lab import corefile, istio, kind, manifests, plan, serviceentry
-from lab.corefile import patch
+from lab import manifests
 from lab.errors import ValidationError
-from lab.profile import load_profile
-from lab.serviceentry import RemoteService, render_client
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes import corefile, istio, kindconfig, serviceentry
+from lab.scenarios.replicated_control_planes import steps as rcp_steps
+from lab.scenarios.replicated_control_planes.corefile import patch
+from lab.scenarios.replicated_control_planes.names import SCENARIO
+from lab.scenarios.replicated_control_planes.serviceentry import RemoteService, render_client
 from tests.support import schemas
 from tests.support.schemas import k8s_schema_version, validate_istio, validate_k8s, validate_manifest
 
@@ -156,7 +159,8 @@ def test_unknown_istio_kinds_and_versions_are_refused(api_version, kind, needle)
 
 # --- IstioOperator -----------------------------------------------------------------------------------------
 
-# The overlay shape issue 2 describes (lab.istio renders it): NodePort gateway repeating the four default ports
+# The overlay shape issue 2 describes (lab.scenarios.replicated_control_planes.istio renders it): NodePort gateway
+# repeating the four default ports
 # with a fixed nodePort on 15443, imagePullPolicy IfNotPresent, access log on stdout.
 OVERLAY = {
     "apiVersion": "install.istio.io/v1alpha1",
@@ -187,8 +191,8 @@ def test_the_overlay_shape_is_valid_without_metadata():
 
 
 def test_the_platform_overlay_validates_when_present():
-    istio = pytest.importorskip("lab.istio")
-    profile_mod = pytest.importorskip("lab.profile")
+    istio = pytest.importorskip("lab.scenarios.replicated_control_planes.istio")
+    profile_mod = pytest.importorskip("lab.scenario")
     for name in ("default", "writeup"):
         validate_istio(istio.overlay(profile_mod.load_profile(name)))
 
@@ -352,7 +356,8 @@ def _kind_schema(kind_version: str) -> dict:
 def _check_kind_cluster() -> None:
     profile = load_profile("default")
     for cluster in profile.clusters:
-        jsonschema.validate(yaml.safe_load(kind.config_yaml(profile, cluster)), _kind_schema(profile.kind_version))
+        jsonschema.validate(yaml.safe_load(kindconfig.config_yaml(profile, cluster)),
+                            _kind_schema(profile.kind_version))
 
 
 def _check_kubeadm_patch() -> None:
@@ -360,7 +365,7 @@ def _check_kubeadm_patch() -> None:
     # No kubeadm schema is bundled: the kind config that carries it is checked against kind's types, and the patch
     # must be the v1beta2 ClusterConfiguration kind v0.17.0 renders for Kubernetes < 1.23, with string flags only.
     profile = load_profile("writeup")
-    config = yaml.safe_load(kind.config_yaml(profile, profile.clusters[0]))
+    config = yaml.safe_load(kindconfig.config_yaml(profile, profile.clusters[0]))
     jsonschema.validate(config, _kind_schema(profile.kind_version))
     (text,) = config["kubeadmConfigPatches"]
     doc = yaml.safe_load(text)
@@ -376,9 +381,9 @@ def _check_overlay() -> None:
 
 def _check_namespaces() -> None:
     # The ones the default plan applies (tests/data/golden/plan-default.sh).
-    for name, labels in (("istio-system", None), (plan.CLIENT_NS, {"istio-injection": "enabled"}),
-                         (plan.SERVER_NS, {"istio-injection": "enabled"})):
-        validate_manifest(plan.namespace_manifest(name, labels), "1.21")
+    for name, labels in (("istio-system", None), (rcp_steps.CLIENT_NS, {"istio-injection": "enabled"}),
+                         (rcp_steps.SERVER_NS, {"istio-injection": "enabled"})):
+        validate_manifest(rcp_steps.namespace_manifest(name, labels), "1.21")
 
 
 def _merge_patch(target: object, patch_: object) -> object:
@@ -399,15 +404,15 @@ def _check_stats_patch() -> None:
     (deployment,) = [d for d in docs if d and d["kind"] == "Deployment"]
     patched = _merge_patch(deployment, json.loads(istio.stats_annotation_patch()))
     validate_k8s(patched, "1.21")
-    assert patched["spec"]["template"]["metadata"]["annotations"] == dict([plan.STATS_ANNOTATION])
+    assert patched["spec"]["template"]["metadata"]["annotations"] == dict([rcp_steps.STATS_ANNOTATION])
 
 
 def _check_serviceentries() -> None:
     profile = load_profile("default")
-    svc = plan.REMOTE
+    svc = rcp_steps.REMOTE
     validate_istio(serviceentry.render_client(svc, profile.client.vip, "172.18.0.4", profile.gateway_node_port,
-                                              namespace=plan.CLIENT_NS))
-    validate_istio(serviceentry.render_server(svc, profile.server.vip, namespace=plan.SERVER_NS))
+                                              namespace=rcp_steps.CLIENT_NS))
+    validate_istio(serviceentry.render_server(svc, profile.server.vip, namespace=rcp_steps.SERVER_NS))
 
 
 def _check_corefile(aaaa_guard: bool) -> Callable[[], None]:
@@ -436,17 +441,17 @@ MANIFEST_CHECKS: dict[str, Callable[[], None]] = {
 }
 
 
-@pytest.mark.parametrize("name", manifests.names())
+@pytest.mark.parametrize("name", manifests.names(SCENARIO))
 def test_every_manifest_rendered_with_the_default_profile_validates(name):
-    assert name in MANIFEST_CHECKS, f"manifests/{manifests.SCENARIO}/{name} has no schema check here"
+    assert name in MANIFEST_CHECKS, f"manifests/{SCENARIO}/{name} has no schema check here"
     MANIFEST_CHECKS[name]()
 
 
 def test_a_misspelt_field_in_a_template_fails_its_schema_check(tmp_path, monkeypatch):
-    copy_dir = tmp_path / manifests.SCENARIO
+    copy_dir = tmp_path / SCENARIO
     copy_dir.mkdir()
-    for name in manifests.names():
-        text = (manifests.folder() / name).read_text(encoding="utf-8")
+    for name in manifests.names(SCENARIO):
+        text = (manifests.folder(SCENARIO) / name).read_text(encoding="utf-8")
         copy_dir.joinpath(name).write_text(text.replace("  resolution: DNS", "  resolutoin: DNS"), encoding="utf-8")
     monkeypatch.setattr(manifests, "ROOT", tmp_path)
     with pytest.raises(ValidationError, match="unknown field 'resolutoin'"):

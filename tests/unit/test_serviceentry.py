@@ -1,4 +1,4 @@
-"""lab.serviceentry: the write-up's two ServiceEntries, VIP rules and allocation."""
+"""lab.scenarios.replicated_control_planes.serviceentry: the write-up's two ServiceEntries, VIP rules and allocation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from lab.cli import main
 from lab.errors import ValidationError
-from lab.serviceentry import (
+from lab.scenarios.replicated_control_planes.serviceentry import (
     RemoteService,
     allocate_vips,
     check_vips,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import LabError, LockedError
-from lab.profile import load_profile
+from lab.scenario import load_profile
 from lab.state import Lock, LockHolder, State, boot_id, fingerprint, holder_is_live, lab_home, pid_alive, process_start
 
 

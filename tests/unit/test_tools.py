@@ -170,3 +170,11 @@ def test_safe_extract_keeps_a_normal_release_layout_and_exec_bits(tmp_path):
     assert istioctl.read_bytes() == b"x"
     assert istioctl.stat().st_mode & 0o100
     assert (tmp_path / "out" / "istio-1.7.8" / "bin" / "link").resolve() == istioctl.resolve()
+
+
+def test_release_url_follows_release_builder_naming():
+    from lab import tools
+
+    assert tools.istio_url("1.7.3") == (
+        "https://github.com/istio/istio/releases/download/1.7.3/istio-1.7.3-linux-amd64.tar.gz",
+        "https://github.com/istio/istio/releases/download/1.7.3/istio-1.7.3-linux-amd64.tar.gz.sha256")

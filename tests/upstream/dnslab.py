@@ -4,7 +4,8 @@ Why namespaces rather than rewritten ports: every CoreDNS runs in a network name
 loopback and one veth link exist, so the Corefiles run as the lab writes them, byte for byte: `.:53` and `global:53`,
 `health` on :8080, `ready` on :8181, `prometheus :9153`, all inside the namespace and off the host's ports (other
 processes on this machine, the host's own resolver). The lab's `forward` target is an IP literal on port 53 and may
-not be loopback (lab.corefile.forward_target), so the stand-in for istiocoredns needs a non-loopback address on port
+not be loopback (lab.scenarios.replicated_control_planes.corefile.forward_target), so the stand-in for istiocoredns
+needs a non-loopback address on port
 53: the far end of the veth link, in a second namespace.
 
 The topology of one `DnsLab`:
@@ -53,9 +54,9 @@ import dns.rcode
 import dns.rdatatype
 
 from lab.errors import NotReadyError
-from lab.names import REMOTE_HOST
-from lab.profile import DEFAULT_CLUSTERS
 from lab.retry import NotYet, poll
+from lab.scenarios.replicated_control_planes.names import REMOTE_HOST
+from lab.scenarios.replicated_control_planes.profiles import DEFAULT_CLUSTERS
 from tests.upstream.gobuild import LOG, go_build
 
 KUBE_SIDE = "192.0.2.1"

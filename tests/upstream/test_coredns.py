@@ -16,8 +16,8 @@ import dns.exception
 import pytest
 import yaml
 
-from lab import corefile
-from lab.names import REMOTE_HOST
+from lab.scenarios.replicated_control_planes import corefile
+from lab.scenarios.replicated_control_planes.names import REMOTE_HOST
 from tests.upstream import dnslab
 from tests.upstream.conftest import built
 

@@ -1,6 +1,7 @@
 """What the lab relies on in `istioctl install`, checked against istioctl itself (built from istio.io/istio, see
 tests/upstream/istioctl.py): the render of values-istio-multicluster-gateways.yaml plus the lab's own overlay
-(lab/istio.py, rendered by the lab's code), and `istioctl analyze` of the lab's own manifests.
+(lab/scenarios/replicated_control_planes/istio.py, rendered by the lab's code), and `istioctl analyze` of the lab's own
+manifests.
 
 The render is `istioctl manifest generate` with the same `-f` files `lab up` passes to `istioctl install`, and the
 tag's charts from istio.io/istio's module directory (`-d <dir>/manifests`): the manifests `install` applies.
@@ -16,9 +17,13 @@ import pytest
 import yaml
 
 from lab import images as lab_images
-from lab import istio, names, perform, plan, serviceentry
-from lab.faults import legacy_envoyfilter
-from lab.profile import Profile, load_profile, version_key
+from lab import perform, plan
+from lab.profile import version_key
+from lab.scenarios.replicated_control_planes import actions as rcp_actions
+from lab.scenarios.replicated_control_planes import istio, names, serviceentry
+from lab.scenarios.replicated_control_planes import steps as rcp_steps
+from lab.scenarios.replicated_control_planes.faults import legacy_envoyfilter
+from lab.scenarios.replicated_control_planes.profiles import Profile, load_profile
 from tests.upstream import istioctl as ic
 from tests.upstream.conftest import built
 from tests.upstream.gobuild import LOG
@@ -225,7 +230,7 @@ def _injected(istioctl: Path, rendered: list[dict], sample: Path, tmp: Path) -> 
 def test_the_injector_gives_sidecars_the_lab_s_images_pull_policy_and_global_search(
         istioctl, rendered, istio_dir, profile, tmp_path):
     # istioctl kube-inject with the rendered injector template, values and mesh config: what istiod's webhook adds
-    objs = _injected(istioctl, rendered, istio_dir / plan.SAMPLE_SLEEP, tmp_path)
+    objs = _injected(istioctl, rendered, istio_dir / rcp_steps.SAMPLE_SLEEP, tmp_path)
     deploy = ic.find(objs, "Deployment", "sleep")
     injected = {c["name"]: c for c in ic.containers(deploy)}
     assert set(injected) == {"istio-init", "istio-proxy", "sleep"}
@@ -243,7 +248,7 @@ def _normalised(ref: str) -> str:
 def test_every_image_the_install_and_the_injector_name_is_in_the_lab_s_image_list(
         istioctl, rendered, istio_dir, profile, release, tmp_path):
     named = {c["image"] for o in rendered for c in ic.containers(o)}
-    for sample in (plan.SAMPLE_SLEEP, plan.SAMPLE_HTTPBIN):
+    for sample in (rcp_steps.SAMPLE_SLEEP, rcp_steps.SAMPLE_HTTPBIN):
         named |= {c["image"] for o in _injected(istioctl, rendered, istio_dir / sample, tmp_path)
                   for c in ic.containers(o) if c["name"] in ("istio-init", "istio-proxy")}
     assert f"docker.io/istio/pilot:{release.version}" in named
@@ -253,7 +258,8 @@ def test_every_image_the_install_and_the_injector_name_is_in_the_lab_s_image_lis
     assert missing == [], f"images the {release.version} install runs but the lab does not load: {missing}"
 
 
-# --- what the overlay changes, and the claims behind its shape (lab/istio.py) --------------------------------------
+# --- what the overlay changes, and the claims behind its shape (lab/scenarios/replicated_control_planes/istio.py)
+# --------------------------------------
 def generate(istioctl: Path, istio_dir: Path, *files: Path) -> list[dict]:
     flags = [arg for f in files for arg in ("-f", f)]
     res = ic.run(istioctl, "manifest", "generate", "-d", istio_dir / "manifests", *flags)
@@ -267,7 +273,7 @@ def test_without_the_overlay_sidecars_pull_always_no_access_log_and_a_load_balan
     plain = generate(istioctl, istio_dir, values_file)
     assert ic.find(plain, "Service", names.GATEWAY_SERVICE, NS)["spec"]["type"] == "LoadBalancer"
     assert not yaml.safe_load(ic.find(plain, "ConfigMap", "istio", NS)["data"]["mesh"]).get("accessLogFile")
-    sleep = ic.find(_injected(istioctl, plain, istio_dir / plan.SAMPLE_SLEEP, tmp_path), "Deployment", "sleep")
+    sleep = ic.find(_injected(istioctl, plain, istio_dir / rcp_steps.SAMPLE_SLEEP, tmp_path), "Deployment", "sleep")
     policies = {c["name"]: c.get("imagePullPolicy") for c in ic.containers(sleep)}
     assert (policies["istio-init"], policies["istio-proxy"]) == ("Always", "Always")
     # the install's own Deployments name no policy (Kubernetes then uses IfNotPresent for a tag other than latest)
@@ -297,7 +303,8 @@ def test_an_overlay_port_list_replaces_the_profiles_but_an_env_list_cannot_drop_
 
 
 def test_image_overrides_render_as_the_lab_expects(istioctl, istio_dir, values_file, release, tmp_path):
-    # lab.istio.image_values/chart_image against the real charts: a bare name, a name with a registry, and the
+    # lab.scenarios.replicated_control_planes.istio.image_values/chart_image against the real charts: a bare name, a
+    # name with a registry, and the
     # istiocoredns name:tag split; the plan's istiod check reads containers[0] of Deployment istiod.
     overrides = {"istio_version": release.version, "images.pilot": "pilot:1.7-lab",
                  "images.proxyv2": "registry.local:5000/istio/proxyv2:1.7-lab",
@@ -317,7 +324,7 @@ def test_image_overrides_render_as_the_lab_expects(istioctl, istio_dir, values_f
     coredns = {c["name"]: c["image"] for c in ic.containers(ic.find(objs, "Deployment", "istiocoredns", NS))}
     assert coredns == {"coredns": want["coredns"], "istio-coredns-plugin": want["coredns_plugin"]}
     injected = {c["name"]: c["image"] for c in ic.containers(
-        ic.find(_injected(istioctl, objs, istio_dir / plan.SAMPLE_SLEEP, tmp_path), "Deployment", "sleep"))}
+        ic.find(_injected(istioctl, objs, istio_dir / rcp_steps.SAMPLE_SLEEP, tmp_path), "Deployment", "sleep"))}
     assert (injected["istio-init"], injected["istio-proxy"]) == (want["proxyv2"], want["proxyv2"])
 
 
@@ -327,7 +334,7 @@ def lab_manifests(profile: Profile, istio_dir: Path) -> dict[str, list[dict]]:
     (namespaces, cacerts, samples, ServiceEntries; the kube-system CoreDNS patch is not Istio config)."""
     paths = plan.Paths(home=Path("/nonexistent-lab-home"), istio_dir=istio_dir)
     out: dict[str, list[dict]] = {c.name: [] for c in profile.clusters}
-    for step in plan.build(profile, paths):
+    for step in rcp_steps.build(profile, paths):
         run = step.run
         if isinstance(run, plan.Manifest):
             src = run.source
@@ -340,7 +347,7 @@ def lab_manifests(profile: Profile, istio_dir: Path) -> dict[str, list[dict]]:
                                                {paths.resolve(f).name: paths.resolve(f).read_bytes()
                                                 for f in src.files})
             cluster, namespace = run.cluster, run.namespace
-        elif isinstance(run, plan.ApplyClientServiceEntry):
+        elif isinstance(run, rcp_actions.ApplyClientServiceEntry):
             svc = serviceentry.RemoteService(run.service, run.service_namespace)
             obj = serviceentry.render_client(svc, run.vip, GATEWAY_NODE_IP, profile.gateway_node_port)
             text, cluster, namespace = serviceentry.to_yaml(obj), run.cluster, run.namespace
@@ -387,10 +394,10 @@ def test_analyze_does_look_at_the_lab_s_namespaces(istioctl, istio_dir, profile,
     # the check above can fail: a VirtualService in foo naming a Gateway that does not exist is reported
     objs = lab_manifests(profile, istio_dir)[profile.client.name]
     bad = {"apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
-           "metadata": {"name": "canary", "namespace": plan.CLIENT_NS},
+           "metadata": {"name": "canary", "namespace": rcp_steps.CLIENT_NS},
            "spec": {"hosts": [names.REMOTE_HOST], "gateways": ["no-such-gateway"],
                     "http": [{"route": [{"destination": {"host": names.REMOTE_HOST}}]}]}}
     messages, _ = analyze(istioctl, [*objs, bad], tmp_path)
     errors = [m for m in messages if m["level"] == "Error"]
-    assert [(m["code"], m["origin"]) for m in errors] == [("IST0101", f"VirtualService canary.{plan.CLIENT_NS}")]
+    assert [(m["code"], m["origin"]) for m in errors] == [("IST0101", f"VirtualService canary.{rcp_steps.CLIENT_NS}")]
     assert "no-such-gateway" in errors[0]["message"]

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import corefile
-from lab.names import REMOTE_HOST
+from lab.scenarios.replicated_control_planes import corefile
+from lab.scenarios.replicated_control_planes.names import REMOTE_HOST
 from tests.upstream import dnslab
 from tests.upstream.conftest import built
 from tests.upstream.gobuild import LOG

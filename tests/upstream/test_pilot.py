@@ -3,14 +3,17 @@
 The wrapper modules `upstream/pilot-1.7.8` and `upstream/pilot-1.7.0` (1.7.0 stands in for 1.7.3, whose
 pseudo-version the module proxy refuses; see upstream/README.md for why the parts used are the same) build a Go
 test binary around Istio's in-process fake discovery server. This file:
-1. renders the lab's own objects with the lab's code: the ServiceEntries (lab.serviceentry, as lab up applies them),
-   the IstioOperator overlay (lab.istio.overlay); httpbin's Service comes from the release's samples/httpbin;
+1. renders the lab's own objects with the lab's code: the ServiceEntries
+(lab.scenarios.replicated_control_planes.serviceentry, as lab up applies them),
+   the IstioOperator overlay (lab.scenarios.replicated_control_planes.istio.overlay); httpbin's Service comes from the
+   release's samples/httpbin;
 2. has the binary render the `*.global` Gateway, DestinationRule and EnvoyFilter with istioctl's own manifest
    generation (values-istio-multicluster-gateways.yaml + the lab's overlay, `-d <module>/manifests`);
 3. has pilot generate clusters, listeners, routes and endpoints for cluster1's sleep sidecar in `foo` and for
    cluster2's ingress gateway (router, ISTIO_META_ROUTER_MODE=sni-dnat, istio=ingressgateway), as /config_dump JSON;
-4. checks those dumps with lab.configdump, `lab configdump` and lab.doctor's hops, and the fault catalogue's
-   (lab.faults) configuration side.
+4. checks those dumps with lab.configdump, `lab configdump` and lab.scenarios.replicated_control_planes.doctor's hops,
+and the fault catalogue's
+   (lab.scenarios.replicated_control_planes.faults) configuration side.
 """
 
 from __future__ import annotations
@@ -26,9 +29,17 @@ from typing import Any
 import pytest
 import yaml
 
-from lab import configdump, doctor, faults, istio, serviceentry
-from lab.names import CLIENT_NS, ENVOYFILTER, ISTIO_NS, REMOTE_HOST, REMOTE_PORT, SERVER_NS
-from lab.profile import load_profile
+from lab import configdump
+from lab.scenarios.replicated_control_planes import doctor, faults, istio, serviceentry
+from lab.scenarios.replicated_control_planes.names import (
+    CLIENT_NS,
+    ENVOYFILTER,
+    ISTIO_NS,
+    REMOTE_HOST,
+    REMOTE_PORT,
+    SERVER_NS,
+)
+from lab.scenarios.replicated_control_planes.profiles import load_profile
 from tests.upstream.conftest import built
 from tests.upstream.gobuild import LOG, MODULES, go_test_binary
 
@@ -281,7 +292,8 @@ def test_fault_envoyfilter_broken_and_the_writeups_fix(run):
     assert fault.followup.expected_for(run.lab_version).cls == "ok" and hop.status == doctor.OK, hop
 
 
-# The state each gateway-side fault's `gateway_state` waits for before the e2e suite judges the symptom (lab.faults,
+# The state each gateway-side fault's `gateway_state` waits for before the e2e suite judges the symptom
+# (lab.scenarios.replicated_control_planes.faults,
 # reach_new_connections), with the state before the change: pilot's view satisfies the check after it, not before.
 GATEWAY_STATES: list[tuple[str, str | None, str, str]] = [
     ("missing-local-serviceentry", None, "cluster2-gateway", "cluster2-gateway-no-se"),

@@ -114,7 +114,7 @@ kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" -n istio-s
 
 # 8. [cluster1] cluster1/istio: istioctl install Istio 1.7.8 (values-istio-multicluster-gateways.yaml + lab overlay)
 cat > "$LAB_HOME/istio-overlay-cluster1.yaml" <<'LAB_EOF'
-# lab overlay: second -f to istioctl install (see lab/istio.py for the source of each field)
+# lab overlay: second -f to istioctl install (see lab/scenarios/replicated_control_planes/istio.py for the source of each field)
 apiVersion: install.istio.io/v1alpha1
 kind: IstioOperator
 spec:
@@ -175,7 +175,7 @@ kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" -n istio-s
 
 # 11. [cluster2] cluster2/istio: istioctl install Istio 1.7.8 (values-istio-multicluster-gateways.yaml + lab overlay)
 cat > "$LAB_HOME/istio-overlay-cluster2.yaml" <<'LAB_EOF'
-# lab overlay: second -f to istioctl install (see lab/istio.py for the source of each field)
+# lab overlay: second -f to istioctl install (see lab/scenarios/replicated_control_planes/istio.py for the source of each field)
 apiVersion: install.istio.io/v1alpha1
 kind: IstioOperator
 spec:

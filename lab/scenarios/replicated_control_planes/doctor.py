@@ -20,13 +20,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO
 
-from lab import classify, configdump, corefile, names, serviceentry
-from lab.errors import CommandError, LabError, NoLabError, PreflightError, ValidationError
+from lab import classify, configdump
+from lab.errors import CommandError, LabError, NoLabError, PreflightError, UsageError, ValidationError
 from lab.kube import Kubectl, read_coredns
 from lab.probe import NslookupResult, Prober, envoy_admin
-from lab.profile import Profile, load_profile, version_key
+from lab.profile import version_key
+from lab.scenario import load_profile
+from lab.scenarios.replicated_control_planes import corefile, names, serviceentry
+from lab.scenarios.replicated_control_planes.profiles import PROFILES, Profile
 from lab.shell import Runner
 from lab.state import State
 from lab.state import lab_home as resolve_home
@@ -35,7 +38,8 @@ OK, BROKEN, UNKNOWN = "ok", "broken", "unknown"
 
 ENVOYFILTER = names.ENVOYFILTER
 FIXED_ENVOYFILTER = version_key(names.ENVOYFILTER_FIXED_IN)
-# The pod annotation without which the sidecar hides the TLS counters (lab.names.STATS_ANNOTATION, set by the plan).
+# The pod annotation without which the sidecar hides the TLS counters
+# (lab.scenarios.replicated_control_planes.names.STATS_ANNOTATION, set by the plan).
 STATS_ANNOTATION = ": ".join(names.STATS_ANNOTATION)
 
 
@@ -61,9 +65,9 @@ class PodState:
 class Observations:
     """What the doctor saw. None means "not observed"; `errors` says why, by the same key."""
 
-    istio_version: str = field(default_factory=lambda: load_profile().istio_version)
-    client: str = field(default_factory=lambda: load_profile().client.name)
-    server: str = field(default_factory=lambda: load_profile().server.name)
+    istio_version: str = PROFILES["default"].istio_version
+    client: str = PROFILES["default"].client.name
+    server: str = PROFILES["default"].server.name
     host: str = names.REMOTE_HOST
     port: int = names.REMOTE_PORT
     client_namespace: str = names.CLIENT_NS
@@ -244,7 +248,8 @@ def hop_kube_dns(obs: Observations) -> Hop:
     if obs.istiocoredns_ip and target.split(":")[0] != obs.istiocoredns_ip:
         return Hop(name, BROKEN, (*evidence, f"it forwards to {target}, but istiocoredns is {obs.istiocoredns_ip}"),
                    fix)
-    # the guard lab.corefile writes: CoreDNS `template IN AAAA global { rcode NOERROR }` inside the block
+    # the guard lab.scenarios.replicated_control_planes.corefile writes: CoreDNS `template IN AAAA global { rcode
+    # NOERROR }` inside the block
     if obs.aaaa_guard and not re.search(r"(?m)^\s*template\s+IN\s+AAAA\b", block):
         return Hop(name, BROKEN, (*evidence, "no AAAA guard: istiocoredns answers NXDOMAIN to AAAA and musl (Alpine "
                                   "sleep) then fails the whole lookup"), fix)
@@ -726,10 +731,24 @@ def run(profile: str | None = None, lab_home: str | Path | None = None, runner: 
     if profile is None:
         rec = State.load(home).profile or {}
         try:
-            prof = load_profile(rec.get("name", "default"), rec.get("overrides") or {})
+            prof = _ours(load_profile(rec.get("name", "default"), rec.get("overrides") or {}))
         except LabError as err:
             raise LabError(f"the profile recorded in {home / 'state.json'} no longer loads ({err}); pass --profile "
                            "NAME") from err
     else:
-        prof = load_profile(profile)
+        prof = _ours(load_profile(profile))
     return walk(collect(lab_access(prof, home, runner)))
+
+
+def _ours(profile: object) -> Profile:
+    if not isinstance(profile, Profile):
+        raise UsageError(f"profile {getattr(profile, 'name', profile)!r} is not one of the replicated-control-planes "
+                         "scenario's; its own scenario's doctor reads it")
+    return profile
+
+
+def command(profile: str | None, home: Path, as_json: bool, out: TextIO) -> int:
+    """`lab doctor` for this scenario: the hops as text (or JSON) on `out`; the exit code says whether all are ok."""
+    hops = run(profile=profile, lab_home=home)
+    print(render_json(hops) if as_json else render_text(hops), file=out)
+    return exit_code(hops)

@@ -11,7 +11,8 @@ Requests per pod (millicores), all on the one control-plane node of each cluster
   kube-scheduler 100m (cmd/kubeadm/app/phases/controlplane/manifests.go ComponentResources), etcd 100m
   (cmd/kubeadm/app/phases/etcd/local.go); CoreDNS 100m per replica, 2 replicas (kubeadm's CoreDNS Deployment);
   kindnet 100m (kind v0.20.0 pkg/build/nodeimage/const_cni.go). kube-proxy and local-path-provisioner request none.
-- Istio: lab/istio.py (chart defaults and the lab's overlay). The samples' sleep and httpbin containers request
+- Istio: lab/scenarios/replicated_control_planes/istio.py (chart defaults and the lab's overlay). The samples' sleep and
+httpbin containers request
   nothing (Istio 1.7.8 samples/sleep/sleep.yaml, samples/httpbin/httpbin.yaml); each injected pod's request is its
   sidecar's.
 - Surges during the fault suite: istiod and the gateways roll out with maxSurge 100% (profiles/default.yaml
@@ -26,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from lab import istio
+from lab.scenarios.replicated_control_planes import istio
 
 # kubeadm's control plane, CoreDNS and kind's CNI on one node (sources in the module docstring).
 KUBERNETES_CPU_M = {"kube-apiserver": 250, "kube-controller-manager": 200, "kube-scheduler": 100, "etcd": 100,
@@ -40,7 +41,8 @@ def pods(role: str, cpu: Mapping[str, int] = istio.LAB_CPU_M) -> dict[str, int]:
     out = dict(KUBERNETES_CPU_M)
     out["istiod"] = cpu["istiod"]
     out["istio-ingressgateway"] = cpu["gateway"]
-    # enabled by the multicluster values file; the lab's overlay leaves it as the profile sets it (lab/istio.py)
+    # enabled by the multicluster values file; the lab's overlay leaves it as the profile sets it
+    # (lab/scenarios/replicated_control_planes/istio.py)
     out["istio-egressgateway"] = istio.CHART_CPU_M["gateway"]
     out["istiocoredns"] = istio.CHART_CPU_M["istiocoredns"]
     for app in WORKLOADS[role]:

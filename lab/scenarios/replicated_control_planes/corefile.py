@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from lab import manifests
 from lab.errors import ValidationError
+from lab.scenarios.replicated_control_planes.names import SCENARIO
 
 ZONE = "global"
 PORT = "53"
@@ -329,7 +330,8 @@ def render_block(forward: str, *, aaaa_guard: bool = True, newline: str = "\n", 
     Plugin order inside a server block is fixed by CoreDNS's plugin.cfg (errors, cache, template, forward at
     v1.7.0 and v1.8.0), not by the order written; it is written in that order for the reader.
     """
-    text = manifests.render(BLOCK_TEMPLATE if aaaa_guard else BLOCK_TEMPLATE_NOGUARD, FORWARD=forward_target(forward))
+    text = manifests.render(BLOCK_TEMPLATE if aaaa_guard else BLOCK_TEMPLATE_NOGUARD, SCENARIO,
+                            FORWARD=forward_target(forward))
     lines = text.removesuffix("\n").split("\n")
     return lines[0] + "".join(newline + indent + line for line in lines[1:])
 

@@ -22,6 +22,7 @@ import yaml
 
 from lab import manifests
 from lab.errors import ValidationError
+from lab.scenarios.replicated_control_planes.names import SCENARIO
 
 API_VERSION = "networking.istio.io/v1alpha3"  # the write-up's apiVersion (served and stored in Istio 1.7.8's CRD)
 DOMAIN = "global"
@@ -180,7 +181,7 @@ def _service_entry(template: str, svc: RemoteService, vip: str, address: str, na
     if namespace is not None and not _DNS1123.fullmatch(namespace):
         raise ValidationError(f"namespace {namespace!r} is not a DNS-1123 label")
     obj: dict[str, Any] = yaml.safe_load(manifests.render(
-        template, NAME=svc.resource_name, HOST=svc.host, PORT_NAME=svc.port_name, PORT=svc.port,
+        template, SCENARIO, NAME=svc.resource_name, HOST=svc.host, PORT_NAME=svc.port_name, PORT=svc.port,
         VIP=validate_vip(vip), ADDRESS=address, **extra))
     if namespace is not None:
         obj["metadata"]["namespace"] = namespace

@@ -8,7 +8,8 @@ What this module owns:
   configuration side and their `gateway_state` are checked against pilot's own output, tests/upstream/test_pilot.py):
   when a real run disagrees, change the data here and add an Observation saying what was seen.
 - `inject` / `restore` for each fault, built on the same modules the plan uses: kubectl through `lab.kube.Kubectl`,
-  the Corefile through `lab.corefile.patch/unpatch`, ServiceEntries through `lab.serviceentry`'s renderers (validation
+  the Corefile through `lab.scenarios.replicated_control_planes.corefile.patch/unpatch`, ServiceEntries through
+  `lab.scenarios.replicated_control_planes.serviceentry`'s renderers (validation
   bypassed on purpose for the VIP faults, whose point is to show what the validation prevents), another root of
   trust through `lab.certs.generate`.
 - How long a change takes to reach the probe, derived from the caches on its way (`ADDRESS_CHANGE`,
@@ -33,13 +34,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import certs, corefile, istio, serviceentry
+from lab import certs
 from lab.classify import classify
 from lab.configdump import TCP_CLUSTER_REWRITE, analyze, sni_dnat_name
 from lab.errors import CommandError, LabError
 from lab.files import atomic_write
 from lab.kube import Kubectl, read_coredns
-from lab.names import (
+from lab.probe import Prober
+from lab.profile import version_key
+from lab.retry import NotYet, poll
+from lab.scenarios.replicated_control_planes import corefile, istio, serviceentry
+from lab.scenarios.replicated_control_planes.names import (
     CLIENT_NS,
     ENVOYFILTER,
     ENVOYFILTER_FIXED_IN,
@@ -53,12 +58,10 @@ from lab.names import (
     REMOTE_PORT,
     SERVER_NS,
 )
-from lab.probe import Prober
-from lab.profile import Profile, version_key
-from lab.retry import NotYet, poll
+from lab.scenarios.replicated_control_planes.profiles import Profile
 from lab.settings import TIMEOUTS
 
-log = logging.getLogger("lab.faults")
+log = logging.getLogger("lab.scenarios.replicated_control_planes.faults")
 
 # Every Istio release the scenario targets (git tags 1.7.0 ... 1.7.8; docs/sources.md#istio-release).
 ISTIO_VERSIONS: tuple[str, ...] = tuple(f"1.7.{n}" for n in range(9))
@@ -79,7 +82,8 @@ LOCAL_SNI_CLUSTER = sni_dnat_name(LOCAL_HOST, REMOTE_PORT)  # outbound_.8000_._.
 CLIENT_DEPLOYMENT = "sleep"  # samples/sleep/sleep.yaml, in cluster1's foo
 
 # --- how long a change takes to reach the probe -----------------------------------------------------------------
-# cluster1's sleep resolves httpbin.bar.global through kube-dns's `global` block (the lab's, lab/corefile.py), which
+# cluster1's sleep resolves httpbin.bar.global through kube-dns's `global` block (the lab's,
+# lab/scenarios/replicated_control_planes/corefile.py), which
 # forwards to istiocoredns (its own Corefile, manifests/charts/istiocoredns/templates/configmap.yaml at 1.7.x), whose
 # gRPC plugin answers from the ServiceEntries it re-reads on a ticker (docs/sources.md#istiocoredns-plugin).
 KUBE_DNS_CACHE = float(corefile.cache_ttl(corefile.render_block("192.0.2.53")) or 0)  # `cache 30` in the lab's block
@@ -861,7 +865,7 @@ def probe_class(lab: LabHandle) -> tuple[str, list[str]]:
 
 
 # --- the README's table -------------------------------------------------------------------------------------------
-TABLE_BEGIN = ("<!-- fault table: generated from lab/faults.py (FAULTS) by "
+TABLE_BEGIN = ("<!-- fault table: generated from lab/scenarios/replicated_control_planes/faults.py (FAULTS) by "
                "`python -m lab faults table --write README.md`; edit the catalogue, not this table -->")
 TABLE_END = "<!-- end of fault table -->"
 TABLE_VERSIONS = ("1.7.8", "1.7.3")  # the default profile's Istio and the write-up's era

@@ -8,8 +8,9 @@ executor, the faults, the doctor and the e2e suite run them through `lab.kube.Ku
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from lab.kube import COREDNS_CONFIGMAP, Query  # noqa: F401  (re-exported: the scenario's lookups are Queries)
 
+SCENARIO = "replicated-control-planes"  # the scenario's name, and its folder under manifests/
 ISTIO_NS = "istio-system"
 CLIENT_NS = "foo"  # sleep, in the client cluster (the write-up's cluster1)
 SERVER_NS = "bar"  # httpbin (and a second sleep), in the server cluster (cluster2)
@@ -35,17 +36,6 @@ FAIL_VERIFY_STAT = "ssl.fail_verify_error"
 STATS_ANNOTATION = ("sidecar.istio.io/statsInclusionSuffixes", FAIL_VERIFY_STAT)  # (key, value)
 
 
-@dataclass(frozen=True)
-class Query:
-    """`kubectl get <args> -o jsonpath=<jsonpath>` and what the value is, for messages."""
-
-    args: tuple[str, ...]
-    jsonpath: str
-    what: str
-
-
-# The cluster DNS's ConfigMap (kubeadm's, as kind installs it); its `data.Corefile` is what the lab patches and reads.
-COREDNS_CONFIGMAP = ("configmap", "coredns", "-n", "kube-system")  # `kubectl get` arguments
 ISTIOCOREDNS_IP = Query(("-n", ISTIO_NS, "service", "istiocoredns"), "{.spec.clusterIP}", "istiocoredns ClusterIP")
 KUBE_DNS_IP = Query(("-n", "kube-system", "service", "kube-dns"), "{.spec.clusterIP}", "kube-dns ClusterIP")
 # The write-up: INGRESS_HOST from the gateway pod's hostIP (on kind, the node's address on the `kind` network).

@@ -19,7 +19,8 @@ written out as manifests/replicated-control-planes/istio-overlay.yaml:
   (UF, NR, ...) exist only there.
 - lower CPU requests (`LAB_CPU_M`) for istiod (`components.pilot.k8s.resources`), the ingress gateway
   (`components.ingressGateways[].k8s.resources`) and the sidecars (`values.global.proxy.resources`), so that
-  one cluster and its fault suite fit in a 2-CPU kind node (lab/capacity.py does the sums). Requests only decide
+  one cluster and its fault suite fit in a 2-CPU kind node (lab/scenarios/replicated_control_planes/capacity.py does the
+  sums). Requests only decide
   scheduling; the limits stay the profile's. Memory requests stay the charts'. Field paths: `KubernetesResourcesSpec
   .resources` (tests/data/istio-1.7.8/istiooperator-fields.json), which operator/pkg/translate/translate.go writes
   onto the component's container; gateways merge by `name` (operator/pkg/util/merge_iop.go patchMergeKey), so the
@@ -39,15 +40,19 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import yaml
 
-from lab import manifests, names
+from lab import manifests
 from lab.errors import PreflightError
-from lab.profile import Images, Profile
+from lab.scenarios.replicated_control_planes import names
+from lab.scenarios.replicated_control_planes.names import SCENARIO
 from lab.settings import TIMEOUTS
 from lab.tokens import Token, arg
+
+if TYPE_CHECKING:
+    from lab.scenarios.replicated_control_planes.profiles import Profile
 
 # Relative to the extracted release (release-builder 1.7 ships manifests/examples; docs/sources.md#istio-release).
 VALUES_FILE = Path("manifests/examples/multicluster/values-istio-multicluster-gateways.yaml")
@@ -55,7 +60,8 @@ GATEWAY = "istio-ingressgateway"
 TLS_PORT = 15443
 
 OVERLAY_TEMPLATE = "istio-overlay.yaml"  # manifests/replicated-control-planes/: the overlay as a file
-STATS_PATCH_TEMPLATE = "sleep-stats-patch.yaml"  # the pod annotation lab doctor needs (lab.names.STATS_ANNOTATION)
+# the pod annotation lab doctor needs (lab.scenarios.replicated_control_planes.names.STATS_ANNOTATION)
+STATS_PATCH_TEMPLATE = "sleep-stats-patch.yaml"
 
 
 # CPU requests in millicores. Chart defaults at Istio 1.7.8: istiod 500m (manifests/charts/istio-control/
@@ -85,11 +91,6 @@ def install_env(readiness: float) -> dict[str, str]:
     return {READINESS_ENV: f"{int(readiness)}s"}
 
 
-def release_url(version: str, arch: str = "linux-amd64") -> str:
-    """GitHub release asset URL of `istio-<version>-<arch>.tar.gz` (release-builder 1.7 pkg/build/archive.go)."""
-    return f"https://github.com/istio/istio/releases/download/{version}/istio-{version}-{arch}.tar.gz"
-
-
 def image_values(profile: Profile) -> dict[str, Any]:
     """`values` that make the install run the profile's Istio images where they differ from what istioctl renders by
     default (an `images.*` override); {} for the default images, which istioctl's own hub/tag already names.
@@ -101,6 +102,8 @@ def image_values(profile: Profile) -> dict[str, Any]:
     Field names per operator/pkg/apis/istio/v1alpha1/values_types.proto (PilotConfig, ProxyConfig, ProxyInitConfig,
     IstioCorednsConfig)."""
     chosen = profile.images.resolved(profile.istio_version)
+    from lab.scenarios.replicated_control_planes.profiles import Images
+
     default = Images().resolved(profile.istio_version)
     changed = {k: v for k, v in chosen.items() if v != default.get(k)}
     values: dict[str, Any] = {}
@@ -152,23 +155,25 @@ def overlay(profile: Profile) -> dict[str, Any]:
     """The IstioOperator overlay (manifests/replicated-control-planes/istio-overlay.yaml; see the module docstring),
     with the profile's image overrides merged into its `values` (a varying set of keys, so that part is code)."""
     obj: dict[str, Any] = yaml.safe_load(manifests.render(
-        OVERLAY_TEMPLATE, GATEWAY_NODE_PORT=profile.gateway_node_port, ISTIOD_CPU_M=LAB_CPU_M["istiod"],
+        OVERLAY_TEMPLATE, SCENARIO, GATEWAY_NODE_PORT=profile.gateway_node_port, ISTIOD_CPU_M=LAB_CPU_M["istiod"],
         GATEWAY_CPU_M=LAB_CPU_M["gateway"], PROXY_CPU_M=LAB_CPU_M["proxy"]))
     _merge(obj["spec"]["values"], image_values(profile))
     return obj
 
 
 def stats_annotation_patch() -> str:
-    """The merge patch that puts lab.names.STATS_ANNOTATION on a Deployment's pod template, as compact JSON
+    """The merge patch that puts lab.scenarios.replicated_control_planes.names.STATS_ANNOTATION on a Deployment's pod
+    template, as compact JSON
     (manifests/replicated-control-planes/sleep-stats-patch.yaml)."""
     key, value = names.STATS_ANNOTATION
-    return json.dumps(yaml.safe_load(manifests.render(STATS_PATCH_TEMPLATE, ANNOTATION=key, VALUE=value)),
+    return json.dumps(yaml.safe_load(manifests.render(STATS_PATCH_TEMPLATE, SCENARIO, ANNOTATION=key, VALUE=value)),
                       separators=(",", ":"))
 
 
 def overlay_yaml(profile: Profile) -> str:
     """`overlay(profile)` as YAML text."""
-    header = "# lab overlay: second -f to istioctl install (see lab/istio.py for the source of each field)\n"
+    header = ("# lab overlay: second -f to istioctl install (see lab/scenarios/replicated_control_planes/istio.py for "
+              "the source of each field)\n")
     return header + yaml.safe_dump(overlay(profile), sort_keys=False)
 
 
