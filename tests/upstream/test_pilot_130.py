@@ -97,8 +97,8 @@ def dumps(require_go, tmp_path_factory) -> dict[str, dict[str, object]]:
         pytest.fail("\n".join((proc.stdout + proc.stderr).splitlines()[-40:]), pytrace=False)
     out: dict[str, dict[str, object]] = {}
     for view in VIEWS:
-        d: Path = work / "out" / view
-        out[view] = {f.name: json.loads(f.read_text()) for f in d.iterdir()}
+        result: Path = work / "out" / view
+        out[view] = {f.name: json.loads(f.read_text()) for f in result.iterdir()}
     return out
 
 
