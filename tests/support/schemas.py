@@ -1,5 +1,6 @@
-"""Strict validation of every manifest the lab applies: Istio kinds against Istio 1.7.8's own schemas, Kubernetes
-kinds against the Kubernetes OpenAPI schemas that `kubernetes-validate` bundles.
+"""Strict validation of every manifest the lab applies: Istio kinds against the own schemas of the Istio version the
+scenario installs (1.7.8 by default, 1.30.3 for multi-primary-multi-network: `istio_version=`), Kubernetes kinds
+against the Kubernetes OpenAPI schemas that `kubernetes-validate` bundles (and the 1.36 set kept in tests/data).
 
 Why strict: neither the cluster nor Istio 1.7 would tell us about a misspelt field. The 1.7.8 CRDs are
 `apiextensions.k8s.io/v1`, whose structural schemas make the API server *prune* unknown fields silently, and istiod
@@ -22,7 +23,15 @@ reads the spec with `gogoprotomarshal.ApplyJSON`, which retries with `AllowUnkno
   accepted as objects without field checks.
 - Kubernetes kinds: the `-strict` schema set of `kubernetes-validate` (every object `additionalProperties: false`)
   for the bundled version nearest the cluster's minor. It bundles 1.20-1.28; a 1.19 cluster (the `writeup` profile)
-  is checked against 1.20, the nearest, and the message says so.
+  is checked against 1.20, the nearest, and the message says so. Kubernetes 1.36 (the Istio 1.30 scenario's) comes
+  from `tests/data/kubernetes-1.36/_definitions.json`, the same strict set of kubernetes-validate 1.37.0, which no
+  longer bundles 1.20-1.24 (its README says why it is a copy).
+- Istio 1.30.3 (`istio_version="1.30.3"`): the CRDs of `tests/data/istio-1.30.3/crd-all.gen.yaml`
+  (`manifests/charts/base/files/crd-all.gen.yaml`@1.30.3) as above. 1.30 has no IstioOperator CRD; istioctl 1.30.3
+  decodes the file with encoding/json DisallowUnknownFields into Go structs (`operator/pkg/apis/types.go`, whose
+  `k8s` fields are Kubernetes types), `values` with jsonpb (strict) and `meshConfig` leniently (it drops unknown
+  fields); the lab checks all three strictly from `tests/data/istio-1.30.3/istiooperator-fields.json`, with the
+  `k8s` fields checked against the Kubernetes definitions of the version validated against.
 """
 
 from __future__ import annotations
@@ -43,10 +52,17 @@ from referencing.jsonschema import DRAFT4
 
 from lab.errors import ValidationError
 
-ISTIO_VERSION = "1.7.8"
-_DATA = Path(__file__).resolve().parents[1] / "data" / f"istio-{ISTIO_VERSION}"
+ISTIO_VERSION = "1.7.8"  # the default: the first scenario's
+ISTIO_VERSIONS = ("1.7.8", "1.30.3")
+_TESTDATA = Path(__file__).resolve().parents[1] / "data"
 _K8S_SCHEMA_BASE = "https://kubernetes-validate.invalid/"  # a made-up base URI for the bundled schema files
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+
+
+def _istio_data(istio_version: str) -> Path:
+    if istio_version not in ISTIO_VERSIONS:
+        raise ValidationError(f"no Istio schemas for {istio_version} (have {', '.join(ISTIO_VERSIONS)})")
+    return _TESTDATA / f"istio-{istio_version}"
 
 
 # --- Kubernetes ----------------------------------------------------------------------------------------------
@@ -55,14 +71,27 @@ def _k8s_schema_root() -> Any:
     return resources.files("kubernetes_validate") / "kubernetes-json-schema"
 
 
+def _k8s_data_dir(version: str) -> Path:
+    """Where a Kubernetes schema set kept as test data lives (`tests/data/kubernetes-1.36/`)."""
+    return _TESTDATA / f"kubernetes-{version}"
+
+
+@functools.cache
+def _k8s_data_versions() -> frozenset[str]:
+    return frozenset(p.name.removeprefix("kubernetes-") for p in _TESTDATA.glob("kubernetes-*")
+                     if (p / "_definitions.json").is_file())
+
+
 @functools.cache
 def k8s_versions() -> tuple[str, ...]:
-    """The Kubernetes minors kubernetes-validate bundles (`1.20` ... `1.28`)."""
-    found = []
+    """The Kubernetes minors there are strict schemas for: kubernetes-validate's (`1.20` ... `1.28`) and those kept
+    in tests/data (`1.36`)."""
+    found = set()
     for entry in _k8s_schema_root().iterdir():
         m = re.fullmatch(r"v(\d+)\.(\d+)\.\d+-local-strict", entry.name)
         if m:
-            found.append((int(m.group(1)), int(m.group(2))))
+            found.add((int(m.group(1)), int(m.group(2))))
+    found |= {tuple(int(x) for x in v.split(".")) for v in _k8s_data_versions()}  # type: ignore[misc]
     return tuple(f"{a}.{b}" for a, b in sorted(found))
 
 
@@ -79,12 +108,42 @@ def k8s_schema_version(k8s_version: str) -> str:
 
 @functools.cache
 def _k8s_registry(version: str) -> tuple[Registry, str]:
+    """The registry holding the version's definitions, and the URI its definitions are referenced under
+    (`<uri>#/definitions/<name>` for kubernetes-validate 1.28's Draft 4 files, `#/$defs/` for the 2020-12 set)."""
+    if version in _k8s_data_versions():
+        defs = json.loads((_k8s_data_dir(version) / "_definitions.json").read_text())
+        return Registry().with_resource(defs["$id"], Resource.from_contents(defs)), defs["$id"]
     base = f"{_K8S_SCHEMA_BASE}v{version}.0-local-strict/"
     defs = json.loads((_k8s_schema_root() / f"v{version}.0-local-strict" / "_definitions.json").read_text())
-    return Registry().with_resource(base + "_definitions.json", Resource.from_contents(defs, DRAFT4)), base
+    return Registry().with_resource(base + "_definitions.json", Resource.from_contents(defs, DRAFT4)), \
+        base + "_definitions.json"
+
+
+def _k8s_ref(version: str, definition: str) -> dict[str, str]:
+    """A `$ref` to one Kubernetes definition of `version`."""
+    _, uri = _k8s_registry(version)
+    pointer = "$defs" if version in _k8s_data_versions() else "definitions"
+    return {"$ref": f"{uri}#/{pointer}/{definition}"}
+
+
+@functools.cache
+def _k8s_gvk_index(version: str) -> dict[tuple[str, str], str]:
+    """(apiVersion, kind) -> definition name, from the definitions' `x-kubernetes-group-version-kind` (the 2020-12
+    set kept in tests/data has no per-kind files to look names up in)."""
+    defs = json.loads((_k8s_data_dir(version) / "_definitions.json").read_text())["$defs"]
+    index: dict[tuple[str, str], str] = {}
+    for name, schema in defs.items():
+        if "apiVersion" not in schema.get("properties", {}):
+            continue  # ListOptions, DeleteOptions, WatchEvent...: carry every group's gvk but are no objects
+        for gvk in schema.get("x-kubernetes-group-version-kind") or []:
+            group_version = f"{gvk['group']}/{gvk['version']}" if gvk["group"] else gvk["version"]
+            index.setdefault((group_version, gvk["kind"]), name)
+    return index
 
 
 def _k8s_definition(version: str, api_version: str, kind: str) -> str | None:
+    if version in _k8s_data_versions():
+        return _k8s_gvk_index(version).get((api_version, kind))
     # kubernetes-validate names files `<kind>-<group prefix>-<version>.json` (its utils.validate: the group's first
     # label, e.g. apps/v1 -> apps-v1, rbac.authorization.k8s.io/v1 -> rbac-v1; core v1 -> v1).
     group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
@@ -95,10 +154,13 @@ def _k8s_definition(version: str, api_version: str, kind: str) -> str | None:
     return ref.split("#/definitions/", 1)[1] if "#/definitions/" in ref else None
 
 
+def _k8s_validator_class(version: str) -> type[jsonschema.protocols.Validator]:
+    return jsonschema.Draft202012Validator if version in _k8s_data_versions() else jsonschema.Draft4Validator
+
+
 def _k8s_validator(version: str, definition: str) -> jsonschema.protocols.Validator:
-    registry, base = _k8s_registry(version)
-    schema = {"$ref": f"{base}_definitions.json#/definitions/{definition}"}
-    return jsonschema.Draft4Validator(schema, registry=registry)
+    registry, _ = _k8s_registry(version)
+    return _k8s_validator_class(version)(_k8s_ref(version, definition), registry=registry)
 
 
 def validate_k8s(obj: dict[str, Any], k8s_version: str = "1.21") -> None:
@@ -144,10 +206,10 @@ def _strict(node: Any) -> Any:
 
 
 @functools.cache
-def _istio_crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> strict openAPIV3Schema, for every served version of every 1.7.8 CRD."""
+def _istio_crd_schemas(istio_version: str = ISTIO_VERSION) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> strict openAPIV3Schema, for every served version of every CRD of the version."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for doc in yaml.safe_load_all((_DATA / "crd-all.gen.yaml").read_text()):
+    for doc in yaml.safe_load_all((_istio_data(istio_version) / "crd-all.gen.yaml").read_text()):
         if not doc or doc.get("kind") != "CustomResourceDefinition":
             continue
         spec = doc["spec"]
@@ -158,9 +220,9 @@ def _istio_crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
-def istio_kinds() -> list[tuple[str, str]]:
-    """Every (apiVersion, kind) the lab validates as an Istio kind."""
-    return sorted([*_istio_crd_schemas(), (IOP_API_VERSION, "IstioOperator")])
+def istio_kinds(istio_version: str = ISTIO_VERSION) -> list[tuple[str, str]]:
+    """Every (apiVersion, kind) the lab validates as an Istio kind of that Istio version."""
+    return sorted([*_istio_crd_schemas(istio_version), (IOP_API_VERSION, "IstioOperator")])
 
 
 def _with_type_meta(schema: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
@@ -195,11 +257,19 @@ _SCALARS: dict[str, dict[str, Any]] = {
     "TypeMapStringInterface": {"type": "object"},
     "TypeSliceOfMapStringInterface": {"type": "array", "items": {"type": "object"}},
     "map<string,string>": {"type": "object", "additionalProperties": {"type": "string"}},
+    # 1.30's values_types.proto and mesh protos
+    "google.protobuf.Value": {},
+    "google.protobuf.Struct": {"type": "object"},
+    "google.protobuf.Int32Value": {"type": "integer"},
 }
 # Fields whose message is validated as another message than its proto type says (istioctl validates `values` as
 # Values and `meshConfig` as MeshConfig, operator/pkg/validate/validate.go DefaultValidations).
-_FIELD_MESSAGE = {("IstioOperatorSpec", "mesh_config"): "MeshConfig", ("IstioOperatorSpec", "values"): "Values"}
-_MESH_ENUMS = ("IngressControllerMode", "AuthPolicy", "AccessLogEncoding", "H2UpgradePolicy")
+# In 1.30 both are json.RawMessage in operator/pkg/apis/types.go, decoded as apis.Values and MeshConfig by
+# operator/pkg/apis/validation/validation.go validateValues and validateMeshConfig.
+_FIELD_MESSAGE = {("IstioOperatorSpec", "mesh_config"): "MeshConfig", ("IstioOperatorSpec", "values"): "Values",
+                  ("IstioOperatorSpec", "meshConfig"): "MeshConfig"}
+_MESH_ENUMS = ("IngressControllerMode", "AuthPolicy", "AccessLogEncoding", "H2UpgradePolicy",
+               "InboundInterceptionMode", "TracingServiceName", "AuthenticationPolicy")
 # Values fields whose Go name istioctl rewrites to the name values.yaml and the charts use (Istio 1.7.8
 # operator/pkg/apis/istio/fixup_structs/main.go valuesNameMapping; values_types.pb.go then carries
 # `name=proxy_init` / `json:"proxy_init"`): the default profile itself writes `global.proxy_init`, and the injection
@@ -214,18 +284,24 @@ def _camel(name: str) -> str:
 
 
 @functools.cache
-def _iop_schema() -> dict[str, Any]:
-    data = json.loads((_DATA / "istiooperator-fields.json").read_text())
+def _iop_schema(istio_version: str = ISTIO_VERSION, k8s_version: str = "1.21") -> dict[str, Any]:
+    data = json.loads((_istio_data(istio_version) / "istiooperator-fields.json").read_text())
     messages = data["messages"]
+    # 1.7.8: the messages the lab names (its file lists exactly those); 1.30.3: every message its file lists.
+    strict = _STRICT_MESSAGES if istio_version == ISTIO_VERSION else tuple(messages)
+    json_names: dict[str, dict[str, str]] = data.get("json_names", {})
     defs: dict[str, dict[str, Any]] = {}
-    for msg in _STRICT_MESSAGES:
+    for msg in strict:
         props: dict[str, dict[str, Any]] = {}
         for field, ptype in messages[msg]["fields"]:
             repeated = ptype.startswith("repeated ")
             base = ptype.removeprefix("repeated ")
             target = _FIELD_MESSAGE.get((msg, field), base)
-            if target in _STRICT_MESSAGES:
+            if target in strict:
                 item: dict[str, Any] = {"$ref": f"#/definitions/{target}"}
+            elif base.startswith("k8s:"):
+                # operator/pkg/apis/types.go KubernetesResources: Kubernetes types, decoded strictly too
+                item = _k8s_ref(k8s_schema_version(k8s_version), base.removeprefix("k8s:"))
             elif base in _SCALARS:
                 item = _SCALARS[base]
             elif base in _MESH_ENUMS:
@@ -233,15 +309,17 @@ def _iop_schema() -> dict[str, Any]:
             elif m := re.fullmatch(r"map<string,(\w+)>", base):
                 value = m.group(1)
                 item = {"type": "object", "additionalProperties":
-                        {"$ref": f"#/definitions/{value}"} if value in _STRICT_MESSAGES else {}}
+                        {"$ref": f"#/definitions/{value}"} if value in strict else {}}
             else:
                 item = {"type": "object"}  # a message the lab does not write: an object, fields unchecked
             schema = {"type": "array", "items": item} if repeated else item
             # jsonpb accepts the proto field name and its lowerCamelCase JSON name.
             props[field] = schema
             props[_camel(field)] = schema
-            if field in _VALUES_NAME_MAPPING:
+            if field in _VALUES_NAME_MAPPING and istio_version == ISTIO_VERSION:
                 props[_VALUES_NAME_MAPPING[field]] = schema
+            if field in json_names.get(msg, {}):  # an explicit json_name (1.30: `istio-ingressgateway`)
+                props[json_names[msg][field]] = schema
         defs[msg] = {"type": "object", "properties": props, "additionalProperties": False}
     return {
         "definitions": defs,
@@ -253,35 +331,40 @@ def _iop_schema() -> dict[str, Any]:
 # --- the public calls ----------------------------------------------------------------------------------------
 
 @functools.cache
-def _istio_validator(api_version: str, kind: str, k8s_version: str) -> jsonschema.protocols.Validator | None:
+def _istio_validator(api_version: str, kind: str, k8s_version: str,
+                     istio_version: str = ISTIO_VERSION) -> jsonschema.protocols.Validator | None:
     version = k8s_schema_version(k8s_version)
-    registry, base = _k8s_registry(version)
-    meta = {"$ref": f"{base}_definitions.json#/definitions/{OBJECT_META}"}
+    registry, _ = _k8s_registry(version)
+    meta = _k8s_ref(version, OBJECT_META)
     if (api_version, kind) == (IOP_API_VERSION, "IstioOperator"):
-        schema = _with_type_meta(_iop_schema(), meta)  # istioctl files often carry no metadata at all
+        # istioctl files often carry no metadata at all
+        schema = _with_type_meta(_iop_schema(istio_version, version), meta)
     else:
-        crd = _istio_crd_schemas().get((api_version, kind))
+        crd = _istio_crd_schemas(istio_version).get((api_version, kind))
         if crd is None:
             return None
         schema = _with_type_meta(crd, {"allOf": [meta, {"required": ["name"]}]})
         schema["required"] = sorted({*schema.get("required", []), "metadata"})
-    return jsonschema.Draft7Validator(schema, registry=registry)
+    # Draft 7 beside kubernetes-validate 1.28's Draft 4 files (as before); 2020-12 beside the 1.36 set
+    cls = jsonschema.Draft202012Validator if version in _k8s_data_versions() else jsonschema.Draft7Validator
+    return cls(schema, registry=registry)
 
 
-def validate_istio(obj: dict[str, Any]) -> None:
-    """Validate an Istio object strictly against Istio 1.7.8's schema for its kind and apiVersion; ValidationError
-    naming the object and every problem (unknown fields included)."""
-    _raise(_name(obj), _istio_problems(obj))
+def validate_istio(obj: dict[str, Any], istio_version: str = ISTIO_VERSION, k8s_version: str = "1.21") -> None:
+    """Validate an Istio object strictly against that Istio version's schema for its kind and apiVersion (1.7.8 by
+    default); ValidationError naming the object and every problem (unknown fields included)."""
+    _raise(_name(obj), _istio_problems(obj, k8s_version, istio_version))
 
 
-def _istio_problems(obj: dict[str, Any], k8s_version: str = "1.21") -> list[str]:
+def _istio_problems(obj: dict[str, Any], k8s_version: str = "1.21", istio_version: str = ISTIO_VERSION) -> list[str]:
     problems = _type_meta_problems(obj)
     if problems:
         return problems
-    validator = _istio_validator(obj["apiVersion"], obj["kind"], k8s_version)
+    _istio_data(istio_version)  # an unknown version is refused, by name
+    validator = _istio_validator(obj["apiVersion"], obj["kind"], k8s_version, istio_version)
     if validator is None:
-        known = sorted({k for (_, k) in istio_kinds()})
-        return [f"Istio {ISTIO_VERSION} serves no {obj['kind']} in {obj['apiVersion']} (kinds: {', '.join(known)})"]
+        known = sorted({k for (_, k) in istio_kinds(istio_version)})
+        return [f"Istio {istio_version} serves no {obj['kind']} in {obj['apiVersion']} (kinds: {', '.join(known)})"]
     return _problems(validator, obj)
 
 
@@ -290,10 +373,10 @@ def is_istio(obj: dict[str, Any]) -> bool:
     return group.endswith(".istio.io")
 
 
-def validate_manifest(text: str, k8s_version: str = "1.21") -> None:
-    """Validate every object of a (multi-document) YAML manifest, dispatching on apiVersion: `*.istio.io` to Istio
-    1.7.8's schemas, anything else to Kubernetes'. `kind: List` items are checked one by one. One ValidationError
-    names every invalid object and each of its problems."""
+def validate_manifest(text: str, k8s_version: str = "1.21", istio_version: str = ISTIO_VERSION) -> None:
+    """Validate every object of a (multi-document) YAML manifest, dispatching on apiVersion: `*.istio.io` to the
+    Istio version's schemas (1.7.8 by default), anything else to Kubernetes'. `kind: List` items are checked one by
+    one. One ValidationError names every invalid object and each of its problems."""
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as err:
@@ -308,7 +391,7 @@ def validate_manifest(text: str, k8s_version: str = "1.21") -> None:
         if not isinstance(doc, dict):
             problems = [f"is a {type(doc).__name__}, not an object"]
         elif is_istio(doc):
-            problems = _istio_problems(doc, k8s_version)
+            problems = _istio_problems(doc, k8s_version, istio_version)
         else:
             problems = _k8s_problems(doc, k8s_version)
         if problems:

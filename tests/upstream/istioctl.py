@@ -25,6 +25,7 @@ class Release:
     module: str  # folder under upstream/
     code_tag: str  # the istio/istio tag the module requires (its pseudo-version's commit)
     commit: str
+    version_pkg: str = "istio.io/pkg/version"  # 1.30: istio.io/istio/pkg/version (report_build_info.sh@1.30.3)
 
     @property
     def id(self) -> str:
@@ -35,7 +36,7 @@ class Release:
         # The variables common/scripts/report_build_info.sh sets for a release build (istio.io/pkg/version);
         # DockerInfo = {Hub: buildHub, Tag: buildVersion}, which operator/pkg/manifest/shared.go overlayHubAndTag
         # lays over the profile's hub/tag.
-        pkg = "istio.io/pkg/version"
+        pkg = self.version_pkg
         return " ".join([
             f"-X {pkg}.buildVersion={self.version}",
             f"-X {pkg}.buildGitRevision={self.commit}",
@@ -51,6 +52,10 @@ RELEASES = (
     # for everything tested here (upstream/istioctl-1.7.0/README.md lists the differences).
     Release("1.7.3", "istioctl-1.7.0", "1.7.0", "2022348138e47498c4b54995b4cb5a1656817c4e"),
 )
+
+# Istio 1.30.3 for the multi-primary-multi-network scenario: no 1.30 tag is served as a module, the wrapper builds
+# release-1.30 after 1.30.3 (upstream/istioctl-1.30.x/README.md lists the differences: none in what is tested).
+RELEASE_130 = Release("1.30.3", "istioctl-1.30.x", "1.30.3", "9739e10eb9d7", "istio.io/istio/pkg/version")
 
 
 def build(release: Release) -> Path:
