@@ -1,0 +1,1 @@
+"""Scenarios: one package each, independent of one another and of nothing in the engine but its public modules."""
