@@ -2,7 +2,8 @@
 
 Checks: Docker engine reachable (`docker info`), its version (kind v0.20.0 requires Docker 20.10.0+, release
 notes), Docker host architecture x86_64 (Istio 1.7 images and kennethreitz/httpbin are amd64-only:
-docs/sources.md#istio-images-amd64), CPUs and memory of the Docker host, Linux inotify limits (kind known-issues,
+docs/sources.md#istio-images-amd64), or x86_64 or arm64 for a profile whose images are all multi-arch
+(`Profile.multi_arch_images`), CPUs and memory of the Docker host, Linux inotify limits (kind known-issues,
 "Pod errors due to 'too many open files'"), the host ports the kind configs bind on 127.0.0.1,
 and (when given) the tools' versions.
 
@@ -66,11 +67,23 @@ def parse_docker_info(stdout: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def docker_info_problems(info: dict[str, Any]) -> list[Problem]:
-    """Architecture, version, CPUs and memory from a reachable engine's `docker info` (pure)."""
+AMD64 = ("x86_64", "amd64")
+# `docker info` reports the engine's `uname -m`: aarch64 on arm64 Linux and in Docker Desktop's VM on Apple Silicon.
+ARM64 = ("aarch64", "arm64")
+
+
+def docker_info_problems(info: dict[str, Any], profile: Profile | None = None) -> list[Problem]:
+    """Architecture, version, CPUs and memory from a reachable engine's `docker info` (pure). arm64 passes only
+    for a `profile` whose images are all multi-arch (`multi_arch_images`)."""
     problems: list[Problem] = []
     arch = str(info.get("Architecture") or "")
-    if arch not in ("x86_64", "amd64"):
+    if profile is not None and profile.multi_arch_images:
+        if arch not in AMD64 + ARM64:
+            problems.append(Problem(
+                f"the Docker host architecture is {arch or 'unknown'}, not x86_64 or arm64",
+                f"profile {profile.name}'s images are published for linux/amd64 and linux/arm64; use an x86_64 "
+                "or arm64 host (Apple Silicon with Docker Desktop is arm64)"))
+    elif arch not in AMD64:
         problems.append(Problem(
             f"the Docker host architecture is {arch or 'unknown'}, not x86_64",
             "Istio 1.7 images (amd64-only up to Istio 1.14) and kennethreitz/httpbin cannot run natively there; "
@@ -102,12 +115,13 @@ def _version(text: str) -> tuple[int, int, int] | None:
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
 
-def docker_problems(runner: Runner) -> list[Problem]:
-    """Docker reachable, x86_64, recent enough, enough CPUs and memory (one `docker info` call)."""
-    return _docker(runner)[0]
+def docker_problems(runner: Runner, profile: Profile | None = None) -> list[Problem]:
+    """Docker reachable, x86_64 (or arm64 for a multi-arch profile), recent enough, enough CPUs and memory (one
+    `docker info` call)."""
+    return _docker(runner, profile)[0]
 
 
-def _docker(runner: Runner) -> tuple[list[Problem], dict[str, Any]]:
+def _docker(runner: Runner, profile: Profile | None = None) -> tuple[list[Problem], dict[str, Any]]:
     argv = ["docker", "info", "--format", "{{json .}}"]
     try:
         res = runner.run(argv, check=False, timeout=DOCKER_INFO_TIMEOUT, context="preflight: docker info")
@@ -125,7 +139,7 @@ def _docker(runner: Runner) -> tuple[list[Problem], dict[str, Any]]:
         return [Problem(f"the Docker engine is not reachable ({reason})",
                         "start Docker (Docker Desktop, or `sudo systemctl start docker`) and check `docker info`; "
                         "nothing was created", fatal=True)], {}
-    return docker_info_problems(info), info
+    return docker_info_problems(info, profile), info
 
 
 def _last_line(text: str) -> str:
@@ -257,7 +271,7 @@ def checks(profile: Profile, runner: Runner, *, proc_root: Path = Path("/proc"),
     """All problems, Docker first (stopping there if the engine is unreachable). `skip_ports_of` names clusters
     that already exist (their port is bound by their own node container). `tools` (lab.tools.Tools) adds the
     version checks."""
-    problems, info = _docker(runner)
+    problems, info = _docker(runner, profile)
     if any(p.fatal for p in problems):
         return [p for p in problems if p.fatal][:1]
     if platform.system() == "Linux":

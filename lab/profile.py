@@ -69,6 +69,9 @@ class Profile:
     load_images: bool = True  # pull once on the host, `kind load` into every cluster
     cert_source: str = "samples"  # "samples" (the write-up) or "generated" (per-cluster intermediates)
     aaaa_guard: bool = True  # see lab/corefile.py: musl + istiocoredns AAAA NXDOMAIN
+    # Every image the profile runs is published for linux/amd64 and linux/arm64, so preflight accepts an arm64
+    # Docker host. A fact about the pinned images, not a choice: not overridable (Istio 1.7's images are amd64-only).
+    multi_arch_images: bool = False
 
     @property
     def client(self) -> ClusterSpec:
@@ -106,7 +109,7 @@ PROFILES: dict[str, Profile] = {
 # version outside them has no release tarball to download, so it is refused here rather than by a 404 later.
 ISTIO_RELEASES = tuple(f"1.7.{n}" for n in range(9))
 
-_OVERRIDABLE = {f.name for f in dataclasses.fields(Profile)} - {"name", "clusters", "images"}
+_OVERRIDABLE = {f.name for f in dataclasses.fields(Profile)} - {"name", "clusters", "images", "multi_arch_images"}
 _IMAGE_KEYS = {f.name for f in dataclasses.fields(Images)}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab import preflight
-from lab.errors import CommandError, PreflightError
+from lab.errors import CommandError, PreflightError, UsageError
 from lab.profile import ClusterSpec, load_profile
 from lab.shell import Result
 from tests.support.recording import RecordingRunner
@@ -244,3 +244,44 @@ def test_another_kernel_than_dockers_is_left_to_the_node_check(tmp_path):
     assert preflight.xtables_problems("6.10.14-linuxkit", **kernel) == []
     assert preflight.xtables_problems("", **kernel) == []
     assert len(preflight.xtables_problems(RELEASE, **kernel)) == 1
+
+
+# --- arm64: only for a profile whose images are all multi-arch (issue 11) -----------------------------------
+
+def multi_arch(profile=None):
+    return dataclasses.replace(profile or load_profile("default"), name="multi", multi_arch_images=True)
+
+
+@pytest.mark.parametrize("arch", ["aarch64", "arm64", "x86_64", "amd64"])
+def test_a_multi_arch_profile_accepts_arm64_and_x86_64_docker_hosts(arch):
+    assert preflight.docker_info_problems(info(Architecture=arch), multi_arch()) == []
+
+
+@pytest.mark.parametrize("arch", ["aarch64", "arm64"])
+def test_the_istio_1_7_profiles_keep_refusing_arm64_with_the_same_message(arch):
+    for name in ("default", "writeup"):
+        profile = load_profile(name)
+        assert profile.multi_arch_images is False
+        (problem,) = preflight.docker_info_problems(info(Architecture=arch), profile)
+        assert problem == preflight.docker_info_problems(info(Architecture=arch))[0]
+        assert problem.what == f"the Docker host architecture is {arch}, not x86_64"
+        assert "amd64-only" in problem.fix
+
+
+@pytest.mark.parametrize("arch", ["s390x", "ppc64le", "armv7l", ""])
+def test_a_multi_arch_profile_still_refuses_other_architectures_in_one_line(arch):
+    (problem,) = preflight.docker_info_problems(info(Architecture=arch), multi_arch())
+    assert problem.what == f"the Docker host architecture is {arch or 'unknown'}, not x86_64 or arm64"
+    assert "linux/amd64 and linux/arm64" in problem.fix and "\n" not in problem.line()
+
+
+def test_checks_pass_the_profile_to_the_architecture_check(good_proc):
+    arm = json.dumps(info(Architecture="aarch64"))
+    assert preflight.checks(multi_arch(profile_on_free_ports()), docker_runner(stdout=arm), proc_root=good_proc) == []
+    (problem,) = preflight.checks(profile_on_free_ports(), docker_runner(stdout=arm), proc_root=good_proc)
+    assert problem.what == "the Docker host architecture is aarch64, not x86_64"
+
+
+def test_multi_arch_images_cannot_be_set_from_the_command_line():
+    with pytest.raises(UsageError, match="cannot override 'multi_arch_images'"):
+        load_profile(overrides={"multi_arch_images": "true"})
