@@ -2,7 +2,8 @@
 
 Checks: Docker engine reachable (`docker info`), its version (kind v0.20.0 requires Docker 20.10.0+, release
 notes), Docker host architecture x86_64 (Istio 1.7 images and kennethreitz/httpbin are amd64-only:
-docs/sources.md#istio-images-amd64), CPUs and memory of the Docker host, Linux inotify limits (kind known-issues,
+docs/sources.md#istio-images-amd64), or x86_64 or arm64 for a profile whose images are all multi-arch
+(`Profile.multi_arch_images`), CPUs and memory of the Docker host, Linux inotify limits (kind known-issues,
 "Pod errors due to 'too many open files'"), the host ports the kind configs bind on 127.0.0.1,
 and (when given) the tools' versions.
 
@@ -66,11 +67,23 @@ def parse_docker_info(stdout: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+AMD64 = ("x86_64", "amd64")
+# `docker info` reports the engine's `uname -m`: aarch64 on arm64 Linux and in Docker Desktop's VM on Apple Silicon.
+ARM64 = ("aarch64", "arm64")
+
+
 def docker_info_problems(profile: Profile, info: dict[str, Any]) -> list[Problem]:
-    """Architecture, version, CPUs and memory from a reachable engine's `docker info`, for `profile` (pure)."""
+    """Architecture, version, CPUs and memory from a reachable engine's `docker info`, for `profile` (pure). arm64
+    passes only for a profile whose images are all multi-arch (`multi_arch_images`)."""
     problems: list[Problem] = []
     arch = str(info.get("Architecture") or "")
-    if arch not in ("x86_64", "amd64"):
+    if profile.multi_arch_images:
+        if arch not in AMD64 + ARM64:
+            problems.append(Problem(
+                f"the Docker host architecture is {arch or 'unknown'}, not x86_64 or arm64",
+                f"profile {profile.name}'s images are published for linux/amd64 and linux/arm64; use an x86_64 "
+                "or arm64 host (Apple Silicon with Docker Desktop is arm64)"))
+    elif arch not in AMD64:
         problems.append(Problem(
             f"the Docker host architecture is {arch or 'unknown'}, not x86_64",
             "Istio 1.7 images (amd64-only up to Istio 1.14) and kennethreitz/httpbin cannot run natively there; "

@@ -4,15 +4,19 @@ Owns: download URLs and checksum URLs for each tool, parsing of the published ch
 `version` output, the download cache (streamed to a temp file, sha256-checked, atomically renamed), safe
 extraction of the Istio release tarball, and `ensure_tools`, which returns the four paths the rest of the lab uses.
 
-Sources:
-- kind: release assets `kind-linux-amd64` and `kind-linux-amd64.sha256sum` on
-  https://github.com/kubernetes-sigs/kind/releases/download/<v>/ (kind hack/release/build/cross.sh at v0.17.0 and
-  v0.20.0: `shasum -a 256 "$f" > "$f".sha256sum`, i.e. "<hex>  kind-linux-amd64").
-- kubectl: https://dl.k8s.io/release/<v>/bin/linux/amd64/kubectl and `kubectl.sha256`, which holds the bare hex
+Sources (each for the machine the lab runs on, `host_platform`: linux or darwin, amd64 or arm64):
+- kind: release assets `kind-<os>-<arch>` and `kind-<os>-<arch>.sha256sum` on
+  https://github.com/kubernetes-sigs/kind/releases/download/<v>/ (kind hack/release/build/cross.sh at v0.17.0,
+  v0.20.0 and v0.32.0 builds linux and darwin, each amd64 and arm64, then `shasum -a 256 "$f" > "$f".sha256sum`,
+  i.e. "<hex>  kind-linux-amd64").
+- kubectl: https://dl.k8s.io/release/<v>/bin/<os>/<arch>/kubectl and `kubectl.sha256`, which holds the bare hex
   digest (kubernetes website, docs/tasks/tools/install-kubectl-linux.md: `echo "$(cat kubectl.sha256)  kubectl" |
-  sha256sum --check`).
-- Istio: https://github.com/istio/istio/releases/download/<v>/istio-<v>-linux-amd64.tar.gz and `.sha256`, written by
-  istio/release-builder pkg/util/files.go `CreateSha` as "<hex> <file>\n" (docs/sources.md#istio-release).
+  sha256sum --check`; install-kubectl-macos.md for bin/darwin/amd64 and bin/darwin/arm64).
+- Istio: https://github.com/istio/istio/releases/download/<v>/istio-<v>-<suffix>.tar.gz and `.sha256`, written by
+  istio/release-builder pkg/util/files.go `CreateSha` as "<hex> <file>\n" (docs/sources.md#istio-release). The
+  suffix is `linux-amd64` or `linux-arm64` (Istio 1.6+), `osx` for macOS on amd64 (every release; 1.20+ also names it
+  `osx-amd64` and keeps `osx`, release-builder pkg/build/archive.go at 1.30.3) and `osx-arm64` (Istio 1.10+), as
+  istio/istio release/downloadIstioCandidate.sh at 1.30.3 picks them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import stat
@@ -65,6 +70,45 @@ class Sources:
 DEFAULT_SOURCES = Sources()
 
 
+@dataclass(frozen=True)
+class HostPlatform:
+    """The OS and CPU the downloaded binaries must run on, in kind's and kubectl's spelling."""
+
+    os: str  # "linux" or "darwin"
+    arch: str  # "amd64" or "arm64"
+
+    @property
+    def istio_suffix(self) -> str:
+        """The part of the Istio release asset's name after the version (see the module docstring)."""
+        if self.os == "darwin":
+            return "osx" if self.arch == "amd64" else f"osx-{self.arch}"
+        return f"{self.os}-{self.arch}"
+
+
+LINUX_AMD64 = HostPlatform("linux", "amd64")
+# The first Istio release with an archive for the platform (downloadIstioCandidate.sh at 1.30.3: ARCH_SUPPORTED=1.6,
+# ARCH_SUPPORTED_OSX=1.10 for osx-arm64); linux-amd64 and osx exist for every release the lab knows.
+_ISTIO_FIRST = {HostPlatform("linux", "arm64"): (1, 6), HostPlatform("darwin", "arm64"): (1, 10)}
+_OS = {"linux": "linux", "darwin": "darwin"}
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def host_platform(system: str | None = None, machine: str | None = None) -> HostPlatform:
+    """This machine (`platform.system()`, `platform.machine()`) as a download target; PreflightError if none fits."""
+    system = platform.system() if system is None else system
+    machine = platform.machine() if machine is None else machine
+    os_name = _OS.get(system.lower())
+    arch = _ARCH.get(machine.lower()) or ("arm64" if machine.lower().startswith("armv8") else None)
+    if os_name is None:
+        raise PreflightError(f"this machine runs {system or 'an unknown OS'}: the lab downloads kind, kubectl and "
+                             "istioctl for Linux and macOS only; on Windows run it inside WSL2")
+    if arch is None:
+        raise PreflightError(f"this machine's CPU is {machine or 'unknown'}: kind, kubectl and istioctl are "
+                             "downloaded for amd64 (x86_64) and arm64 (aarch64) only; put the tools at the "
+                             "profile's versions on PATH, or use such a machine")
+    return HostPlatform(os_name, arch)
+
+
 def cache_dir() -> Path:
     """`$LAB_CACHE`, else `$XDG_CACHE_HOME/istio-multicluster-lab`, else `~/.cache/istio-multicluster-lab`."""
     if os.environ.get("LAB_CACHE"):
@@ -73,22 +117,34 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "istio-multicluster-lab"
 
 
-def kind_url(version: str, sources: Sources = DEFAULT_SOURCES) -> tuple[str, str]:
-    """(binary URL, checksum URL) of kind `version` (`v0.20.0`) for linux-amd64."""
-    url = f"{sources.kind.rstrip('/')}/{version}/kind-linux-amd64"
+def kind_url(version: str, sources: Sources = DEFAULT_SOURCES,
+             host: HostPlatform = LINUX_AMD64) -> tuple[str, str]:
+    """(binary URL, checksum URL) of kind `version` (`v0.20.0`) for `host` (linux-amd64 unless told)."""
+    url = f"{sources.kind.rstrip('/')}/{version}/kind-{host.os}-{host.arch}"
     return url, url + ".sha256sum"
 
 
-def kubectl_url(version: str, sources: Sources = DEFAULT_SOURCES) -> tuple[str, str]:
-    """(binary URL, checksum URL) of kubectl `version` (`v1.21.14`) for linux/amd64."""
-    url = f"{sources.kubectl.rstrip('/')}/{version}/bin/linux/amd64/kubectl"
+def kubectl_url(version: str, sources: Sources = DEFAULT_SOURCES,
+                host: HostPlatform = LINUX_AMD64) -> tuple[str, str]:
+    """(binary URL, checksum URL) of kubectl `version` (`v1.21.14`) for `host` (linux/amd64 unless told)."""
+    url = f"{sources.kubectl.rstrip('/')}/{version}/bin/{host.os}/{host.arch}/kubectl"
     return url, url + ".sha256"
 
 
-def istio_url(version: str, sources: Sources = DEFAULT_SOURCES) -> tuple[str, str]:
-    """(tarball URL, checksum URL) of the Istio `version` (`1.7.8`) linux-amd64 release (GitHub release asset
-    `istio-<version>-<arch>.tar.gz`, release-builder pkg/build/archive.go)."""
-    url = f"{sources.istio.rstrip('/')}/{version}/istio-{version}-linux-amd64.tar.gz"
+def istio_asset(version: str, host: HostPlatform = LINUX_AMD64) -> str:
+    """The release tarball's file name; PreflightError when that Istio release has none for `host`."""
+    first = _ISTIO_FIRST.get(host)
+    if first is not None and tuple(int(p) for p in re.findall(r"\d+", version)[:2]) < first:
+        raise PreflightError(f"Istio {version} has no {host.istio_suffix} release (the first is "
+                             f"{first[0]}.{first[1]}): run this profile from an amd64 machine")
+    return f"istio-{version}-{host.istio_suffix}.tar.gz"
+
+
+def istio_url(version: str, sources: Sources = DEFAULT_SOURCES,
+              host: HostPlatform = LINUX_AMD64) -> tuple[str, str]:
+    """(tarball URL, checksum URL) of the Istio `version` (`1.7.8`) release for `host` (linux-amd64 unless told)."""
+    # GitHub release asset istio-<version>-<arch>.tar.gz (release-builder pkg/build/archive.go)
+    url = f"{sources.istio.rstrip('/')}/{version}/{istio_asset(version, host)}"
     return url, url + ".sha256"
 
 
@@ -277,16 +333,16 @@ def _ensure_binary(url_pair: tuple[str, str], dest: Path, progress: Progress | N
 
 
 def ensure_istio(version: str, cache: Path, *, sources: Sources = DEFAULT_SOURCES,
-                 progress: Progress | None = None) -> Path:
+                 progress: Progress | None = None, host: HostPlatform = LINUX_AMD64) -> Path:
     """The extracted `istio-<version>/` directory in the cache (downloaded, verified and extracted once)."""
     base = cache / "istio"
     istio_dir = base / f"istio-{version}"
     marker = base / f".istio-{version}.extracted"
     if marker.is_file() and (istio_dir / "bin" / "istioctl").is_file():
         return istio_dir
-    tarball = base / f"istio-{version}-linux-amd64.tar.gz"
+    tarball = base / istio_asset(version, host)
     if not tarball.is_file():
-        download(*istio_url(version, sources), tarball, progress=progress)
+        download(*istio_url(version, sources, host), tarball, progress=progress)
     # Extract into a scratch directory and move the tree in whole, so an interrupted extraction is never reused.
     scratch = Path(tempfile.mkdtemp(prefix=".extract-", dir=base))
     try:
@@ -313,27 +369,29 @@ def _cached_istio(version: str, cache: Path) -> Path | None:
 
 
 def ensure_tools(profile: Profile, cache_dir: Path, runner: Runner, *, sources: Sources = DEFAULT_SOURCES,
-                 progress: Progress | None = None, use_path: bool = True, download: bool = True) -> Tools:
+                 progress: Progress | None = None, use_path: bool = True, download: bool = True,
+                 host: HostPlatform | None = None) -> Tools:
     """kind, kubectl and istioctl at the profile's exact versions, and the extracted Istio release directory.
 
     Prefers binaries on PATH whose version matches exactly (when `use_path`), then the cache, then downloads.
     The Istio release tree (samples, manifests/examples) always comes from the cache: istioctl on PATH does not
     say where its release directory is. With `download=False` (read-only commands) nothing is fetched: what is
-    missing is one PreflightError naming all of it.
+    missing is one PreflightError naming all of it. Downloads are for `host`, this machine unless told.
     """
     cache = cache_dir
     if not download:
         return _cached_tools(profile, cache, runner, use_path)
+    host = host or host_platform()
     kind = use_path and _on_path_version(runner, "kind", ["version"], parse_kind_version, profile.kind_version)
     if not kind:
-        kind = _ensure_binary(kind_url(profile.kind_version, sources),
+        kind = _ensure_binary(kind_url(profile.kind_version, sources, host),
                               cache / "bin" / f"kind-{profile.kind_version}", progress)
     kubectl = use_path and _on_path_version(runner, "kubectl", ["version", "--client", "-o", "json"],
                                             parse_kubectl_version, profile.kubectl_version)
     if not kubectl:
-        kubectl = _ensure_binary(kubectl_url(profile.kubectl_version, sources),
+        kubectl = _ensure_binary(kubectl_url(profile.kubectl_version, sources, host),
                                  cache / "bin" / f"kubectl-{profile.kubectl_version}", progress)
-    istio_dir = ensure_istio(profile.istio_version, cache, sources=sources, progress=progress)
+    istio_dir = ensure_istio(profile.istio_version, cache, sources=sources, progress=progress, host=host)
     istioctl = use_path and _on_path_version(runner, "istioctl", ["version", "--remote=false"],
                                              parse_istioctl_version, profile.istio_version)
     if not istioctl:

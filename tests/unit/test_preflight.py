@@ -6,13 +6,14 @@ import dataclasses
 import json
 import socket
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from lab import preflight
-from lab.errors import CommandError, PreflightError
+from lab.errors import CommandError, PreflightError, UsageError
 from lab.scenario import load_profile
-from lab.scenarios.replicated_control_planes.profiles import ClusterSpec
+from lab.scenarios.replicated_control_planes.profiles import ClusterSpec, Profile
 from lab.shell import Result
 from tests.support.recording import RecordingRunner
 
@@ -251,3 +252,49 @@ def test_another_kernel_than_dockers_is_left_to_the_node_check(tmp_path):
     assert preflight.xtables_problems("6.10.14-linuxkit", **MODULES, **kernel) == []
     assert preflight.xtables_problems("", **MODULES, **kernel) == []
     assert len(preflight.xtables_problems(RELEASE, **MODULES, **kernel)) == 1
+
+
+# --- arm64: only for a profile whose images are all multi-arch (issue 11) -----------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _MultiArch(Profile):
+    multi_arch_images: ClassVar[bool] = True
+
+
+def multi_arch(profile=None):
+    p = profile or load_profile("default")
+    return _MultiArch(**{**{f.name: getattr(p, f.name) for f in dataclasses.fields(p)}, "name": "multi"})
+
+
+@pytest.mark.parametrize("arch", ["aarch64", "arm64", "x86_64", "amd64"])
+def test_a_multi_arch_profile_accepts_arm64_and_x86_64_docker_hosts(arch):
+    assert preflight.docker_info_problems(multi_arch(), info(Architecture=arch)) == []
+
+
+@pytest.mark.parametrize("arch", ["aarch64", "arm64"])
+def test_the_istio_1_7_profiles_keep_refusing_arm64_with_the_same_message(arch):
+    for name in ("default", "writeup"):
+        profile = load_profile(name)
+        assert profile.multi_arch_images is False
+        (problem,) = preflight.docker_info_problems(profile, info(Architecture=arch))
+        assert problem.what == f"the Docker host architecture is {arch}, not x86_64"
+        assert "amd64-only" in problem.fix
+
+
+@pytest.mark.parametrize("arch", ["s390x", "ppc64le", "armv7l", ""])
+def test_a_multi_arch_profile_still_refuses_other_architectures_in_one_line(arch):
+    (problem,) = preflight.docker_info_problems(multi_arch(), info(Architecture=arch))
+    assert problem.what == f"the Docker host architecture is {arch or 'unknown'}, not x86_64 or arm64"
+    assert "linux/amd64 and linux/arm64" in problem.fix and "\n" not in problem.line()
+
+
+def test_checks_pass_the_profile_to_the_architecture_check(good_proc):
+    arm = json.dumps(info(Architecture="aarch64"))
+    assert preflight.checks(multi_arch(profile_on_free_ports()), docker_runner(stdout=arm), proc_root=good_proc) == []
+    (problem,) = preflight.checks(profile_on_free_ports(), docker_runner(stdout=arm), proc_root=good_proc)
+    assert problem.what == "the Docker host architecture is aarch64, not x86_64"
+
+
+def test_multi_arch_images_cannot_be_set_from_the_command_line():
+    with pytest.raises(UsageError, match="cannot override 'multi_arch_images'"):
+        load_profile(overrides={"multi_arch_images": "true"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import tarfile
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lab import tools
-from lab.errors import ValidationError
+from lab.errors import PreflightError, ValidationError
+from lab.scenario import load_profile
+from tests.support.recording import RecordingRunner
 
 SHA = "a8c045856db33f839908b6acb90dc8ec397253ffdaef7baf058f5a542e009b9c"  # kind v0.17.0 linux-amd64
 
@@ -178,3 +181,88 @@ def test_release_url_follows_release_builder_naming():
     assert tools.istio_url("1.7.3") == (
         "https://github.com/istio/istio/releases/download/1.7.3/istio-1.7.3-linux-amd64.tar.gz",
         "https://github.com/istio/istio/releases/download/1.7.3/istio-1.7.3-linux-amd64.tar.gz.sha256")
+# --- per OS and CPU (issue 11: arm64 hosts) ----------------------------------------------------------------
+
+@pytest.mark.parametrize("system, machine, expected", [
+    ("Linux", "x86_64", ("linux", "amd64")), ("Linux", "aarch64", ("linux", "arm64")),
+    ("Linux", "arm64", ("linux", "arm64")), ("Linux", "armv8l", ("linux", "arm64")),
+    ("Darwin", "arm64", ("darwin", "arm64")), ("Darwin", "x86_64", ("darwin", "amd64")),
+    ("Linux", "AMD64", ("linux", "amd64")),
+])
+def test_the_host_platform_comes_from_system_and_machine(system, machine, expected):
+    host = tools.host_platform(system, machine)
+    assert (host.os, host.arch) == expected
+
+
+@pytest.mark.parametrize("system, machine, said", [
+    ("Windows", "AMD64", "runs Windows: the lab downloads kind, kubectl and istioctl for Linux and macOS only"),
+    ("Linux", "armv7l", "CPU is armv7l: kind, kubectl and istioctl are downloaded for amd64"),
+    ("Linux", "s390x", "CPU is s390x"), ("", "x86_64", "runs an unknown OS"),
+])
+def test_an_unsupported_host_is_one_preflight_line(system, machine, said):
+    with pytest.raises(PreflightError, match=re.escape(said)) as err:
+        tools.host_platform(system, machine)
+    assert "\n" not in str(err.value)
+
+
+def test_the_host_platform_defaults_to_this_machine(monkeypatch):
+    monkeypatch.setattr(tools.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(tools.platform, "machine", lambda: "arm64")
+    assert tools.host_platform() == tools.HostPlatform("darwin", "arm64")
+
+
+KIND = "https://github.com/kubernetes-sigs/kind/releases/download/v0.32.0/"
+ISTIO = "https://github.com/istio/istio/releases/download/1.30.3/"
+
+
+# kind hack/release/build/cross.sh at v0.32.0: kind-${GOOS}-${GOARCH}, each with a .sha256sum.
+@pytest.mark.parametrize("os_, arch, asset", [("linux", "amd64", "kind-linux-amd64"),
+                                              ("linux", "arm64", "kind-linux-arm64"),
+                                              ("darwin", "arm64", "kind-darwin-arm64"),
+                                              ("darwin", "amd64", "kind-darwin-amd64")])
+def test_kind_url_names_the_asset_of_the_host(os_, arch, asset):
+    host = tools.HostPlatform(os_, arch)
+    assert tools.kind_url("v0.32.0", host=host) == (KIND + asset, KIND + asset + ".sha256sum")
+
+
+@pytest.mark.parametrize("os_, arch", [("linux", "arm64"), ("darwin", "arm64"), ("darwin", "amd64")])
+def test_kubectl_url_names_the_os_and_arch_directories(os_, arch):
+    url = f"https://dl.k8s.io/release/v1.36.1/bin/{os_}/{arch}/kubectl"
+    assert tools.kubectl_url("v1.36.1", host=tools.HostPlatform(os_, arch)) == (url, url + ".sha256")
+
+
+# release-builder pkg/build/archive.go at 1.30.3 and downloadIstioCandidate.sh at 1.30.3: linux-<arch>, osx (the
+# name every release has for macOS amd64), osx-arm64.
+@pytest.mark.parametrize("os_, arch, asset", [("linux", "amd64", "istio-1.30.3-linux-amd64.tar.gz"),
+                                              ("linux", "arm64", "istio-1.30.3-linux-arm64.tar.gz"),
+                                              ("darwin", "arm64", "istio-1.30.3-osx-arm64.tar.gz"),
+                                              ("darwin", "amd64", "istio-1.30.3-osx.tar.gz")])
+def test_istio_url_names_the_release_archive_of_the_host(os_, arch, asset):
+    host = tools.HostPlatform(os_, arch)
+    assert tools.istio_asset("1.30.3", host) == asset
+    assert tools.istio_url("1.30.3", host=host) == (ISTIO + asset, ISTIO + asset + ".sha256")
+    src = tools.Sources(istio="http://h/i")
+    assert tools.istio_url("1.30.3", src, host)[0] == f"http://h/i/1.30.3/{asset}"
+
+
+def test_an_istio_release_older_than_its_archive_for_the_host_is_refused_before_any_download():
+    with pytest.raises(PreflightError, match=r"Istio 1\.7\.8 has no osx-arm64 release \(the first is 1\.10\)"):
+        tools.istio_url("1.7.8", host=tools.HostPlatform("darwin", "arm64"))
+    with pytest.raises(PreflightError, match=r"Istio 1\.5\.10 has no linux-arm64 release \(the first is 1\.6\)"):
+        tools.istio_asset("1.5.10", tools.HostPlatform("linux", "arm64"))
+    assert tools.istio_asset("1.10.0", tools.HostPlatform("darwin", "arm64")) == "istio-1.10.0-osx-arm64.tar.gz"
+    assert tools.istio_asset("1.7.8", tools.HostPlatform("darwin", "amd64")) == "istio-1.7.8-osx.tar.gz"
+
+
+def test_ensure_tools_downloads_for_the_host_it_is_given(tmp_path, monkeypatch):
+    fetched: list[str] = []
+
+    def fake_download(url, checksum_url, dest, *, progress=None, timeout=60.0):
+        fetched.append(url)
+        raise PreflightError("stop here")
+
+    monkeypatch.setattr(tools, "download", fake_download)
+    with pytest.raises(PreflightError, match="stop here"):
+        tools.ensure_tools(load_profile(), tmp_path, RecordingRunner(), use_path=False,
+                           host=tools.HostPlatform("darwin", "arm64"))
+    assert fetched == [KIND.replace("v0.32.0", "v0.20.0") + "kind-darwin-arm64"]

@@ -1,0 +1,1 @@
+"""Istio 1.30 "multi-primary on different networks" on two kind clusters (issue 11)."""
