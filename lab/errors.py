@@ -42,6 +42,19 @@ class CommandError(LabError):
         super().__init__(f"{where}`{' '.join(self.argv)}` exited {returncode}" + (f": {tail}" if tail else ""))
 
 
+class ApiError(LabError):
+    """A Kubernetes API call failed (lab.cluster): what was asked of which cluster, the API's reason, what to do."""
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str = "") -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(message)
+
+
+class NotFoundError(ApiError):
+    """The object a read or a change needs does not exist (HTTP 404)."""
+
+
 class NotReadyError(LabError):
     """A condition was not met before its deadline."""
 

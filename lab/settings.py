@@ -18,6 +18,7 @@ class Timeouts:
     probe: float = 120.0
     gateway_config: float = 120.0  # a change on cluster2 until its gateway's config dump shows it
     command: float = 600.0
+    api_request: float = 30.0  # one Kubernetes API call of lab.cluster (a watch: its own deadline plus this)
     poll_interval: float = 2.0
 
     @property
