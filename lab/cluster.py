@@ -31,8 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from lab.errors import ApiError, LabError, NotFoundError, NotReadyError
-from lab.kube import Kubectl
-from lab.names import COREDNS_CONFIGMAP
+from lab.kube import COREDNS_CONFIGMAP, Kubectl
 from lab.settings import TIMEOUTS
 from lab.shell import Runner
 
@@ -67,7 +66,7 @@ SERVICE_ENTRY = Resource("networking.istio.io", "v1alpha3", "serviceentries", "S
 ENVOY_FILTER = Resource("networking.istio.io", "v1alpha3", "envoyfilters", "EnvoyFilter")
 GATEWAY = Resource("networking.istio.io", "v1alpha3", "gateways", "Gateway")
 
-# The cluster DNS's ConfigMap, from the one place that names it (lab.names: `kubectl get` arguments).
+# The cluster DNS's ConfigMap, from the one place that names it (lab.kube: `kubectl get` arguments).
 COREDNS_NAMESPACE, COREDNS_NAME = COREDNS_CONFIGMAP[3], COREDNS_CONFIGMAP[1]
 
 
