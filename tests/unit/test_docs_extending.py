@@ -137,6 +137,6 @@ def test_spans_skip_fenced_blocks_and_tell_paths_from_names():
     assert spans(text) == ["lab/x.py", "lab.plan.Step", "--set k=v", "httpbin.bar.global"]
     assert [s for s in spans(text) if is_path(s)] == ["lab/x.py"]
     assert [s for s in spans(text) if is_dotted(s)] == ["lab.plan.Step"]
-    assert is_path("README.md") and is_path(".importlinter") and is_dotted("rcp_steps.build")
+    assert is_path("README.md") and is_path(".importlinter") and is_dotted("plan.build")
     assert not is_path(".json") and not is_path('"1.7.0-1.7.4"')
     assert not is_dotted("python -m lab faults table --write README.md")
