@@ -25,7 +25,7 @@ from lab.cluster import (
     rollout_status,
 )
 from lab.errors import ApiError, LabError, NotFoundError, NotReadyError
-from lab.profile import load_profile
+from lab.scenario import load_profile
 from tests.support.fake_apiserver import ExecScript, exit_code_status, not_found, running, status
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kubeapi"
