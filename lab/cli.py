@@ -188,7 +188,7 @@ def _add_faults(sub: argparse._SubParsersAction[_Parser]) -> None:
     def table(a: argparse.Namespace) -> int:
         from lab import scenario as registry
 
-        scenario = registry.get(a.scenario) if a.scenario else registry.of(registry.load_profile())
+        scenario = registry.get(a.scenario) if a.scenario else registry.owner_of(registry.DEFAULT_PROFILE)
         if not a.write:
             sys.stdout.write(scenario.faults_table())
             return 0

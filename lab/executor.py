@@ -24,7 +24,7 @@ from lab.kube import Kubectl
 from lab.perform import Env
 from lab.plan import Paths
 from lab.profile import ProfileBase as Profile
-from lab.scenario import Scenario, load_profile, of, profiles
+from lab.scenario import DEFAULT_PROFILE, Scenario, load_profile, of, owner_of, profiles
 from lab.scheduler import Scheduler, duration, error_line, summary
 from lab.shell import Runner
 from lab.state import Lock, State, check_home, fingerprint, lab_home
@@ -304,12 +304,9 @@ def scenario_of_lab(home: Path, profile: str | None = None) -> Scenario[Profile]
     """The scenario of `profile`, else of the profile the lab in `home` was built with, else the default one's
     (`lab doctor` reads with the scenario's own doctor)."""
     if profile is not None:
-        known = profiles()
-        if profile not in known:
-            raise UsageError(f"unknown profile {profile!r}; choose one of: {', '.join(sorted(known))}")
-        return known[profile]
+        return owner_of(profile)
     if (home / "state.json").exists():
         name = (State.load(home).profile or {}).get("name")
         if name in profiles():
-            return profiles()[name]
-    return of(load_profile())
+            return owner_of(name)
+    return owner_of(DEFAULT_PROFILE)

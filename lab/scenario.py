@@ -85,15 +85,20 @@ def of(profile: ProfileBase) -> Scenario[Any]:
     return get(profile.scenario)
 
 
+def owner_of(name: str) -> Scenario[Any]:
+    """The scenario that defines the profile `name`; UsageError naming every known profile."""
+    by_name = profiles()
+    if name not in by_name:
+        raise UsageError(f"unknown profile {name!r}; choose one of: {', '.join(sorted(by_name))}")
+    return by_name[name]
+
+
 def load_profile(name: str | None = None, overrides: dict[str, str] | None = None, *,
                  scenario: str | None = None) -> ProfileBase:
     """The named profile (or `scenario`'s default, or the lab's default) with `overrides` applied and checked."""
-    by_name = profiles()
     if name is None:
         name = get(scenario).default_profile if scenario else DEFAULT_PROFILE
-    if name not in by_name:
-        raise UsageError(f"unknown profile {name!r}; choose one of: {', '.join(sorted(by_name))}")
-    owner = by_name[name]
+    owner = owner_of(name)
     if scenario is not None and owner.name != scenario:
         raise UsageError(f"profile {name!r} belongs to scenario {owner.name}, not {scenario}; leave one of "
                          "--profile and --scenario out")

@@ -40,6 +40,7 @@ import requests
 from lab.errors import CommandError, PreflightError, ValidationError
 from lab.files import atomic_write
 from lab.profile import ProfileBase as Profile
+from lab.profile import version_key
 from lab.shell import Runner
 
 Progress = Callable[[str], None]
@@ -134,7 +135,7 @@ def kubectl_url(version: str, sources: Sources = DEFAULT_SOURCES,
 def istio_asset(version: str, host: HostPlatform = LINUX_AMD64) -> str:
     """The release tarball's file name; PreflightError when that Istio release has none for `host`."""
     first = _ISTIO_FIRST.get(host)
-    if first is not None and tuple(int(p) for p in re.findall(r"\d+", version)[:2]) < first:
+    if first is not None and version_key(version)[:2] < first:
         raise PreflightError(f"Istio {version} has no {host.istio_suffix} release (the first is "
                              f"{first[0]}.{first[1]}): run this profile from an amd64 machine")
     return f"istio-{version}-{host.istio_suffix}.tar.gz"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from lab.errors import UsageError
-from lab.profile import ClusterBase, ProfileBase, apply_overrides, check_images
+from lab.profile import ClusterBase, ProfileBase, check_images
 from lab.scenarios.replicated_control_planes.istio import XTABLES_MODULES
 from lab.scenarios.replicated_control_planes.names import SCENARIO
 
@@ -123,7 +123,10 @@ PROFILES: dict[str, Profile] = {
 
 
 def load_profile(name: str = "default", overrides: dict[str, str] | None = None) -> Profile:
-    """One of this scenario's profiles with `overrides` applied (typed; lab.scenario.load_profile finds any)."""
-    if name not in PROFILES:
-        raise UsageError(f"unknown profile {name!r}; choose one of: {', '.join(sorted(PROFILES))}")
-    return apply_overrides(PROFILES[name], overrides)
+    """One of this scenario's profiles with `overrides` applied, typed as this scenario's (lab.scenario.load_profile
+    finds any scenario's, and refuses a name this scenario does not define)."""
+    from lab.scenario import load_profile as load_any
+
+    profile = load_any(name, overrides, scenario=SCENARIO)
+    assert isinstance(profile, Profile)
+    return profile
