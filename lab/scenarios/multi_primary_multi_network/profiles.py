@@ -1,6 +1,6 @@
 """The profiles of the multi-primary-multi-network scenario: every pinned version, image and address it uses.
 
-Sources for the pins (docs/sources.md#istio-1-30, #kind-v0-32, #metallb-v0-16):
+Sources for the pins (upstream files named below; docs/multi-primary-faults.md and tests/data/*/README.md cite them):
 - Istio 1.30.3, tagged 2026-07-13 (istio/istio tag 1.30.3, commit 56df41f6); supported on Kubernetes 1.32-1.36
   (istio.io content/en/docs/releases/supported-releases). Images: docker.io/istio/pilot and proxyv2 at the release
   tag, the hub and tag release istioctl builds carry (the charts' own values.yaml@1.30.3 leave global.hub and tag
