@@ -33,11 +33,6 @@ METALLB_NS = "metallb-system"
 API_SERVER_PORT = 6443  # the control-plane container's API server port on the kind network (kind v0.32.0)
 
 
-def network_of(cluster: str, clusters: tuple[str, ...]) -> str:
-    """istio.io's names: the first cluster is on network1, the second on network2 (one network per cluster)."""
-    return f"network{clusters.index(cluster) + 1}"
-
-
 def remote_secret_name(cluster: str) -> str:
     return REMOTE_SECRET_PREFIX + cluster
 
