@@ -145,46 +145,56 @@ def generate(
         raise ValidationError(f"{out} exists and is not a directory: pass a new or a generated directory to --out")
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
 
+    root_cert, root_key = _root(out, key_size, now)
+    for name in names:
+        _cluster_ca(out, name, root_cert, root_key, key_size, now)
+
+
+def _root(out: Path, key_size: int, now: dt.datetime) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
+    """The root CA in `out`: the existing pair when it is usable, else a new one written there."""
     root_cert_path, root_key_path = out / ROOT_CERT, out / ROOT_KEY
     if root_cert_path.exists() != root_key_path.exists():
         present = ROOT_CERT if root_cert_path.exists() else ROOT_KEY
         raise ValidationError(f"{out} has {present} without its pair: delete {out} and generate again")
-    if root_cert_path.exists():
-        root_cert = _load_certs(root_cert_path.read_bytes(), str(root_cert_path))[0]
-        loaded = _load_key(root_key_path)
-        if not _same_public_key(root_cert, loaded):
-            raise ValidationError(f"{root_key_path} does not belong to {root_cert_path}: delete {out} and start over")
-        if not isinstance(loaded, _ISSUER_KEYS):
-            raise ValidationError(f"{root_key_path} is a key that cannot sign certificates: delete {out} and start "
-                                  "over")
-        root_key: CertificateIssuerPrivateKeyTypes = loaded
-        expired = _validity_problem(root_cert, now)
-        if expired:
-            raise ValidationError(f"{root_cert_path}: {expired}: delete {out} and start over with a new root")
-    else:
+    if not root_cert_path.exists():
         root_key = _new_key(key_size)
         root_cert = _root_cert(root_key, now)
         _write(root_key_path, _key_pem(root_key), private=True)
         _write(root_cert_path, _cert_pem(root_cert))
+        return root_cert, root_key
+    root_cert = _load_certs(root_cert_path.read_bytes(), str(root_cert_path))[0]
+    loaded = _load_key(root_key_path)
+    if not _same_public_key(root_cert, loaded):
+        raise ValidationError(f"{root_key_path} does not belong to {root_cert_path}: delete {out} and start over")
+    if not isinstance(loaded, _ISSUER_KEYS):
+        raise ValidationError(f"{root_key_path} is a key that cannot sign certificates: delete {out} and start "
+                              "over")
+    expired = _validity_problem(root_cert, now)
+    if expired:
+        raise ValidationError(f"{root_cert_path}: {expired}: delete {out} and start over with a new root")
+    return root_cert, loaded
 
-    for name in names:
-        cdir = out / name
-        if cdir.exists() and any((cdir / f).exists() for f in CACERTS_FILES):
-            why = _unusable_under(cdir, root_cert)
-            if not why:
-                log.info("keeping %s: it already chains to %s", cdir, root_cert_path)
-                continue
-            # Never overwrite a cluster's CA silently: istiod may already be running with it.
-            raise ValidationError(f"{cdir} holds material that is not usable under {root_cert_path} ({why}): "
-                                  f"move {cdir} away or delete {out}")
-        cdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        key = _new_key(key_size)
-        cert = _intermediate_cert(key, name, root_cert, root_key, now)
-        _write(cdir / CA_KEY, _key_pem(key), private=True)
-        _write(cdir / CA_CERT, _cert_pem(cert))
-        _write(cdir / ROOT_CERT, _cert_pem(root_cert))
-        # tools/certs/Makefile@1.7.8, target %/cert-chain.pem: `cat ca-cert.pem root-cert.pem > cert-chain.pem`.
-        _write(cdir / CERT_CHAIN, _cert_pem(cert) + _cert_pem(root_cert))
+
+def _cluster_ca(out: Path, name: str, root_cert: x509.Certificate, root_key: CertificateIssuerPrivateKeyTypes,
+                key_size: int, now: dt.datetime) -> None:
+    """A cluster's intermediate CA in `out/<name>/`, kept when its material already chains to the root."""
+    cdir = out / name
+    if cdir.exists() and any((cdir / f).exists() for f in CACERTS_FILES):
+        why = _unusable_under(cdir, root_cert)
+        if not why:
+            log.info("keeping %s: it already chains to %s", cdir, out / ROOT_CERT)
+            return
+        # Never overwrite a cluster's CA silently: istiod may already be running with it.
+        raise ValidationError(f"{cdir} holds material that is not usable under {out / ROOT_CERT} ({why}): "
+                              f"move {cdir} away or delete {out}")
+    cdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = _new_key(key_size)
+    cert = _intermediate_cert(key, name, root_cert, root_key, now)
+    _write(cdir / CA_KEY, _key_pem(key), private=True)
+    _write(cdir / CA_CERT, _cert_pem(cert))
+    _write(cdir / ROOT_CERT, _cert_pem(root_cert))
+    # tools/certs/Makefile@1.7.8, target %/cert-chain.pem: `cat ca-cert.pem root-cert.pem > cert-chain.pem`.
+    _write(cdir / CERT_CHAIN, _cert_pem(cert) + _cert_pem(root_cert))
 
 
 def _cluster_names(clusters: Sequence[str]) -> list[str]:

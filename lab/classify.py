@@ -328,6 +328,11 @@ def _decide(obs: _Observed) -> tuple[str, list[str]]:
         return cls, [why, curl_line, *ev]
 
     # 7. The status alone.
+    return _status_alone(obs, status, ev)
+
+
+def _status_alone(obs: _Observed, status: int | None, ev: list[str]) -> tuple[str, list[str]]:
+    """_decide's last rule: no Envoy reason found, so the HTTP status (from curl, else the access log) decides."""
     if status is None and obs.entries:
         status = next((e.code for e in reversed(obs.entries) if e.code), None)
         if status:

@@ -62,10 +62,6 @@ class _Parser(argparse.ArgumentParser):
 
 # --- mesh building blocks (certs; a scenario adds its own: Scenario.add_commands) ------------------------
 def _add_certs(sub: argparse._SubParsersAction[_Parser]) -> None:
-    from lab import certs
-    from lab.errors import UsageError
-    from lab.scenario import load_profile
-
     p = sub.add_parser("certs", help="shared-root CA material for the clusters (the cacerts secret)")
     csub = p.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
 
@@ -74,42 +70,47 @@ def _add_certs(sub: argparse._SubParsersAction[_Parser]) -> None:
                      help="writes DIR/root-cert.pem, DIR/root-key.pem and DIR/<cluster>/ (an existing root is reused)")
     gen.add_argument("--clusters", metavar="NAMES",
                      help="comma-separated cluster names (default: the profile's clusters)")
-
-    def generate(a: argparse.Namespace) -> int:
-        names = a.clusters.split(",") if a.clusters else [c.name for c in load_profile().clusters]
-        try:
-            certs.generate(a.out, names)
-        except OSError as err:
-            raise LabError(f"cannot write the CA material to {a.out}: {describe_os_error(err, named=a.out)}") from err
-        root = a.out / certs.ROOT_CERT
-        print(f"root: {root} (sha256 {certs.root_fingerprint(root.read_bytes())}); "
-              f"its key {a.out / certs.ROOT_KEY} stays here, keep it private")
-        for name in names:
-            print(f"{name.strip()}: {a.out / name.strip()} ({', '.join(certs.CACERTS_FILES)})")
-        return 0
-
-    gen.set_defaults(func=generate)
+    gen.set_defaults(func=_certs_generate)
 
     chk = csub.add_parser("check", help="exit 0 if both directories share one root and both chains verify, else 1")
     chk.add_argument("dir_a", type=Path, metavar="DIR_A")
     chk.add_argument("dir_b", type=Path, metavar="DIR_B")
+    chk.set_defaults(func=_certs_check)
 
-    def check(a: argparse.Namespace) -> int:
-        for d in (a.dir_a, a.dir_b):
-            if not d.is_dir():
-                raise UsageError(f"{d} is not a directory: pass two directories that hold a cluster's cacerts files")
-        problems = certs.check(a.dir_a, a.dir_b)
-        if any(certs.uses_sample_root(d) for d in (a.dir_a, a.dir_b)):
-            print(f"lab: note: {certs.SAMPLES_NOTICE}", file=sys.stderr)
-        for problem in problems:
-            print(f"problem: {problem}")
-        if problems:
-            return 1
-        root = certs.root_fingerprint((a.dir_a / certs.ROOT_CERT).read_bytes())
-        print(f"ok: {a.dir_a} and {a.dir_b} share one root (sha256 {root}) and both chains verify")
-        return 0
 
-    chk.set_defaults(func=check)
+def _certs_generate(a: argparse.Namespace) -> int:
+    from lab import certs
+    from lab.scenario import load_profile
+
+    names = a.clusters.split(",") if a.clusters else [c.name for c in load_profile().clusters]
+    try:
+        certs.generate(a.out, names)
+    except OSError as err:
+        raise LabError(f"cannot write the CA material to {a.out}: {describe_os_error(err, named=a.out)}") from err
+    root = a.out / certs.ROOT_CERT
+    print(f"root: {root} (sha256 {certs.root_fingerprint(root.read_bytes())}); "
+          f"its key {a.out / certs.ROOT_KEY} stays here, keep it private")
+    for name in names:
+        print(f"{name.strip()}: {a.out / name.strip()} ({', '.join(certs.CACERTS_FILES)})")
+    return 0
+
+
+def _certs_check(a: argparse.Namespace) -> int:
+    from lab import certs
+
+    for d in (a.dir_a, a.dir_b):
+        if not d.is_dir():
+            raise UsageError(f"{d} is not a directory: pass two directories that hold a cluster's cacerts files")
+    problems = certs.check(a.dir_a, a.dir_b)
+    if any(certs.uses_sample_root(d) for d in (a.dir_a, a.dir_b)):
+        print(f"lab: note: {certs.SAMPLES_NOTICE}", file=sys.stderr)
+    for problem in problems:
+        print(f"problem: {problem}")
+    if problems:
+        return 1
+    root = certs.root_fingerprint((a.dir_a / certs.ROOT_CERT).read_bytes())
+    print(f"ok: {a.dir_a} and {a.dir_b} share one root (sha256 {root}) and both chains verify")
+    return 0
 
 
 # --- diagnostics (classify, configdump, doctor) ----------------------------------------------------------

@@ -11,6 +11,11 @@ refuses what could not be placed into a template safely: a value that is not a s
 double quote, a backslash or a control character (string variables sit inside double-quoted YAML scalars, so their
 type never depends on the value: port name `80` stays a string).
 
+The replayable script fills a plain template (one applied as rendered, nothing changed in code: lab.plan.Template)
+with `envsubst '$VAR ...' < FILE` instead of a heredoc. envsubst reads `$NAME` and `${NAME}` as string.Template does
+but keeps `$$` as two dollars, so `check_envsubst` refuses a template with `$$` for that use
+(tests/integration/test_manifests_envsubst.py runs the real envsubst on every file against `render`).
+
 The folder is found relative to this file: the lab runs from a checkout of the repository (manifests/README.md).
 """
 
@@ -23,6 +28,7 @@ from pathlib import Path
 from lab.errors import ManifestError
 
 ROOT = Path(__file__).resolve().parents[1] / "manifests"
+REPO = ROOT.parent  # the checkout the lab runs from ($LAB_REPO in the replayable script)
 _UNSAFE = re.compile(r'["\\\x00-\x1f\x7f]')
 
 
@@ -98,3 +104,13 @@ def render(name: str, scenario: str, /, **values: str | int) -> str:
                                 "control character, which cannot be placed into a manifest safely")
         text[key] = str(value)
     return string.Template(body).substitute(text)
+
+
+def check_envsubst(name: str, scenario: str) -> None:
+    """ManifestError unless `envsubst '$VAR ...'` fills the template's body exactly as `render` does: envsubst has no
+    `$$` escape (it keeps both dollars where string.Template writes one)."""
+    body = read(name, scenario)[1]
+    for m in string.Template.pattern.finditer(body):
+        if m.group("escaped") is not None:
+            raise ManifestError(f"manifest template {name}: `$$` at offset {m.start()} is one `$` for the lab but "
+                                "two for envsubst: the replayable script cannot fill this file with envsubst")

@@ -44,6 +44,7 @@ from lab.plan import (
     Sample,
     SecretFromFiles,
     Step,
+    Template,
     Text,
     kubectl_for_lookup,
 )
@@ -206,7 +207,7 @@ def run_check(env: Env, check: Check, what: str, *, once: bool = False) -> Resul
 def render_manifest(env: Env, m: Manifest) -> tuple[str, list[str]]:
     """(manifest text, strings to redact) for a Manifest step."""
     src = m.source
-    if isinstance(src, Text):
+    if isinstance(src, (Text, Template)):
         return src.yaml, []
     if isinstance(src, Sample):
         return sample_manifest(env.paths.resolve(src.file).read_text(encoding="utf-8"), src.images), []

@@ -30,7 +30,7 @@ from typing import ClassVar
 import yaml
 
 from lab import images as lab_images
-from lab import kind
+from lab import kind, manifests
 from lab.errors import ValidationError
 from lab.profile import ClusterBase, ProfileBase
 from lab.settings import TIMEOUTS
@@ -91,12 +91,44 @@ class SecretFromFiles:
     files: tuple[File, ...]
 
 
+@dataclass(frozen=True, init=False)
+class Template:
+    """A manifest that is a plain template file, applied as rendered (nothing changed in code):
+    manifests/<scenario>/<name> with `vars` filled in. `lab up` renders it with lab.manifests.render; the script
+    pipes the file through `envsubst '$VAR ...'` (`shell_template`). The variables are checked when the step is
+    built: exactly the template's, values a manifest can hold, a file envsubst fills as the lab does."""
+
+    scenario: str
+    name: str
+    vars: tuple[tuple[str, str], ...]  # (variable, value), sorted by variable
+
+    def __init__(self, scenario: str, name: str, vars: Mapping[str, str | int]) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", scenario) or \
+                not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ValueError(f"bad Template({scenario!r}, {name!r})")
+        manifests.render(name, scenario, **vars)  # ManifestError: a missing or extra variable, an unsafe value
+        manifests.check_envsubst(name, scenario)
+        object.__setattr__(self, "scenario", scenario)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "vars", tuple(sorted((k, str(v)) for k, v in vars.items())))
+
+    @property
+    def yaml(self) -> str:
+        """The manifest as `lab up` applies it."""
+        return manifests.render(self.name, self.scenario, **dict(self.vars))
+
+    @property
+    def path(self) -> str:
+        """The file as the script names it."""
+        return f"$LAB_REPO/manifests/{self.scenario}/{self.name}"
+
+
 @dataclass(frozen=True)
 class Manifest:
     """`kubectl apply` of a manifest on a cluster (apply semantics: re-running is safe)."""
 
     cluster: str
-    source: Text | Sample | SecretFromFiles
+    source: Text | Template | Sample | SecretFromFiles
     namespace: str | None = None
 
 
@@ -224,10 +256,12 @@ def default_istio_dir(profile: ProfileBase) -> Path:
 
 @dataclass(frozen=True)
 class Paths:
-    """Where the lab keeps its state ($LAB_HOME) and where the Istio release is unpacked ($ISTIO_DIR)."""
+    """Where the lab keeps its state ($LAB_HOME), where the Istio release is unpacked ($ISTIO_DIR) and the checkout
+    whose manifests/ the script's envsubst lines read ($LAB_REPO; the lab itself renders lab.manifests.ROOT)."""
 
     home: Path
     istio_dir: Path
+    repo: Path = manifests.REPO
 
     def resolve(self, f: File) -> Path:
         return (self.home if f.base == "LAB_HOME" else self.istio_dir) / f.rel
@@ -294,9 +328,10 @@ def describe(run: Run) -> str:
     if isinstance(run, Manifest):
         src = run.source
         ns = f" -n {run.namespace}" if run.namespace else ""
-        if isinstance(src, Text):
+        if isinstance(src, (Text, Template)):
             kinds = [f"{d['kind']}/{d['metadata']['name']}" for d in yaml.safe_load_all(src.yaml) if d]
-            return f"kubectl apply{ns} ({', '.join(kinds)})"
+            source = f" from {src.path}" if isinstance(src, Template) else ""
+            return f"kubectl apply{ns} ({', '.join(kinds)}){source}"
         if isinstance(src, Sample):
             swap = "".join(f" with image {new}" for _, new in src.images)
             return f"kubectl apply{ns} -f ${src.file.base}/{src.file.rel}{swap}"
@@ -430,6 +465,8 @@ def _shell_lines(step: Step, contexts: Mapping[str, str]) -> list[str]:
         src = run.source
         if isinstance(src, Text):
             return [f"{shell_argv((*k, 'apply', *ns, '-f', '-'))} {heredoc(src.yaml)}"]
+        if isinstance(src, Template):
+            return [f"{shell_template(src)} | {shell_argv((*k, 'apply', *ns, '-f', '-'))}"]
         if isinstance(src, Sample):
             if not src.images:
                 return [shell_argv((*k, "apply", *ns, "-f", src.file))]
@@ -443,6 +480,31 @@ def _shell_lines(step: Step, contexts: Mapping[str, str]) -> list[str]:
         # metadata. SERVER_SIDE_APPLY stores only field ownership.
         return [f"{shell_argv(create)} | {shell_argv((*k, 'apply', *SERVER_SIDE_APPLY, '-f', '-'))}"]
     return shell_action(run, contexts)
+
+
+def shell_template(t: Template) -> str:
+    """The command that writes template `t` filled in on stdout: its variables (shell-quoted, in the environment of
+    envsubst alone, so that generic names such as NAME or PORT do not stay exported for the rest of the script),
+    then `envsubst` limited to exactly those variables, reading the file from $LAB_REPO. The header comments go
+    through too (kubectl ignores them)."""
+    assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in t.vars)
+    names = " ".join(f"${k}" for k, _ in t.vars)
+    return f'{assigns} \\\n  envsubst {shlex.quote(names)} < "{t.path}"'
+
+
+def uses_templates(steps: Iterable[Step]) -> bool:
+    """Whether a step's run holds a Template (a Manifest's source, or a field of an action whose shell form calls
+    `shell_template`): the script then needs $LAB_REPO and envsubst."""
+    def visit(v: object) -> bool:
+        if isinstance(v, Template):
+            return True
+        if isinstance(v, tuple):
+            return any(visit(x) for x in v)
+        if is_dataclass(v) and not isinstance(v, type):
+            return any(visit(getattr(v, f.name)) for f in fields(v))
+        return False
+
+    return any(visit(s.run) for s in steps)
 
 
 def _sed_image(old: str, new: str) -> str:
@@ -548,16 +610,24 @@ def render_shell(steps: Sequence[Step], paths: Paths | None = None, *, title: st
     contexts = contexts_of(steps)
     home = str(paths.home) if paths else ".lab"
     istio_dir = str(paths.istio_dir) if paths else "istio"
+    templates = uses_templates(steps)
+    needs = "# Needs kind, kubectl, istioctl (the profile's versions; `make lab-up` downloads them), docker, sed, tail"
+    needs_lines = [needs + ",", "# and envsubst (GNU gettext; Debian/Ubuntu: gettext-base) for the lab's manifests/ "
+                   "templates."] if templates else [needs + "."]
     lines = [
         "#!/usr/bin/env bash",
         f"# {title}, as commands a person can replay (generated by `python -m lab plan --shell`).",
-        "# Needs kind, kubectl, istioctl (the profile's versions; `make lab-up` downloads them), docker, sed, tail.",
+        *needs_lines,
         "# Every kubectl/istioctl names its cluster: the lab's own kubeconfig files, never ~/.kube/config.",
         *_python_note(steps),
         "set -euo pipefail",
         f"export LAB_HOME=\"${{LAB_HOME:-{_dq(home)}}}\"",
         f"export ISTIO_DIR=\"${{ISTIO_DIR:-{_dq(istio_dir)}}}\"",
     ]
+    if templates:
+        repo = str(paths.repo) if paths else "."
+        lines += ["# the lab's checkout: envsubst fills the templates of its manifests/ folder (manifests/README.md)",
+                  f"export LAB_REPO=\"${{LAB_REPO:-{_dq(repo)}}}\""]
     for cluster, ctx in contexts.items():
         v = var_suffix(cluster)
         lines.append(f'export CTX_{v}={shlex.quote(ctx)}')

@@ -151,3 +151,70 @@ def test_the_readme_lists_every_template_with_its_variables():
         row = next((ln for ln in text.splitlines() if ln.startswith(f"| `{name}` |")), None)
         assert row is not None, f"{name} is not in {README}"
         assert set(re.findall(r"`\$(\w+)`", row)) == manifests.variables(name, SCENARIO), row
+
+
+# --- plan.Template: a plain template applied as it is, which the script fills with envsubst ---------------------
+def test_a_template_source_renders_as_the_renderer_and_checks_its_variables_when_built():
+    t = plan.Template(SCENARIO, "namespace.yaml", {"NAME": "istio-system"})
+    assert t.yaml == manifests.render("namespace.yaml", SCENARIO, NAME="istio-system")
+    assert t.vars == (("NAME", "istio-system"),)
+    assert t.path == "$LAB_REPO/manifests/replicated-control-planes/namespace.yaml"
+    with pytest.raises(ManifestError, match="missing NAME"):
+        plan.Template(SCENARIO, "namespace.yaml", {})
+    with pytest.raises(ManifestError, match="not used LABELS"):
+        plan.Template(SCENARIO, "namespace.yaml", {"NAME": "foo", "LABELS": "x"})
+    with pytest.raises(ManifestError, match="cannot be placed into a manifest safely"):
+        plan.Template(SCENARIO, "namespace.yaml", {"NAME": 'a"b'})
+    with pytest.raises(ValueError, match="bad Template"):
+        plan.Template("../etc", "namespace.yaml", {"NAME": "foo"})
+
+
+def test_a_template_with_a_double_dollar_cannot_be_a_template_source(tmp_path, monkeypatch):
+    # string.Template writes `$$` as one `$`, envsubst keeps both: the script would apply another object
+    monkeypatch.setattr(manifests, "ROOT", tmp_path)
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "price.yaml").write_text('# Write-up section: x\n\nprice: "$$5 $NAME"\n')
+    assert manifests.render("price.yaml", "s", NAME="a") == 'price: "$5 a"\n'
+    with pytest.raises(ManifestError, match="`\\$\\$` at offset 8 is one `\\$` for the lab but two for envsubst"):
+        plan.Template("s", "price.yaml", {"NAME": "a"})
+
+
+@pytest.mark.parametrize("scenario", sorted(p.name for p in manifests.ROOT.iterdir() if p.is_dir()))
+def test_every_template_of_every_scenario_can_be_filled_by_envsubst(scenario):
+    for name in manifests.names(scenario):
+        manifests.check_envsubst(name, scenario)
+
+
+def test_the_script_fills_a_template_with_envsubst_limited_to_its_variables():
+    t = plan.Template(SCENARIO, serviceentry.SERVER_TEMPLATE,
+                      serviceentry.server_vars(serviceentry.RemoteService("httpbin", "bar"), "240.0.0.3"))
+    assert plan.shell_template(t) == (
+        "ADDRESS=httpbin.bar.svc.cluster.local HOST=httpbin.bar.global NAME=httpbin-bar PORT=8000 PORT_NAME=http1 "
+        "VIP=240.0.0.3 \\\n"
+        "  envsubst '$ADDRESS $HOST $NAME $PORT $PORT_NAME $VIP' "
+        '< "$LAB_REPO/manifests/replicated-control-planes/serviceentry-server.yaml"')
+    # values are shell-quoted (a value may hold what the shell would expand)
+    odd = plan.Template(SCENARIO, "namespace.yaml", {"NAME": "it's $HOME"})
+    assert plan.shell_template(odd).startswith("NAME='it'\"'\"'s $HOME' \\\n  envsubst '$NAME' < ")
+
+
+def test_the_steps_that_apply_a_plain_template_name_the_file_and_the_others_keep_their_text():
+    steps = {s.id: s for s in rcp_steps.build(load_profile(), PATHS)}
+    sources = {i: s.run.source for i, s in steps.items() if isinstance(s.run, plan.Manifest)}
+    templates = {i for i, src in sources.items() if isinstance(src, plan.Template)}
+    assert templates == {"cluster1/ns-istio-system", "cluster2/ns-istio-system", "cluster2/serviceentry"}
+    # the labelled namespaces are changed in code: still rendered by the plan
+    assert isinstance(sources["cluster1/ns-foo"], plan.Text) and isinstance(sources["cluster2/ns-bar"], plan.Text)
+    se = sources["cluster2/serviceentry"]
+    assert yaml.safe_load(se.yaml) == serviceentry.render_server(serviceentry.RemoteService("httpbin", "bar"),
+                                                                 "240.0.0.3")
+    assert yaml.safe_load(sources["cluster1/ns-istio-system"].yaml) == yaml.safe_load(
+        rcp_steps.namespace_manifest("istio-system"))
+
+
+def test_only_a_script_that_fills_templates_asks_for_lab_repo_and_envsubst():
+    profile = load_profile()
+    up = plan.render_shell(rcp_steps.build(profile, PATHS), PATHS)
+    down = plan.render_shell(rcp_steps.build_uninstall(profile, PATHS), PATHS)
+    assert f'export LAB_REPO="${{LAB_REPO:-{manifests.REPO}}}"' in up and "envsubst (GNU gettext" in up
+    assert "LAB_REPO" not in down and "envsubst" not in down

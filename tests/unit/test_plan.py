@@ -286,7 +286,7 @@ def _rendered_manifests(profile):
         run = s.run
         if isinstance(run, Manifest):
             src = run.source
-            if isinstance(src, plan.Text):
+            if isinstance(src, (plan.Text, plan.Template)):
                 yield s.id, src.yaml, []
             elif isinstance(src, Sample):
                 yield s.id, sample_manifest(paths.resolve(src.file).read_text(), src.images), []

@@ -25,7 +25,9 @@ from lab.shell import Result
 from tests.support.recording import RecordingRunner
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
-PATHS = plan.Paths(Path("/home/user/lab/.lab"), Path("/home/user/.cache/istio-multicluster-lab/istio-1.7.8"))
+PATHS = plan.Paths(Path("/home/user/lab/.lab"), Path("/home/user/.cache/istio-multicluster-lab/istio-1.7.8"),
+                   Path("/home/user/lab"))
+REPO = Path(__file__).resolve().parents[2]
 CASES = {
     "default": ("default", {}, False),
     "istio-1.7.3": ("default", {"istio_version": "1.7.3"}, False),
@@ -37,7 +39,7 @@ CASES = {
 def render(name: str, shell: bool) -> str:
     profile_name, overrides, uninstall = CASES[name]
     profile = load_profile(profile_name, overrides=overrides)
-    paths = plan.Paths(PATHS.home, PATHS.istio_dir.with_name(f"istio-{profile.istio_version}"))
+    paths = plan.Paths(PATHS.home, PATHS.istio_dir.with_name(f"istio-{profile.istio_version}"), PATHS.repo)
     steps = (rcp_steps.build_uninstall if uninstall else rcp_steps.build)(profile, paths)
     if not shell:
         return plan.render_text(steps)
@@ -66,7 +68,7 @@ def test_plan_json_matches_its_golden(name):
     # the goldens were written by the lab before its actions were typed (commit 0b7da49): `lab plan --json` is the same
     profile_name, overrides, _ = CASES[name]
     profile = load_profile(profile_name, overrides=overrides)
-    paths = plan.Paths(PATHS.home, PATHS.istio_dir.with_name(f"istio-{profile.istio_version}"))
+    paths = plan.Paths(PATHS.home, PATHS.istio_dir.with_name(f"istio-{profile.istio_version}"), PATHS.repo)
     check_golden(GOLDEN / f"plan-{name}.json", plan.to_json(rcp_steps.build(profile, paths)))
 
 
@@ -196,8 +198,8 @@ def test_the_script_replays_against_stand_in_tools(name, tmp_path):
     script = tmp_path / "plan.sh"
     script.write_text(render(name, shell=True))
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "LOG": str(tmp_path / "log"),
-           "LAB_HOME": str(tmp_path / "home"), "ISTIO_DIR": str(tmp_path / "istio"),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+           "LAB_HOME": str(tmp_path / "home"), "ISTIO_DIR": str(tmp_path / "istio"), "LAB_REPO": str(REPO),
+           "PYTHONPATH": str(REPO)}
     res = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     log = (tmp_path / "log").read_text()
@@ -221,6 +223,23 @@ def _step_lines(profile_name: str, step_id: str) -> list[str]:
     steps = rcp_steps.build(load_profile(profile_name), PATHS)
     (step,) = [s for s in steps if s.id == step_id]
     return plan._shell_lines(step, plan.contexts_of(steps))
+
+
+@pytest.mark.parametrize("step_id", ["cluster1/ns-istio-system", "cluster2/serviceentry"])
+def test_the_scripts_envsubst_line_applies_the_object_the_lab_applies(step_id, tmp_path):
+    # the real envsubst on the real file in $LAB_REPO; kubectl keeps what it is given on stdin
+    steps = rcp_steps.build(load_profile(), PATHS)
+    (step,) = [s for s in steps if s.id == step_id]
+    assert isinstance(step.run.source, plan.Template)
+    fake = 'kubectl() { cat > "$OUT"; }\n'
+    script = "set -euo pipefail\n" + fake + "\n".join(plan._shell_lines(step, plan.contexts_of(steps))) + "\n"
+    env = {"PATH": os.environ["PATH"], "LAB_REPO": str(REPO), "OUT": str(tmp_path / "applied"),
+           "KUBECONFIG_CLUSTER1": "k", "CTX_CLUSTER1": "c", "KUBECONFIG_CLUSTER2": "k", "CTX_CLUSTER2": "c"}
+    res = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    applied = (tmp_path / "applied").read_text()
+    assert yaml.safe_load(applied) == yaml.safe_load(step.run.source.yaml)
+    assert applied.endswith(step.run.source.yaml)  # the file's header comments, then the lab's object byte for byte
 
 
 @pytest.mark.parametrize(("vector", "passes"), [("minikube-15573_fedora36-ok.rules", True),

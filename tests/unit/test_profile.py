@@ -1,12 +1,102 @@
-"""Profiles: pins, overrides and the rules that refuse bad values before anything runs."""
+"""Profiles: pins, overrides and the rules that refuse bad values before anything runs.
+
+The first tests hold for every profile of every installed scenario (lab.scenario.profiles()); the rest are the 1.7
+scenario's own pins and refusals (the 1.30 scenario's are in test_mpmn_profile.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import pytest
 
+from lab import images as lab_images
 from lab.errors import UsageError
-from lab.profile import parse_overrides
-from lab.scenario import load_profile
+from lab.profile import ProfileBase, apply_overrides, check, overridable, parse_overrides
+from lab.scenario import load_profile, profiles, scenarios
+from lab.values import image_reference
+
+EVERY = sorted(profiles())
+
+
+def _profile(name: str) -> ProfileBase:
+    profile: ProfileBase = profiles()[name].profiles[name]
+    return profile
+
+
+# --- every profile of every scenario ----------------------------------------------------------------------------
+def test_the_invariants_below_see_every_scenario():
+    # every installed scenario has profiles, so the loops below cover each
+    assert {profiles()[n].name for n in EVERY} == set(scenarios())
+    assert "default" in EVERY
+
+
+@pytest.mark.parametrize("name", EVERY)
+def test_every_profile_passes_check_and_belongs_to_its_scenario(name):
+    p = _profile(name)
+    check(p)
+    assert p.name == name and p.scenario == profiles()[name].name
+    assert load_profile(name) == p
+
+
+@pytest.mark.parametrize("name", EVERY)
+def test_every_profile_pins_its_node_image_by_digest_and_kubectl_within_one_minor(name):
+    p = _profile(name)
+    m = re.fullmatch(r"[a-z0-9./-]+:v1\.(\d+)\.(\d+)@sha256:[0-9a-f]{64}", p.node_image)
+    assert m, p.node_image
+    assert p.node_minor == int(m.group(1))
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", p.kind_version) and re.fullmatch(r"v1\.\d+\.\d+", p.kubectl_version)
+    assert abs(int(p.kubectl_version.split(".")[1]) - p.node_minor) <= 1
+
+
+@pytest.mark.parametrize("name", EVERY)
+def test_every_profile_names_well_formed_images_by_an_explicit_tag(name):
+    # by tag, not digest: the lab `kind load`s by tag and lock.json records the digests (lab.images.image_list)
+    p = _profile(name)
+    refs = p.image_refs()
+    assert refs, "a profile runs images"
+    for role, ref in refs.items():
+        assert image_reference(ref, role) == ref
+        assert "{tag}" not in ref, f"{role}: the Istio version placeholder is filled in"
+        assert "@" not in ref and ":" in ref.rsplit("/", 1)[-1], f"{role} {ref}: an explicit tag"
+    assert lab_images.image_list(p) == list(dict.fromkeys(refs.values()))
+
+
+@pytest.mark.parametrize("name", EVERY)
+def test_every_profile_maps_distinct_host_ports(name):
+    ports = [port for c in _profile(name).clusters for port, _ in c.host_ports()]
+    assert len(set(ports)) == len(ports) and all(1 <= port <= 65535 for port in ports)
+
+
+@pytest.mark.parametrize("name", EVERY)
+def test_every_profile_has_one_client_one_server_and_distinct_cluster_names(name):
+    p = _profile(name)
+    names = [c.name for c in p.clusters]
+    assert len(set(names)) == len(names) >= 2
+    assert p.client.role == "client" and p.server.role == "server"
+    assert all(c.context == f"kind-{c.name}" for c in p.clusters)
+
+
+def _as_text(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@pytest.mark.parametrize("name", EVERY)
+def test_every_overridable_value_round_trips_through_set(name):
+    # `--set KEY=<the value it has>` gives the same profile back, for every key `--set` takes
+    p = _profile(name)
+    keys = sorted(overridable(p))
+    assert keys
+    for key in keys:
+        items = [f"{key}={_as_text(getattr(p, key))}"]
+        assert apply_overrides(p, parse_overrides(items)) == p, items
+    images = getattr(p, "images", None)
+    if images is not None:
+        for key, ref in dataclasses.asdict(images).items():
+            assert apply_overrides(p, parse_overrides([f"images.{key}={ref}"])) == p, key
+
+
+# --- the 1.7 scenario's profiles ----------------------------------------------------------------------------------
 
 
 def test_default_profile_pins_kind_020_and_k8s_121_by_digest():

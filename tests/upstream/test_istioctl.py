@@ -338,7 +338,7 @@ def lab_manifests(profile: Profile, istio_dir: Path) -> dict[str, list[dict]]:
         run = step.run
         if isinstance(run, plan.Manifest):
             src = run.source
-            if isinstance(src, plan.Text):
+            if isinstance(src, (plan.Text, plan.Template)):
                 text = src.yaml
             elif isinstance(src, plan.Sample):
                 text = perform.sample_manifest(paths.resolve(src.file).read_text(encoding="utf-8"), src.images)

@@ -162,13 +162,7 @@ def _bare_token(text: str, start: int, line: int) -> tuple[Token, int]:
 
 def parse(text: str) -> Corefile:
     """The server blocks and top-level imports of a Corefile; CorefileError (with the line) where it cannot be read."""
-    if "\0" in text:
-        line = text.count("\n", 0, text.index("\0")) + 1
-        raise CorefileError("a NUL byte: a Corefile is text; this looks like a binary or damaged file", line)
-    toks = list(_tokens(text))
-    for t in toks:
-        if not t.quoted and "{{" in t.text:
-            raise CorefileError(f"Go template syntax {t.text!r}: render the template before patching", t.line)
+    toks = _checked_tokens(text)
 
     def new_line(k: int) -> bool:
         return k == 0 or toks[k - 1].end_line < toks[k].line
@@ -179,54 +173,78 @@ def parse(text: str) -> Corefile:
     while k < n:
         t = toks[k]
         if t.text == "import" and new_line(k):
-            if k + 1 >= n or new_line(k + 1):
-                raise CorefileError("`import` needs a file or glob pattern on the same line", t.line)
-            if k + 2 < n and not new_line(k + 2):
-                raise CorefileError("`import` takes only one argument", t.line)
-            imports.append(Import(toks[k + 1].text, t.line))
+            imports.append(_import(toks, k, new_line))
             k += 2
             continue
         if t.text == "}":
             raise CorefileError("`}` without a block to close", t.line)
-        # Keys up to `{`; a trailing comma continues the list, possibly on the next line.
-        keys: list[str] = []
-        first = t
-        expecting = False
-        while True:
-            t = toks[k]
-            if t.text == "{":
-                if expecting:
-                    raise CorefileError("a zone was expected after the trailing comma, found `{`", t.line)
-                break
-            if t.text == "}":
-                raise CorefileError("`}` where a zone or `{` was expected", t.line)
-            key = t.text
-            if key:
-                expecting = key.endswith(",")
-                keys.append(key[:-1] if expecting else key)
-            k += 1
-            if k >= n:
-                raise CorefileError(f"server block {' '.join(keys)!r} has no `{{ ... }}`", first.line)
-            if not expecting and new_line(k):
-                if toks[k].text == "{":
-                    break  # Caddy accepts the brace on the next line
-                # Caddy's single-server form without braces: the whole rest of the file is that block.
-                raise CorefileError(
-                    f"server block {' '.join(keys)!r} has no `{{`; the lab only patches Corefiles whose server "
-                    "blocks are in braces",
-                    first.line,
-                )
-        if not keys:
-            raise CorefileError("`{` without a zone before it", toks[k].line)
+        keys, k = _keys(toks, k, new_line)
         open_tok = toks[k]
-        k += 1
         snippet = len(keys) == 1 and keys[0].startswith("(") and keys[0].endswith(")")
         end = _snippet_end if snippet else _directives_end
-        k = end(toks, k, open_tok, keys, new_line)
+        k = end(toks, k + 1, open_tok, keys, new_line)
         close = toks[k]
-        blocks.append(Block(tuple(keys), first.start, close.end, first.line, close.line, snippet))
+        blocks.append(Block(tuple(keys), t.start, close.end, t.line, close.line, snippet))
         k += 1
     return Corefile(text, tuple(blocks), tuple(imports))
+
+
+def _checked_tokens(text: str) -> list[Token]:
+    """The tokens of a Corefile, refusing a NUL byte and unrendered Go template syntax."""
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise CorefileError("a NUL byte: a Corefile is text; this looks like a binary or damaged file", line)
+    toks = list(_tokens(text))
+    for t in toks:
+        if not t.quoted and "{{" in t.text:
+            raise CorefileError(f"Go template syntax {t.text!r}: render the template before patching", t.line)
+    return toks
+
+
+def _import(toks: list[Token], k: int, new_line: Callable[[int], bool]) -> Import:
+    """The `import PATTERN` statement at token k (which starts a line outside a block)."""
+    t = toks[k]
+    if k + 1 >= len(toks) or new_line(k + 1):
+        raise CorefileError("`import` needs a file or glob pattern on the same line", t.line)
+    if k + 2 < len(toks) and not new_line(k + 2):
+        raise CorefileError("`import` takes only one argument", t.line)
+    return Import(toks[k + 1].text, t.line)
+
+
+def _keys(toks: list[Token], k: int, new_line: Callable[[int], bool]) -> tuple[list[str], int]:
+    """The keys of the server block starting at token k, and the index of its `{`. A trailing comma continues the
+    list, possibly on the next line; the `{` may be on the next line (Caddy accepts both)."""
+    n = len(toks)
+    first = toks[k]
+    keys: list[str] = []
+    expecting = False
+    while True:
+        t = toks[k]
+        if t.text == "{":
+            if expecting:
+                raise CorefileError("a zone was expected after the trailing comma, found `{`", t.line)
+            break
+        if t.text == "}":
+            raise CorefileError("`}` where a zone or `{` was expected", t.line)
+        key = t.text
+        if key:
+            expecting = key.endswith(",")
+            keys.append(key[:-1] if expecting else key)
+        k += 1
+        if k >= n:
+            raise CorefileError(f"server block {' '.join(keys)!r} has no `{{ ... }}`", first.line)
+        if not expecting and new_line(k):
+            if toks[k].text == "{":
+                break  # Caddy accepts the brace on the next line
+            # Caddy's single-server form without braces: the whole rest of the file is that block.
+            raise CorefileError(
+                f"server block {' '.join(keys)!r} has no `{{`; the lab only patches Corefiles whose server "
+                "blocks are in braces",
+                first.line,
+            )
+    if not keys:
+        raise CorefileError("`{` without a zone before it", toks[k].line)
+    return keys, k
 
 
 def _snippet_end(toks: list[Token], k: int, open_tok: Token, keys: list[str],
@@ -246,30 +264,36 @@ def _snippet_end(toks: list[Token], k: int, open_tok: Token, keys: list[str],
 def _directives_end(toks: list[Token], k: int, open_tok: Token, keys: list[str],
                     new_line: Callable[[int], bool]) -> int:
     """Index of the `}` closing the server block whose body starts at k (Caddy's directives/directive loop)."""
-    n = len(toks)
     while True:
-        if k >= n:
+        if k >= len(toks):
             raise CorefileError(f"server block {' '.join(keys)!r} opened here is never closed", open_tok.line)
         if toks[k].text == "}":
             return k
-        directive = toks[k]
-        nesting = 0
+        k = _directive_end(toks, k, new_line)
+
+
+def _directive_end(toks: list[Token], k: int, new_line: Callable[[int], bool]) -> int:
+    """Index of the first token after the directive at k: the rest of its line, or up to the `}` closing the block
+    it opens."""
+    directive = toks[k]
+    nesting = 0
+    k += 1
+    while k < len(toks):
+        tt = toks[k]
+        if tt.text == "{":
+            nesting += 1
+        elif new_line(k) and nesting == 0:
+            break
+        elif tt.text == "}" and nesting > 0:
+            nesting -= 1
+        elif tt.text == "}":
+            raise CorefileError(f"`}}` on the same line as directive {directive.text!r}: CoreDNS refuses it",
+                                tt.line)
         k += 1
-        while k < n:
-            tt = toks[k]
-            if tt.text == "{":
-                nesting += 1
-            elif new_line(k) and nesting == 0:
-                break
-            elif tt.text == "}" and nesting > 0:
-                nesting -= 1
-            elif tt.text == "}":
-                raise CorefileError(f"`}}` on the same line as directive {directive.text!r}: CoreDNS refuses it",
-                                    tt.line)
-            k += 1
-        if nesting > 0:
-            raise CorefileError(f"the block of directive {directive.text!r} opened here is never closed",
-                                directive.line)
+    if nesting > 0:
+        raise CorefileError(f"the block of directive {directive.text!r} opened here is never closed",
+                            directive.line)
+    return k
 
 
 def _key_serves_global(key: str, line: int) -> bool:

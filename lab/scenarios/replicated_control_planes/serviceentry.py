@@ -173,6 +173,18 @@ def _endpoint_address(address: str) -> str:
     return str(ip)
 
 
+def template_vars(svc: RemoteService, vip: str, address: str, **extra: int) -> dict[str, str | int]:
+    """The variables of manifests/replicated-control-planes/serviceentry-*.yaml, the VIP checked."""
+    return {"NAME": svc.resource_name, "HOST": svc.host, "PORT_NAME": svc.port_name, "PORT": svc.port,
+            "VIP": validate_vip(vip), "ADDRESS": address, **extra}
+
+
+def server_vars(svc: RemoteService, vip: str) -> dict[str, str | int]:
+    """The variables of SERVER_TEMPLATE for the serving cluster's ServiceEntry (render_server without a namespace is
+    that file filled in, nothing changed in code)."""
+    return template_vars(svc, vip, svc.local_host)
+
+
 def _service_entry(template: str, svc: RemoteService, vip: str, address: str, namespace: str | None,
                    **extra: int) -> dict[str, Any]:
     """Render `template` (manifests/replicated-control-planes/serviceentry-*.yaml), field for field the write-up's
@@ -180,9 +192,8 @@ def _service_entry(template: str, svc: RemoteService, vip: str, address: str, na
     is added here after the values are checked."""
     if namespace is not None and not _DNS1123.fullmatch(namespace):
         raise ValidationError(f"namespace {namespace!r} is not a DNS-1123 label")
-    obj: dict[str, Any] = yaml.safe_load(manifests.render(
-        template, SCENARIO, NAME=svc.resource_name, HOST=svc.host, PORT_NAME=svc.port_name, PORT=svc.port,
-        VIP=validate_vip(vip), ADDRESS=address, **extra))
+    obj: dict[str, Any] = yaml.safe_load(manifests.render(template, SCENARIO,
+                                                          **template_vars(svc, vip, address, **extra)))
     if namespace is not None:
         obj["metadata"]["namespace"] = namespace
     return obj

@@ -29,6 +29,7 @@ from lab.plan import (
     Sample,
     SecretFromFiles,
     Step,
+    Template,
     Text,
     check_order,
     cluster_steps,
@@ -69,6 +70,7 @@ SAMPLE_IMAGES = {"sleep": "governmentpaas/curl-ssl", "httpbin": "docker.io/kenne
 CACERTS_FILES = certs.CACERTS_FILES
 # Why the clients carry this pod annotation: lab.scenarios.replicated_control_planes.names.STATS_ANNOTATION.
 STATS_ANNOTATION = names.STATS_ANNOTATION
+NAMESPACE_TEMPLATE = "namespace.yaml"
 
 
 def build(profile: Profile, paths: Paths | None = None) -> list[Step]:
@@ -120,7 +122,7 @@ def _cert_files(profile: Profile, c: ClusterSpec) -> tuple[File, ...]:
 
 def namespace_manifest(name: str, labels: Mapping[str, str] | None = None) -> str:
     """manifests/replicated-control-planes/namespace.yaml; the labels (a varying mapping) are added in code."""
-    obj = yaml.safe_load(manifests.render("namespace.yaml", SCENARIO, NAME=name))
+    obj = yaml.safe_load(manifests.render(NAMESPACE_TEMPLATE, SCENARIO, NAME=name))
     if labels:
         obj["metadata"]["labels"] = dict(labels)
     return yaml.safe_dump(obj, sort_keys=False)
@@ -132,7 +134,9 @@ def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, 
     cert_needs = ("host/certs",) if profile.cert_source == "generated" else ()
     steps = [
         Step(f"{n}/ns-istio-system", n, S_CONTROL_PLANE, "namespace istio-system",
-             Manifest(n, Text(namespace_manifest("istio-system"))), needs=(f"{n}/cluster",), phase="control-plane",
+             # no labels: the file as it is (the script fills it with envsubst)
+             Manifest(n, Template(SCENARIO, NAMESPACE_TEMPLATE, {"NAME": "istio-system"})), needs=(f"{n}/cluster",),
+             phase="control-plane",
              verify=Check(kubectl(c, "get", "namespace", "istio-system", "-o", "name"), Expect(ExpectKind.EXIT0), 0)),
         # istiod reads cacerts only when it starts (pilot/pkg/bootstrap/istio_ca.go): the secret comes first.
         Step(f"{n}/cacerts", n, S_CONTROL_PLANE, "secret cacerts (ca-cert, ca-key, root-cert, cert-chain)",
@@ -278,8 +282,9 @@ def _serviceentry_steps(profile: Profile) -> list[Step]:
         # where the gateway EnvoyFilter is broken, 1.7.0-1.7.4: docs/sources.md#gateway-envoyfilter); kept as written.
         Step(f"{server.name}/serviceentry", server.name, S_SERVICEENTRY,
              f"ServiceEntry {REMOTE.host} in {SERVER_NS}: VIP {server.vip}, endpoint {REMOTE.local_host}",
-             Manifest(server.name, Text(serviceentry.to_yaml(serviceentry.render_server(REMOTE, server.vip))),
-                      SERVER_NS),
+             # the file as it is (its namespace is kubectl's -n): the script fills it with envsubst
+             Manifest(server.name, Template(SCENARIO, serviceentry.SERVER_TEMPLATE,
+                                            serviceentry.server_vars(REMOTE, server.vip)), SERVER_NS),
              needs=(f"{server.name}/ns-{SERVER_NS}",), phase="serviceentries",
              verify=se_vip(server, SERVER_NS)),
     ]
