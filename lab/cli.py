@@ -293,6 +293,21 @@ def _add_recorded(sub: argparse._SubParsersAction[_Parser]) -> None:
         p.set_defaults(func=lambda a, n=name: _run_on_recorded(n, a))
 
 
+def _add_scenarios(sub: argparse._SubParsersAction[_Parser]) -> None:
+    def listing(a: argparse.Namespace) -> int:
+        from lab.scenario import DEFAULT_PROFILE, owner_of, scenarios
+
+        default = owner_of(DEFAULT_PROFILE).name
+        for s in scenarios().values():
+            mark = " (the default)" if s.name == default else ""
+            print(f"{s.name}{mark}: {s.title}")
+            print(f"  profiles: {', '.join(s.profiles)} (--scenario {s.name} picks {s.default_profile})")
+        return 0
+
+    p = sub.add_parser("scenarios", help="list the installed scenarios, their profiles and default profile")
+    p.set_defaults(func=listing)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__.splitlines()[0],
                      epilog="Start with `make lab-up` (README.md); `python -m lab COMMAND --help` describes a command.")
@@ -301,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from lab.scenario import scenarios
 
-    for add in (_add_plan, _add_up, _add_recorded, _add_certs):
+    for add in (_add_scenarios, _add_plan, _add_up, _add_recorded, _add_certs):
         add(sub)
     for scenario in scenarios().values():  # each scenario's own subcommands (lab corefile, ...)
         if scenario.add_commands is not None:

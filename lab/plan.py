@@ -187,6 +187,7 @@ class Action:
     name: ClassVar[str]
     self_checking: ClassVar[bool] = False
     computes: ClassVar[str] = ""  # what value its shell form computes with plain commands (the script's header)
+    python: ClassVar[str] = ""  # the `python3 -m lab ...` command its shell form runs instead, if any (the header)
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,7 @@ class GenerateCerts(Action):
     """A shared root CA in `out` and one intermediate CA per cluster (lab/certs.py)."""
 
     name: ClassVar[str] = "certs.generate"
+    python: ClassVar[str] = "python3 -m lab certs generate"
     out: File
     clusters: tuple[str, ...]
 
@@ -653,8 +655,10 @@ def render_shell(steps: Sequence[Step], paths: Paths | None = None, *, title: st
 
 
 def _python_note(steps: Sequence[Step]) -> list[str]:
-    if any(isinstance(s.run, GenerateCerts) for s in steps):
-        return ["# Runs no Python except `python3 -m lab certs generate` (cert_source=generated): run the script from",
+    pythons = sorted({s.run.python for s in steps if isinstance(s.run, Action)} - {""})
+    if pythons:
+        listed = ", ".join(f"`{p}`" for p in pythons)
+        return [f"# Runs no Python except {listed}: run the script from",
                 "# the repository's root with its virtual environment active (`. .venv/bin/activate`)."]
     computed = sorted({s.run.computes for s in steps if isinstance(s.run, Action)} - {""})
     what = f" ({', '.join(computed)})" if computed else ""

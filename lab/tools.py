@@ -242,6 +242,27 @@ def download(url: str, checksum_url: str, dest: Path, *, progress: Progress | No
                              f"the version in the profile") from err
     except ValidationError as err:
         raise PreflightError(f"checksum file {checksum_url} is not usable ({err}): check the URL") from err
+    return _fetch_checked(url, expected, dest, f"{checksum_url} says", say, timeout)
+
+
+def download_pinned(url: str, sha256: str, dest: Path, *, progress: Progress | None = None,
+                    timeout: float = 60.0) -> Path:
+    """`download` for a file whose publisher prints no checksum file: `sha256` is the digest the lab pinned.
+
+    An existing `dest` with that digest is kept (nothing is fetched); one with another digest is fetched again.
+    Raises PreflightError as `download` does; a failed download leaves nothing new at `dest`.
+    """
+    if not _HEX64.match(sha256):
+        raise ValidationError(f"pinned sha256 {sha256!r} for {url} is not 64 hex digits")
+    expected = sha256.lower()
+    if dest.is_file() and sha256_file(dest) == expected:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return _fetch_checked(url, expected, dest, "the lab pins", progress or _progress, timeout)
+
+
+def _fetch_checked(url: str, expected: str, dest: Path, source: str, say: Progress, timeout: float) -> Path:
+    """Stream `url` to a temp file beside `dest`, compare its sha256 with `expected` (what `source` gives), rename."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
@@ -261,7 +282,7 @@ def download(url: str, checksum_url: str, dest: Path, *, progress: Progress | No
                     next_report += 0.25
         actual = digest.hexdigest()
         if actual != expected:
-            raise PreflightError(f"{url} has sha256 {actual}, but {checksum_url} says {expected}: "
+            raise PreflightError(f"{url} has sha256 {actual}, but {source} {expected}: "
                                  f"the download is corrupt or tampered with; delete {dest.parent} and retry")
         os.replace(tmp, dest)
         say(f"  {dest.name}: sha256 verified")

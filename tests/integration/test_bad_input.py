@@ -34,6 +34,7 @@ SAMPLES = DATA / "certs" / "istio-1.7.8-samples"
 COREFILE = DATA / "corefile" / "kubeadm-dns_test_initial-default-coredns1.6.x.Corefile"
 DUMP = DATA / "envoy_config_dump" / "istio-secrets-only-ROOTCA.config_dump.json"
 CURL = DATA / "http_failures" / "handbook-envoy_curl-v-503-no-healthy-upstream.curl.txt"
+KIND_NETWORK = DATA / "docker-network" / "kuadrant-operator-pr418.json"
 KUBECONFIG_BYTES = b"# the user's own kubeconfig: the lab must never touch it\n"
 
 pytestmark = pytest.mark.integration
@@ -409,9 +410,12 @@ COMMANDS: dict[tuple[str, ...], tuple[tuple[str, ...], bool, bool]] = {
     ("classify",): (("classify", "--exit-code", "7"), True, True),
     ("configdump",): (("configdump", "-"), True, True),
     ("faults", "table"): (("faults", "table"), False, True),
+    ("scenarios",): (("scenarios",), False, True),
+    ("metallb-pool",): (("metallb-pool", "--cluster", "cluster1", "--clusters", "cluster1,cluster2"), True, True),
 }
 STDIN = {("corefile", "patch"): COREFILE.read_bytes(), ("corefile", "unpatch"): COREFILE.read_bytes(),
-         ("classify",): CURL.read_bytes(), ("configdump",): DUMP.read_bytes()}
+         ("classify",): CURL.read_bytes(), ("configdump",): DUMP.read_bytes(),
+         ("metallb-pool",): KIND_NETWORK.read_bytes()}
 
 
 def test_every_command_is_in_the_generic_table():

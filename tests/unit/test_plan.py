@@ -422,9 +422,13 @@ def _actions(p):
 
 
 def test_every_lab_action_type_has_its_own_shell_form_and_the_plan_uses_each_of_them():
+    from lab.scenario import scenarios
+
     action_types = set(plan.Action.__subclasses__())
-    used = {type(a) for p in PROFILES.values() for a in _actions(p)}
-    assert used == action_types, "every action type is one a plan builds"
+    used = {type(s.run) for sc in scenarios().values() for p in sc.profiles.values() for s in sc.build(p, None)
+            if isinstance(s.run, plan.Action)}
+    assert {type(a) for p in PROFILES.values() for a in _actions(p)} <= used
+    assert used == action_types, "every action type is one a plan of some scenario builds"
     for t in action_types:
         assert plan.shell_action.dispatch(t) is not plan.shell_action.dispatch(plan.Action), t.__name__
         assert t.__dataclass_params__.frozen, t.__name__

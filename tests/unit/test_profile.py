@@ -134,7 +134,7 @@ def test_bad_overrides_are_refused_with_the_rule(items, message):
 
 
 def test_unknown_profile_and_malformed_override_are_usage_errors():
-    with pytest.raises(UsageError, match="choose one of: default, writeup"):
+    with pytest.raises(UsageError, match="choose one of: default, multi-primary, writeup"):
         load_profile("nope")
     with pytest.raises(UsageError, match="not KEY=VALUE"):
         parse_overrides(["istio_version"])
