@@ -492,6 +492,7 @@ def test_probe_class_reads_the_sidecars_access_log_to_tell_a_certificate_failure
     lab.c1.fail("GET", log_path, 200, TLS_LOG)  # a 200 answer: the log text
     cls, evidence = faults.probe_class(lab.fault_lab)
     assert cls == "upstream-tls-failure", evidence
+    assert lab.sleeps == [faults.ACCESS_LOG_FLUSH]  # Envoy flushes its access log once a second
     req = [r for r in lab.c1.requests if r.path.endswith("/exec")][-1]
     assert req.path == "/api/v1/namespaces/sample/pods/curl-1/exec" and req.query["container"] == ["curl"]
     assert faults.PROBE_URL in req.query["command"][-1]

@@ -76,6 +76,10 @@ LISTENER_DRAIN = 45.0
 # Envoy's connect timeout (meshConfig.connectTimeout 10 s, mesh.go@1.30.3:94) times three attempts (F2): a
 # black-holed endpoint answers after 30 s, the probe gives up after 10 s (class `timeout`).
 CONNECT_ATTEMPTS = 3 * 10.0
+# pilot-agent starts Envoy with --file-flush-interval-msec 1000 (pkg/envoy/proxy.go@1.30.3:131-147): a request's
+# access-log line reaches the container log up to 1 s after the response. The probe waits that long (and a little)
+# before reading it, when the call failed.
+ACCESS_LOG_FLUSH = 1.5
 # After its settling time a fault must show a stable class within a few probes (each at most PROBE_MAX_TIME).
 CONVERGE = XDS_PUSH + 6 * PROBE_MAX_TIME
 
@@ -794,6 +798,8 @@ def probe_class(lab: FaultLab) -> tuple[str, list[str]]:
     res = h.exec(APP_NS, pod, CLIENT_APP, curl_argv(PROBE_URL, max_time=PROBE_MAX_TIME),
                  timeout=PROBE_MAX_TIME + 30)
     result = parse_curl(res.stdout, res.exit_code, stderr=res.stderr)
+    if not result.ok:
+        lab.wait(ACCESS_LOG_FLUSH)
     try:
         access_log: str | None = h.logs(APP_NS, pod, SIDECAR, tail=5)
     except LabError as err:
