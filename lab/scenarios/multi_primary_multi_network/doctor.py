@@ -191,9 +191,9 @@ def parse_clusters(text: str, cluster: str = HTTPBIN_CLUSTER) -> list[str]:
         parts = line.split("::")
         if len(parts) >= 3 and parts[0] == cluster and parts[1] not in ("default_priority", "high_priority",
                                                                           "added_via_api", "observability_name",
-                                                                          "outlier") and ":" in parts[1]:
-            if parts[1] not in hosts:
-                hosts.append(parts[1])
+                                                                          "outlier") and ":" in parts[1] \
+                and parts[1] not in hosts:
+            hosts.append(parts[1])
     return hosts
 
 
@@ -290,8 +290,8 @@ def command(profile_name: str | None, home: object, as_json: bool, out: object) 
     rec = State.load(home).profile or {}
     prof = load_profile(profile_name or rec.get("name", "multi-primary"),
                         {} if profile_name else rec.get("overrides") or {})
-    handles = {c.role: ClusterHandle(c.name, home / "kubeconfig" / c.name, c.context)  # type: ignore[attr-defined]
-               for c in prof.clusters}  # type: ignore[attr-defined]
+    handles = {c.role: ClusterHandle(c.name, home / "kubeconfig" / c.name, c.context)
+               for c in prof.clusters}
     hops = walk(collect(handles["client"], handles["server"]))
     print(render_json(hops) if as_json else render_text(hops), file=out)  # type: ignore[call-overload]
     return exit_code(hops)
