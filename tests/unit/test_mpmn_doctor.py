@@ -121,3 +121,21 @@ def test_parse_clusters_envoy_admin_text() -> None:
     ])
     assert d.parse_clusters(text) == [f"{GW}:15443"]
     assert d.parse_clusters("") == []
+
+
+def test_gateway_passthrough_reads_expose_services_shape() -> None:
+    good = {"spec": {"selector": {"istio": "eastwestgateway"}, "servers": [
+        {"port": {"number": 15443, "name": "tls", "protocol": "TLS"}, "tls": {"mode": "AUTO_PASSTHROUGH"},
+         "hosts": ["*.local"]}]}}
+    assert d.gateway_passthrough(good)
+    simple = {"spec": {"servers": [{"port": {"number": 15443}, "tls": {"mode": "SIMPLE"}, "hosts": ["*.local"]}]}}
+    assert not d.gateway_passthrough(simple)
+    assert not d.gateway_passthrough({"spec": {}})
+
+
+def test_remote_secret_server_only() -> None:
+    kc = ("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: QUJD\n"
+          "    server: https://172.18.0.3:6443\n  name: cluster2\nusers:\n- name: cluster2\n  user:\n"
+          "    token: SECRET\n")
+    assert d._kubeconfig_server(kc) == "https://172.18.0.3:6443"
+    assert d._kubeconfig_server("clusters: []\n") == ""

@@ -184,6 +184,14 @@ def render_text(hops: list[Hop]) -> str:
     return "\n".join(lines)
 
 
+def gateway_passthrough(gateway: dict[str, object]) -> bool:
+    """A networking.istio.io Gateway object serves `*.local` with tls.mode AUTO_PASSTHROUGH on EASTWEST_TLS_PORT."""
+    servers = (gateway.get("spec") or {}).get("servers") or []  # type: ignore[attr-defined]
+    return any((srv.get("port") or {}).get("number") == names.EASTWEST_TLS_PORT
+               and (srv.get("tls") or {}).get("mode") == "AUTO_PASSTHROUGH"
+               and "*.local" in (srv.get("hosts") or []) for srv in servers)
+
+
 def parse_clusters(text: str, cluster: str = HTTPBIN_CLUSTER) -> list[str]:
     """Envoy admin /clusters text (`<cluster>::<host:port>::<stat>::<value>` lines): the hosts of `cluster`."""
     hosts: list[str] = []
@@ -264,6 +272,24 @@ def collect(client: object, server: object) -> Facts:
         r = h.readiness(ns, name)  # type: ignore[attr-defined]
         return None if r is None else bool(r.ok)
 
+    def networks() -> dict[str, str]:
+        return {h.name: str(((h.core.read_namespace(names.ISTIO_NS).metadata.labels) or {})  # type: ignore
+                            .get(names.NETWORK_LABEL, "")) for h in (c, s)}
+
+    def passthrough() -> bool:
+        from lab.cluster import GATEWAY
+
+        gw = s.find_object(GATEWAY, names.ISTIO_NS, names.CROSS_NETWORK_GATEWAY)  # type: ignore[attr-defined]
+        return gw is not None and gateway_passthrough(gw)
+
+    def roots() -> bool:
+        pems = {str((h.configmap(names.APP_NS, "istio-ca-root-cert").data or {})  # type: ignore[attr-defined]
+                    .get("root-cert.pem", "")).strip() for h in (c, s)}
+        return len(pems) == 1 and "" not in pems
+
+    read("networks", networks)
+    read("gateway_passthrough", passthrough)
+    read("roots_equal", roots)
     read("istiod_ready", lambda: ready(c, names.ISTIO_NS, "istiod"))
     read("curl_has_sidecar", sidecar)
     read("dns_capture", capture)
