@@ -47,7 +47,7 @@ lint: $(STAMP) ## ruff, the import layering contract (.importlinter), mypy --str
 test: $(STAMP) lint ## every test that needs no Docker (unit + integration)
 	$(PY) -m pytest
 
-test-upstream: $(STAMP) ## the upstream lane: istioctl, pilot, CoreDNS and musl built from their own modules (needs Go)
+test-upstream: $(STAMP) ## the upstream lane: istioctl, pilot, CoreDNS, kube-apiserver + etcd and musl built from their own modules (needs Go)
 	$(PY) -m pytest tests/upstream -m upstream --durations=10
 
 E2E_MARK ?= e2e

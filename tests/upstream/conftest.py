@@ -41,3 +41,20 @@ def built(factory, *args, **kwargs):
         return factory(*args, **kwargs)
     except BuildError as err:
         pytest.fail(str(err), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kube_plane(require_go):
+    """etcd and two kube-apiservers v1.36.1 (clusters cluster1 and cluster2 with the multi-primary profile's
+    Service ranges) as local processes (tests/upstream/kubeapi.py), stopped and removed at the session's end."""
+    from lab.scenarios.multi_primary_multi_network.profiles import PROFILES
+    from tests.upstream import kubeapi
+
+    apiserver, etcd = built(kubeapi.build)
+    cidrs = {c.name: c.service_subnet for c in PROFILES["multi-primary"].clusters}
+    try:
+        plane = kubeapi.start(apiserver, etcd, cidrs)
+    except kubeapi.StartError as err:
+        pytest.fail(str(err), pytrace=False)
+    yield plane
+    plane.stop()
