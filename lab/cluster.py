@@ -317,6 +317,11 @@ class ClusterHandle:
     def custom(self) -> k8s.CustomObjectsApi:
         return k8s.CustomObjectsApi(self.api)
 
+    def json_of(self, obj: Any) -> Any:
+        """A typed object as the API's JSON (camelCase keys; times ISO 8601 with their offset, +00:00 where the API
+        writes Z): the shape `kubectl get -o json` prints, for the pure readers of that shape."""
+        return self.api.sanitize_for_serialization(obj)
+
     def _optional(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
@@ -397,6 +402,41 @@ class ClusterHandle:
             return s
         found: k8s.V1Secret | None = self._optional(read)
         return found
+
+    def put_secret(self, obj: Mapping[str, Any]) -> None:
+        """Replace the Secret whole or create it when absent (the faults' `kubectl replace`/`create` of `cacerts`);
+        without a resourceVersion the live one is used, as `put_object` does. Its data never reaches a message."""
+        body = dict(obj)
+        meta = dict(body.get("metadata") or {})
+        ns, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
+        live = self.secret(ns, name)
+        t = self.request_timeout
+        if live is not None and not meta.get("resourceVersion"):
+            meta["resourceVersion"] = live.metadata.resource_version if live.metadata else None
+        body["metadata"] = meta
+        typed: k8s.V1Secret = self.api.deserialize(json.dumps(body), "V1Secret", None)
+        if live is None:
+            self._call(f"create secret {ns}/{name}", lambda: self.core.create_namespaced_secret(
+                ns, typed, _request_timeout=t), secret=True)
+            return
+        self._call(f"replace secret {ns}/{name}", lambda: self.core.replace_namespaced_secret(
+            name, ns, typed, _request_timeout=t), secret=True)
+
+    def delete_secret(self, namespace: str, name: str, *, timeout: float = TIMEOUTS.rollout) -> bool:
+        """Delete the Secret and wait until it is gone (`kubectl delete secret --ignore-not-found --wait`). False
+        when there was nothing to delete."""
+        doing = f"delete secret {namespace}/{name}"
+        try:
+            self._call(doing, lambda: self.core.delete_namespaced_secret(
+                name, namespace, _request_timeout=self.request_timeout), secret=True)
+        except NotFoundError:
+            return False
+        deadline = self.clock() + timeout
+        while self.secret(namespace, name) is not None:
+            if self.clock() >= deadline:
+                raise NotReadyError(f"{doing} on {self.context}: still there after {timeout:.0f}s (a finalizer?)")
+            self.sleep(min(TIMEOUTS.poll_interval, max(0.0, deadline - self.clock())))
+        return True
 
     def service(self, namespace: str, name: str) -> k8s.V1Service:
         svc: k8s.V1Service = self._call(f"read service {namespace}/{name}", lambda: self.core.read_namespaced_service(

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from lab import images as lab_images
+from lab.cluster import LabHandle
 from lab.errors import LabError, NoLabError, UsageError, no_lab_message
-from lab.kube import Kubectl
 from lab.perform import Env
 from lab.plan import Paths
 from lab.profile import ProfileBase as Profile
@@ -277,6 +277,7 @@ def status(*, home: Path | str | None = None, runner: Runner | None = None, out:
           f"{profile.node_image.split('@')[0]}), {len(state.done_steps)} steps recorded", file=s.out)
     tools = s.hooks.cached_tools(profile, s.runner)
     provider = s.provider(profile, tools)
+    handle = LabHandle.from_provider(profile.clusters, provider, str(tools.kubectl))
     healthy = True
     for c in profile.clusters:
         owned = state.owns_cluster(c.name)
@@ -286,8 +287,7 @@ def status(*, home: Path | str | None = None, runner: Runner | None = None, out:
         if not exists:
             healthy = False
             continue
-        k = Kubectl(s.runner, str(provider.kubeconfig(c)), provider.context(c), binary=str(tools.kubectl))
-        for label, ok, detail in of(profile).status(k, c):
+        for label, ok, detail in of(profile).status(handle[c.name].kubectl(s.runner), c):
             healthy = healthy and ok
             print(f"    {'ok ' if ok else 'NO '} {label}: {detail}", file=s.out)
     probe_rec = state.data.get("last_probe")

@@ -1,0 +1,183 @@
+"""Test-only: a lab of fake API servers (tests/support/fake_apiserver.py), one per cluster of a profile, behind the
+one lab handle (lab.cluster.LabHandle) as lab.cluster.LabHandle.from_provider builds it, and builders of the objects
+the 1.7 scenario's faults, doctor and probes read (in the shapes of tests/data/kubeapi/).
+
+`RecordingHandle` is a ClusterHandle that also notes each operation the code under test asked for (what it wrote,
+waited for, exec'd), so a test can check their order as the kubectl-based tests checked the commands' order.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.cluster import ClusterHandle, LabHandle
+from tests.support.fake_apiserver import FakeApiServer, running
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "kubeapi"
+CORE, APPS, ISTIO = "/api/v1", "/apis/apps/v1", "/apis/networking.istio.io/v1alpha3"
+
+
+def vector(name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads((DATA / name).read_text())
+    return obj
+
+
+# --- the handle ------------------------------------------------------------------------------------------------
+RECORDED = ("rollout_restart", "wait_rollout", "delete_object", "delete_secret", "put_object", "put_secret",
+            "replace_configmap", "find_configmap", "exec", "logs")
+
+
+@dataclass
+class RecordingHandle(ClusterHandle):
+    ops: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
+
+
+def _recorded(name: str) -> Any:
+    original = getattr(ClusterHandle, name)
+
+    def wrapper(self: RecordingHandle, *args: Any, **kwargs: Any) -> Any:
+        self.ops.append((name, *copy.deepcopy(args)))
+        return original(self, *args, **kwargs)
+
+    wrapper.__name__ = name
+    return wrapper
+
+
+for _name in RECORDED:
+    setattr(RecordingHandle, _name, _recorded(_name))
+
+
+class Provider:
+    """The two things lab.cluster.LabHandle.from_provider asks a provider (lab.kind's layout: kubeconfig/<cluster>
+    under the lab's home, context kind-<cluster>)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def kubeconfig(self, cluster: Any) -> Path:
+        return self.home / "kubeconfig" / cluster.name
+
+    def context(self, cluster: Any) -> str:
+        return f"kind-{cluster.name}"
+
+
+@dataclass
+class ApiLab:
+    handle: LabHandle
+    servers: dict[str, FakeApiServer]  # by cluster name
+
+    def ops(self, cluster: str) -> list[tuple[Any, ...]]:
+        h = self.handle[cluster]
+        assert isinstance(h, RecordingHandle)
+        return h.ops
+
+    def clear(self) -> None:
+        for name, server in self.servers.items():
+            server.requests.clear()
+            self.ops(name).clear()
+
+
+@contextmanager
+def api_lab(profile: Any, home: Path, *, kubectl_binary: str = "kubectl") -> Iterator[ApiLab]:
+    """One fake API server per cluster of `profile`, each with its kubeconfig where the provider says, and the lab
+    handle on them (RecordingHandles, fast request timeouts)."""
+    provider = Provider(home)
+    (home / "kubeconfig").mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        servers = {c.name: stack.enter_context(running()) for c in profile.clusters}
+        for c in profile.clusters:
+            servers[c.name].kubeconfig(provider.kubeconfig(c), context=provider.context(c))
+            servers[c.name].instant_rollouts = True
+        built = LabHandle.from_provider(profile.clusters, provider, kubectl_binary)
+        handle = LabHandle({name: RecordingHandle(h.name, h.kubeconfig, h.context, h.kubectl_binary,
+                                                  request_timeout=10, sleep=lambda s: None)
+                            for name, h in built.clusters.items()}, built.roles, built.kubectl_binary)
+        try:
+            yield ApiLab(handle, servers)
+        finally:
+            handle.close()
+
+
+# --- objects ---------------------------------------------------------------------------------------------------
+def pod(name: str, namespace: str, labels: dict[str, str], created: str = "2026-11-25T20:00:00Z", *,
+        phase: str = "Running", deleting: str | None = None, ready: bool = True,
+        host_ip: str = "172.18.0.3") -> dict[str, Any]:
+    obj = vector("pod-sleep.json")
+    meta = obj["metadata"]
+    meta.update(name=name, namespace=namespace, labels=dict(labels), creationTimestamp=created)
+    meta.pop("resourceVersion", None)
+    if deleting:
+        meta["deletionTimestamp"] = deleting
+    obj["status"]["phase"] = phase
+    obj["status"]["hostIP"] = host_ip
+    obj["status"]["conditions"] = [{"type": "Ready", "status": "True" if ready and phase == "Running" else "False"}]
+    return obj
+
+
+def rollout(server: FakeApiServer, running_name: str, namespace: str, labels: dict[str, str], *,
+            at: str = "2026-11-25T20:00:00Z", host_ip: str = "172.18.0.3") -> None:
+    """The pods seen right after a rollout (tests/support/pods.rollout, as API objects): `running_name` (the one to
+    pick), an older pod being deleted that is still Running, and a newer replacement still Pending."""
+    server.put(CORE, "pods", pod(running_name, namespace, labels, at, host_ip=host_ip))
+    server.put(CORE, "pods", pod(f"{running_name}-old", namespace, labels, "2026-11-25T19:00:00Z",
+                                 deleting="2026-11-25T20:30:00Z", host_ip=host_ip))
+    server.put(CORE, "pods", pod(f"{running_name}-next", namespace, labels, "2026-11-25T20:29:00Z",
+                                 phase="Pending", host_ip=host_ip))
+
+
+def deployment(namespace: str, name: str, *, ready: bool = True, image: str = "curlimages/curl") -> dict[str, Any]:
+    obj = vector("deployment-ready.json" if ready else "deployment-rolling.json")
+    obj["metadata"].update(name=name, namespace=namespace)
+    obj["metadata"].pop("resourceVersion", None)
+    obj["spec"]["selector"]["matchLabels"] = {"app": name}
+    obj["spec"]["template"]["metadata"]["labels"] = {"app": name}
+    obj["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    return obj
+
+
+def service(namespace: str, name: str, cluster_ip: str, ports: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    obj = vector("service-gateway-nodeport.json")
+    obj["metadata"].update(name=name, namespace=namespace)
+    obj["metadata"].pop("resourceVersion", None)
+    obj["spec"]["clusterIP"] = cluster_ip
+    obj["spec"]["clusterIPs"] = [cluster_ip]
+    if ports is not None:
+        obj["spec"]["ports"] = ports
+    return obj
+
+
+def gateway_service(node_port: int, cluster_ip: str = "10.96.14.5") -> dict[str, Any]:
+    """istio-ingressgateway with its 15443 port on `node_port`."""
+    return service("istio-system", "istio-ingressgateway", cluster_ip,
+                   [{"name": "status-port", "port": 15021, "targetPort": 15021, "nodePort": 31021,
+                     "protocol": "TCP"},
+                    {"name": "tls", "port": 15443, "targetPort": 15443, "nodePort": node_port, "protocol": "TCP"}])
+
+
+def configmap(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+            "data": dict(data)}
+
+
+def coredns(corefile: str) -> dict[str, Any]:
+    obj = vector("configmap-coredns.json")
+    obj["metadata"].pop("resourceVersion", None)
+    obj["data"]["Corefile"] = corefile
+    return obj
+
+
+def stored(server: FakeApiServer, prefix: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    return server.get(prefix, namespace, plural, name)
+
+
+def writes(server: FakeApiServer) -> list[dict[str, Any]]:
+    """The bodies of every create and replace the server received, in order (what `kubectl replace -f -` and
+    `create -f -` were given in the kubectl-based tests)."""
+    return [r.body for r in server.requests if r.method in ("PUT", "POST") and isinstance(r.body, dict)
+            and not r.path.endswith("/exec")]
