@@ -8,6 +8,7 @@ waited for, exec'd), so a test can check their order as the kubectl-based tests 
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from collections.abc import Iterator
@@ -35,6 +36,8 @@ RECORDED = ("rollout_restart", "wait_rollout", "delete_object", "delete_secret",
 
 @dataclass
 class RecordingHandle(ClusterHandle):
+    """Notes (cluster name, operation, *arguments) in `ops`, which the clusters of one lab share: one order."""
+
     ops: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
 
 
@@ -42,7 +45,7 @@ def _recorded(name: str) -> Any:
     original = getattr(ClusterHandle, name)
 
     def wrapper(self: RecordingHandle, *args: Any, **kwargs: Any) -> Any:
-        self.ops.append((name, *copy.deepcopy(args)))
+        self.ops.append((self.name, name, *copy.deepcopy(args)))
         return original(self, *args, **kwargs)
 
     wrapper.__name__ = name
@@ -71,16 +74,16 @@ class Provider:
 class ApiLab:
     handle: LabHandle
     servers: dict[str, FakeApiServer]  # by cluster name
+    log: list[tuple[Any, ...]]  # (cluster, operation, *arguments) of every RecordingHandle, in order
 
-    def ops(self, cluster: str) -> list[tuple[Any, ...]]:
-        h = self.handle[cluster]
-        assert isinstance(h, RecordingHandle)
-        return h.ops
+    def ops(self, cluster: str | None = None) -> list[tuple[Any, ...]]:
+        """(operation, *arguments) asked of `cluster`'s handle, or (cluster, operation, *arguments) of all."""
+        return [op[1:] for op in self.log if op[0] == cluster] if cluster else list(self.log)
 
     def clear(self) -> None:
-        for name, server in self.servers.items():
+        for server in self.servers.values():
             server.requests.clear()
-            self.ops(name).clear()
+        self.log.clear()
 
 
 @contextmanager
@@ -95,11 +98,12 @@ def api_lab(profile: Any, home: Path, *, kubectl_binary: str = "kubectl") -> Ite
             servers[c.name].kubeconfig(provider.kubeconfig(c), context=provider.context(c))
             servers[c.name].instant_rollouts = True
         built = LabHandle.from_provider(profile.clusters, provider, kubectl_binary)
+        log: list[tuple[Any, ...]] = []
         handle = LabHandle({name: RecordingHandle(h.name, h.kubeconfig, h.context, h.kubectl_binary,
-                                                  request_timeout=10, sleep=lambda s: None)
+                                                  request_timeout=10, sleep=lambda s: None, ops=log)
                             for name, h in built.clusters.items()}, built.roles, built.kubectl_binary)
         try:
-            yield ApiLab(handle, servers)
+            yield ApiLab(handle, servers, log)
         finally:
             handle.close()
 
@@ -181,3 +185,51 @@ def writes(server: FakeApiServer) -> list[dict[str, Any]]:
     `create -f -` were given in the kubectl-based tests)."""
     return [r.body for r in server.requests if r.method in ("PUT", "POST") and isinstance(r.body, dict)
             and not r.path.endswith("/exec")]
+
+
+# --- istiod, as far as the certificate faults need it -----------------------------------------------------------
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+SELF_SIGNED_ROOT = "-----BEGIN CERTIFICATE-----\nself-signed by istiod\n-----END CERTIFICATE-----\n"
+
+
+class Istiod:
+    """What a restarted istiod does to the store (pilot/pkg/bootstrap/istio_ca.go at 1.7.8): it serves `cacerts`'
+    root-cert.pem when that Secret has ca-key.pem, else the ca-cert.pem of `istio-ca-secret` (created self-signed
+    when absent), and publishes that root into ConfigMap istio-ca-root-cert of `namespaces`; only after
+    `misses` reads of istio-system's copy (the old pod holds the leader lease meanwhile)."""
+
+    def __init__(self, server: FakeApiServer, namespaces: tuple[str, ...] = ("istio-system", "bar"), *,
+                 misses: int = 0) -> None:
+        self.server, self.namespaces, self.misses = server, namespaces, misses
+        self.pending: str | None = None
+        self.reads = 0
+        server.before = self
+
+    def root(self) -> str:
+        cacerts = (self.server.get(CORE, "istio-system", "secrets", "cacerts") or {}).get("data") or {}
+        if cacerts.get("ca-key.pem") and cacerts.get("root-cert.pem"):
+            return base64.b64decode(cacerts["root-cert.pem"]).decode()
+        own = self.server.get(CORE, "istio-system", "secrets", "istio-ca-secret")
+        if own is None:
+            own = self.server.put(CORE, "secrets", {
+                "apiVersion": "v1", "kind": "Secret", "type": "istio.io/ca-root",
+                "metadata": {"name": "istio-ca-secret", "namespace": "istio-system"},
+                "data": {"ca-cert.pem": b64(SELF_SIGNED_ROOT), "ca-key.pem": b64("key")}})
+        return base64.b64decode(own["data"]["ca-cert.pem"]).decode()
+
+    def publish(self, root: str) -> None:
+        for ns in self.namespaces:
+            self.server.put(CORE, "configmaps", configmap(ns, "istio-ca-root-cert", {"root-cert.pem": root}))
+
+    def __call__(self, request: Any) -> None:
+        if request.method == "PATCH" and request.path == "/apis/apps/v1/namespaces/istio-system/deployments/istiod":
+            self.pending, self.reads = self.root(), 0
+        if (self.pending is not None and request.method == "GET"
+                and request.path == "/api/v1/namespaces/istio-system/configmaps/istio-ca-root-cert"):
+            if self.reads >= self.misses:
+                self.publish(self.pending)
+                self.pending = None
+            self.reads += 1

@@ -90,7 +90,8 @@ class FakeApiServer:
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)  # a short poll: stop() returns at once
 
     @property
     def url(self) -> str:
@@ -123,8 +124,8 @@ class FakeApiServer:
     def get(self, prefix: str, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         return self.objects.get((prefix, namespace, plural, name))
 
-    def fail(self, method: str, path: str, code: int, body: dict[str, Any]) -> None:
-        """Answer METHOD PATH with this status and body from now on."""
+    def fail(self, method: str, path: str, code: int, body: dict[str, Any] | str) -> None:
+        """Answer METHOD PATH with this status and body (a str: sent as it is) from now on."""
         self.errors[(method, path)] = (code, body)
 
     def kubeconfig(self, path: Path, *, context: str = "kind-fake", token: str = "fake-token") -> Path:
@@ -151,7 +152,8 @@ class FakeApiServer:
                 return json.loads(raw) if raw else None
 
             def _send(self, code: int, body: Any) -> None:
-                data = json.dumps(body).encode()
+                # a str is sent as it is, still as JSON (a server answering with broken JSON)
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
