@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import urllib3.exceptions
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import stream as k8s_stream
@@ -278,9 +279,12 @@ class ClusterHandle:
             api: k8s.ApiClient = k8s_config.new_client_from_config(
                 config_file=str(self.kubeconfig), context=self.context, persist_config=False)
             return api
-        except ConfigException as err:
+        except (ConfigException, yaml.YAMLError, TypeError, AttributeError, ValueError) as err:
+            # not YAML (YAMLError), or YAML that is no kubeconfig (the loader indexes what it read: TypeError,
+            # AttributeError): the same one line as a kubeconfig without the context
+            first = (str(err).splitlines() or [type(err).__name__])[0]
             raise LabError(f"{self.name}: kubeconfig {self.kubeconfig} cannot be used with context {self.context} "
-                           f"({str(err).splitlines()[0][:_MESSAGE_CHARS]}); rebuild it with `make lab-up`") from err
+                           f"({first[:_MESSAGE_CHARS]}); rebuild it with `make lab-up`") from err
 
     @property
     def server(self) -> str:

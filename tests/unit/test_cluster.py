@@ -385,3 +385,12 @@ def test_json_of_is_the_apis_json_as_kubectl_prints_it(handle):
     assert datetime.fromisoformat(data["metadata"]["creationTimestamp"]) == datetime.fromisoformat(
         stamp.replace("Z", "+00:00"))
     assert data["status"]["hostIP"] == "172.18.0.3" and data["metadata"]["labels"]["app"] == "sleep"
+
+
+@pytest.mark.parametrize("text", ["\x00garbage", "garbage", "- a\n- list\n", "clusters: 3\ncontexts: x\n"])
+def test_a_kubeconfig_that_is_no_kubeconfig_is_one_line_not_a_traceback(tmp_path, text):
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    with pytest.raises(LabError, match=r"^cluster1: kubeconfig .* cannot be used with context kind-fake \(.+\); "
+                                       r"rebuild it with `make lab-up`$"):
+        ClusterHandle("cluster1", path, "kind-fake").coredns()
