@@ -233,3 +233,43 @@ class Istiod:
                 self.publish(self.pending)
                 self.pending = None
             self.reads += 1
+
+
+# --- a FakeLab (tests/support/fakelab.py, the kubectl simulator `lab up` runs against) also over the API ---------
+@contextmanager
+def fakelab_api(lab: Any) -> Iterator[dict[str, FakeApiServer]]:
+    """Each existing cluster of `lab` on a fake API server, its store rebuilt from the FakeLab before every request
+    (what `lab up` applied there: Deployments, all ready, with the images the FakeLab's kubectl reports; the coredns
+    ConfigMap; the ServiceEntries), and its kubeconfig where the lab's provider says: for what reads through the
+    lab handle (`lab status`)."""
+    with ExitStack() as stack:
+        servers: dict[str, FakeApiServer] = {}
+        for spec in lab.profile.clusters:
+            server = stack.enter_context(running())
+            server.before = _mirror(lab, spec.name, server)
+            server.kubeconfig(Path(lab.provider.kubeconfig(spec)), context=lab.provider.context(spec))
+            servers[spec.name] = server
+        yield servers
+
+
+def _mirror(lab: Any, name: str, server: FakeApiServer) -> Any:
+    def refresh(request: Any) -> None:
+        with lab.lock:
+            c = lab.clusters[name]
+            server.objects.clear()
+            if not c.exists:
+                return
+            server.put(CORE, "configmaps", coredns(c.corefile))
+            server.put(APPS, "deployments", deployment("kube-system", "coredns", image="coredns:fake"))
+            if c.istio:
+                server.put(APPS, "deployments", deployment("istio-system", "istiod", image=c.istiod_image))
+                server.put(APPS, "deployments", deployment("istio-system", "istiocoredns",
+                                                           image="docker.io/istiocoredns:fake"))
+            for (kind, ns, obj_name), obj in sorted(c.objects.items()):
+                if kind == "Deployment":
+                    server.put(APPS, "deployments", deployment(ns, obj_name, image=f"docker.io/{obj_name}:fake"))
+                elif kind == "ServiceEntry":
+                    se = copy.deepcopy(obj)
+                    se["metadata"] = {**se.get("metadata", {}), "namespace": ns, "name": obj_name}
+                    server.put(ISTIO, "serviceentries", se)
+    return refresh
