@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import urllib3.exceptions
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import stream as k8s_stream
@@ -261,6 +262,12 @@ class ClusterHandle:
     _api: k8s.ApiClient | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
+    @classmethod
+    def of_kubectl(cls, name: str, k: Kubectl) -> ClusterHandle:
+        """The handle on the cluster a Kubectl names (its kubeconfig, context and binary), for code given only that
+        Kubectl (a scenario's `lab status` rows: the engine made it with `kubectl(runner)` of its own handle)."""
+        return cls(name, Path(k.kubeconfig), k.context, k.binary)
+
     # --- the client -----------------------------------------------------------------------------------------------
     @property
     def api(self) -> k8s.ApiClient:
@@ -278,9 +285,12 @@ class ClusterHandle:
             api: k8s.ApiClient = k8s_config.new_client_from_config(
                 config_file=str(self.kubeconfig), context=self.context, persist_config=False)
             return api
-        except ConfigException as err:
+        except (ConfigException, yaml.YAMLError, TypeError, AttributeError, ValueError) as err:
+            # not YAML (YAMLError), or YAML that is no kubeconfig (the loader indexes what it read: TypeError,
+            # AttributeError): the same one line as a kubeconfig without the context
+            first = (str(err).splitlines() or [type(err).__name__])[0]
             raise LabError(f"{self.name}: kubeconfig {self.kubeconfig} cannot be used with context {self.context} "
-                           f"({str(err).splitlines()[0][:_MESSAGE_CHARS]}); rebuild it with `make lab-up`") from err
+                           f"({first[:_MESSAGE_CHARS]}); rebuild it with `make lab-up`") from err
 
     @property
     def server(self) -> str:
@@ -316,6 +326,11 @@ class ClusterHandle:
     @property
     def custom(self) -> k8s.CustomObjectsApi:
         return k8s.CustomObjectsApi(self.api)
+
+    def json_of(self, obj: Any) -> Any:
+        """A typed object as the API's JSON (camelCase keys; times ISO 8601 with their offset, +00:00 where the API
+        writes Z): the shape `kubectl get -o json` prints, for the pure readers of that shape."""
+        return self.api.sanitize_for_serialization(obj)
 
     def _optional(self, fn: Callable[[], Any]) -> Any:
         try:
@@ -397,6 +412,41 @@ class ClusterHandle:
             return s
         found: k8s.V1Secret | None = self._optional(read)
         return found
+
+    def put_secret(self, obj: Mapping[str, Any]) -> None:
+        """Replace the Secret whole or create it when absent (the faults' `kubectl replace`/`create` of `cacerts`);
+        without a resourceVersion the live one is used, as `put_object` does. Its data never reaches a message."""
+        body = dict(obj)
+        meta = dict(body.get("metadata") or {})
+        ns, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
+        live = self.secret(ns, name)
+        t = self.request_timeout
+        if live is not None and not meta.get("resourceVersion"):
+            meta["resourceVersion"] = live.metadata.resource_version if live.metadata else None
+        body["metadata"] = meta
+        typed: k8s.V1Secret = self.api.deserialize(json.dumps(body), "V1Secret", None)
+        if live is None:
+            self._call(f"create secret {ns}/{name}", lambda: self.core.create_namespaced_secret(
+                ns, typed, _request_timeout=t), secret=True)
+            return
+        self._call(f"replace secret {ns}/{name}", lambda: self.core.replace_namespaced_secret(
+            name, ns, typed, _request_timeout=t), secret=True)
+
+    def delete_secret(self, namespace: str, name: str, *, timeout: float = TIMEOUTS.rollout) -> bool:
+        """Delete the Secret and wait until it is gone (`kubectl delete secret --ignore-not-found --wait`). False
+        when there was nothing to delete."""
+        doing = f"delete secret {namespace}/{name}"
+        try:
+            self._call(doing, lambda: self.core.delete_namespaced_secret(
+                name, namespace, _request_timeout=self.request_timeout), secret=True)
+        except NotFoundError:
+            return False
+        deadline = self.clock() + timeout
+        while self.secret(namespace, name) is not None:
+            if self.clock() >= deadline:
+                raise NotReadyError(f"{doing} on {self.context}: still there after {timeout:.0f}s (a finalizer?)")
+            self.sleep(min(TIMEOUTS.poll_interval, max(0.0, deadline - self.clock())))
+        return True
 
     def service(self, namespace: str, name: str) -> k8s.V1Service:
         svc: k8s.V1Service = self._call(f"read service {namespace}/{name}", lambda: self.core.read_namespaced_service(

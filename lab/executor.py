@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from lab import images as lab_images
+from lab.cluster import LabHandle
 from lab.errors import LabError, NoLabError, UsageError, no_lab_message
-from lab.kube import Kubectl
 from lab.perform import Env
 from lab.plan import Paths
 from lab.profile import ProfileBase as Profile
@@ -30,7 +30,7 @@ from lab.shell import Runner
 from lab.state import Lock, State, check_home, fingerprint, lab_home
 
 if TYPE_CHECKING:
-    from lab.kind import Provider
+    from lab.kind import KindTools, Provider
     from lab.tools import Tools
 
 
@@ -53,7 +53,7 @@ def _cached_tools(profile: Profile, runner: Runner) -> Tools:
     return tools.ensure_tools(profile, tools.cache_dir(), runner, download=False)
 
 
-def _default_provider(profile: Profile, home: Path, tools: Tools, runner: Runner) -> Provider:
+def _default_provider(profile: Profile, home: Path, tools: KindTools, runner: Runner) -> Provider:
     from lab import kind
 
     return kind.make_provider(profile, home, tools, runner)
@@ -67,7 +67,7 @@ class Hooks:
     tools: Callable[[Profile, Runner], Tools] = _default_tools
     # read-only commands (`status`) use what is on PATH or cached and say what is missing; they never download
     cached_tools: Callable[[Profile, Runner], Tools] = _cached_tools
-    provider: Callable[[Profile, Path, Tools, Runner], Provider] = _default_provider
+    provider: Callable[[Profile, Path, KindTools, Runner], Provider] = _default_provider
     sleep: Callable[[float], None] | None = None
     clock: Callable[[], float] = time.monotonic
 
@@ -102,7 +102,7 @@ class _Session:
         with Lock(self.home, command):
             yield State.load(self.home)
 
-    def provider(self, profile: Profile, tools: Tools) -> Provider:
+    def provider(self, profile: Profile, tools: KindTools) -> Provider:
         return self.hooks.provider(profile, self.home, tools, self.runner)
 
     def env(self, profile: Profile, state: State) -> Env:
@@ -111,6 +111,23 @@ class _Session:
         provider = self.provider(profile, tools)
         return Env(profile, Paths(self.home, Path(tools.istio_dir)), self.runner, tools, provider, state, self.out,
                    self.hooks.sleep, self.hooks.clock)
+
+
+@dataclass(frozen=True)
+class _NoTools:
+    """The binaries a provider is built with for a command that asks it only where each cluster's kubeconfig is and
+    which context it holds (lab.kind.Provider.kubeconfig/context run nothing): none is looked up or downloaded."""
+
+    kind: Path = Path("kind")
+    kubectl: Path = Path("kubectl")
+
+
+def provider_for(profile: Profile, home: Path | str | None, runner: Runner | None = None,
+                 hooks: Hooks | None = None) -> Provider:
+    """The lab's provider for a command that only reads (`lab doctor`), to build the one lab handle from
+    (lab.cluster.LabHandle.from_provider): the kubeconfig layout stays the provider's alone."""
+    s = _Session.open(home, runner, None, hooks)
+    return s.provider(profile, _NoTools())
 
 
 def up(profile: Profile, *, home: Path | str | None = None, overrides: Mapping[str, str] | None = None,
@@ -277,6 +294,7 @@ def status(*, home: Path | str | None = None, runner: Runner | None = None, out:
           f"{profile.node_image.split('@')[0]}), {len(state.done_steps)} steps recorded", file=s.out)
     tools = s.hooks.cached_tools(profile, s.runner)
     provider = s.provider(profile, tools)
+    handle = LabHandle.from_provider(profile.clusters, provider, str(tools.kubectl))
     healthy = True
     for c in profile.clusters:
         owned = state.owns_cluster(c.name)
@@ -286,8 +304,7 @@ def status(*, home: Path | str | None = None, runner: Runner | None = None, out:
         if not exists:
             healthy = False
             continue
-        k = Kubectl(s.runner, str(provider.kubeconfig(c)), provider.context(c), binary=str(tools.kubectl))
-        for label, ok, detail in of(profile).status(k, c):
+        for label, ok, detail in of(profile).status(handle[c.name].kubectl(s.runner), c):
             healthy = healthy and ok
             print(f"    {'ok ' if ok else 'NO '} {label}: {detail}", file=s.out)
     probe_rec = state.data.get("last_probe")

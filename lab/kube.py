@@ -1,4 +1,9 @@
-"""The thin layer over kubectl for one cluster: always names its kubeconfig and context explicitly."""
+"""The thin layer over kubectl for one cluster: always names its kubeconfig and context explicitly.
+
+`lab up` runs kubectl as the replayable plan shows it (lab.perform, the scenarios' actions); reads, waits and
+probes go through the Kubernetes API instead (lab.cluster; docs/kube-api.md says which is used where). A Kubectl is
+made from the lab's one handle (lab.cluster.ClusterHandle.kubectl), so its kubeconfig and context are the
+provider's."""
 
 from __future__ import annotations
 
@@ -60,7 +65,8 @@ class Kubectl:
 
 
 def read_coredns(k: Kubectl, *, context: str = "") -> dict[str, Any]:
-    """The live kube-system/coredns ConfigMap (COREDNS_CONFIGMAP), as `kubectl get -o json` prints it."""
+    """The live kube-system/coredns ConfigMap (COREDNS_CONFIGMAP), as `kubectl get -o json` prints it: what `lab up`'s
+    CoreDNS patch reads (the plan shows that command); code that only reads uses lab.cluster.ClusterHandle.coredns."""
     configmap: dict[str, Any] = json.loads(k.run("get", *COREDNS_CONFIGMAP, "-o", "json", context=context).stdout)
     return configmap
 

@@ -3,8 +3,9 @@
 `execute` does a step's command, manifest or check; `perform` (one `functools.singledispatch` registration per action
 type of lab.plan) does a lab action in-process, returning whether it changed something. The pure pieces (manifest
 rendering, judging a check's result, comparing a ServiceEntry) are module functions tested offline; everything that
-touches a cluster goes through the runner, the provider (lab.kind) or lab.kube.Kubectl. lab.scheduler decides when a
-step runs; lab.executor holds the commands.
+touches a cluster goes through the runner, the provider (lab.kind) or lab.kube.Kubectl, whose kubeconfig and context
+come from the lab's one handle (lab.cluster.LabHandle, built from the provider). lab.scheduler decides when a step
+runs; lab.executor holds the commands.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import yaml
 
 from lab import certs, probe
 from lab import images as lab_images
+from lab.cluster import LabHandle
 from lab.errors import LabError, NotReadyError, UsageError
 from lab.files import atomic_write
 from lab.kube import Kubectl
@@ -128,6 +130,8 @@ class Env:
     clock: Callable[[], float] = time.monotonic
     _print_lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)  # set on interrupt: waits end at once
+    _lab: LabHandle | None = field(default=None, init=False, repr=False)
+    _lab_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def cluster(self, name: str) -> ClusterSpec:
         for c in self.profile.clusters:
@@ -135,10 +139,18 @@ class Env:
                 return c
         raise LabError(f"cluster {name} is not in profile {self.profile.name}")
 
+    @property
+    def lab(self) -> LabHandle:
+        """The one handle on the lab, from the provider (the kubeconfig and context of each cluster come only from
+        it) and the kubectl of the tools."""
+        with self._lab_lock:
+            if self._lab is None:
+                self._lab = LabHandle.from_provider(self.profile.clusters, self.provider, str(self.tools.kubectl))
+            return self._lab
+
     def kubectl(self, cluster: str) -> Kubectl:
-        spec = self.cluster(cluster)
-        return Kubectl(self.runner, str(self.provider.kubeconfig(spec)), self.provider.context(spec),
-                       binary=str(self.tools.kubectl))
+        """kubectl on `cluster`, for the commands `lab up` runs as the replayable plan shows them."""
+        return self.lab[self.cluster(cluster).name].kubectl(self.runner)
 
     def say(self, line: str) -> None:
         with self._print_lock:

@@ -1,8 +1,11 @@
 """Probes run inside the sleep pods: curl to the remote service and nslookup through a chosen DNS server.
 
 Pure part: the argv to run and the parsing of what came back (`parse_http` is the one reader of an HTTP response
-in curl's output; lab.classify reads it too). Thin part: `Prober`, which runs them with
-`kubectl exec` in the `sleep` container (the write-up's `kubectl exec ... -c sleep -- curl ...`).
+in curl's output; lab.classify reads it too). Thin part: `Prober`, which runs them in the `sleep` container (the
+write-up's `kubectl exec ... -c sleep -- curl ...`) through the exec stream of the lab's one handle
+(lab.cluster.ClusterHandle), and `envoy_admin` (pilot-agent's admin proxy, by exec). Given a lab.kube.Kubectl instead,
+both still run `kubectl exec`: that path is kept only while tests/e2e/session.py builds them from kubectl, and goes
+once it uses the handle (docs/kube-api.md).
 
 curl runs under `sh -c` so that its own exit code and the HTTP status are printed in a trailer we can parse,
 whatever kubectl does with exit codes. It runs with `-v`: newer curl (7.88, seen here) says only "Couldn't
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from lab.cluster import ClusterHandle
 from lab.errors import LabError
 from lab.kube import Kubectl
 
@@ -230,46 +234,61 @@ def _created(stamp: str | None) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-def envoy_admin(k: Kubectl, namespace: str, pod: str, path: str, *, timeout: float | None = None) -> str:
+def envoy_admin(k: ClusterHandle | Kubectl, namespace: str, pod: str, path: str, *,
+                timeout: float | None = None) -> str:
     """GET `path` (e.g. "config_dump", "stats?filter=...") from the Envoy admin of `pod`'s istio-proxy, through
     pilot-agent's admin proxy (pilot/cmd/pilot-agent/request.go at 1.7.8: `pilot-agent request GET <path>` ->
-    localhost:15000, printing the body; it exists in the distroless proxyv2 too, where curl does not)."""
+    localhost:15000, printing the body; it exists in the distroless proxyv2 too, where curl does not): by the
+    handle's exec stream (ClusterHandle.envoy_admin), or with `kubectl exec` when given a Kubectl."""
+    if isinstance(k, ClusterHandle):
+        return k.envoy_admin(namespace, pod, path, timeout=timeout)
     return k.exec(namespace, pod, "istio-proxy", ["pilot-agent", "request", "GET", path], check=True,
                   timeout=timeout).stdout
 
 
 @dataclass
 class Prober:
-    """Runs probes in a cluster's pods through kubectl exec."""
+    """Runs probes in a cluster's pods: through the handle's exec stream, or `kubectl exec` when given a Kubectl."""
 
-    kubectl: Kubectl
+    cluster: ClusterHandle | Kubectl
     container: str = "sleep"
     timeouts: dict[str, float] = field(default_factory=lambda: {"exec": 60.0})
 
     def pod(self, namespace: str, selector: str) -> str:
-        # Read as JSON and decided by newest_running_pod: a field selector on status.phase cannot exclude a pod that
-        # is being deleted (it stays Running until its containers stop).
-        name = newest_running_pod(self.kubectl.get_json("pods", "-n", namespace, "-l", selector))
+        """The newest Running pod with `selector` that is not being deleted (lab.cluster.newest_running; a field
+        selector on status.phase cannot exclude a pod that is being deleted: it stays Running until its containers
+        stop)."""
+        if isinstance(self.cluster, ClusterHandle):
+            found = self.cluster.running_pod(namespace, selector)  # always named: running_pod checks it
+            return str(found.metadata.name if found.metadata else "")
+        name = newest_running_pod(self.cluster.get_json("pods", "-n", namespace, "-l", selector))
         if not name:
-            raise LabError(f"no running pod with {selector} in {namespace} on {self.kubectl.context}; "
+            raise LabError(f"no running pod with {selector} in {namespace} on {self.cluster.context}; "
                            "run `make lab-up` (or `python -m lab status`)")
         return name
 
+    def _run(self, namespace: str, pod: str, argv: Sequence[str]) -> tuple[str, str, int, str]:
+        """(stdout, stderr, exit code, both together) of `argv` in the probe's container."""
+        timeout = self.timeouts["exec"]
+        if isinstance(self.cluster, ClusterHandle):
+            res = self.cluster.exec(namespace, pod, self.container, argv, timeout=timeout)
+            return res.stdout, res.stderr, res.exit_code, res.output
+        ran = self.cluster.exec(namespace, pod, self.container, argv, timeout=timeout)
+        return ran.stdout, ran.stderr, ran.returncode, ran.output
+
     def curl(self, namespace: str, pod: str, url: str, *, method: str = "GET", head: bool = False,
              extra: Sequence[str] = ()) -> CurlResult:
-        res = self.kubectl.exec(namespace, pod, self.container, curl_argv(url, method=method, head=head, extra=extra),
-                                timeout=self.timeouts["exec"])
-        return parse_curl(res.stdout, res.returncode, stderr=res.stderr)
+        stdout, stderr, code, _ = self._run(namespace, pod, curl_argv(url, method=method, head=head, extra=extra))
+        return parse_curl(stdout, code, stderr=stderr)
 
     def config_dump(self, namespace: str, selector: str) -> dict[str, Any]:
         """The Envoy /config_dump (`envoy_admin`) of the istio-proxy of the pod `pod(namespace, selector)` picks.
         Bad JSON raises ValueError."""
         pod = self.pod(namespace, selector)
-        dump: dict[str, Any] = json.loads(envoy_admin(self.kubectl, namespace, pod, "config_dump",
+        dump: dict[str, Any] = json.loads(envoy_admin(self.cluster, namespace, pod, "config_dump",
                                                       timeout=self.timeouts["exec"]))
         return dump
 
     def nslookup(self, namespace: str, pod: str, name: str, server: str | None = None) -> NslookupResult:
-        res = self.kubectl.exec(namespace, pod, self.container, nslookup_argv(name, server),
-                                timeout=self.timeouts["exec"])
-        return NslookupResult(parse_nslookup(res.stdout), res.returncode, res.output)
+        stdout, _, code, output = self._run(namespace, pod, nslookup_argv(name, server))
+        return NslookupResult(parse_nslookup(stdout), code, output)

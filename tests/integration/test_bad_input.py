@@ -331,7 +331,9 @@ CASES = [
     Case("status-tools-not-cached", ("status",), 1,
          r"kind v0\.20\.0, kubectl v1\.21\.14, the Istio 1\.7\.8 release: not on PATH or in the cache .*downloads "
          r"nothing", state(good_state())),
-    Case("doctor-garbage-kubeconfig", ("doctor",), 1, r"kubectl's pod list is not JSON of pods",
+    # the doctor reads through the API client: a kubeconfig that is not one is the handle's own line
+    Case("doctor-garbage-kubeconfig", ("doctor",), 1, r"cluster1: kubeconfig .*/lab/kubeconfig/cluster1 cannot be "
+         r"used with context kind-cluster1 \(.+\); rebuild it with `make lab-up`$",
          both(state(good_state()), write("lab/kubeconfig/cluster1", "\x00garbage"),
               write("lab/kubeconfig/cluster2", "garbage"), standin("kubectl", "echo 'garbage {'\n"))),
     Case("doctor-no-kubectl", ("doctor", "--home", "{t}/lab"), 1, r"kubectl v1\.21\.14 is neither on PATH nor in the "

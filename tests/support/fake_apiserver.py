@@ -17,7 +17,7 @@ import queue
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,11 +78,20 @@ class FakeApiServer:
         self.errors: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}  # (method, path) -> (code, status)
         self.watch_events: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self.exec_scripts: list[ExecScript] = []
+        # When set, answers every exec instead of `exec_scripts`: given the request (path, query["command"], ...).
+        self.exec_answer: Callable[[Request], ExecScript] | None = None
+        # Called with each request before it is answered (a test changes the store there: a controller's work).
+        self.before: Callable[[Request], None] | None = None
+        self.logs: dict[tuple[str, str, str], str] = {}  # (namespace, pod, container) -> what `.../log` returns
+        # When True, a patch that changes a Deployment's spec is rolled out at once: the controller's work done
+        # (observedGeneration caught up, every replica updated and available), so a rollout wait ends on its read.
+        self.instant_rollouts = False
         self._version = 1000
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)  # a short poll: stop() returns at once
 
     @property
     def url(self) -> str:
@@ -115,8 +124,8 @@ class FakeApiServer:
     def get(self, prefix: str, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         return self.objects.get((prefix, namespace, plural, name))
 
-    def fail(self, method: str, path: str, code: int, body: dict[str, Any]) -> None:
-        """Answer METHOD PATH with this status and body from now on."""
+    def fail(self, method: str, path: str, code: int, body: dict[str, Any] | str) -> None:
+        """Answer METHOD PATH with this status and body (a str: sent as it is) from now on."""
         self.errors[(method, path)] = (code, body)
 
     def kubeconfig(self, path: Path, *, context: str = "kind-fake", token: str = "fake-token") -> Path:
@@ -143,7 +152,8 @@ class FakeApiServer:
                 return json.loads(raw) if raw else None
 
             def _send(self, code: int, body: Any) -> None:
-                data = json.dumps(body).encode()
+                # a str is sent as it is, still as JSON (a server answering with broken JSON)
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -155,11 +165,13 @@ class FakeApiServer:
                 query = parse_qs(parts.query)
                 body = self._read_body() if method in ("PUT", "POST", "PATCH") else None
                 server.requests.append(Request(method, parts.path, query, dict(self.headers.items()), body))
+                if server.before is not None:
+                    server.before(server.requests[-1])
                 if (method, parts.path) in server.errors:
                     code, err = server.errors[(method, parts.path)]
                     return self._send(code, err)
                 if parts.path.endswith("/exec") and self.headers.get("Upgrade", "").lower() == "websocket":
-                    return server._exec(self)
+                    return server._exec(self, server.requests[-1])
                 return server._rest(self, method, parts.path, query, body)
 
             def do_GET(self) -> None:  # noqa: N802
@@ -206,6 +218,11 @@ class FakeApiServer:
             return send(200, self._list(prefix, ns, plural, query))
         key = (prefix, ns, plural, name)
         live = self.objects.get(key)
+        if method == "GET" and plural == "pods" and sub == "log":
+            container = (query.get("container") or [""])[0]
+            if live is None or (ns, name, container) not in self.logs:
+                return send(404, not_found(plural, name, group))
+            return self._text(h, self.logs[(ns, name, container)])
         if method == "POST":
             if self.get(prefix, ns, plural, body["metadata"]["name"]) is not None:
                 return send(409, status(409, "AlreadyExists", f'{plural} "{body["metadata"]["name"]}" already exists'))
@@ -227,12 +244,27 @@ class FakeApiServer:
             merged = _merge(copy.deepcopy(live), body)
             if plural == "deployments" and merged.get("spec") != live.get("spec"):
                 merged["metadata"]["generation"] = int(live["metadata"].get("generation", 1)) + 1
+                if self.instant_rollouts:
+                    wanted = int((merged.get("spec") or {}).get("replicas", 1))
+                    merged["status"] = {**(merged.get("status") or {}), "replicas": wanted,
+                                        "updatedReplicas": wanted, "readyReplicas": wanted,
+                                        "availableReplicas": wanted,
+                                        "observedGeneration": merged["metadata"]["generation"]}
             return send(200, self.put(prefix, plural, merged))
         if method == "DELETE":
             del self.objects[key]
             return send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "details": {"name": name, "group": group, "kind": plural}})
         return send(405, status(405, "MethodNotAllowed", f"{method} is not supported"))
+
+    @staticmethod
+    def _text(h: BaseHTTPRequestHandler, text: str) -> None:
+        data = text.encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "text/plain")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
 
     def _list(self, prefix: str, ns: str, plural: str, query: dict[str, list[str]]) -> dict[str, Any]:
         wanted = dict(p.split("=", 1) for p in (query.get("labelSelector") or [""])[0].split(",") if "=" in p)
@@ -274,12 +306,15 @@ class FakeApiServer:
             chunk(b"")
 
     # --- exec over a websocket (RFC 6455, server side: unmasked frames) ---------------------------------------------
-    def _exec(self, h: BaseHTTPRequestHandler) -> None:
+    def _exec(self, h: BaseHTTPRequestHandler, request: Request) -> None:
         key = h.headers["Sec-WebSocket-Key"]
         accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
         h.wfile.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                        f"Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n").encode())
-        script = self.exec_scripts.pop(0) if self.exec_scripts else ExecScript()
+        if self.exec_answer is not None:
+            script = self.exec_answer(request)
+        else:
+            script = self.exec_scripts.pop(0) if self.exec_scripts else ExecScript()
         for channel, text in ((1, script.stdout), (2, script.stderr)):
             if text:
                 h.wfile.write(_frame(bytes([channel]) + text.encode()))

@@ -355,3 +355,54 @@ def test_the_lab_handle_takes_paths_and_contexts_from_the_provider(tmp_path):
         lab["nope"]
     with pytest.raises(LabError, match="no remote cluster"):
         lab.by_role("remote")
+
+
+# --- added for the faults: a whole Secret put and a waited delete, an object as the API's JSON ------------------
+def test_put_secret_replaces_with_the_live_version_or_creates_and_keeps_data_out_of_messages(api, handle):
+    obj = vector("secret-cacerts.json")
+    for key in ("resourceVersion", "uid", "creationTimestamp"):
+        obj["metadata"].pop(key, None)
+    obj["data"] = {"root-cert.pem": "b3RoZXIgcm9vdA=="}  # a whole replace: ca-key.pem goes
+    handle.put_secret(obj)
+    put = api.requests[-1]
+    assert put.method == "PUT" and put.body["metadata"]["resourceVersion"] and put.body["data"] == obj["data"]
+    assert set(handle.secret("istio-system", "cacerts").data) == {"root-cert.pem"}
+    assert handle.delete_secret("istio-system", "cacerts") is True
+    assert handle.delete_secret("istio-system", "cacerts") is False
+    handle.put_secret(obj)  # absent: created
+    assert api.requests[-1].method == "POST" and handle.secret("istio-system", "cacerts") is not None
+    api.fail("PUT", "/api/v1/namespaces/istio-system/secrets/cacerts", 422,
+             status(422, "Invalid", f"data[ca-key.pem]: {SECRET_VALUE} is not valid"))
+    with pytest.raises(ApiError) as err:
+        handle.put_secret(obj)
+    assert "replace secret istio-system/cacerts" in str(err.value) and SECRET_VALUE not in str(err.value)
+
+
+def test_json_of_is_the_apis_json_as_kubectl_prints_it(handle):
+    pod = handle.running_pod("foo", "app=sleep")
+    data = handle.json_of(pod)
+    stamp = vector("pod-sleep.json")["metadata"]["creationTimestamp"]  # "...Z": the same instant, as +00:00
+    assert datetime.fromisoformat(data["metadata"]["creationTimestamp"]) == datetime.fromisoformat(
+        stamp.replace("Z", "+00:00"))
+    assert data["status"]["hostIP"] == "172.18.0.3" and data["metadata"]["labels"]["app"] == "sleep"
+
+
+@pytest.mark.parametrize("text", ["\x00garbage", "garbage", "- a\n- list\n", "clusters: 3\ncontexts: x\n"])
+def test_a_kubeconfig_that_is_no_kubeconfig_is_one_line_not_a_traceback(tmp_path, text):
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    with pytest.raises(LabError, match=r"^cluster1: kubeconfig .* cannot be used with context kind-fake \(.+\); "
+                                       r"rebuild it with `make lab-up`$"):
+        ClusterHandle("cluster1", path, "kind-fake").coredns()
+
+
+def test_of_kubectl_is_the_handle_on_the_kubeconfig_and_context_that_kubectl_names(api, tmp_path):
+    from lab.kube import Kubectl
+
+    k = Kubectl(None, str(api.kubeconfig(tmp_path / "kc", context="kind-cluster2")), "kind-cluster2", "/bin/kubectl")
+    h = ClusterHandle.of_kubectl("cluster2", k)
+    assert (h.name, h.kubeconfig, h.context, h.kubectl_binary) == ("cluster2", tmp_path / "kc", "kind-cluster2",
+                                                                   "/bin/kubectl")
+    assert h.kubectl(None).base() == k.base()
+    assert "kubernetes cluster.local" in h.corefile()
+    h.close()

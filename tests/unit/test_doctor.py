@@ -1,4 +1,4 @@
-"""`lab doctor`: the hop logic on recorded inputs, and `collect` against a RecordingRunner.
+"""`lab doctor`: the hop logic on recorded inputs, and `collect` through the lab handle on two fake API servers.
 
 Real inputs come from tests/data/doctor and tests/data/envoy_config_dump (sources in their READMEs). Objects
 that no public recording has for this scenario are built here and named `synthetic_*`.
@@ -15,13 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lab import cli, configdump
-from lab.kube import Kubectl
 from lab.probe import NslookupResult, parse_nslookup
 from lab.scenario import load_profile
 from lab.scenarios.replicated_control_planes import corefile, doctor, serviceentry
 from lab.scenarios.replicated_control_planes.doctor import BROKEN, OK, UNKNOWN, Observations, PodState
-from lab.shell import Result
-from tests.support.pods import answer, rollout
+from tests.support.apilab import CORE, ApiLab, api_lab, coredns, gateway_service, rollout, service
+from tests.support.apilab import ISTIO as ISTIO_API
+from tests.support.apilab import pod as api_pod
+from tests.support.fake_apiserver import ExecScript, exit_code_status
 from tests.support.recording import RecordingRunner
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -397,60 +398,79 @@ def test_cli_doctor_without_a_lab_says_so_in_one_line(tmp_path, capsys, monkeypa
 
 
 # --- collect -----------------------------------------------------------------------------------------------------
-def _answers(profile, home: Path) -> tuple[dict, dict[str, Kubectl]]:
-    runner = RecordingRunner()
-    ks = {c.name: Kubectl(runner, str(home / "kubeconfig" / c.name), c.context) for c in profile.clusters}
-    k1, k2 = ks["cluster1"].base(), ks["cluster2"].base()
+@pytest.fixture
+def fake(tmp_path):
+    with api_lab(load_profile(), tmp_path / "home") as lab:
+        yield lab
 
-    def ok(out: str) -> Result:
-        return Result((), 0, out, "")
 
-    pods_json = {"items": [{"metadata": {"namespace": "foo", "name": "sleep-1", "labels": {"app": "sleep"}},
-                            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}]}
+def _access(fake: ApiLab) -> doctor.LabAccess:
+    return doctor.LabAccess(load_profile(), fake.handle, RecordingRunner())
+
+
+def _answers(fake: ApiLab) -> None:
+    """Both clusters as the doctor reads them: pods (a rollout's three for each pod it execs into), the Corefile,
+    the DNS Services, the plugin log, the ServiceEntries, the gateway's address and EnvoyFilter, and what each exec
+    prints (nslookup, Envoy admin, nc, curl)."""
+    c1, c2 = fake.servers["cluster1"], fake.servers["cluster2"]
     corefile = (DOC / "k8s-website-docs_default-coredns1.6.x.Corefile").read_text()
     gw_dump = (DUMPS / "ossm2.6-istio1.20-ingressgateway.config_dump.json").read_text()
     sc_dump = (DUMPS / "ossm2.6-istio1.20-sidecar-hello-openshift.config_dump.json").read_text()
-    exec1 = (*k1, "exec", "-n", "foo", "sleep-1", "-c")
-    runner.answers = {
-        (*k1, "get", "pods", "-A"): ok(json.dumps(pods_json)),
-        (*k2, "get", "pods", "-A"): ok(json.dumps({"items": []})),
-        (*k1, "get", "configmap", "coredns", "-n", "kube-system"): ok(json.dumps({"data": {"Corefile": corefile}})),
-        (*k1, "get", "-n", "istio-system", "service", "istiocoredns"): ok("10.96.199.197"),
-        (*k1, "get", "-n", "kube-system", "service", "kube-dns"): ok("10.96.0.10"),
-        (*k1, "exec", "-n", "foo", "sleep-1", "-c", "sleep", "--", "nslookup", "-type=a", "httpbin.bar.global",
-         "10.96.199.197"): ok((DOC / "nslookup-via-istiocoredns.seed.txt").read_text()),
-        (*k1, "exec", "-n", "foo", "sleep-1", "-c", "sleep", "--", "nslookup", "-type=a", "httpbin.bar.global",
-         "10.96.0.10"): ok((DOC / "nslookup-via-kube-dns.seed.txt").read_text()),
-        (*k1, "logs"): ok((DOC / "istiocoredns-plugin.seed-mapping.log").read_text()),
-        (*k1, "get", "serviceentries.networking.istio.io"): ok(json.dumps({"items": [client_se()]})),
-        (*k2, "get", "serviceentries.networking.istio.io"): ok(json.dumps({"items": []})),
-        (*k2, "get", "-n", "istio-system", "pod", "-l", "istio=ingressgateway"): ok(GW_IP),
-        (*k2, "get", "-n", "istio-system", "service", "istio-ingressgateway"): ok(str(NODE_PORT)),
-        (*k2, "get", "envoyfilter"): ok(json.dumps(synthetic_envoyfilter("typed"))),
-        (*k1, "get", "pods", "-n", "foo", "-l", "app=sleep"): answer(rollout("sleep-1")),
-        (*k2, "get", "pods", "-n", "istio-system", "-l", "istio=ingressgateway"): answer(rollout("gw-1")),
-        (*exec1, "istio-proxy", "--", "pilot-agent", "request", "GET", "config_dump"): ok(sc_dump),
-        (*exec1, "istio-proxy", "--", "pilot-agent", "request", "GET"): ok(""),
-        (*k2, "exec", "-n", "istio-system", "gw-1", "-c", "istio-proxy", "--", "pilot-agent"): ok(gw_dump),
-        (*k2, "get", "pods", "-n", "bar", "-l", "app=httpbin"): answer(rollout("httpbin-1")),
-        (*k2, "exec", "-n", "bar", "httpbin-1", "-c", "istio-proxy", "--", "pilot-agent", "request", "GET",
-         "config_dump"): ok(sc_dump),
-        (*exec1, "istio-proxy", "--", "nc"): Result((), 1, "", "nc: connect timed out"),
-        (*exec1, "sleep", "--", "sh"): ok("HTTP/1.1 200 OK\n\n{}\n__LAB_HTTP_CODE__=200\n__LAB_CURL_EXIT__=0\n"),
-    }
-    return runner, ks
+    rollout(c1, "sleep-1", "foo", {"app": "sleep"})
+    c1.put(CORE, "pods", api_pod("istiocoredns-7f9c", "istio-system", {"app": "istiocoredns"}))
+    c1.put(CORE, "configmaps", coredns(corefile))
+    c1.put(CORE, "services", service("istio-system", "istiocoredns", "10.96.199.197"))
+    c1.put(CORE, "services", service("kube-system", "kube-dns", "10.96.0.10"))
+    c1.logs[("istio-system", "istiocoredns-7f9c", "istio-coredns-plugin")] = (
+        DOC / "istiocoredns-plugin.seed-mapping.log").read_text()
+    c1.put(ISTIO_API, "serviceentries", client_se())
+    rollout(c2, "gw-1", "istio-system", {"istio": "ingressgateway"}, host_ip=GW_IP)
+    rollout(c2, "httpbin-1", "bar", {"app": "httpbin"})
+    c2.put(CORE, "services", gateway_service(NODE_PORT))
+    c2.put(ISTIO_API, "envoyfilters", synthetic_envoyfilter("typed"))
+    nslookup = {"10.96.199.197": (DOC / "nslookup-via-istiocoredns.seed.txt").read_text(),
+                "10.96.0.10": (DOC / "nslookup-via-kube-dns.seed.txt").read_text()}
+
+    def exec1(request) -> ExecScript:
+        command, container = request.query["command"], request.query["container"][0]
+        if container == "sleep" and command[0] == "nslookup":
+            return ExecScript(stdout=nslookup[command[-1]])
+        if container == "istio-proxy" and command[:3] == ["pilot-agent", "request", "GET"]:
+            return ExecScript(stdout=sc_dump if command[3] == "config_dump" else "")
+        if container == "istio-proxy" and command[0] == "nc":
+            return ExecScript(stderr="nc: connect timed out", status=exit_code_status(1))
+        if container == "sleep" and command[0] == "sh":
+            return ExecScript(stdout="HTTP/1.1 200 OK\n\n{}\n__LAB_HTTP_CODE__=200\n__LAB_CURL_EXIT__=0\n")
+        raise AssertionError(f"unexpected exec in cluster1: {request.path} {command}")
+
+    def exec2(request) -> ExecScript:
+        if request.path.endswith("/gw-1/exec"):
+            return ExecScript(stdout=gw_dump)
+        if request.path.endswith("/httpbin-1/exec") and request.query["command"][-1] == "config_dump":
+            return ExecScript(stdout=sc_dump)
+        raise AssertionError(f"unexpected exec in cluster2: {request.path} {request.query['command']}")
+
+    c1.exec_answer, c2.exec_answer = exec1, exec2
 
 
-def test_collect_reads_every_observation_through_kubectl(tmp_path):
-    profile = load_profile()
-    runner, ks = _answers(profile, tmp_path)
-    obs = doctor.collect(doctor.LabAccess(profile, ks))
+def _execs(fake: ApiLab) -> list:
+    return [(name, r) for name, s in fake.servers.items() for r in s.requests if r.path.endswith("/exec")]
+
+
+def test_collect_reads_every_observation_through_the_lab_handle(fake):
+    _answers(fake)
+    obs = doctor.collect(_access(fake))
     assert obs.errors == {}
-    assert obs.pods["cluster1"][0].name == "sleep-1" and obs.pods["cluster2"] == []
+    assert obs.pods["cluster1"][0].name == "sleep-1" and obs.pods["cluster1"][0].ready
+    # each cluster's pods from its own API server
+    assert {p.name for p in obs.pods["cluster2"]} == {"gw-1", "gw-1-old", "gw-1-next", "httpbin-1", "httpbin-1-old",
+                                                      "httpbin-1-next"}
+    assert "istiocoredns-7f9c" in {p.name for p in obs.pods["cluster1"]}
     assert obs.corefile.startswith(".:53")
     assert obs.istiocoredns_ip == "10.96.199.197"
     assert "adding DNS mapping" in obs.istiocoredns_log
     assert obs.serviceentries["cluster1"][0]["spec"]["addresses"] == ["240.0.0.2"]
+    assert obs.serviceentries["cluster2"] == []
     assert (obs.gateway_address, obs.gateway_node_port) == (GW_IP, NODE_PORT)
     assert doctor.envoyfilter_form(obs.envoyfilter) == "typed_config"
     assert configdump.analyze(obs.gateway_dump)["node"]["proxy_type"] == "router"
@@ -460,18 +480,20 @@ def test_collect_reads_every_observation_through_kubectl(tmp_path):
     assert obs.kube_dns_ip == "10.96.0.10"
     assert obs.lookup_kube_dns.addresses == obs.lookup_istiocoredns.addresses == ["240.0.0.2"]
     assert configdump.analyze(obs.server_sidecar_dump)["node"]["proxy_type"] == "sidecar"
-    config_dump_calls = [c for c in runner.calls if c[-3:] == ("request", "GET", "config_dump")]
+    config_dump_calls = [(n, r) for n, r in _execs(fake) if r.query["command"][-3:] == ["request", "GET",
+                                                                                      "config_dump"]]
     assert len(config_dump_calls) == 3
-    assert [c for c in config_dump_calls if c[-10:-5] == ("-n", "bar", "httpbin-1", "-c", "istio-proxy")]
-    assert any(c[-1] == "stats?filter=ssl.fail_verify_error" for c in runner.calls)
+    assert [r for n, r in config_dump_calls if r.path == "/api/v1/namespaces/bar/pods/httpbin-1/exec"
+            and r.query["container"] == ["istio-proxy"]]
+    assert any(r.query["command"][-1] == "stats?filter=ssl.fail_verify_error" for _, r in _execs(fake))
+    (log,) = [r for r in fake.servers["cluster1"].requests if r.path.endswith("/log")]
+    assert log.query["container"] == ["istio-coredns-plugin"] and log.query["tailLines"] == ["500"]
 
 
-def test_collect_records_a_failing_command_and_leaves_that_observation_unknown(tmp_path):
-    profile = load_profile()
-    runner, ks = _answers(profile, tmp_path)
-    k1 = ks["cluster1"].base()
-    runner.answers[(*k1, "logs")] = Result((), 1, "", 'Error from server (NotFound): deployments "istiocoredns"')
-    obs = doctor.collect(doctor.LabAccess(profile, ks))
+def test_collect_records_a_failing_read_and_leaves_that_observation_unknown(fake):
+    _answers(fake)
+    fake.servers["cluster1"].logs.clear()  # the plugin's log cannot be read: 404 NotFound
+    obs = doctor.collect(_access(fake))
     assert obs.istiocoredns_log is None
     assert "NotFound" in obs.errors["istiocoredns_log"]
     with_lookup = doctor.hop_istiocoredns(obs)  # the seed's nslookup still shows the plugin answering
@@ -487,17 +509,25 @@ def test_lab_access_without_kubeconfig_is_one_clear_error(tmp_path):
         doctor.lab_access(load_profile(), tmp_path)
 
 
-def test_collect_with_unreachable_api_servers_is_one_clear_error(tmp_path):
+def test_collect_with_unreachable_api_servers_is_one_clear_error(fake):
     from lab.errors import LabError
 
-    profile = load_profile()
-    runner, ks = _answers(profile, tmp_path)
-    k1 = ks["cluster1"].base()
-    runner.answers[(*k1, "get", "pods", "-A")] = Result(
-        (), 1, "", "The connection to the server 127.0.0.1:38123 was refused - did you specify the right host or port?")
+    _answers(fake)
+    fake.servers["cluster1"].stop()  # nothing listens on cluster1's API server address any more
     with pytest.raises(LabError) as err:
-        doctor.collect(doctor.LabAccess(profile, ks))
-    assert "\n" not in str(err.value) and "was refused" in str(err.value) and "make lab-status" in str(err.value)
+        doctor.collect(_access(fake))
+    assert "\n" not in str(err.value) and "Connection refused" in str(err.value)
+    assert "make lab-status" in str(err.value) and "on kind-cluster1" in str(err.value)
+
+
+def test_collect_with_an_answer_that_is_no_pod_list_is_one_clear_error(fake):
+    from lab.errors import LabError
+
+    _answers(fake)
+    fake.servers["cluster2"].fail("GET", "/api/v1/pods", 200, "garbage {")
+    with pytest.raises(LabError, match=r"^the API server's pod list is not JSON of pods \(.*\); check the lab's "
+                                       r"kubeconfig files \(make lab-status\)$"):
+        doctor.collect(_access(fake))
 
 
 OBSERVED = ("pods", "corefile", "istiocoredns_log", "serviceentries", "sidecar_dump", "gateway_dump",
@@ -579,25 +609,24 @@ def test_cli_doctor_prints_hops_and_exits_1_on_a_broken_hop(monkeypatch, capsys)
     assert capsys.readouterr().out.rstrip().endswith("first broken hop: gateway-reachable")
 
 
-def test_collect_reads_the_sidecar_of_the_newest_running_sleep_pod(tmp_path):
+def test_collect_reads_the_sidecar_of_the_newest_running_sleep_pod(fake):
     # after lab up's sleep-stats rollout the replaced pod (no stats annotation, sidecar gone) is still listed as
     # Running with a deletionTimestamp, and its replacement may still be Pending: only sleep-1 is exec'd into
-    profile = load_profile()
-    runner, ks = _answers(profile, tmp_path)
-    doctor.collect(doctor.LabAccess(profile, ks))
-    lookups = [c for c in runner.calls if c[5:11] == ("get", "pods", "-n", "foo", "-l", "app=sleep")]
-    assert lookups and all(c[11:] == ("-o", "json") for c in lookups)
-    execs = [c for c in runner.calls if c[5:8] == ("exec", "-n", "foo")]
-    assert execs and {c[8] for c in execs} == {"sleep-1"}
+    _answers(fake)
+    doctor.collect(_access(fake))
+    lookups = [r for r in fake.servers["cluster1"].requests
+               if r.path == "/api/v1/namespaces/foo/pods" and r.query.get("labelSelector") == ["app=sleep"]]
+    assert lookups and all(r.method == "GET" for r in lookups)
+    execs = [r for n, r in _execs(fake) if r.path.startswith("/api/v1/namespaces/foo/")]
+    assert execs and {r.path.split("/")[6] for r in execs} == {"sleep-1"}
 
 
-def test_collect_reads_envoy_admin_of_running_pods_only(tmp_path):
+def test_collect_reads_envoy_admin_of_running_pods_only(fake):
     # a pod that is still Pending after a restart cannot be exec'd into; the probe picks Running pods the same way
-    profile = load_profile()
-    runner, ks = _answers(profile, tmp_path)
-    doctor.collect(doctor.LabAccess(profile, ks))
-    lookups = [c for c in runner.calls if c[5:7] == ("get", "pods") and "-l" in c]
-    assert {c[8] for c in lookups} == {"foo", "bar", "istio-system"}
-    assert all(c[-2:] == ("-o", "json") for c in lookups)
+    _answers(fake)
+    doctor.collect(_access(fake))
+    lookups = [r for s in fake.servers.values() for r in s.requests
+               if r.path.endswith("/pods") and r.query.get("labelSelector")]
+    assert {r.path.split("/")[4] for r in lookups} == {"foo", "bar", "istio-system"}
     # each lookup answered with a terminating-but-Running pod and a Pending one besides the one to use
-    assert {c[8] for c in runner.calls if c[5] == "exec"} == {"sleep-1", "gw-1", "httpbin-1"}
+    assert {r.path.split("/")[6] for _, r in _execs(fake)} == {"sleep-1", "gw-1", "httpbin-1"}

@@ -19,6 +19,7 @@ from lab.scenario import load_profile
 from lab.scenarios.replicated_control_planes.steps import build
 from lab.shell import Result
 from lab.state import State
+from tests.support.apilab import fakelab_api
 from tests.support.fakelab import ISTIO_DIR, FakeCluster, FakeLab, fail
 
 PROFILE = load_profile()
@@ -369,12 +370,45 @@ def test_uninstall_removes_apps_and_serviceentries_and_the_next_up_puts_them_bac
 def test_status_reports_each_cluster_and_the_last_probe(lab):
     up(lab)
     out = io.StringIO()
-    assert executor.status(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 0
+    with fakelab_api(lab):  # the rows are read through the lab handle, on the API
+        assert executor.status(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 0
     text = out.getvalue()
     assert "cluster1: cluster up" in text and "cluster2: cluster up" in text
     assert "HTTP 200" in text
     assert "NO " not in text, text
-    assert "foo/httpbin-bar ['httpbin.bar.global'] ['240.0.0.2']" in text
+    # as kubectl's jsonpath prints them (JSON lists), the form the row had when kubectl read it
+    assert 'foo/httpbin-bar ["httpbin.bar.global"] ["240.0.0.2"]' in text
+    assert f"ok  istiod: 1/1 ready ({lab.clusters['cluster1'].istiod_image})" in text
+
+
+def test_a_serviceentry_row_is_what_kubectls_jsonpath_printed():
+    from lab.scenarios.replicated_control_planes.status import serviceentry_line
+
+    se = {"metadata": {"namespace": "foo", "name": "httpbin-bar"},
+          "spec": {"hosts": ["httpbin.bar.global"], "addresses": ["240.0.0.2"],
+                   "endpoints": [{"address": "172.18.0.3", "ports": {"http1": 31443}},
+                                 {"address": "172.18.0.4", "ports": {"http1": 31444}}]}}
+    # {.metadata.namespace}/{.metadata.name} {.spec.hosts} {.spec.addresses} {.spec.endpoints[*].address}:
+    # {.spec.endpoints[*].ports}: lists and objects as compact JSON, [*] joined by spaces
+    assert serviceentry_line(se) == ('foo/httpbin-bar ["httpbin.bar.global"] ["240.0.0.2"] 172.18.0.3 172.18.0.4:'
+                                     '{"http1":31443} {"http1":31444}')
+    assert serviceentry_line({"metadata": {"namespace": "bar", "name": "x"}, "spec": {"hosts": ["a.b.global"]}}) \
+        == 'bar/x ["a.b.global"] [] :'
+
+
+def test_status_rows_of_a_cluster_whose_api_does_not_answer_say_so_instead_of_failing(tmp_path):
+    from lab.kube import Kubectl
+    from lab.scenarios.replicated_control_planes import status
+    from tests.support.fake_apiserver import running
+
+    with running() as server:
+        kubeconfig = server.kubeconfig(tmp_path / "kubeconfig", context="kind-cluster1")
+    rows = status.rows(Kubectl(None, str(kubeconfig), "kind-cluster1"), PROFILE.client)
+    by_label = {label: (ok, detail) for label, ok, detail in rows}
+    ok, detail = by_label["istiod"]
+    assert not ok and detail.startswith("unknown (read deployment istio-system/istiod on kind-cluster1: cannot reach")
+    assert by_label["kube-system CoreDNS global block"] == (False, "missing")
+    assert by_label["ServiceEntries"] == (False, "none")
 
 
 def test_status_without_a_lab_says_so(lab):
@@ -414,7 +448,8 @@ def test_status_after_uninstall_reports_what_is_missing(lab):
     up(lab)
     executor.uninstall(home=lab.home, runner=lab.runner, out=io.StringIO(), hooks=hooks(lab))
     out = io.StringIO()
-    assert executor.status(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 1
+    with fakelab_api(lab):
+        assert executor.status(home=lab.home, runner=lab.runner, out=out, hooks=hooks(lab)) == 1
     text = out.getvalue()
     assert "NO  sleep in foo: absent" in text and "ok  istiod" in text
 

@@ -1,32 +1,49 @@
 """The failure catalogue (lab.scenarios.replicated_control_planes.faults): its data, the README table generated from it,
-the waits derived from the DNS
-caches, the gateway checks, and its inject/restore code against a recording kubectl."""
+the waits derived from the DNS caches, the gateway checks, and its inject/restore code against the lab's one handle
+on two fake API servers (tests/support/apilab.py)."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from kubernetes import client as k8s
 
 from lab import certs
 from lab.errors import LabError, NotReadyError, ValidationError
-from lab.kube import Kubectl
 from lab.scenario import load_profile
 from lab.scenarios.replicated_control_planes import corefile, faults
 from lab.scenarios.replicated_control_planes.faults import (
     FAULTS,
     ISTIO_VERSIONS,
     Expectation,
-    LabHandle,
+    FaultLab,
     legacy_envoyfilter,
     settled_class,
 )
-from lab.shell import Result
+from tests.support.apilab import (
+    APPS,
+    CORE,
+    ApiLab,
+    Istiod,
+    api_lab,
+    configmap,
+    coredns,
+    deployment,
+    gateway_service,
+    rollout,
+    service,
+    stored,
+)
+from tests.support.apilab import ISTIO as ISTIO_API
 from tests.support.configdumps import synthetic_gateway
-from tests.support.pods import answer, rollout
+from tests.support.fake_apiserver import ExecScript
+from tests.support.fake_apiserver import status as fake_status
 from tests.support.recording import RecordingRunner
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -178,7 +195,7 @@ def test_settled_class_gives_up_with_the_last_reason_when_nothing_settles():
         settled_class(lambda: next(flip), settle=0, timeout=0.0, stable=3, interval=0.0)
 
 
-# --- inject / restore against a recording kubectl -----------------------------------------------------------------
+# --- inject / restore against the lab handle on two fake API servers ---------------------------------------------
 SE_CLIENT = {
     "apiVersion": "networking.istio.io/v1alpha3", "kind": "ServiceEntry",
     "metadata": {"name": "httpbin-bar", "namespace": "foo", "resourceVersion": "42", "uid": "u-1",
@@ -190,103 +207,165 @@ SE_CLIENT = {
 }
 SE_OTHER = {"apiVersion": "networking.istio.io/v1alpha3", "kind": "ServiceEntry",
             "metadata": {"name": "other", "namespace": "foo"}, "spec": {"hosts": ["other.baz.global"]}}
+SE_PATH = "/apis/networking.istio.io/v1alpha3/namespaces/{ns}/serviceentries/{name}"
 
 
-def _lab(tmp_path: Path, runner: RecordingRunner) -> LabHandle:
-    profile = load_profile()
-    kubectl = {c.name: Kubectl(runner, f"/lab/kubeconfig/{c.name}", c.context) for c in profile.clusters}
-    return LabHandle(profile=profile, kubectl=kubectl, workdir=tmp_path, sleep=lambda seconds: None)
+class _OpsRunner(RecordingRunner):
+    """The faults' runner (istioctl), noting each command in the lab's operation log too."""
+
+    def __init__(self, log: list) -> None:
+        super().__init__()
+        self.log = log
+
+    def run(self, argv, **kwargs):
+        self.log.append(("host", "run", tuple(str(a) for a in argv)))
+        return super().run(argv, **kwargs)
 
 
-def _json(obj: dict) -> Result:
-    return Result((), 0, json.dumps(obj), "")
+@pytest.fixture
+def fake(tmp_path):
+    with api_lab(load_profile(), tmp_path / "home") as lab:
+        yield lab
 
 
-def _se_list(*items: dict) -> Result:
-    return Result((), 0, json.dumps({"items": list(items)}), "")
+def _lab(tmp_path: Path, fake: ApiLab) -> FaultLab:
+    return FaultLab(profile=load_profile(), lab=fake.handle, workdir=tmp_path, sleep=lambda seconds: None,
+                    runner=_OpsRunner(fake.log))
 
 
-def _verbs(runner: RecordingRunner, context: str) -> list[tuple[str, ...]]:
-    out = []
-    for call in runner.calls:
-        if context in call:
-            out.append(call[call.index(context) + 1:])
+def _c1(fake: ApiLab):
+    return fake.servers["cluster1"]
+
+
+def _c2(fake: ApiLab):
+    return fake.servers["cluster2"]
+
+
+def _put_se(server, obj: dict) -> None:
+    server.put(ISTIO_API, "serviceentries", obj)
+
+
+def _written(op: tuple) -> dict | None:
+    """The object an operation wrote, as the fault gave it (a ConfigMap as the API's JSON)."""
+    if op[0] == "put_object":
+        return op[2]
+    if op[0] == "put_secret":
+        return op[1]
+    if op[0] == "replace_configmap":
+        return k8s.ApiClient().sanitize_for_serialization(op[1])
+    return None
+
+
+def _replaced(fake: ApiLab, cluster: str | None = None) -> list[dict]:
+    """What the faults wrote whole (replace, or create when absent), in order: the objects `kubectl replace -f -`
+    was given in the kubectl-based tests."""
+    ops = fake.ops(cluster) if cluster else [op[1:] for op in fake.ops()]
+    return [w for w in map(_written, ops) if w is not None]
+
+
+def _steps(fake: ApiLab, cluster: str) -> list[tuple[str, ...]]:
+    """The deletes, whole writes and rollouts asked of `cluster`, as (verb, kind, name) in the words of the
+    kubectl commands they replace (`rollout restart`, `rollout status`)."""
+    out: list[tuple[str, ...]] = []
+    for op in fake.ops(cluster):
+        if op[0] == "delete_secret":
+            out.append(("delete", "secret", op[2]))
+        elif op[0] == "delete_object":
+            out.append(("delete", op[1].kind, op[3]))
+        elif op[0] in ("put_object", "put_secret", "replace_configmap"):
+            obj = _written(op)
+            out.append(("replace", obj["kind"], obj["metadata"]["name"]))
+        elif op[0] == "rollout_restart":
+            out.append(("rollout", "restart", f"deployment/{op[2]}"))
+        elif op[0] == "wait_rollout":
+            out.append(("rollout", "status", f"deployment/{op[2]}"))
     return out
 
 
-def test_serviceentry_without_addresses_replaces_only_the_remote_hosts_entry_and_restore_puts_it_back(tmp_path):
-    runner = RecordingRunner(answers={
-        ("kubectl", "--kubeconfig", "/lab/kubeconfig/cluster1", "--context", "kind-cluster1", "get",
-         "serviceentries.networking.istio.io"): _se_list(SE_CLIENT, SE_OTHER)})
-    lab = _lab(tmp_path, runner)
+def _deployments(server, namespace: str, *names: str) -> None:
+    for name in names:
+        server.put(APPS, "deployments", deployment(namespace, name))
+
+
+def test_serviceentry_without_addresses_replaces_only_the_remote_hosts_entry_and_restore_puts_it_back(
+        tmp_path, fake):
+    _put_se(_c1(fake), SE_CLIENT)
+    _put_se(_c1(fake), SE_OTHER)
+    lab = _lab(tmp_path, fake)
     fault = faults.BY_ID["serviceentry-without-addresses"]
     fault.inject(lab)
-    replaced = [json.loads(i) for c, i in zip(runner.calls, runner.inputs, strict=True) if "replace" in c]
+    replaced = _replaced(fake)
     assert len(replaced) == 1
     assert "addresses" not in replaced[0]["spec"] and replaced[0]["spec"]["hosts"] == ["httpbin.bar.global"]
     assert "resourceVersion" not in replaced[0]["metadata"] and "status" not in replaced[0]
-    assert all("kind-cluster2" not in c for c in runner.calls)
+    live = stored(_c1(fake), ISTIO_API, "serviceentries", "foo", "httpbin-bar")
+    assert "addresses" not in live["spec"] and stored(_c1(fake), ISTIO_API, "serviceentries", "foo", "other")
+    assert _c2(fake).requests == [] and fake.ops("cluster2") == []
 
-    runner.calls.clear()
-    runner.inputs.clear()
+    fake.clear()
     fault.restore(lab)
-    restored = [json.loads(i) for c, i in zip(runner.calls, runner.inputs, strict=True) if "replace" in c]
+    restored = _replaced(fake)
     assert restored[0]["spec"]["addresses"] == ["240.0.0.2"]
+    assert stored(_c1(fake), ISTIO_API, "serviceentries", "foo", "httpbin-bar")["spec"]["addresses"] == ["240.0.0.2"]
     assert lab.saved == {}
 
 
-def test_missing_local_serviceentry_deletes_in_cluster2_and_restore_creates_it_again(tmp_path):
+def test_missing_local_serviceentry_deletes_in_cluster2_and_restore_creates_it_again(tmp_path, fake):
     se_server = json.loads(json.dumps(SE_CLIENT))
     se_server["metadata"].update(namespace="bar")
-    ctx2 = ("kubectl", "--kubeconfig", "/lab/kubeconfig/cluster2", "--context", "kind-cluster2")
-    runner = RecordingRunner(answers={
-        (*ctx2, "get", "serviceentries.networking.istio.io"): _se_list(se_server),
-        (*ctx2, "replace"): Result((), 1, "", 'Error from server (NotFound): serviceentries "httpbin-bar" not found'),
-    })
-    lab = _lab(tmp_path, runner)
+    _put_se(_c2(fake), se_server)
+    lab = _lab(tmp_path, fake)
     fault = faults.BY_ID["missing-local-serviceentry"]
     fault.inject(lab)
-    assert ("delete", "serviceentries.networking.istio.io", "httpbin-bar", "-n", "bar", "--ignore-not-found",
-            "--wait=true") in _verbs(runner, "kind-cluster2")
+    assert ("delete", "ServiceEntry", "httpbin-bar") in _steps(fake, "cluster2")
+    assert stored(_c2(fake), ISTIO_API, "serviceentries", "bar", "httpbin-bar") is None
     fault.restore(lab)
-    verbs = [v[0] for v in _verbs(runner, "kind-cluster2")]
-    assert verbs[-2:] == ["replace", "create"]
-    assert json.loads(runner.inputs[-1])["metadata"]["namespace"] == "bar"
+    path = SE_PATH.format(ns="bar", name="httpbin-bar")
+    # the replace finds nothing to replace (404), so it creates
+    assert [(r.method, r.path) for r in _c2(fake).requests[-2:]] == [
+        ("GET", path), ("POST", "/apis/networking.istio.io/v1alpha3/namespaces/bar/serviceentries")]
+    assert _c2(fake).requests[-1].body["metadata"]["namespace"] == "bar"
+    assert stored(_c2(fake), ISTIO_API, "serviceentries", "bar", "httpbin-bar")["spec"] == se_server["spec"]
 
 
-def test_a_restore_that_kubectl_refuses_raises_instead_of_passing(tmp_path):
-    ctx1 = ("kubectl", "--kubeconfig", "/lab/kubeconfig/cluster1", "--context", "kind-cluster1")
-    runner = RecordingRunner(answers={
-        (*ctx1, "get", "serviceentries.networking.istio.io"): _se_list(SE_CLIENT),
-        (*ctx1, "replace"): Result((), 1, "", "error: the server doesn't have a resource type"),
-    })
-    lab = _lab(tmp_path, runner)
-    with pytest.raises(LabError, match="exited 1"):
+def test_a_restore_that_kubectl_refuses_raises_instead_of_passing(tmp_path, fake):
+    _put_se(_c1(fake), SE_CLIENT)
+    _c1(fake).fail("PUT", SE_PATH.format(ns="foo", name="httpbin-bar"), 422,
+                   fake_status(422, "Invalid", "ServiceEntry.networking.istio.io \"httpbin-bar\" is invalid"))
+    lab = _lab(tmp_path, fake)
+    with pytest.raises(LabError, match="replace ServiceEntry foo/httpbin-bar on kind-cluster1: 422 Invalid"):
         faults.BY_ID["serviceentry-without-addresses"].inject(lab)
 
 
+def _secret(name: str, data: dict[str, str]) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": "istio-system"}, "data": data}
+
+
+def _root_configmaps(server, root: str) -> None:
+    for ns in ("istio-system", "bar"):
+        server.put(CORE, "configmaps", configmap(ns, "istio-ca-root-cert", {"root-cert.pem": root}))
+
+
 def test_cacerts_after_install_restarts_istiod_without_cacerts_then_recreates_it_and_restarts_only_workloads(
-        tmp_path):
-    ctx2 = ("kubectl", "--kubeconfig", "/lab/kubeconfig/cluster2", "--context", "kind-cluster2")
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system",
-                                                                "resourceVersion": "7"},
-              "data": {"ca-cert.pem": "Y2E="}}
-    runner = RecordingRunner(answers={
-        (*ctx2, "get", "secret", "cacerts"): Result((), 0, json.dumps(secret), ""),
-        (*ctx2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
-        # istiod self-signed (cacerts has no ca-key.pem) and published that root in bar
-        (*ctx2, "get", "secret", "istio-ca-secret"): _json({"data": {"ca-cert.pem": "Y2E="}}),
-        (*ctx2, "get", "configmap", "istio-ca-root-cert"): _json({"data": {"root-cert.pem": "ca\n"}}),
-    })
-    lab = _lab(tmp_path, runner)
+        tmp_path, fake):
+    c2 = _c2(fake)
+    c2.put(CORE, "secrets", _secret("cacerts", {"ca-cert.pem": "Y2E="}))
+    # istiod self-signed (cacerts has no ca-key.pem) and published that root in bar
+    c2.put(CORE, "secrets", _secret("istio-ca-secret", {"ca-cert.pem": "Y2E="}))
+    _root_configmaps(c2, "ca\n")
+    _deployments(c2, "bar", "httpbin", "sleep")
+    _deployments(c2, "istio-system", "istiod", "istio-ingressgateway")
+    Istiod(c2)
+    lab = _lab(tmp_path, fake)
     faults.BY_ID["cacerts-after-install"].inject(lab)
-    steps = [v[:3] for v in _verbs(runner, "kind-cluster2") if v[0] in ("delete", "replace", "rollout")]
+    steps = _steps(fake, "cluster2")
     assert steps == [
         ("delete", "secret", "cacerts"),
         ("delete", "secret", "istio-ca-secret"),
         ("rollout", "restart", "deployment/istiod"),
         ("rollout", "status", "deployment/istiod"),
-        ("replace", "-f", "-"),
+        ("replace", "Secret", "cacerts"),
         ("rollout", "restart", "deployment/istio-ingressgateway"),
         ("rollout", "status", "deployment/istio-ingressgateway"),
         ("rollout", "restart", "deployment/httpbin"),
@@ -295,57 +374,50 @@ def test_cacerts_after_install_restarts_istiod_without_cacerts_then_recreates_it
         ("rollout", "status", "deployment/sleep"),
     ]
 
-    runner.calls.clear()
+    fake.clear()
     faults.BY_ID["cacerts-after-install"].restore(lab)
-    steps = [v[:3] for v in _verbs(runner, "kind-cluster2") if v[0] in ("delete", "replace", "rollout")]
-    assert steps[:3] == [("replace", "-f", "-"), ("delete", "secret", "istio-ca-secret"),
+    steps = _steps(fake, "cluster2")
+    assert steps[:3] == [("replace", "Secret", "cacerts"), ("delete", "secret", "istio-ca-secret"),
                          ("rollout", "restart", "deployment/istiod")]
     assert ("rollout", "restart", "deployment/httpbin") in steps
     assert lab.saved == {}
 
 
 # --- the faults built on the mesh modules -------------------------------------------------------------------------
-CTX1 = ("kubectl", "--kubeconfig", "/lab/kubeconfig/cluster1", "--context", "kind-cluster1")
-CTX2 = ("kubectl", "--kubeconfig", "/lab/kubeconfig/cluster2", "--context", "kind-cluster2")
-GATEWAY_ANSWERS = {
-    (*CTX2, "get", "-n", "istio-system", "pod", "-l", "istio=ingressgateway"): Result((), 0, "172.18.0.4", ""),
-    (*CTX2, "get", "-n", "istio-system", "service", "istio-ingressgateway"): Result((), 0, "31443", ""),
-}
-
-
-def _replaced(runner: RecordingRunner) -> list[dict]:
-    return [json.loads(i) for c, i in zip(runner.calls, runner.inputs, strict=True) if "replace" in c]
+def _gateway(fake: ApiLab) -> None:
+    """cluster2's gateway as the write-up looks it up: its pod's hostIP and its Service's 15443 nodePort."""
+    rollout(_c2(fake), "gw-1", "istio-system", {"istio": "ingressgateway"}, host_ip="172.18.0.4")
+    _c2(fake).put(CORE, "services", gateway_service(31443))
 
 
 @pytest.mark.parametrize("fault_id,vip", [("vip-multicast", "224.0.0.2"), ("vip-loopback", "127.0.0.2")])
-def test_vip_faults_write_the_refused_vip_into_the_plans_serviceentry(tmp_path, fault_id, vip):
+def test_vip_faults_write_the_refused_vip_into_the_plans_serviceentry(tmp_path, fake, fault_id, vip):
     from lab.scenarios.replicated_control_planes.serviceentry import validate_vip
 
     with pytest.raises(ValidationError):
         validate_vip(vip)  # what the fault bypasses on purpose
-    runner = RecordingRunner(answers={(*CTX1, "get", "serviceentries.networking.istio.io"): _se_list(SE_CLIENT),
-                                      **GATEWAY_ANSWERS})
-    lab = _lab(tmp_path, runner)
+    _put_se(_c1(fake), SE_CLIENT)
+    _gateway(fake)
+    lab = _lab(tmp_path, fake)
     faults.BY_ID[fault_id].inject(lab)
-    (se,) = _replaced(runner)
+    (se,) = _replaced(fake)
     assert se["metadata"] == {"name": "httpbin-bar", "namespace": "foo"}
     assert se["spec"]["addresses"] == [vip]
     assert se["spec"]["endpoints"] == [{"address": "172.18.0.4", "ports": {"http1": 31443}}]
     assert se["spec"]["hosts"] == ["httpbin.bar.global"] and se["spec"]["location"] == "MESH_INTERNAL"
 
 
-def test_wrong_gateway_port_keeps_the_vip_and_points_at_the_literal_15443(tmp_path):
-    runner = RecordingRunner(answers={(*CTX1, "get", "serviceentries.networking.istio.io"): _se_list(SE_CLIENT),
-                                      **GATEWAY_ANSWERS})
-    lab = _lab(tmp_path, runner)
+def test_wrong_gateway_port_keeps_the_vip_and_points_at_the_literal_15443(tmp_path, fake):
+    _put_se(_c1(fake), SE_CLIENT)
+    _gateway(fake)
+    lab = _lab(tmp_path, fake)
     faults.BY_ID["wrong-gateway-port"].inject(lab)
-    (se,) = _replaced(runner)
+    (se,) = _replaced(fake)
     assert se["spec"]["addresses"] == [lab.profile.client.vip]
     assert se["spec"]["endpoints"] == [{"address": "172.18.0.4", "ports": {"http1": 15443}}]
-    runner.calls.clear()
-    runner.inputs.clear()
+    fake.clear()
     faults.BY_ID["wrong-gateway-port"].restore(lab)
-    (back,) = _replaced(runner)
+    (back,) = _replaced(fake)
     assert back["spec"]["endpoints"] == SE_CLIENT["spec"]["endpoints"]
 
 
@@ -353,14 +425,12 @@ KUBEADM_COREFILE = (Path(__file__).parent.parent / "data" / "corefile"
                     / "kubeadm-dns_test_initial-default-coredns1.6.x.Corefile").read_text(encoding="utf-8")
 
 
-def _coredns_runner(corefile_text: str) -> RecordingRunner:
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "coredns", "namespace": "kube-system",
-                                                               "resourceVersion": "9"},
-          "data": {"Corefile": corefile_text}}
-    return RecordingRunner(answers={
-        (*CTX1, "get", "configmap", "coredns"): Result((), 0, json.dumps(cm), ""),
-        (*CTX1, "get", "-n", "istio-system", "service", "istiocoredns"): Result((), 0, "10.255.10.53", ""),
-    })
+def _coredns_cluster1(fake: ApiLab, corefile_text: str) -> None:
+    """cluster1's kube-system/coredns ConfigMap holding `corefile_text`, its Deployment, and istiocoredns."""
+    c1 = _c1(fake)
+    c1.put(CORE, "configmaps", coredns(corefile_text))
+    c1.put(APPS, "deployments", deployment("kube-system", "coredns"))
+    c1.put(CORE, "services", service("istio-system", "istiocoredns", "10.255.10.53"))
 
 
 def test_dns_stub_missing_removes_the_global_block_restarts_coredns_and_restore_puts_the_guarded_block_back(
@@ -368,81 +438,103 @@ def test_dns_stub_missing_removes_the_global_block_restarts_coredns_and_restore_
     from lab.scenarios.replicated_control_planes import corefile
 
     patched = corefile.patch(KUBEADM_COREFILE, "10.255.10.53")
-    runner = _coredns_runner(patched)
-    lab = _lab(tmp_path, runner)
-    faults.BY_ID["dns-stub-missing"].inject(lab)
-    (cm,) = _replaced(runner)
-    assert cm["data"]["Corefile"] == KUBEADM_COREFILE
-    assert ("rollout", "restart", "deployment/coredns", "-n", "kube-system") in _verbs(runner, "kind-cluster1")
+    with api_lab(load_profile(), tmp_path / "a") as fake:
+        _coredns_cluster1(fake, patched)
+        lab = _lab(tmp_path, fake)
+        faults.BY_ID["dns-stub-missing"].inject(lab)
+        (cm,) = _replaced(fake)
+        assert cm["data"]["Corefile"] == KUBEADM_COREFILE
+        assert ("rollout_restart", "kube-system", "coredns") in fake.ops("cluster1")
+        assert ("rollout", "status", "deployment/coredns") in _steps(fake, "cluster1")
+        assert stored(_c1(fake), CORE, "configmaps", "kube-system", "coredns")["data"]["Corefile"] == KUBEADM_COREFILE
 
-    runner = _coredns_runner(KUBEADM_COREFILE)
-    lab = _lab(tmp_path, runner)
-    faults.BY_ID["dns-stub-missing"].restore(lab)
-    (cm,) = _replaced(runner)
-    assert cm["data"]["Corefile"] == patched and "template IN AAAA global" in cm["data"]["Corefile"]
+    with api_lab(load_profile(), tmp_path / "b") as fake:
+        _coredns_cluster1(fake, KUBEADM_COREFILE)
+        lab = _lab(tmp_path, fake)
+        faults.BY_ID["dns-stub-missing"].restore(lab)
+        (cm,) = _replaced(fake)
+        assert cm["data"]["Corefile"] == patched and "template IN AAAA global" in cm["data"]["Corefile"]
 
 
-def test_aaaa_guard_off_keeps_the_forward_and_drops_only_the_guard(tmp_path):
+def test_aaaa_guard_off_keeps_the_forward_and_drops_only_the_guard(tmp_path, fake):
     from lab.scenarios.replicated_control_planes import corefile
 
-    runner = _coredns_runner(corefile.patch(KUBEADM_COREFILE, "10.255.10.53"))
-    lab = _lab(tmp_path, runner)
+    _coredns_cluster1(fake, corefile.patch(KUBEADM_COREFILE, "10.255.10.53"))
+    lab = _lab(tmp_path, fake)
     faults.BY_ID["aaaa-guard-off"].inject(lab)
-    (cm,) = _replaced(runner)
+    (cm,) = _replaced(fake)
     block = corefile.global_block(cm["data"]["Corefile"])
     assert block and "forward . 10.255.10.53:53" in block and "AAAA" not in block
 
 
-def test_envoyfilter_broken_writes_the_legacy_form_and_removes_cluster2s_serviceentry(tmp_path):
+def test_a_corefile_changed_meanwhile_is_a_conflict_not_lost(tmp_path, fake):
+    """The Corefile is replaced with the version it was read at: a change made in between (by a person, by `lab
+    up`) is a 409, not silently overwritten."""
+    from lab.scenarios.replicated_control_planes import corefile
+
+    _coredns_cluster1(fake, corefile.patch(KUBEADM_COREFILE, "10.255.10.53"))
+    c1 = _c1(fake)
+
+    def someone_else(request) -> None:
+        if request.method == "PUT" and request.path.endswith("/configmaps/coredns"):
+            c1.put(CORE, "configmaps", coredns(KUBEADM_COREFILE + "# edited\n"))
+    c1.before = someone_else
+    with pytest.raises(LabError, match="409 Conflict"):
+        faults.BY_ID["dns-stub-missing"].inject(_lab(tmp_path, fake))
+    assert not [op for op in fake.ops("cluster1") if op[0] == "rollout_restart"]
+
+
+def test_envoyfilter_broken_writes_the_legacy_form_and_removes_cluster2s_serviceentry(tmp_path, fake):
     se_server = json.loads(json.dumps(SE_CLIENT))
     se_server["metadata"].update(namespace="bar")
-    runner = RecordingRunner(answers={
-        (*CTX2, "get", "envoyfilter", "istio-multicluster-ingressgateway"):
-            Result((), 0, json.dumps(ENVOYFILTER_1_7_8), ""),
-        (*CTX2, "get", "serviceentries.networking.istio.io"): _se_list(se_server),
-    })
-    lab = _lab(tmp_path, runner)
+    _c2(fake).put(ISTIO_API, "envoyfilters", ENVOYFILTER_1_7_8)
+    _put_se(_c2(fake), se_server)
+    lab = _lab(tmp_path, fake)
     fault = faults.BY_ID["envoyfilter-broken"]
     fault.inject(lab)
-    (ef,) = _replaced(runner)
+    (ef,) = _replaced(fake)
     assert "config" in ef["spec"]["configPatches"][0]["patch"]["value"]
-    assert any(v[0] == "delete" and "serviceentries.networking.istio.io" in v for v in _verbs(runner, "kind-cluster2"))
+    assert any(v[0] == "delete" and "ServiceEntry" in v for v in _steps(fake, "cluster2"))
     fault.followup.apply(lab)  # the write-up's fix on top: cluster2's ServiceEntry is back
     fault.restore(lab)
-    restored = _replaced(runner)
+    restored = _replaced(fake)
     assert [r["kind"] for r in restored] == ["EnvoyFilter", "ServiceEntry", "EnvoyFilter"]
     assert restored[-1] == ENVOYFILTER_1_7_8
+    live = stored(_c2(fake), ISTIO_API, "envoyfilters", "istio-system", "istio-multicluster-ingressgateway")
+    assert live["spec"] == ENVOYFILTER_1_7_8["spec"]
 
 
 SAMPLE_CERTS = Path(__file__).parent.parent / "data" / "certs" / "istio-1.7.8-samples"
 
 
-def _shared_cacerts_cluster2() -> tuple[dict, RecordingRunner]:
+def _shared_cacerts_cluster2(fake: ApiLab, *, misses: int = 0) -> dict:
     """cluster2 holding the samples' `cacerts` (the shared root, and a signing key), istiod's root published in
-    istio-ca-root-cert, httpbin and sleep in bar: (the Secret, the runner)."""
+    istio-ca-root-cert, httpbin and sleep in bar, istiod and the gateway, and istiod acting on a restart: the
+    Secret."""
     root = (SAMPLE_CERTS / "root-cert.pem").read_bytes()
     shared = certs.secret_object("cacerts", "istio-system", {"root-cert.pem": root, "ca-key.pem": b"key"})
-    return shared, RecordingRunner(answers={
-        (*CTX2, "get", "secret", "cacerts"): Result((), 0, json.dumps(shared), ""),
-        (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
-        (*CTX2, "get", "configmap", "istio-ca-root-cert"): _json({"data": {
-            "root-cert.pem": (SAMPLE_CERTS / "root-cert.pem").read_text()}}),
-    })
+    c2 = _c2(fake)
+    c2.put(CORE, "secrets", shared)
+    _root_configmaps(c2, root.decode())
+    _deployments(c2, "bar", "httpbin", "sleep")
+    _deployments(c2, "istio-system", "istiod", "istio-ingressgateway")
+    Istiod(c2, misses=misses)
+    return shared
 
 
-def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_then_workloads(tmp_path):
+def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_then_workloads(tmp_path, fake):
     import base64
 
     from lab.certs import root_fingerprint
 
-    shared, runner = _shared_cacerts_cluster2()
-    lab = _lab(tmp_path, runner)
+    shared = _shared_cacerts_cluster2(fake)
+    lab = _lab(tmp_path, fake)
     faults.BY_ID["root-ca-mismatch"].inject(lab)
-    (secret,) = _replaced(runner)
+    (secret,) = _replaced(fake)
     assert set(secret["data"]) == {"ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"}
     other = base64.b64decode(secret["data"]["root-cert.pem"])
     assert root_fingerprint(other) != root_fingerprint((SAMPLE_CERTS / "root-cert.pem").read_bytes())
-    steps = [v[:3] for v in _verbs(runner, "kind-cluster2") if v[0] in ("delete", "rollout")]
+    steps = [v for v in _steps(fake, "cluster2") if v[0] in ("delete", "rollout")]
     assert steps == [("delete", "secret", "istio-ca-secret"),
                      ("rollout", "restart", "deployment/istiod"), ("rollout", "status", "deployment/istiod"),
                      ("rollout", "restart", "deployment/istio-ingressgateway"),
@@ -452,15 +544,15 @@ def test_root_ca_mismatch_plugs_another_root_into_cluster2_and_restarts_istiod_t
     # the other root's keys stay in the fault's scratch directory
     assert (tmp_path / "other-root" / "root-key.pem").exists()
 
-    runner.calls.clear()
-    runner.inputs.clear()
+    fake.clear()
     faults.BY_ID["root-ca-mismatch"].restore(lab)
-    (back,) = _replaced(runner)
+    (back,) = _replaced(fake)
     assert back["data"] == shared["data"]
-    assert ("delete", "secret", "istio-ca-secret") in [v[:3] for v in _verbs(runner, "kind-cluster2")]
+    assert stored(_c2(fake), CORE, "secrets", "istio-system", "cacerts")["data"] == shared["data"]
+    assert ("delete", "secret", "istio-ca-secret") in _steps(fake, "cluster2")
 
 
-def test_the_faults_write_the_same_cacerts_secret_the_plan_applies(tmp_path):
+def test_the_faults_write_the_same_cacerts_secret_the_plan_applies(tmp_path, fake):
     """A fault's `cacerts` comes from lab.certs.secret_object, as `lab up`'s does, not from a second builder."""
     import base64
 
@@ -470,70 +562,72 @@ def test_the_faults_write_the_same_cacerts_secret_the_plan_applies(tmp_path):
     from lab.perform import secret_manifest
 
     certs.generate(tmp_path / "certs", ["cluster2"])
-    runner = RecordingRunner()
-    lab = _lab(tmp_path, runner)
+    lab = _lab(tmp_path, fake)
     faults._cacerts_from(lab.server, tmp_path / "certs" / "cluster2")
-    (secret,) = _replaced(runner)
+    (secret,) = _replaced(fake)
     files = {key: path.read_bytes() for key, path in certs.cacerts_files(tmp_path / "certs" / "cluster2").items()}
     assert secret == yaml.safe_load(secret_manifest("cacerts", "istio-system", files))
     assert {k: base64.b64decode(v) for k, v in secret["data"].items()} == files
-    assert [c for c in runner.calls if "create" in c] == []
+    # one write, of that object (created: the fake cluster has no cacerts yet)
+    (write,) = [r for r in _c2(fake).requests if r.method in ("PUT", "POST")]
+    assert write.method == "POST" and write.body["data"] == secret["data"]
 
 
-def test_stale_workloads_reinstalls_with_the_plans_files_and_keeps_the_pods_in_bar(tmp_path):
-    shared, runner = _shared_cacerts_cluster2()
+def test_stale_workloads_reinstalls_with_the_plans_files_and_keeps_the_pods_in_bar(tmp_path, fake):
+    shared = _shared_cacerts_cluster2(fake)
     istio_dir = tmp_path / "istio-1.7.8"
     values = istio_dir / "manifests" / "examples" / "multicluster" / "values-istio-multicluster-gateways.yaml"
     values.parent.mkdir(parents=True)
     values.write_text("# the release's file\n", encoding="utf-8")
-    lab = _lab(tmp_path, runner)
+    lab = _lab(tmp_path, fake)
     lab.istioctl, lab.istio_dir = Path("/cache/istioctl"), istio_dir
     faults.BY_ID["stale-workloads-after-reinstall"].inject(lab)
-    installs = [c for c in runner.calls if c[:2] == ("/cache/istioctl", "install")]
+    installs = [c for c in lab.runner.calls if c[:2] == ("/cache/istioctl", "install")]
     assert len(installs) == 1
     overlay = tmp_path / "istio-overlay-cluster2.yaml"
     assert installs[0][2:6] == ("-f", str(values), "-f", str(overlay))
     assert "--context" in installs[0] and installs[0][installs[0].index("--context") + 1] == "kind-cluster2"
+    assert installs[0][installs[0].index("--kubeconfig") + 1] == str(tmp_path / "home" / "kubeconfig" / "cluster2")
     assert "NodePort" in overlay.read_text()
-    after_install = runner.calls[runner.calls.index(installs[0]):]
-    restarts = [c[c.index("restart") + 1] for c in after_install if "restart" in c]
+    log = fake.ops()
+    after_install = log[log.index(("host", "run", installs[0])):]
+    restarts = [f"deployment/{op[3]}" for op in after_install if op[1] == "rollout_restart"]
     # istiod and the gateway come back with the reinstalled Istio; the pods in bar are kept
     assert restarts == ["deployment/istiod", "deployment/istio-ingressgateway"]
     # the shared root is back in cacerts before the reinstall
-    puts = _replaced(runner)
+    puts = _replaced(fake)
     assert puts[-1]["data"] == shared["data"]
 
 
-def test_probe_class_runs_curl_in_cluster1s_sleep_and_classifies_what_it_printed(tmp_path):
+def test_probe_class_runs_curl_in_cluster1s_sleep_and_classifies_what_it_printed(tmp_path, fake):
     from lab.probe import EXIT_MARK, STATUS_MARK
 
     # Istio 1.7's Envoy local reply for a failed upstream connection (91 bytes; lab/classify.py)
     reply = ("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 91\r\ncontent-type: text/plain\r\nserver: envoy\r\n"
              "\r\nupstream connect error or disconnect/reset before headers. reset reason: connection failure\n"
              f"{STATUS_MARK}503\n{EXIT_MARK}0\n")
-    runner = RecordingRunner(answers={
-        (*CTX1, "get", "pods", "-n", "foo", "-l", "app=sleep"): answer(rollout("sleep-5d8b")),
-        (*CTX1, "exec", "-n", "foo", "sleep-5d8b", "-c", "sleep"): Result((), 0, reply, ""),
-    })
-    cls, evidence = faults.probe_class(_lab(tmp_path, runner))
+    rollout(_c1(fake), "sleep-5d8b", "foo", {"app": "sleep"})
+    _c1(fake).exec_scripts.append(ExecScript(stdout=reply))
+    cls, evidence = faults.probe_class(_lab(tmp_path, fake))
     assert cls == "upstream-connect-failure"
     assert any("connection failure" in e for e in evidence)
-    (call,) = [c for c in runner.calls if "exec" in c]
-    assert call[-1].endswith("http://httpbin.bar.global:8000/headers; echo \"__LAB_CURL_EXIT__=$?\"")
+    (call,) = [r for r in _c1(fake).requests if r.path.endswith("/exec")]
+    assert call.path == "/api/v1/namespaces/foo/pods/sleep-5d8b/exec" and call.query["container"] == ["sleep"]
+    assert call.query["command"][-1].endswith("http://httpbin.bar.global:8000/headers; echo \"__LAB_CURL_EXIT__=$?\"")
 
 
 @pytest.mark.parametrize("fault_id", ["vip-multicast", "vip-loopback", "wrong-gateway-port",
                                       "serviceentry-without-addresses"])
-def test_serviceentry_faults_still_pass_istio_1_7_8s_crd_schema(tmp_path, fault_id):
+def test_serviceentry_faults_still_pass_istio_1_7_8s_crd_schema(tmp_path, fake, fault_id):
     # Only the lab's own validation refuses these values; Istio's CRD schema (and its webhook, which checks
     # addresses with ValidateIPSubnet: pkg/config/validation/validation.go at 1.7.8) take them, so the fault
     # reaches the cluster.
     from tests.support.schemas import validate_istio
 
-    runner = RecordingRunner(answers={(*CTX1, "get", "serviceentries.networking.istio.io"): _se_list(SE_CLIENT),
-                                      **GATEWAY_ANSWERS})
-    faults.BY_ID[fault_id].inject(_lab(tmp_path, runner))
-    (se,) = _replaced(runner)
+    _put_se(_c1(fake), SE_CLIENT)
+    _gateway(fake)
+    faults.BY_ID[fault_id].inject(_lab(tmp_path, fake))
+    (se,) = _replaced(fake)
     validate_istio(se)
 
 
@@ -545,39 +639,32 @@ def test_legacy_envoyfilter_passes_istio_1_7_8s_crd_schema():
 
 
 @pytest.mark.parametrize("stage", ["inject", "restore"])
-def test_root_ca_mismatch_restarts_gateway_and_apps_only_once_istiod_published_its_new_root(tmp_path, stage):
+def test_root_ca_mismatch_restarts_gateway_and_apps_only_once_istiod_published_its_new_root(tmp_path, fake, stage):
     # The new istiod writes istio-ca-root-cert only after the old pod released the leader lease, and a sidecar reads
     # that file once at start (pkg/istio-agent/sds-agent.go at 1.7.8): a pod started before would never get a cert.
     root = (SAMPLE_CERTS / "root-cert.pem").read_text()
-    secret = certs.secret_object("cacerts", "istio-system", {"root-cert.pem": root.encode(), "ca-key.pem": b"key"})
+    secret = _shared_cacerts_cluster2(fake, misses=2)
     # the ConfigMaps: the previous root for the first two reads (old istiod still leader), then istiod's root
-    reads = iter(["-----BEGIN CERTIFICATE-----\nprevious root\n-----END CERTIFICATE-----\n"] * 2 + [root] * 100)
-    runner = RecordingRunner(answers={
-        (*CTX2, "get", "secret", "cacerts"): _json(secret),
-        (*CTX2, "get", "deployments", "-n", "bar"): Result((), 0, "httpbin sleep", ""),
-        (*CTX2, "get", "configmap", "istio-ca-root-cert"):
-            lambda argv: _json({"data": {"root-cert.pem": next(reads)}}),
-    })
-    lab = _lab(tmp_path, runner)
+    _root_configmaps(_c2(fake), "-----BEGIN CERTIFICATE-----\nprevious root\n-----END CERTIFICATE-----\n")
+    lab = _lab(tmp_path, fake)
     fault = faults.BY_ID["root-ca-mismatch"]
     if stage == "restore":
         lab.saved["cacerts"] = secret
         fault.restore(lab)
+        assert stored(_c2(fake), CORE, "configmaps", "bar", "istio-ca-root-cert")["data"]["root-cert.pem"] == root
     else:
         fault.inject(lab)
-    verbs = _verbs(runner, "kind-cluster2")
-    istiod_ready = verbs.index(("rollout", "status", "deployment/istiod", "-n", "istio-system", "--timeout=300s"))
-    first_restart = verbs.index(("rollout", "restart", "deployment/istio-ingressgateway", "-n", "istio-system"))
-    assert verbs.index(("rollout", "restart", "deployment/httpbin", "-n", "bar")) > first_restart
+    ops = fake.ops("cluster2")
+    istiod_ready = ops.index(("wait_rollout", "istio-system", "istiod"))
+    first_restart = ops.index(("rollout_restart", "istio-system", "istio-ingressgateway"))
+    assert ops.index(("rollout_restart", "bar", "httpbin")) > first_restart
     # two misses (istio-system first), then istio-system and bar both hold istiod's root
-    assert [v[4] for v in verbs if v[:3] == ("get", "configmap", "istio-ca-root-cert")] == [
-        "istio-system", "istio-system", "istio-system", "bar"]
-    last_read = max(i for i, v in enumerate(verbs) if v[:3] == ("get", "configmap", "istio-ca-root-cert"))
-    first_read = min(i for i, v in enumerate(verbs) if v[:3] == ("get", "configmap", "istio-ca-root-cert"))
-    assert istiod_ready < first_read and last_read < first_restart
+    reads = [i for i, op in enumerate(ops) if op[0] == "find_configmap" and op[2] == "istio-ca-root-cert"]
+    assert [ops[i][1] for i in reads] == ["istio-system", "istio-system", "istio-system", "bar"]
+    assert istiod_ready < reads[0] and reads[-1] < first_restart
 
 
-def test_the_root_istiod_serves_is_cacerts_with_a_signing_key_else_its_self_signed_istio_ca_secret(tmp_path):
+def test_the_root_istiod_serves_is_cacerts_with_a_signing_key_else_its_self_signed_istio_ca_secret(tmp_path, fake):
     import base64
 
     def b64(text: str) -> str:
@@ -585,13 +672,16 @@ def test_the_root_istiod_serves_is_cacerts_with_a_signing_key_else_its_self_sign
 
     plugged = {"data": {"root-cert.pem": b64("shared root"), "ca-key.pem": b64("key")}}
     self_signed = {"data": {"ca-cert.pem": b64("self-signed"), "ca-key.pem": b64("key2")}}
+    c2 = _c2(fake)
     for cacerts, want in ((plugged, "shared root"), ({"data": {"root-cert.pem": b64("shared root")}}, "self-signed"),
                           (None, "self-signed")):
-        runner = RecordingRunner(answers={
-            (*CTX2, "get", "secret", "cacerts"): _json(cacerts) if cacerts else Result((), 0, "", ""),
-            (*CTX2, "get", "secret", "istio-ca-secret"): _json(self_signed)})
-        assert faults._root_in_use(_lab(tmp_path, runner).server) == want
-    assert faults._root_in_use(_lab(tmp_path, RecordingRunner()).server) is None
+        c2.objects.clear()
+        if cacerts:
+            c2.put(CORE, "secrets", _secret("cacerts", cacerts["data"]))
+        c2.put(CORE, "secrets", _secret("istio-ca-secret", self_signed["data"]))
+        assert faults._root_in_use(_lab(tmp_path, fake).server) == want
+    c2.objects.clear()
+    assert faults._root_in_use(_lab(tmp_path, fake).server) is None
 
 
 # --- the README's table is generated from the catalogue -------------------------------------------------------------
@@ -676,30 +766,28 @@ def test_the_waits_are_the_refresh_plus_the_caches_on_the_dns_path():
     assert _kube_dns_cache() + _lameduck() == faults.COREFILE_CHANGE
 
 
-def _client_fault_runner(tmp_path: Path) -> tuple[LabHandle, RecordingRunner]:
-    """Answers for every fault on cluster1: its ServiceEntry, cluster2's gateway, and the lab's Corefile."""
-    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "coredns", "namespace": "kube-system"},
-          "data": {"Corefile": corefile.patch(KUBEADM_COREFILE, "10.255.10.53")}}
-    runner = RecordingRunner(answers={
-        (*CTX1, "get", "serviceentries.networking.istio.io"): _se_list(SE_CLIENT),
-        (*CTX1, "get", "configmap", "coredns"): _json(cm),
-        (*CTX1, "get", "-n", "istio-system", "service", "istiocoredns"): Result((), 0, "10.255.10.53", ""),
-        **GATEWAY_ANSWERS})
-    return _lab(tmp_path, runner), runner
+@contextmanager
+def _client_fault_lab(tmp_path: Path):
+    """A lab for every fault on cluster1: its ServiceEntry, cluster2's gateway, and the lab's Corefile."""
+    with api_lab(load_profile(), tmp_path) as fake:
+        _put_se(_c1(fake), SE_CLIENT)
+        _coredns_cluster1(fake, corefile.patch(KUBEADM_COREFILE, "10.255.10.53"))
+        _gateway(fake)
+        yield fake
 
 
 def _what_the_probe_resolves_through(fault_id: str, tmp_path: Path) -> set[str]:
     """What a fault's inject changes on the DNS path, read from what it wrote: "addresses" when cluster1's
     ServiceEntry answers another address (or none), "corefile" when kube-dns's Corefile was rewritten."""
-    lab, runner = _client_fault_runner(tmp_path)
-    faults.BY_ID[fault_id].inject(lab)
-    changed = set()
-    for obj in _replaced(runner):
-        if obj["kind"] == "ServiceEntry" and obj["spec"].get("addresses") != SE_CLIENT["spec"]["addresses"]:
-            changed.add("addresses")
-        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "coredns":
-            changed.add("corefile")
-    return changed
+    with _client_fault_lab(tmp_path / fault_id) as fake:
+        faults.BY_ID[fault_id].inject(_lab(tmp_path, fake))
+        changed = set()
+        for obj in _replaced(fake):
+            if obj["kind"] == "ServiceEntry" and obj["spec"].get("addresses") != SE_CLIENT["spec"]["addresses"]:
+                changed.add("addresses")
+            if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "coredns":
+                changed.add("corefile")
+        return changed
 
 
 CLIENT_FAULTS = [f.id for f in FAULTS if f.cluster == "client"]
@@ -770,45 +858,47 @@ def test_settled_class_waiting_for_ok_restarts_the_row_after_a_failure():
 
 
 # --- restore: any failure marks the lab unhealthy -----------------------------------------------------------------
-def _restore_failures(tmp_path: Path, fault_id: str, runner: RecordingRunner, saved: dict | None = None):
-    lab = _lab(tmp_path, runner)
+def _restore_failures(tmp_path: Path, fake: ApiLab, fault_id: str, saved: dict | None = None):
+    lab = _lab(tmp_path, fake)
     lab.saved.update(saved or {})
     reasons: list[str] = []
     return lab, reasons, lambda: faults.restore_and_heal(lab, faults.BY_ID[fault_id], lambda: "ok",
                                                          on_failure=reasons.append)
 
 
-def test_a_restore_that_fails_with_a_key_error_marks_the_lab_unhealthy(tmp_path):
+def test_a_restore_that_fails_with_a_key_error_marks_the_lab_unhealthy(tmp_path, fake):
     # a ConfigMap without `data` (someone emptied it): the Corefile restore cannot read it
-    runner = RecordingRunner(answers={(*CTX1, "get", "configmap", "coredns"): _json({"metadata": {}})})
-    _, reasons, run = _restore_failures(tmp_path, "dns-stub-missing", runner)
+    _c1(fake).put(CORE, "configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                       "metadata": {"name": "coredns", "namespace": "kube-system"}})
+    _c1(fake).put(CORE, "services", service("istio-system", "istiocoredns", "10.255.10.53"))
+    _, reasons, run = _restore_failures(tmp_path, fake, "dns-stub-missing")
     with pytest.raises(KeyError):
         run()
     assert len(reasons) == 1 and reasons[0].startswith("restore of dns-stub-missing failed: KeyError")
 
 
-def test_a_restore_that_reads_bad_json_marks_the_lab_unhealthy(tmp_path):
+def test_a_restore_that_reads_bad_json_marks_the_lab_unhealthy(tmp_path, fake):
     secret = certs.secret_object("cacerts", "istio-system", {"root-cert.pem": b"root", "ca-key.pem": b"key"})
-    runner = RecordingRunner(answers={(*CTX2, "get", "secret", "cacerts"): Result((), 0, '{"data": {', "")})
-    _, reasons, run = _restore_failures(tmp_path, "root-ca-mismatch", runner, {"cacerts": secret})
+    _c2(fake).fail("GET", "/api/v1/namespaces/istio-system/secrets/cacerts", 200, '{"data": {')
+    _, reasons, run = _restore_failures(tmp_path, fake, "root-ca-mismatch", {"cacerts": secret})
     with pytest.raises(json.JSONDecodeError):
         run()
     assert len(reasons) == 1 and "JSONDecodeError" in reasons[0]
 
 
-def test_a_restore_whose_call_never_heals_marks_the_lab_unhealthy(tmp_path, monkeypatch):
+def test_a_restore_whose_call_never_heals_marks_the_lab_unhealthy(tmp_path, fake, monkeypatch):
     fault = dataclasses.replace(faults.BY_ID["wrong-gateway-port"], settle=0.0, timeout=0.0,
                                 restore=lambda lab: None)
     reasons: list[str] = []
     with pytest.raises(NotReadyError):
-        faults.restore_and_heal(_lab(tmp_path, RecordingRunner()), fault, lambda: "upstream-connect-failure",
+        faults.restore_and_heal(_lab(tmp_path, fake), fault, lambda: "upstream-connect-failure",
                                 on_failure=reasons.append)
     assert reasons and "NotReadyError" in reasons[0]
 
 
-def test_a_restore_that_heals_reports_nothing(tmp_path):
-    runner = RecordingRunner(answers={(*CTX1, "get", "serviceentries.networking.istio.io"): _se_list(SE_CLIENT)})
-    lab = _lab(tmp_path, runner)
+def test_a_restore_that_heals_reports_nothing(tmp_path, fake):
+    _put_se(_c1(fake), SE_CLIENT)
+    lab = _lab(tmp_path, fake)
     fault = faults.BY_ID["serviceentry-without-addresses"]
     fault.inject(lab)
     reasons: list[str] = []
@@ -879,39 +969,67 @@ def test_exactly_the_faults_that_change_cluster2s_gateway_wait_for_it():
         f.id for f in FAULTS if f.cluster == "server" and not f.certificates}
 
 
-GATEWAY_PODS = (*CTX2, "get", "pods", "-n", "istio-system", "-l", "istio=ingressgateway")
-GATEWAY_DUMP = (*CTX2, "exec", "-n", "istio-system", "gw-1", "-c", "istio-proxy", "--", "pilot-agent", "request",
-                "GET", "config_dump")
+def _gateway_dumps(fake: ApiLab, dumps) -> None:
+    """cluster2's gateway pods (after a rollout: gw-1 is the one to read), its /config_dump the next of `dumps`."""
+    rollout(_c2(fake), "gw-1", "istio-system", {"istio": "ingressgateway"})
+
+    def answer(request) -> ExecScript:
+        assert request.path == "/api/v1/namespaces/istio-system/pods/gw-1/exec"
+        assert request.query["container"] == ["istio-proxy"]
+        assert request.query["command"] == ["pilot-agent", "request", "GET", "config_dump"]
+        return ExecScript(stdout=json.dumps(next(dumps)))
+    _c2(fake).exec_answer = answer
 
 
-def test_gateway_side_change_is_judged_only_after_the_dump_shows_it_and_sleep_was_restarted(tmp_path):
-    dumps = iter([_gateway_dump(TYPED, [LOCAL_CLUSTER, GLOBAL]), _gateway_dump(TYPED, [LOCAL_CLUSTER])])
-    runner = RecordingRunner(answers={
-        GATEWAY_PODS: answer(rollout("gw-1")),
-        GATEWAY_DUMP: lambda argv: Result(argv, 0, json.dumps(next(dumps)), ""),
-    })
-    lab = _lab(tmp_path, runner)
+def test_gateway_side_change_is_judged_only_after_the_dump_shows_it_and_sleep_was_restarted(tmp_path, fake):
+    _gateway_dumps(fake, iter([_gateway_dump(TYPED, [LOCAL_CLUSTER, GLOBAL]), _gateway_dump(TYPED, [LOCAL_CLUSTER])]))
+    _deployments(_c1(fake), "foo", "sleep")
+    lab = _lab(tmp_path, fake)
     paths = faults.reach_new_connections(lab, faults.gateway_without_local_serviceentry, "test")
     assert [(p["cluster"], p["cluster_present"]) for p in paths] == [(LOCAL_CLUSTER, True)]
-    dump_reads = [i for i, c in enumerate(runner.calls) if c[:len(GATEWAY_DUMP)] == GATEWAY_DUMP]
-    restart = runner.calls.index((*CTX1, "rollout", "restart", "deployment/sleep", "-n", "foo"))
-    status = [i for i, c in enumerate(runner.calls) if c[:7] == (*CTX1, "rollout", "status")]
+    log = fake.ops()
+    dump_reads = [i for i, op in enumerate(log) if op[:2] == ("cluster2", "exec")]
+    restart = log.index(("cluster1", "rollout_restart", "foo", "sleep"))
+    status = [i for i, op in enumerate(log) if op[:2] == ("cluster1", "wait_rollout")]
     assert len(dump_reads) == 2 and dump_reads[-1] < restart < status[0]
-    assert all("kind-cluster2" not in c for c in runner.calls[restart:])
+    assert all(op[0] != "cluster2" for op in log[restart:])
+    restarted = stored(_c1(fake), APPS, "deployments", "foo", "sleep")
+    assert "kubectl.kubernetes.io/restartedAt" in restarted["spec"]["template"]["metadata"]["annotations"]
 
 
-def test_a_gateway_change_that_never_lands_fails_with_what_is_missing(tmp_path, monkeypatch):
+def test_a_gateway_change_that_never_lands_fails_with_what_is_missing(tmp_path, fake, monkeypatch):
     monkeypatch.setattr(faults, "TIMEOUTS", dataclasses.replace(faults.TIMEOUTS, gateway_config=0.0))
-    runner = RecordingRunner(answers={
-        GATEWAY_PODS: answer(rollout("gw-1")),
-        GATEWAY_DUMP: Result((), 0, json.dumps(_gateway_dump(TYPED, [LOCAL_CLUSTER, GLOBAL])), ""),
-    })
+    _gateway_dumps(fake, itertools.repeat(_gateway_dump(TYPED, [LOCAL_CLUSTER, GLOBAL])))
     with pytest.raises(NotReadyError, match=f"the gateway still has cluster {GLOBAL}"):
-        faults.reach_new_connections(_lab(tmp_path, runner), faults.gateway_without_local_serviceentry, "test")
-    assert not any("restart" in c for c in runner.calls)
+        faults.reach_new_connections(_lab(tmp_path, fake), faults.gateway_without_local_serviceentry, "test")
+    assert not any(op[1] == "rollout_restart" for op in fake.ops())
 
 
-def test_a_fault_without_a_gateway_check_renews_nothing(tmp_path):
+def test_a_fault_without_a_gateway_check_renews_nothing(tmp_path, fake):
+    lab = _lab(tmp_path, fake)
+    assert faults.reach_new_connections(lab, None, "test") == []
+    assert fake.ops() == [] and _c1(fake).requests == [] and _c2(fake).requests == [] and lab.runner.calls == []
+
+
+def test_the_faults_lab_takes_kubeconfig_and_context_only_from_the_provider(tmp_path):
+    from tests.support.apilab import Provider
+
+    profile = load_profile()
+    lab = FaultLab.connect(profile, Provider(tmp_path), tmp_path / "work", kubectl_binary="/cache/kubectl")
+    assert lab.server.name == profile.server.name and lab.server.context == f"kind-{profile.server.name}"
+    assert lab.client.kubeconfig == tmp_path / "kubeconfig" / profile.client.name
+    assert lab.client.kubectl(RecordingRunner()).base()[0] == "/cache/kubectl" and lab.workdir == tmp_path / "work"
+
+
+def test_the_old_constructor_still_builds_the_one_handle_from_each_kubectl(tmp_path):
+    # compatibility for tests/e2e/session.py until it uses FaultLab.connect
+    from lab.kube import Kubectl
+
+    profile = load_profile()
     runner = RecordingRunner()
-    assert faults.reach_new_connections(_lab(tmp_path, runner), None, "test") == []
-    assert runner.calls == []
+    ks = {c.name: Kubectl(runner, f"/lab/kubeconfig/{c.name}", f"kind-{c.name}", binary="/bin/kubectl")
+          for c in profile.clusters}
+    lab = faults.LabHandle(profile=profile, kubectl=ks, workdir=tmp_path)
+    assert isinstance(lab, FaultLab) and lab.runner is runner
+    assert (lab.server.kubeconfig, lab.server.context) == (Path("/lab/kubeconfig/cluster2"), "kind-cluster2")
+    assert lab.lab.by_role("client") is lab.client and lab.client.kubectl(runner).base()[0] == "/bin/kubectl"

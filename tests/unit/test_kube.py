@@ -1,5 +1,6 @@
-"""The one reader of the kube-system/coredns ConfigMap (lab.kube.read_coredns), which the executor, the faults and the
-doctor share."""
+"""The kubectl reader of the kube-system/coredns ConfigMap (lab.kube.read_coredns), which `lab up`'s CoreDNS patch
+runs as the plan shows it; the faults, the doctor and `lab status` read the same ConfigMap (COREDNS_CONFIGMAP)
+through lab.cluster.ClusterHandle.coredns (test_cluster.py)."""
 
 from __future__ import annotations
 

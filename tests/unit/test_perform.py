@@ -66,3 +66,23 @@ def test_coredns_configmap_keeps_other_keys():
     live = {"metadata": {"name": "coredns", "namespace": "kube-system"}, "data": {"Corefile": "old", "x": "y"}}
     doc = yaml.safe_load(perform.coredns_configmap(live, "new"))
     assert doc["data"] == {"Corefile": "new", "x": "y"}
+
+
+def test_a_steps_kubectl_takes_its_kubeconfig_and_context_only_from_the_provider_through_the_lab_handle(tmp_path):
+    from lab.errors import LabError
+    from lab.plan import Paths
+    from lab.scenario import load_profile
+    from lab.state import State
+    from tests.support.fakelab import FakeLab
+
+    profile = load_profile()
+    fake = FakeLab(profile, tmp_path / "home")
+    env = perform.Env(profile, Paths(fake.home, ISTIO_DIR), fake.runner, fake.tools, fake.provider,
+                      State.load(fake.home))
+    spec = profile.clusters[1]
+    k = env.kubectl(spec.name)
+    assert k.base() == [str(fake.tools.kubectl), "--kubeconfig", str(fake.provider.kubeconfig(spec)), "--context",
+                        fake.provider.context(spec)]
+    assert env.lab is env.lab and env.lab[spec.name].kubeconfig == fake.provider.kubeconfig(spec)
+    with pytest.raises(LabError, match="cluster nope is not in profile default"):
+        env.kubectl("nope")

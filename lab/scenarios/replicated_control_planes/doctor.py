@@ -4,7 +4,8 @@ This module owns the hop-by-hop diagnosis. `walk(observations)` is pure: it read
 the kube-system Corefile, istiocoredns plugin log lines, ServiceEntries, the two sidecars' and the gateway's config
 dumps, the EnvoyFilter, nodePort reachability, Envoy stats, the final curl) and returns one `Hop` per check, in
 the order traffic meets them, stopping at the first broken one. `collect(lab)` is the thin part: it gathers those
-observations with kubectl (through `lab.kube.Kubectl`, so tests answer it with a RecordingRunner).
+observations through the lab's one handle (lab.cluster.LabHandle, from the provider: typed reads, pod logs, exec
+for nslookup, nc and curl, pilot-agent for Envoy admin), so tests answer it with fake API servers.
 
 A hop whose observation is missing is `unknown` (with what could not be read), never a guess; only `broken`
 stops the walk.
@@ -23,8 +24,9 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from lab import classify, configdump
-from lab.errors import CommandError, LabError, NoLabError, PreflightError, UsageError, ValidationError
-from lab.kube import Kubectl, read_coredns
+from lab.cluster import ENVOY_FILTER, SERVICE_ENTRY, ClusterHandle, LabHandle
+from lab.errors import LabError, NoLabError, PreflightError, UsageError, ValidationError
+from lab.kube import Kubectl
 from lab.probe import NslookupResult, Prober, envoy_admin
 from lab.profile import version_key
 from lab.scenario import load_profile
@@ -546,13 +548,20 @@ def exit_code(hops: Sequence[Hop]) -> int:
 # --- the thin part: gathering observations from the clusters ------------------------------------------------
 @dataclass
 class LabAccess:
-    """How to reach the lab: the profile and one Kubectl per cluster (by cluster name)."""
+    """How to reach the lab: the profile, the one lab handle (a ClusterHandle per cluster, from the provider), and
+    the runner and kubectl the fixes' commands name."""
 
     profile: Profile
-    kubectl: dict[str, Kubectl]
+    lab: LabHandle
+    runner: Runner = field(default_factory=Runner)
+
+    @property
+    def kubectl(self) -> dict[str, Kubectl]:
+        """kubectl per cluster name, on the handle's kubeconfig and context (ClusterHandle.kubectl)."""
+        return {name: h.kubectl(self.runner) for name, h in self.lab.clusters.items()}
 
 
-def _first_pod(k: Kubectl, namespace: str, selector: str) -> str:
+def _first_pod(k: ClusterHandle, namespace: str, selector: str) -> str:
     """The pod lab.probe.Prober.pod picks: the newest Running one not being deleted. Right after a rollout (lab up
     annotates the sleep pods for their stats) the replaced pod stays Running for its grace period with its sidecar
     gone (it carries a deletionTimestamp), and a new one may still be Pending, whose istio-proxy cannot be exec'd
@@ -571,27 +580,28 @@ def _gather(obs: Observations, key: str, fn: Callable[[], None]) -> None:
 
 @dataclass
 class _Reader:
-    """One collection: the client cluster's (`k1`) and the server cluster's (`k2`) kubectl, and the observations it
+    """One collection: the client cluster's (`k1`) and the server cluster's (`k2`) handle, and the observations it
     fills in, one method per observation (each failure is recorded by `_gather`)."""
 
     obs: Observations
-    k1: Kubectl
-    k2: Kubectl
+    k1: ClusterHandle
+    k2: ClusterHandle
 
     def pods(self) -> None:
         pods: dict[str, list[PodState]] = {}
         for name, k in ((self.obs.client, self.k1), (self.obs.server, self.k2)):
-            pods[name] = pods_from_json(name, k.get_json("pods", "-A"))
+            # as the API's JSON (`kubectl get pods -A -o json`), for the pure reader of it
+            pods[name] = pods_from_json(name, {"items": [k.json_of(p) for p in k.pods(None)]})
         self.obs.pods = pods
 
     def corefile(self) -> None:
-        self.obs.corefile = read_coredns(self.k1)["data"]["Corefile"]
+        self.obs.corefile = (self.k1.coredns().data or {})["Corefile"]
 
     def istiocoredns(self) -> None:
-        self.obs.istiocoredns_ip = self.k1.query(names.ISTIOCOREDNS_IP)
+        self.obs.istiocoredns_ip = self.k1.cluster_ip(names.ISTIO_NS, names.ISTIOCOREDNS_SERVICE)
 
     def kube_dns(self) -> None:
-        self.obs.kube_dns_ip = self.k1.query(names.KUBE_DNS_IP) or None
+        self.obs.kube_dns_ip = self.k1.cluster_ip(*names.KUBE_DNS_SERVICE)
 
     def lookups(self) -> None:
         obs = self.obs
@@ -603,25 +613,22 @@ class _Reader:
             obs.lookup_istiocoredns = prober.nslookup(obs.client_namespace, pod, obs.host, obs.istiocoredns_ip)
 
     def plugin_log(self) -> None:
-        # container name from manifests/charts/istiocoredns/templates/deployment.yaml@1.7.8
-        self.obs.istiocoredns_log = self.k1.run("logs", "-n", "istio-system", "deploy/istiocoredns", "-c",
-                                                "istio-coredns-plugin", "--tail=500").stdout
+        # container name from manifests/charts/istiocoredns/templates/deployment.yaml@1.7.8; its pod as `kubectl
+        # logs deploy/istiocoredns` finds one, a running pod of the Deployment (app=istiocoredns)
+        pod = _first_pod(self.k1, names.ISTIO_NS, f"app={names.ISTIOCOREDNS_SERVICE}")
+        self.obs.istiocoredns_log = self.k1.logs(names.ISTIO_NS, pod, "istio-coredns-plugin", tail=500)
 
     def serviceentries(self) -> None:
         self.obs.serviceentries = {
-            name: k.get_json("serviceentries.networking.istio.io", "-A").get("items") or []
-            for name, k in ((self.obs.client, self.k1), (self.obs.server, self.k2))}
+            name: k.list_objects(SERVICE_ENTRY) for name, k in ((self.obs.client, self.k1), (self.obs.server, self.k2))}
 
     def gateway_address(self) -> None:
-        # the write-up's lookups (docs/sources.md#istio-recipes-lookups)
-        self.obs.gateway_address = self.k2.query(names.GATEWAY_NODE_IP) or None
-        port = self.k2.query(names.GATEWAY_NODEPORT)
-        self.obs.gateway_node_port = int(port) if port else None
+        # the write-up's lookups (docs/sources.md#istio-recipes-lookups): the gateway pod's hostIP, the nodePort
+        self.obs.gateway_address = self.k2.pod_host_ip(names.ISTIO_NS, names.GATEWAY_SELECTOR)
+        self.obs.gateway_node_port = self.k2.node_port(names.ISTIO_NS, names.GATEWAY_SERVICE, names.GATEWAY_TLS_PORT)
 
     def envoyfilter(self) -> None:
-        res = self.k2.run("get", "envoyfilter", "-n", "istio-system", ENVOYFILTER, "-o", "json",
-                          "--ignore-not-found")
-        self.obs.envoyfilter = json.loads(res.stdout) if res.stdout.strip() else {}
+        self.obs.envoyfilter = self.k2.find_object(ENVOY_FILTER, names.ISTIO_NS, ENVOYFILTER) or {}
 
     def sidecar(self) -> None:
         obs, k1 = self.obs, self.k1
@@ -635,8 +642,8 @@ class _Reader:
         obs.server_sidecar_dump = json.loads(envoy_admin(k2, obs.server_namespace, pod, "config_dump"))
 
     def gateway_dump(self) -> None:
-        pod = _first_pod(self.k2, "istio-system", "istio=ingressgateway")
-        self.obs.gateway_dump = json.loads(envoy_admin(self.k2, "istio-system", pod, "config_dump"))
+        pod = _first_pod(self.k2, names.ISTIO_NS, names.GATEWAY_SELECTOR)
+        self.obs.gateway_dump = json.loads(envoy_admin(self.k2, names.ISTIO_NS, pod, "config_dump"))
 
     def node_port(self) -> None:
         obs = self.obs
@@ -648,7 +655,7 @@ class _Reader:
         res = self.k1.exec(obs.client_namespace, pod, "istio-proxy",
                            ["nc", "-z", "-w", "5", obs.gateway_address, str(obs.gateway_node_port)])
         obs.node_port_reachable = res.ok
-        obs.node_port_detail = res.output.strip().splitlines()[-1] if res.output.strip() else f"exit {res.returncode}"
+        obs.node_port_detail = res.output.strip().splitlines()[-1] if res.output.strip() else f"exit {res.exit_code}"
 
     def curl(self) -> None:
         obs = self.obs
@@ -674,17 +681,14 @@ def collect(lab: LabAccess) -> Observations:
     p = lab.profile
     c1, c2 = p.client.name, p.server.name
     obs = Observations(istio_version=p.istio_version, client=c1, server=c2, aaaa_guard=p.aaaa_guard)
-    reader = _Reader(obs, lab.kubectl[c1], lab.kubectl[c2])
-    # Without the API servers nothing else can be observed: say so in one line instead of ten unknown hops.
-    # (A missing kubectl binary is a PreflightError from the runner and passes through as it is.)
+    reader = _Reader(obs, lab.lab[c1], lab.lab[c2])
+    # Without the API servers nothing else can be observed: say so in one line instead of ten unknown hops (the
+    # handle's own line: which call on which cluster, why, what to do).
     try:
         reader.pods()
-    except CommandError as err:
-        raise LabError(f"cannot read pods with kubectl ({err.context or 'cluster'}): {err.output.strip()[-200:]}; "
-                       "is the lab up? (`make lab-status`)") from err
-    except (ValueError, KeyError, AttributeError, TypeError) as err:  # kubectl printed something that is no pod list
-        raise LabError(f"kubectl's pod list is not JSON of pods ({str(err)[:120] or type(err).__name__}); check the "
-                       "lab's kubeconfig files (make lab-status) or the kubectl on PATH") from err
+    except (ValueError, KeyError, AttributeError, TypeError) as err:  # an answer that is no pod list
+        raise LabError(f"the API server's pod list is not JSON of pods ({str(err)[:120] or type(err).__name__}); "
+                       "check the lab's kubeconfig files (make lab-status)") from err
     for key, fn in reader.in_order():
         _gather(obs, key, fn)
     return obs
@@ -692,19 +696,19 @@ def collect(lab: LabAccess) -> Observations:
 
 def lab_access(profile: Profile, lab_home: Path, runner: Runner | None = None,
                kubectl: str | None = None) -> LabAccess:
-    """Kubectl for each cluster from the lab's state directory, or a one-line LabError when there is no lab."""
+    """The lab handle from the provider of the lab in `lab_home` (lab.executor.connect: kubeconfig and context come
+    only from it), or a one-line LabError when there is no lab."""
+    from lab import executor  # the engine's commands, which know the provider; imported late (it imports this)
+
     runner = runner or Runner()
-    kubeconfigs = {}
+    provider = executor.provider_for(profile, lab_home, runner)
     for cluster in profile.clusters:
-        # the layout lab.kind's provider writes: <state dir>/kubeconfig/<cluster>
-        kubeconfig = lab_home / "kubeconfig" / cluster.name
+        kubeconfig = provider.kubeconfig(cluster)
         if not kubeconfig.is_file():
             raise LabError(f"no lab here: {kubeconfig} does not exist; run `make lab-up` first "
                            "(or set LAB_HOME to the lab's state directory)")
-        kubeconfigs[cluster] = kubeconfig
     binary = kubectl or _kubectl_binary(profile, runner)
-    return LabAccess(profile, {c.name: Kubectl(runner, str(k), c.context, binary=binary)
-                               for c, k in kubeconfigs.items()})
+    return LabAccess(profile, LabHandle.from_provider(profile.clusters, provider, binary), runner)
 
 
 def _kubectl_binary(profile: Profile, runner: Runner) -> str:

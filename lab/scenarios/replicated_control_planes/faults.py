@@ -7,8 +7,10 @@ What this module owns:
   (`Observation`). The expectations are reasoned from Istio's source, not observed on a real lab (the gateway faults'
   configuration side and their `gateway_state` are checked against pilot's own output, tests/upstream/test_pilot.py):
   when a real run disagrees, change the data here and add an Observation saying what was seen.
-- `inject` / `restore` for each fault, built on the same modules the plan uses: kubectl through `lab.kube.Kubectl`,
-  the Corefile through `lab.scenarios.replicated_control_planes.corefile.patch/unpatch`, ServiceEntries through
+- `inject` / `restore` for each fault, built on the same modules the plan uses, acting on the lab through its one
+  handle (`FaultLab.lab`, a lab.cluster.LabHandle: reads, writes, rollout waits and exec on the Kubernetes API; only
+  the reinstall runs istioctl), the Corefile through
+  `lab.scenarios.replicated_control_planes.corefile.patch/unpatch`, ServiceEntries through
   `lab.scenarios.replicated_control_planes.serviceentry`'s renderers (validation
   bypassed on purpose for the VIP faults, whose point is to show what the validation prevents), another root of
   trust through `lab.certs.generate`.
@@ -26,7 +28,6 @@ from __future__ import annotations
 import base64
 import copy
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -34,12 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import certs
+from lab import certs, cluster
 from lab.classify import classify
+from lab.cluster import ENVOY_FILTER, SERVICE_ENTRY, ClusterHandle, KubeconfigSource, Resource
 from lab.configdump import TCP_CLUSTER_REWRITE, analyze, sni_dnat_name
-from lab.errors import CommandError, LabError
+from lab.errors import LabError
 from lab.files import atomic_write
-from lab.kube import Kubectl, read_coredns
+from lab.kube import Kubectl
 from lab.probe import Prober
 from lab.profile import version_key
 from lab.retry import NotYet, poll
@@ -48,11 +50,11 @@ from lab.scenarios.replicated_control_planes.names import (
     CLIENT_NS,
     ENVOYFILTER,
     ENVOYFILTER_FIXED_IN,
-    GATEWAY_NODE_IP,
-    GATEWAY_NODEPORT,
     GATEWAY_SELECTOR,
+    GATEWAY_SERVICE,
+    GATEWAY_TLS_PORT,
     ISTIO_NS,
-    ISTIOCOREDNS_IP,
+    ISTIOCOREDNS_SERVICE,
     REMOTE_HOST,
     REMOTE_NAME,
     REMOTE_PORT,
@@ -60,6 +62,7 @@ from lab.scenarios.replicated_control_planes.names import (
 )
 from lab.scenarios.replicated_control_planes.profiles import Profile
 from lab.settings import TIMEOUTS
+from lab.shell import Runner
 
 log = logging.getLogger("lab.scenarios.replicated_control_planes.faults")
 
@@ -140,7 +143,7 @@ class Followup:
     """A second step after the injection, with its own expectation (e.g. the write-up's fix applied on top)."""
 
     title: str
-    apply: Callable[[LabHandle], None]
+    apply: Callable[[FaultLab], None]
     expectations: tuple[Expectation, ...]
     gateway_state: GatewayCheck | None = None  # as Fault.gateway_state, for the state after `apply`
 
@@ -154,8 +157,8 @@ class Fault:
     cluster: str  # role of the cluster it breaks: "client" (cluster1) or "server" (cluster2)
     breaks: str  # one line: what inject does
     expectations: tuple[Expectation, ...]
-    inject: Callable[[LabHandle], None]
-    restore: Callable[[LabHandle], None]
+    inject: Callable[[FaultLab], None]
+    restore: Callable[[FaultLab], None]
     needs_reinstall: bool = False  # slow lane (pytest marker `reinstall`)
     certificates: bool = False  # restarts istiod and workloads; restore deletes istio-ca-secret
     settle: float = XDS_PUSH  # seconds after inject before a verdict counts (DNS caches, xDS pushes)
@@ -182,30 +185,58 @@ def _pick(expectations: tuple[Expectation, ...], version: str, what: str) -> Exp
     return matches[0]
 
 
-# --- the handle the faults act on ---------------------------------------------------------------------------------
+# --- the lab the faults act on -----------------------------------------------------------------------------------
 @dataclass
-class LabHandle:
-    """A running lab as the faults see it: the profile, kubectl per cluster, and scratch space for what they save."""
+class FaultLab:
+    """A running lab as the faults see it: the profile, the one lab handle (lab.cluster.LabHandle: kubeconfig and
+    context from the provider), scratch space for what they save, and the runner for the istioctl the reinstall
+    fault runs."""
 
     profile: Profile
-    kubectl: Mapping[str, Kubectl]  # by cluster name
+    lab: cluster.LabHandle
     workdir: Path  # scratch: another root's certificates, the install overlay
     istioctl: Path | None = None  # needed by the reinstall faults
     istio_dir: Path | None = None
     saved: dict[str, Any] = field(default_factory=dict)  # what inject took away, for restore (never printed)
     sleep: Callable[[float], None] | None = None  # the polls' sleep (tests pass a fake one)
+    runner: Runner = field(default_factory=Runner)  # runs istioctl
+
+    @classmethod
+    def connect(cls, profile: Profile, provider: KubeconfigSource, workdir: Path, *, kubectl_binary: str = "kubectl",
+                istioctl: Path | None = None, istio_dir: Path | None = None,
+                sleep: Callable[[float], None] | None = None, runner: Runner | None = None) -> FaultLab:
+        """The faults' view of the lab the provider made (lab.cluster.LabHandle.from_provider)."""
+        handle = cluster.LabHandle.from_provider(profile.clusters, provider, kubectl_binary)
+        return cls(profile, handle, Path(workdir), istioctl, istio_dir, sleep=sleep, runner=runner or Runner())
 
     @property
-    def client(self) -> Kubectl:
-        return self.kubectl[self.profile.client.name]
+    def client(self) -> ClusterHandle:
+        return self.lab[self.profile.client.name]
 
     @property
-    def server(self) -> Kubectl:
-        return self.kubectl[self.profile.server.name]
+    def server(self) -> ClusterHandle:
+        return self.lab[self.profile.server.name]
 
 
-# --- thin helpers over kubectl ------------------------------------------------------------------------------------
+class LabHandle(FaultLab):
+    """Compatibility only, for tests/e2e/session.py until it builds a FaultLab (`FaultLab.connect`): the old
+    constructor, one Kubectl per cluster, read into the one lab handle (each Kubectl's kubeconfig, context and
+    binary, which the session took from the provider). To be removed once the e2e suite has moved."""
+
+    def __init__(self, profile: Profile, kubectl: Mapping[str, Kubectl], workdir: Path,
+                 istioctl: Path | None = None, istio_dir: Path | None = None, saved: dict[str, Any] | None = None,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        handles = {c.name: ClusterHandle(c.name, Path(kubectl[c.name].kubeconfig), kubectl[c.name].context,
+                                         kubectl[c.name].binary) for c in profile.clusters}
+        first = kubectl[profile.clusters[0].name]
+        super().__init__(profile, cluster.LabHandle(handles, {c.role: c.name for c in profile.clusters},
+                                                    first.binary),
+                         Path(workdir), istioctl, istio_dir, saved if saved is not None else {}, sleep, first.runner)
+
+
+# --- thin helpers over the lab handle -----------------------------------------------------------------------------
 _SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
+_CUSTOM: dict[str, Resource] = {r.kind: r for r in (SERVICE_ENTRY, ENVOY_FILTER)}
 
 
 def _clean(obj: dict[str, Any]) -> dict[str, Any]:
@@ -218,27 +249,24 @@ def _clean(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _put(k: Kubectl, obj: dict[str, Any]) -> None:
-    """Replace the object whole (so removed fields stay removed), or create it when it does not exist.
-
-    No resourceVersion is needed: `kubectl replace` fetches the live one when the object carries none
-    (k8s.io/cli-runtime pkg/resource/helper.go, Helper.Replace with overwrite)."""
-    text = json.dumps(obj)
-    res = k.run("replace", "-f", "-", input=text, check=False)
-    if res.ok:
-        return
-    if "NotFound" in res.output or "not found" in res.output:
-        k.run("create", "-f", "-", input=text)
-        return
-    raise CommandError(list(res.argv), res.returncode, res.output, k.context)
+def _put(k: ClusterHandle, obj: dict[str, Any]) -> None:
+    """Replace the object whole (so removed fields stay removed), or create it when it does not exist: a Secret, or
+    one of the Istio kinds the faults change (ServiceEntry, EnvoyFilter). Without a resourceVersion the live one is
+    used, as `kubectl replace` does (k8s.io/cli-runtime pkg/resource/helper.go, Helper.Replace with overwrite)."""
+    kind = str(obj.get("kind"))
+    if kind == "Secret":
+        k.put_secret(obj)
+    elif kind in _CUSTOM:
+        k.put_object(_CUSTOM[kind], obj)
+    else:
+        raise LabError(f"the faults do not write {kind} objects")
 
 
-def _serviceentries(k: Kubectl, host: str = REMOTE_HOST) -> list[dict[str, Any]]:
-    items = k.get_json("serviceentries.networking.istio.io", "--all-namespaces").get("items", [])
-    return [i for i in items if host in i.get("spec", {}).get("hosts", [])]
+def _serviceentries(k: ClusterHandle, host: str = REMOTE_HOST) -> list[dict[str, Any]]:
+    return [i for i in k.list_objects(SERVICE_ENTRY) if host in (i.get("spec") or {}).get("hosts", [])]
 
 
-def _save_serviceentries(lab: LabHandle, key: str, k: Kubectl) -> list[dict[str, Any]]:
+def _save_serviceentries(lab: FaultLab, key: str, k: ClusterHandle) -> list[dict[str, Any]]:
     found = _serviceentries(k)
     if not found:
         raise LabError(f"no ServiceEntry for {REMOTE_HOST} on {k.context}; run `make lab-up` first")
@@ -247,70 +275,69 @@ def _save_serviceentries(lab: LabHandle, key: str, k: Kubectl) -> list[dict[str,
     return saved
 
 
-def _restore_saved(lab: LabHandle, key: str, k: Kubectl) -> None:
+def _restore_saved(lab: FaultLab, key: str, k: ClusterHandle) -> None:
     for obj in lab.saved.get(key, []):
         _put(k, obj)
     lab.saved.pop(key, None)
 
 
-def _delete(k: Kubectl, kind: str, namespace: str, name: str) -> None:
-    k.run("delete", kind, name, "-n", namespace, "--ignore-not-found", "--wait=true")
-
-
-def _rollout_restart(k: Kubectl, namespace: str, deployments: list[str] | None = None) -> None:
-    names = deployments or k.jsonpath("deployments", "-n", namespace, path="{.items[*].metadata.name}").split()
+def _rollout_restart(k: ClusterHandle, namespace: str, deployments: list[str] | None = None) -> None:
+    """`kubectl rollout restart` each Deployment (all of the namespace's by default), then wait for each rollout
+    (`kubectl rollout status`: lab.cluster watches the Deployment)."""
+    names = deployments or k.deployment_names(namespace)
     for name in names:
-        k.run("rollout", "restart", f"deployment/{name}", "-n", namespace)
+        k.rollout_restart(namespace, name)
     for name in names:
-        k.run("rollout", "status", f"deployment/{name}", "-n", namespace, f"--timeout={int(TIMEOUTS.rollout)}s",
-              timeout=TIMEOUTS.rollout + 30)
+        k.wait_rollout(namespace, name, timeout=TIMEOUTS.rollout)
 
 
-def _gateway_endpoint(k: Kubectl) -> tuple[str, int]:
-    """cluster2's gateway node IP and 15443 nodePort, as the write-up looks them up
-    (docs/sources.md#istio-recipes-lookups)."""
-    address = k.query(GATEWAY_NODE_IP)
-    port = k.query(GATEWAY_NODEPORT)
+def _gateway_endpoint(k: ClusterHandle) -> tuple[str, int]:
+    """cluster2's gateway node IP and 15443 nodePort, as the write-up looks them up (the gateway pod's hostIP and the
+    Service's nodePort; docs/sources.md#istio-recipes-lookups)."""
+    address = k.pod_host_ip(ISTIO_NS, GATEWAY_SELECTOR)
+    port = k.node_port(ISTIO_NS, GATEWAY_SERVICE, GATEWAY_TLS_PORT)
     if not address or not port:
         raise LabError(f"cannot find the ingress gateway's node IP and 15443 nodePort on {k.context}")
-    return address, int(port)
+    return address, port
 
 
-def _istiocoredns_ip(k: Kubectl) -> str:
-    ip = k.query(ISTIOCOREDNS_IP)
+def _istiocoredns_ip(k: ClusterHandle) -> str:
+    ip = k.cluster_ip(ISTIO_NS, ISTIOCOREDNS_SERVICE)
     if not ip:
         raise LabError(f"service istiocoredns has no ClusterIP on {k.context}; is Istio installed?")
     return ip
 
 
 # --- DNS faults (kube-system CoreDNS in the calling cluster) --------------------------------------------------------
-def _write_corefile(k: Kubectl, text: str) -> None:
-    cm = _clean(read_coredns(k))
-    if cm["data"].get("Corefile") == text:
+def _write_corefile(k: ClusterHandle, text: str) -> None:
+    cm = k.coredns()
+    data = dict(cm.data or {})
+    if data.get("Corefile") == text:
         return
-    cm["data"]["Corefile"] = text
-    _put(k, cm)
+    data["Corefile"] = text
+    cm.data = data
+    k.replace_configmap(cm)  # with the version it was read at: a change in between is a conflict, not lost
     # The write-up restarts CoreDNS after the change ("可以手动重启k8s的dns pod来使其生效"); it also empties its cache.
     _rollout_restart(k, "kube-system", ["coredns"])
 
 
-def _set_global_block(lab: LabHandle, *, present: bool = True, aaaa_guard: bool | None = None) -> None:
+def _set_global_block(lab: FaultLab, *, present: bool = True, aaaa_guard: bool | None = None) -> None:
     """Write cluster1's `global` block as `lab up` does (the defaults: present, with the profile's AAAA guard), or
     without the guard, or not at all."""
     k = lab.client
     guard = lab.profile.aaaa_guard if aaaa_guard is None else aaaa_guard
-    text = read_coredns(k)["data"]["Corefile"]
+    text = (k.coredns().data or {})["Corefile"]
     new = corefile.patch(text, _istiocoredns_ip(k), aaaa_guard=guard) if present else corefile.unpatch(text)
     _write_corefile(k, new)
 
 
 # --- ServiceEntry faults --------------------------------------------------------------------------------------------
-def _inject_missing_local_serviceentry(lab: LabHandle) -> None:
+def _inject_missing_local_serviceentry(lab: FaultLab) -> None:
     for obj in _save_serviceentries(lab, "server-se", lab.server):
-        _delete(lab.server, "serviceentries.networking.istio.io", obj["metadata"]["namespace"], obj["metadata"]["name"])
+        lab.server.delete_object(SERVICE_ENTRY, obj["metadata"]["namespace"], obj["metadata"]["name"])
 
 
-def _restore_serviceentries(lab: LabHandle, *, role: str) -> None:
+def _restore_serviceentries(lab: FaultLab, *, role: str) -> None:
     """Put back the ServiceEntries an inject saved in the cluster with `role` ("client" or "server")."""
     _restore_saved(lab, f"{role}-se", lab.client if role == "client" else lab.server)
 
@@ -319,14 +346,14 @@ _restore_server_serviceentries = functools.partial(_restore_serviceentries, role
 _restore_client_serviceentries = functools.partial(_restore_serviceentries, role="client")
 
 
-def _inject_serviceentry_without_addresses(lab: LabHandle) -> None:
+def _inject_serviceentry_without_addresses(lab: FaultLab) -> None:
     for obj in _save_serviceentries(lab, "client-se", lab.client):
         broken = copy.deepcopy(obj)
         broken["spec"].pop("addresses", None)
         _put(lab.client, broken)
 
 
-def _client_serviceentry(lab: LabHandle, *, vip: str | None = None, port: int | None = None) -> None:
+def _client_serviceentry(lab: FaultLab, *, vip: str | None = None, port: int | None = None) -> None:
     """cluster1's ServiceEntry as the plan renders it, with `vip` and/or the endpoint port forced (None: the
     profile's VIP, the gateway's 15443 nodePort).
 
@@ -371,16 +398,16 @@ def legacy_envoyfilter(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _inject_envoyfilter_broken(lab: LabHandle) -> None:
+def _inject_envoyfilter_broken(lab: FaultLab) -> None:
     k = lab.server
-    live = k.get_json("envoyfilter", ENVOYFILTER, "-n", ISTIO_NS)
+    live = k.get_object(ENVOY_FILTER, ISTIO_NS, ENVOYFILTER)
     lab.saved.setdefault("envoyfilter", _clean(live))
     _put(k, legacy_envoyfilter(_clean(live)))
     # The write-up's situation: cluster2 has no ServiceEntry of its own for the name.
     _inject_missing_local_serviceentry(lab)
 
 
-def _restore_envoyfilter(lab: LabHandle) -> None:
+def _restore_envoyfilter(lab: FaultLab) -> None:
     if "envoyfilter" in lab.saved:
         _put(lab.server, lab.saved.pop("envoyfilter"))
     _restore_server_serviceentries(lab)
@@ -389,18 +416,22 @@ def _restore_envoyfilter(lab: LabHandle) -> None:
 # --- certificate faults ---------------------------------------------------------------------------------------------
 # istiod reads the `cacerts` secret (mounted at /etc/cacerts) only when it starts, and falls back to a self-signed
 # root kept in `istio-ca-secret` (pilot/pkg/bootstrap/istio_ca.go at 1.7.8, lines ~48-60 and ~316-330).
-def _save_cacerts(lab: LabHandle) -> None:
+def _save_cacerts(lab: FaultLab) -> None:
     if "cacerts" not in lab.saved:
-        lab.saved["cacerts"] = _clean(lab.server.get_json("secret", "cacerts", "-n", ISTIO_NS))
+        k = lab.server
+        live = k.secret(ISTIO_NS, "cacerts")
+        if live is None:
+            raise LabError(f"no secret cacerts in {ISTIO_NS} on {k.context}; run `make lab-up` first")
+        lab.saved["cacerts"] = _clean(k.json_of(live))
 
 
-def _cacerts_from(k: Kubectl, cluster_dir: Path) -> None:
+def _cacerts_from(k: ClusterHandle, cluster_dir: Path) -> None:
     """Create or replace secret `cacerts` from a cluster directory written by lab.certs.generate."""
     files = {key: path.read_bytes() for key, path in certs.cacerts_files(cluster_dir).items()}
     _put(k, certs.secret_object("cacerts", ISTIO_NS, files))
 
 
-def _other_root(lab: LabHandle) -> Path:
+def _other_root(lab: FaultLab) -> Path:
     """Certificates for cluster2 under a root that cluster1 does not trust."""
     out = lab.workdir / "other-root"
     cluster = lab.profile.server.name
@@ -420,17 +451,13 @@ ROOT_CONFIGMAP = "istio-ca-root-cert"
 ROOT_KEY = "root-cert.pem"
 
 
-def _get_optional(k: Kubectl, *args: str) -> dict[str, Any] | None:
-    res = k.run("get", *args, "-o", "json", "--ignore-not-found")
-    return json.loads(res.stdout) if res.stdout.strip() else None
-
-
-def _root_in_use(k: Kubectl) -> str | None:
+def _root_in_use(k: ClusterHandle) -> str | None:
     """The root a freshly started istiod serves: `cacerts`' root-cert.pem when that secret has a signing key
     (istio_ca.go createIstioCA checks /etc/cacerts/ca-key.pem), else its self-signed ca-cert.pem kept in
     `istio-ca-secret` (security/pkg/pki/ca/ca.go NewSelfSignedIstioCAOptions). None while neither is readable."""
     for name, key in (("cacerts", ROOT_KEY), ("istio-ca-secret", "ca-cert.pem")):
-        data = (_get_optional(k, "secret", name, "-n", ISTIO_NS) or {}).get("data") or {}
+        found = k.secret(ISTIO_NS, name)
+        data = (found.data if found is not None else None) or {}
         if name == "cacerts" and not data.get("ca-key.pem"):
             continue
         if data.get(key):
@@ -438,14 +465,14 @@ def _root_in_use(k: Kubectl) -> str | None:
     return None
 
 
-def _wait_root_published(lab: LabHandle, k: Kubectl, namespaces: tuple[str, ...]) -> None:
+def _wait_root_published(lab: FaultLab, k: ClusterHandle, namespaces: tuple[str, ...]) -> None:
     def published() -> None:
         want = _root_in_use(k)
         if want is None:
             raise NotYet("neither cacerts nor istio-ca-secret holds a root yet")
         for namespace in namespaces:
-            cm = _get_optional(k, "configmap", ROOT_CONFIGMAP, "-n", namespace) or {}
-            if ((cm.get("data") or {}).get(ROOT_KEY) or "").strip() != want.strip():
+            cm = k.find_configmap(namespace, ROOT_CONFIGMAP)
+            if (((cm.data if cm is not None else None) or {}).get(ROOT_KEY) or "").strip() != want.strip():
                 raise NotYet(f"configmap {namespace}/{ROOT_CONFIGMAP} does not hold istiod's current root yet")
 
     poll(published, timeout=TIMEOUTS.rollout, what=f"istiod's root in {ROOT_CONFIGMAP} of {', '.join(namespaces)} "
@@ -460,7 +487,7 @@ def _wait_root_published(lab: LabHandle, k: Kubectl, namespaces: tuple[str, ...]
 GATEWAY_DEPLOYMENT = "istio-ingressgateway"
 
 
-def _restart_istiod(lab: LabHandle) -> None:
+def _restart_istiod(lab: FaultLab) -> None:
     """Restart cluster2's istiod and wait until the root it now uses is what new pods in `istio-system` (the gateway)
     and `bar` will mount."""
     k = lab.server
@@ -468,64 +495,64 @@ def _restart_istiod(lab: LabHandle) -> None:
     _wait_root_published(lab, k, (ISTIO_NS, SERVER_NS))
 
 
-def _restart_gateway(lab: LabHandle) -> None:
+def _restart_gateway(lab: FaultLab) -> None:
     _rollout_restart(lab.server, ISTIO_NS, [GATEWAY_DEPLOYMENT])
 
 
-def _restart_server_workloads(lab: LabHandle) -> None:
+def _restart_server_workloads(lab: FaultLab) -> None:
     _restart_gateway(lab)
     _rollout_restart(lab.server, SERVER_NS)
 
 
-def _inject_root_ca_mismatch(lab: LabHandle) -> None:
+def _inject_root_ca_mismatch(lab: FaultLab) -> None:
     k = lab.server
     _save_cacerts(lab)
     _cacerts_from(k, _other_root(lab))
-    _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
+    k.delete_secret(ISTIO_NS, "istio-ca-secret")
     _restart_istiod(lab)
     _restart_server_workloads(lab)
 
 
-def _inject_cacerts_after_install(lab: LabHandle) -> None:
+def _inject_cacerts_after_install(lab: FaultLab) -> None:
     k = lab.server
     _save_cacerts(lab)
     # As if Istio had been installed before `cacerts` existed: istiod starts without it and self-signs.
-    _delete(k, "secret", ISTIO_NS, "cacerts")
-    _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
+    k.delete_secret(ISTIO_NS, "cacerts")
+    k.delete_secret(ISTIO_NS, "istio-ca-secret")
     _restart_istiod(lab)
     # Then `cacerts` is created, and the workloads restarted, but not istiod: it keeps its self-signed root.
     _put(k, lab.saved["cacerts"])
     _restart_server_workloads(lab)
 
 
-def _reinstall_istio(lab: LabHandle, k: Kubectl) -> None:
+def _reinstall_istio(lab: FaultLab, k: ClusterHandle) -> None:
     if lab.istioctl is None or lab.istio_dir is None:
         raise LabError("this fault reinstalls Istio and needs istioctl and the Istio release directory")
     # The same two files `lab up` installs with (lab/plan.py: the release's values file + the lab's overlay).
     overlay = lab.workdir / f"istio-overlay-{lab.profile.server.name}.yaml"
     atomic_write(overlay, istio.overlay_yaml(lab.profile))
-    argv = istio.install_argv(lab.istioctl, Path(k.kubeconfig), k.context, [istio.values_file(lab.istio_dir), overlay])
-    k.runner.run(argv, timeout=TIMEOUTS.istio_install, context=f"reinstall Istio on {k.context}")
+    argv = istio.install_argv(lab.istioctl, k.kubeconfig, k.context, [istio.values_file(lab.istio_dir), overlay])
+    lab.runner.run(argv, timeout=TIMEOUTS.istio_install, context=f"reinstall Istio on {k.context}")
 
 
-def _inject_stale_workloads_after_reinstall(lab: LabHandle) -> None:
+def _inject_stale_workloads_after_reinstall(lab: FaultLab) -> None:
     k = lab.server
     # First the FAQ's wrong state: cluster2 on another root, workloads included.
     _inject_root_ca_mismatch(lab)
     # Then the reinstall that fixes the root (shared cacerts back, old istio-ca-secret gone, istiod restarted) ...
     _put(k, lab.saved["cacerts"])
-    _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
+    k.delete_secret(ISTIO_NS, "istio-ca-secret")
     _reinstall_istio(lab, k)
     _restart_istiod(lab)
     _restart_gateway(lab)  # part of the reinstalled Istio
     # ... but the pods in `bar` are kept: they still hold certificates and ROOTCA from the other root.
 
 
-def _restore_certificates(lab: LabHandle) -> None:
+def _restore_certificates(lab: FaultLab) -> None:
     k = lab.server
     if "cacerts" in lab.saved:
         _put(k, lab.saved["cacerts"])
-    _delete(k, "secret", ISTIO_NS, "istio-ca-secret")
+    k.delete_secret(ISTIO_NS, "istio-ca-secret")
     _restart_istiod(lab)
     _restart_server_workloads(lab)
     lab.saved.pop("cacerts", None)
@@ -578,12 +605,12 @@ def gateway_with_global_cluster(summary: dict[str, Any], version: str) -> list[s
     return _ends_in(summary, GLOBAL_SNI_CLUSTER, present=True)
 
 
-def gateway_summary(lab: LabHandle) -> dict[str, Any]:
+def gateway_summary(lab: FaultLab) -> dict[str, Any]:
     """cluster2's ingress gateway's /config_dump, analysed for httpbin.bar.global:8000."""
     return analyze(Prober(lab.server).config_dump(ISTIO_NS, GATEWAY_SELECTOR), REMOTE_HOST, REMOTE_PORT)
 
 
-def await_gateway(lab: LabHandle, check: GatewayCheck, what: str) -> list[dict[str, Any]]:
+def await_gateway(lab: FaultLab, check: GatewayCheck, what: str) -> list[dict[str, Any]]:
     """Poll cluster2's gateway until `check` finds nothing missing; returns its paths for `httpbin.bar.global`."""
     version = lab.profile.istio_version
 
@@ -600,7 +627,7 @@ def await_gateway(lab: LabHandle, check: GatewayCheck, what: str) -> list[dict[s
                 retry_on=(NotYet, LabError, ValueError), sleep=lab.sleep)
 
 
-def renew_client_connections(lab: LabHandle) -> None:
+def renew_client_connections(lab: FaultLab) -> None:
     """Restart cluster1's sleep: its sidecar, and with it every connection it pooled through cluster2's gateway.
 
     Why a change on the gateway alone does not reach the probe (Envoy 1.15, istio/envoy 4abbbc03 as pinned by
@@ -622,7 +649,7 @@ def renew_client_connections(lab: LabHandle) -> None:
     _rollout_restart(lab.client, CLIENT_NS, [CLIENT_DEPLOYMENT])
 
 
-def reach_new_connections(lab: LabHandle, check: GatewayCheck | None, what: str) -> list[dict[str, Any]]:
+def reach_new_connections(lab: FaultLab, check: GatewayCheck | None, what: str) -> list[dict[str, Any]]:
     """For a change on cluster2's gateway: wait until its config dump shows the change, then renew cluster1's
     connections, so that the probes that follow judge the new configuration. Returns the gateway's paths."""
     if check is None:
@@ -841,7 +868,7 @@ def settled_class(
                 sleep=sleep)
 
 
-def restore_and_heal(lab: LabHandle, fault: Fault, observe: Callable[[], str], *,
+def restore_and_heal(lab: FaultLab, fault: Fault, observe: Callable[[], str], *,
                      on_failure: Callable[[str], None], history: list[str] | None = None) -> None:
     """Undo `fault`, then wait until `observe` says `ok` again (as long as the fault may take to show: the same
     caches hold the broken answers). Any failure, a bug's KeyError or bad JSON as much as a LabError, leaves the lab
@@ -855,7 +882,7 @@ def restore_and_heal(lab: LabHandle, fault: Fault, observe: Callable[[], str], *
         raise
 
 
-def probe_class(lab: LabHandle) -> tuple[str, list[str]]:
+def probe_class(lab: FaultLab) -> tuple[str, list[str]]:
     """One call from cluster1's sleep to httpbin.bar.global:8000, classified: (class, evidence)."""
     prober = Prober(lab.client)
     pod = prober.pod(CLIENT_NS, "app=sleep")

@@ -2,8 +2,9 @@
 
 These are not pins (versions and images live in lab.profile): they are the names the write-up and Istio 1.7's
 charts and samples use, and the `kubectl get ... -o jsonpath=...` queries the write-up runs to learn values known
-only at run time (docs/sources.md#istio-recipes-lookups). The plan renders them into `plan --shell`; the
-executor, the faults, the doctor and the e2e suite run them through `lab.kube.Kubectl.query`.
+only at run time (docs/sources.md#istio-recipes-lookups). The plan renders them into `plan --shell` and the executor
+runs them through `lab.kube.Kubectl.query`; the faults and the doctor ask the same of the API (lab.cluster:
+`cluster_ip`, `pod_host_ip`, `node_port`) from the names below.
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ FAIL_VERIFY_STAT = "ssl.fail_verify_error"
 STATS_ANNOTATION = ("sidecar.istio.io/statsInclusionSuffixes", FAIL_VERIFY_STAT)  # (key, value)
 
 
-ISTIOCOREDNS_IP = Query(("-n", ISTIO_NS, "service", "istiocoredns"), "{.spec.clusterIP}", "istiocoredns ClusterIP")
-KUBE_DNS_IP = Query(("-n", "kube-system", "service", "kube-dns"), "{.spec.clusterIP}", "kube-dns ClusterIP")
+ISTIOCOREDNS_SERVICE = "istiocoredns"  # in ISTIO_NS (manifests/charts/istiocoredns at 1.7.x)
+KUBE_DNS_SERVICE = ("kube-system", "kube-dns")  # (namespace, name): kubeadm's cluster DNS Service, as kind installs it
+ISTIOCOREDNS_IP = Query(("-n", ISTIO_NS, "service", ISTIOCOREDNS_SERVICE), "{.spec.clusterIP}",
+                        "istiocoredns ClusterIP")
+KUBE_DNS_IP = Query(("-n", KUBE_DNS_SERVICE[0], "service", KUBE_DNS_SERVICE[1]), "{.spec.clusterIP}",
+                    "kube-dns ClusterIP")
 # The write-up: INGRESS_HOST from the gateway pod's hostIP (on kind, the node's address on the `kind` network).
 GATEWAY_NODE_IP = Query(("-n", ISTIO_NS, "pod", "-l", GATEWAY_SELECTOR), "{.items[0].status.hostIP}",
                         "gateway node IP")

@@ -1,33 +1,61 @@
-"""What `lab status` shows of the replicated-control-planes scenario in one cluster (read-only)."""
+"""What `lab status` shows of the replicated-control-planes scenario in one cluster (read-only), read through the
+Kubernetes API (lab.cluster: Deployment readiness, the coredns ConfigMap, the ServiceEntries)."""
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
-from lab.errors import CommandError, LabError
-from lab.kube import Kubectl, corefile_of, read_coredns
+from lab.cluster import SERVICE_ENTRY, ClusterHandle
+from lab.errors import LabError
+from lab.kube import Kubectl
 from lab.scenarios.replicated_control_planes import corefile, names
 from lab.scenarios.replicated_control_planes.profiles import ClusterSpec
 
 
+def _json(value: Any) -> str:
+    """A field as kubectl's jsonpath prints a list or an object: compact JSON."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def serviceentry_line(se: dict[str, Any]) -> str:
+    """One ServiceEntry as the row used to show it (`kubectl get serviceentries -A -o jsonpath=...`):
+    `ns/name ["hosts"] ["addresses"] <endpoint addresses>:<endpoint ports>`."""
+    meta, spec = se.get("metadata") or {}, se.get("spec") or {}
+    endpoints = spec.get("endpoints") or []
+    addresses = " ".join(str(e.get("address", "")) for e in endpoints)
+    ports = " ".join(_json(e["ports"]) for e in endpoints if "ports" in e)
+    return (f"{meta.get('namespace', '')}/{meta.get('name', '')} {_json(spec.get('hosts', []))} "
+            f"{_json(spec.get('addresses', []))} {addresses}:{ports}")
+
+
 def rows(k: Kubectl, c: ClusterSpec) -> list[tuple[str, bool, str]]:
-    """`lab status` for one cluster: istiod, istiocoredns, the CoreDNS `global` block, the apps, the ServiceEntries."""
+    """`lab status` for one cluster: istiod, istiocoredns, the CoreDNS `global` block, the apps, the ServiceEntries.
+
+    `k` names the cluster as the engine's lab handle made it (lab.cluster.ClusterHandle.kubectl: the provider's
+    kubeconfig and context); the rows are read through the handle on that same kubeconfig and context."""
+    handle = ClusterHandle.of_kubectl(c.name, k)
+    try:
+        return _rows(handle, c)
+    finally:
+        handle.close()
+
+
+def _rows(h: ClusterHandle, c: ClusterSpec) -> list[tuple[str, bool, str]]:
     def ready(ns: str, deploy: str) -> tuple[bool, str]:
-        res = k.run("-n", ns, "get", "deployment", deploy, "-o",
-                    "jsonpath={.status.readyReplicas}/{.spec.replicas} {.spec.template.spec.containers[0].image}",
-                    check=False)
-        if not res.ok:
-            return False, "absent"
-        counts, _, image = res.stdout.strip().partition(" ")
-        got, _, want = counts.partition("/")
-        return bool(got) and got == want, f"{counts} ready ({image})"
+        try:
+            found = h.readiness(ns, deploy)
+        except LabError as err:  # the API did not answer: say why, in the row
+            return False, f"unknown ({str(err).splitlines()[0]})"
+        return (found.ok, str(found)) if found is not None else (False, "absent")
 
     rows: list[tuple[str, bool, str]] = []
-    rows.append(("istiod", *ready("istio-system", "istiod")))
-    rows.append(("istiocoredns", *ready("istio-system", "istiocoredns")))
+    rows.append(("istiod", *ready(names.ISTIO_NS, "istiod")))
+    rows.append(("istiocoredns", *ready(names.ISTIO_NS, "istiocoredns")))
     try:
-        text: str | None = corefile_of(read_coredns(k))
-    except CommandError:
+        text: str | None = h.corefile()
+    except LabError:
         text = None
     block = None
     if text is not None:
@@ -43,10 +71,9 @@ def rows(k: Kubectl, c: ClusterSpec) -> list[tuple[str, bool, str]]:
             else [(names.SERVER_NS, names.REMOTE_NAME), (names.SERVER_NS, "sleep")])
     for ns, app in apps:
         rows.append((f"{app} in {ns}", *ready(ns, app)))
-    se = k.run("get", "serviceentries.networking.istio.io", "-A", "-o",
-               "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.spec.hosts} "
-               "{.spec.addresses} {.spec.endpoints[*].address}:{.spec.endpoints[*].ports}{\"\\n\"}{end}",
-               check=False)
-    entries = [line for line in se.stdout.splitlines() if line.strip()] if se.ok else []
+    try:
+        entries = [serviceentry_line(se) for se in h.list_objects(SERVICE_ENTRY)]
+    except LabError:
+        entries = []
     rows.append(("ServiceEntries", bool(entries), "; ".join(entries) or "none"))
     return rows
