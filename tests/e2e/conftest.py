@@ -59,11 +59,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     reasons = {item.nodeid: skip_reason(scenario_of(item), profile.scenario, profile.name) for item in mine}
     if config.option.collectonly:
         return
-    # A test of the other scenario cannot run against this lab: skipped, saying which scenario is under test.
+    # A test of the other scenario cannot run against this lab: skipped, saying which scenario is under test. The
+    # suite's reasons go first (append=False), before a test's own skip mark: pytest reports the first one.
     for item in mine:
         reason = reasons[item.nodeid]
         if reason:
-            item.add_marker(pytest.mark.skip(reason=reason))
+            item.add_marker(pytest.mark.skip(reason=reason), append=False)
     # One cheap check for the scenario's tests: without a Docker daemon there is no lab, so nothing runs and nothing
     # errors; every one of them is skipped with the same precise reason.
     runnable = [item for item in mine if not reasons[item.nodeid]]
@@ -71,7 +72,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if problem:
         skip = pytest.mark.skip(reason=problem)
         for item in runnable:
-            item.add_marker(skip)
+            item.add_marker(skip, append=False)
 
 
 def _profile(config: pytest.Config):

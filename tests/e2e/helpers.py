@@ -8,14 +8,16 @@
 - `cluster_endpoints`: the endpoints of one Envoy cluster in the admin's `/clusters?format=json`.
 - `gateway_addresses`: the addresses istiod takes from an east-west gateway Service.
 - `sidecarless_pod`: a pod of the client image that the injector leaves alone.
-- `settled_class`: poll a classified probe until it is stable.
+- `settled_class`: poll a classified probe until it is stable; `observation`: the line a fault run appends to
+  observed.jsonl.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from lab.retry import NotYet, poll
@@ -223,3 +225,13 @@ def settled_class(observe: Callable[[], str], *, settle: float, timeout: float, 
 
     return poll(attempt, timeout=settle + timeout, interval=interval, what="a stable probe class", stable=stable,
                 sleep=sleep)
+
+
+def observation(profile: Any, fault_id: str, stage: str, expected: str, seen: str | None, history: Sequence[str],
+                evidence: Sequence[str], day: date) -> dict[str, Any]:
+    """What one fault run saw, as a line of <artifacts>/observed.jsonl (the catalogue's `observed=` is corrected from
+    these): the scenario and Istio version, the expected and the observed class (None: no stable class), every
+    class in order and the classifier's evidence."""
+    return {"scenario": profile.scenario, "fault": fault_id, "stage": stage, "istio_version": profile.istio_version,
+            "expected": expected, "observed": seen, "history": list(history), "evidence": list(evidence),
+            "date": day.isoformat()}

@@ -3,6 +3,8 @@ and rebuilding the lab, the rebuild after a failed restore, and the artifacts wr
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 from pathlib import Path
 
@@ -13,8 +15,8 @@ from lab.probe import EXIT_MARK, STATUS_MARK
 from lab.scenario import load_profile
 from lab.shell import Result
 from tests.e2e import artifacts
-from tests.e2e.session import LabSession, docker_problem
-from tests.support.pods import answer, rollout
+from tests.e2e.session import LabSession, docker_problem, mpmn_faults
+from tests.support.fake_apiserver import ExecScript, running
 from tests.support.recording import RecordingRunner
 
 OK_CALL = f"HTTP/1.1 200 OK\r\nserver: envoy\r\n\r\n{{}}\n{STATUS_MARK}200\n{EXIT_MARK}0\n"
@@ -43,75 +45,159 @@ def test_docker_gate_without_a_docker_binary_says_so(monkeypatch):
                                         "not on PATH (e2e preflight)")
 
 
-def _session(tmp_path: Path, runner: RecordingRunner) -> LabSession:
-    home = tmp_path / "home"
-    (home / "kubeconfig").mkdir(parents=True)
-    for name in ("cluster1", "cluster2"):
-        (home / "kubeconfig" / name).write_text("apiVersion: v1\n", encoding="utf-8")
-    s = LabSession(profile=load_profile(), runner=runner, artifacts=tmp_path / "artifacts", keep=False,
-                   workdir=tmp_path / "work", home=home)
+# --- the session against two fake API servers (one per cluster) -----------------------------------------------------
+DATA = Path(__file__).resolve().parents[1] / "data" / "kubeapi"
+
+
+def _vector(name: str) -> dict:
+    return json.loads((DATA / name).read_text())
+
+
+class _Provider:
+    """What the executor's provider tells the session: each cluster's kubeconfig file and context."""
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self.paths = paths
+
+    def kubeconfig(self, cluster) -> Path:
+        return self.paths[cluster.name]
+
+    def context(self, cluster) -> str:
+        return f"kind-{cluster.name}"
+
+
+def _istiod(image: str, namespace: str = "istio-system") -> dict:
+    dep = _vector("deployment-ready.json")
+    dep["metadata"] = {**dep["metadata"], "name": "istiod", "namespace": namespace}
+    dep["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    return dep
+
+
+def _client_pod(name: str, namespace: str, app: str) -> dict:
+    pod = _vector("pod-sleep.json")
+    pod["metadata"] = {**pod["metadata"], "name": name, "namespace": namespace, "labels": {"app": app}}
+    return pod
+
+
+@pytest.fixture
+def apis():
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(running()) for name in ("cluster1", "cluster2")}
+
+
+def _session(tmp_path: Path, apis, profile=None, *, image: str = "docker.io/istio/pilot:1.7.8",
+             client: tuple[str, str, str] = ("sleep-1234", "foo", "sleep"), call: str = OK_CALL) -> LabSession:
+    profile = profile or load_profile()
+    paths = {}
+    for name, api in apis.items():
+        paths[name] = api.kubeconfig(tmp_path / f"kubeconfig-{name}", context=f"kind-{name}")
+        api.put("/apis/apps/v1", "deployments", _istiod(image))
+    apis["cluster1"].put("/api/v1", "pods", _client_pod(*client))
+    apis["cluster1"].exec_scripts.append(ExecScript(stdout=call))
+    s = LabSession(profile=profile, runner=RecordingRunner(), artifacts=tmp_path / "artifacts", keep=False,
+                   workdir=tmp_path / "work", home=tmp_path / "home", provider=_Provider(paths))
     s._connect()
     return s
 
 
-def test_session_envoy_admin_gets_the_path_from_the_selected_pods_istio_proxy(tmp_path):
-    runner = _runner(tmp_path, "1.7.8", OK_CALL)
-    s = _session(tmp_path, runner)
-    s.envoy_admin(s.profile.client, "foo", "app=sleep", "stats?filter=ssl.fail_verify_error")
-    assert runner.calls[-1][5:] == ("exec", "-n", "foo", "sleep-1234", "-c", "istio-proxy", "--",
-                                    "pilot-agent", "request", "GET", "stats?filter=ssl.fail_verify_error")
+def _execs(api) -> list:
+    return [r for r in api.requests if r.path.endswith("/exec")]
 
 
-def _runner(tmp_path: Path, image_tag: str, call: str) -> RecordingRunner:
-    table = {}
-    for n in (1, 2):
-        base = ("kubectl", "--kubeconfig", str(tmp_path / "home" / "kubeconfig" / f"cluster{n}"),
-                "--context", f"kind-cluster{n}")
-        table[(*base, "get", "deployment", "istiod")] = Result((), 0, f"docker.io/istio/pilot:{image_tag}", "")
-        table[(*base, "get", "pods", "-n", "foo")] = answer(rollout("sleep-1234"))
-        table[(*base, "exec", "-n", "foo", "sleep-1234")] = Result((), 0, call, "")
-    return RecordingRunner(answers=table)
+def test_session_envoy_admin_gets_the_path_from_the_selected_pods_istio_proxy(tmp_path, apis):
+    s = _session(tmp_path, apis, call="{}")
+    apis["cluster1"].exec_scripts[:] = [ExecScript(stdout="cluster.x.ssl.fail_verify_error: 0\n")]
+    out = s.envoy_admin(s.profile.client, "foo", "app=sleep", "stats?filter=ssl.fail_verify_error")
+    assert out == "cluster.x.ssl.fail_verify_error: 0\n"
+    (req,) = _execs(apis["cluster1"])
+    assert req.path == "/api/v1/namespaces/foo/pods/sleep-1234/exec"
+    assert req.query["container"] == ["istio-proxy"]
+    assert req.query["command"] == ["pilot-agent", "request", "GET", "stats?filter=ssl.fail_verify_error"]
+    assert _execs(apis["cluster2"]) == []
 
 
-def test_a_lab_on_the_profiles_istio_that_answers_200_is_healthy(tmp_path):
-    s = _session(tmp_path, _runner(tmp_path, "1.7.8", OK_CALL))
+def test_the_session_takes_kubeconfig_and_context_from_the_provider_only(tmp_path, apis):
+    s = _session(tmp_path, apis)
+    for c in s.profile.clusters:
+        h = s.handle[c.name]
+        assert (h.kubeconfig, h.context) == (tmp_path / f"kubeconfig-{c.name}", f"kind-{c.name}")
+        # kubectl, for the commands a person types, names the same file and context
+        assert (s.kubectl[c.name].kubeconfig, s.kubectl[c.name].context) == (str(h.kubeconfig), h.context)
+    assert not (tmp_path / "home").exists()
+
+
+def test_a_lab_on_the_profiles_istio_that_answers_200_is_healthy(tmp_path, apis):
+    s = _session(tmp_path, apis)
     assert s.check() and s.healthy and s.why_unhealthy == ""
+    (req,) = _execs(apis["cluster1"])
+    assert req.query["container"] == ["sleep"] and "http://httpbin.bar.global:8000/headers" in req.query["command"][2]
 
 
-def test_a_lab_on_another_istio_version_is_not_reused(tmp_path):
-    s = _session(tmp_path, _runner(tmp_path, "1.7.3", OK_CALL))
+def test_a_lab_on_another_istio_version_is_not_reused(tmp_path, apis):
+    s = _session(tmp_path, apis, image="docker.io/istio/pilot:1.7.3")
     assert not s.check()
     assert s.why_unhealthy == "cluster1 runs istiod docker.io/istio/pilot:1.7.3, not 1.7.8"
 
 
-def test_a_lab_whose_call_fails_is_not_healthy(tmp_path):
-    s = _session(tmp_path, _runner(tmp_path, "1.7.8", FAILED_CALL))
+def test_a_lab_without_istiod_is_not_healthy(tmp_path, apis):
+    s = _session(tmp_path, apis)
+    del apis["cluster2"].objects[("/apis/apps/v1", "istio-system", "deployments", "istiod")]
+    assert not s.check()
+    assert s.why_unhealthy == "cluster2 runs istiod (none), not 1.7.8"
+
+
+def test_a_lab_whose_call_fails_is_not_healthy(tmp_path, apis):
+    s = _session(tmp_path, apis, call=FAILED_CALL)
     assert not s.check()
     assert "gave 503" in s.why_unhealthy
 
 
-def test_without_kubeconfigs_there_is_no_lab(tmp_path):
-    s = _session(tmp_path, _runner(tmp_path, "1.7.8", OK_CALL))
-    (s.home / "kubeconfig" / "cluster2").unlink()
+def test_a_lab_whose_api_server_is_gone_is_not_healthy_and_says_why(tmp_path, apis):
+    s = _session(tmp_path, apis)
+    apis["cluster1"].stop()
+    assert not s.check()
+    assert "cannot reach the API server" in s.why_unhealthy and "\n" not in s.why_unhealthy
+
+
+def test_without_kubeconfigs_there_is_no_lab(tmp_path, apis):
+    s = _session(tmp_path, apis)
+    (tmp_path / "kubeconfig-cluster2").unlink()
     assert not s.check() and "no kubeconfigs" in s.why_unhealthy
 
 
-def test_a_failed_restore_makes_the_next_test_run_lab_up_first(tmp_path, monkeypatch):
-    from lab.scenarios.replicated_control_planes import faults
+def test_a_multi_primary_lab_is_checked_with_its_own_proof(tmp_path, apis):
+    from lab.scenarios.multi_primary_multi_network.profiles import PROFILES
 
+    s = _session(tmp_path, apis, PROFILES["multi-primary"], image="docker.io/istio/pilot:1.30.3",
+                 client=("curl-5678", "sample", "curl"))
+    assert s.target.client_ns == "sample" and s.check(), s.why_unhealthy
+    (req,) = _execs(apis["cluster1"])
+    assert req.path == "/api/v1/namespaces/sample/pods/curl-5678/exec" and req.query["container"] == ["curl"]
+    assert "http://httpbin.sample.svc.cluster.local:8000/headers" in req.query["command"][2]
+    catalogue = mpmn_faults()
+    if catalogue is None:  # a checkout without the scenario's fault catalogue: nothing to act on
+        assert s.fault_lab is None
+    else:
+        assert isinstance(s.fault_lab, catalogue.FaultLab) and s.fault_lab.profile is s.profile
+        assert s.fault_lab.lab[s.profile.client.name].kubeconfig == tmp_path / "kubeconfig-cluster1"
+
+
+def test_a_failed_restore_makes_the_next_test_run_lab_up_first(tmp_path, monkeypatch, apis):
     calls: list[str] = []
     fake = type("Executor", (), {"up": staticmethod(lambda profile, **kw: calls.append(("up", kw))),
                                  "down": staticmethod(lambda **kw: calls.append(("down", kw)))})
     monkeypatch.setitem(sys.modules, "lab.executor", fake)
     monkeypatch.setattr(lab, "executor", fake, raising=False)
-    s = _session(tmp_path, _runner(tmp_path, "1.7.8", OK_CALL))
+    s = _session(tmp_path, apis)
+    apis["cluster1"].exec_scripts.append(ExecScript(stdout=OK_CALL))  # the check after `lab up`
     assert s.check()
     s.ensure_healthy()
     assert calls == []
     s.mark_unhealthy("restore of dns-stub-missing failed: ...")
     s.ensure_healthy()
     assert calls == [("up", {"home": s.home, "overrides": {}, "runner": s.runner})] and s.healthy
-    assert isinstance(s.handle, faults.LabHandle) and s.handle.workdir == tmp_path / "work"
+    # the 1.7 faults act on a lab rebuilt from the same provider, with the session's scratch directory
+    assert s.fault_lab.workdir == tmp_path / "work" and s.fault_lab.profile is s.profile
 
 
 def test_artifacts_cover_both_istiocoredns_containers_sidecars_dumps_stats_and_the_corefile():
@@ -160,9 +246,9 @@ class _FakeLab:
     def __init__(self, tmp_path: Path) -> None:
         self.profile = load_profile()
         self.artifacts = tmp_path
-        # what lab.scenarios.replicated_control_planes.faults reads from the handle in this flow: the polls' sleep
+        # what lab.scenarios.replicated_control_planes.faults reads from its lab in this flow: the polls' sleep
         # (instant here)
-        self.handle = type("Handle", (), {"sleep": staticmethod(lambda seconds: None)})()
+        self.fault_lab = type("FaultLab", (), {"sleep": staticmethod(lambda seconds: None)})()
         self.unhealthy: list[str] = []
         self.kubectl: dict = {}
 
