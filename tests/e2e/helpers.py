@@ -170,7 +170,7 @@ def gateway_addresses(service: Any) -> list[str]:
         for ingress in (lb.ingress or []) if lb is not None else []:
             if ingress.ip or ingress.hostname:
                 out.append(str(ingress.ip or ingress.hostname))
-    for ip in (spec.external_i_ps or []) if spec is not None else []:
+    for ip in (spec.external_ips or []) if spec is not None else []:
         out.append(str(ip))
     return list(dict.fromkeys(out))
 
