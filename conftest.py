@@ -20,7 +20,14 @@ if settings is not None:
 
 def pytest_addoption(parser):
     group = parser.getgroup("lab", "istio-multicluster-lab")
-    group.addoption("--lab-profile", default="default", help="lab profile for e2e tests (default, writeup)")
+    # The scenario under test comes from the profile: --lab-profile names one (of any scenario), --lab-scenario picks
+    # that scenario's default profile; both default to the environment (LAB_E2E_PROFILE, LAB_E2E_SCENARIO), then to
+    # the lab's default profile (tests/e2e/conftest.py).
+    group.addoption("--lab-profile", default=os.environ.get("LAB_E2E_PROFILE") or None,
+                    help="lab profile for e2e tests (default, writeup, multi-primary; env LAB_E2E_PROFILE)")
+    group.addoption("--lab-scenario", default=os.environ.get("LAB_E2E_SCENARIO") or None,
+                    help="scenario for e2e tests, with its default profile (replicated-control-planes, "
+                         "multi-primary-multi-network; env LAB_E2E_SCENARIO)")
     group.addoption("--lab-keep", action="store_true", help="keep the lab after the e2e session")
     group.addoption("--lab-artifacts", default="artifacts", help="directory for e2e failure artifacts")
     group.addoption("--lab-set", action="append", default=[], metavar="KEY=VALUE",

@@ -1,9 +1,14 @@
-"""Fixtures of the e2e suite: one lab per session (reused when healthy, else built as `lab up` builds it), the
-Docker gate, artifacts on failure.
+"""Fixtures of the e2e suite: the scenario under test, one lab per session (reused when healthy, else built as `lab
+up` builds it), the Docker gate, artifacts on failure.
 
-Options (registered in the root conftest.py): --lab-profile, --lab-set KEY=VALUE (e.g. istio_version=1.7.3),
---lab-keep, --lab-artifacts. JUnit XML comes from pytest's own --junitxml. Durations: a "lab e2e" section at the
-end lists every test's setup + call + teardown time (and `make e2e` passes --durations=0).
+Options (registered in the root conftest.py): --lab-profile (env LAB_E2E_PROFILE), --lab-scenario (env
+LAB_E2E_SCENARIO: that scenario's default profile), --lab-set KEY=VALUE (e.g. istio_version=1.7.3), --lab-keep,
+--lab-artifacts. JUnit XML comes from pytest's own --junitxml. Durations: a "lab e2e" section at the end lists every
+test's setup + call + teardown time (and `make e2e` passes --durations=0).
+
+The suite collects both scenarios' tests; each module carries its scenario's marker (`replicated_control_planes`,
+`multi_primary_multi_network`: tests.e2e.helpers.marker_of), so `-m` selects one scenario's. The scenario under
+test is the profile's: a test of the other scenario is skipped, saying which is under test and how to pick its own.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from lab.profile import parse_overrides
 from lab.scenario import load_profile
 from lab.shell import Runner
 from tests.e2e import artifacts
+from tests.e2e.helpers import MARKERS, skip_reason
 from tests.e2e.session import LabSession, docker_problem
 
 E2E_DIR = Path(__file__).parent
@@ -29,6 +35,15 @@ def _in_suite(item: pytest.Item) -> bool:
     return E2E_DIR in item.path.parents
 
 
+def scenario_of(item: pytest.Item) -> str:
+    """The scenario whose marker the test carries; exactly one, or the suite is wrong (a usage error)."""
+    found = sorted({m.name for m in item.iter_markers() if m.name in MARKERS})
+    if len(found) != 1:
+        raise pytest.UsageError(f"e2e: {item.nodeid} carries {', '.join(found) or 'no'} scenario marker(s); mark its "
+                                f"module with exactly one of {', '.join(sorted(MARKERS))}")
+    return MARKERS[found[0]]
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     mine = [i for i in items if _in_suite(i)]
     if not mine:
@@ -37,24 +52,33 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items.sort(key=lambda i: _in_suite(i) and i.get_closest_marker("reinstall") is not None)
     for item in mine:
         item.add_marker(pytest.mark.e2e)
-    try:  # a bad --lab-profile/--lab-set is a usage error before anything else, Docker or not
-        _profile(config)
+    try:  # a bad --lab-profile/--lab-scenario/--lab-set is a usage error before anything else, Docker or not
+        profile, _ = _profile(config)
     except LabError as err:
         raise pytest.UsageError(f"e2e: {err}") from err
+    reasons = {item.nodeid: skip_reason(scenario_of(item), profile.scenario, profile.name) for item in mine}
     if config.option.collectonly:
         return
-    # One cheap check for the whole suite: without a Docker daemon there is no lab, so nothing runs and nothing
-    # errors; every test is skipped with the same precise reason.
-    problem = docker_problem(Runner())
+    # A test of the other scenario cannot run against this lab: skipped, saying which scenario is under test. The
+    # suite's reasons go first (append=False), before a test's own skip mark: pytest reports the first one.
+    for item in mine:
+        reason = reasons[item.nodeid]
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason), append=False)
+    # One cheap check for the scenario's tests: without a Docker daemon there is no lab, so nothing runs and nothing
+    # errors; every one of them is skipped with the same precise reason.
+    runnable = [item for item in mine if not reasons[item.nodeid]]
+    problem = docker_problem(Runner()) if runnable else None
     if problem:
         skip = pytest.mark.skip(reason=problem)
-        for item in mine:
-            item.add_marker(skip)
+        for item in runnable:
+            item.add_marker(skip, append=False)
 
 
 def _profile(config: pytest.Config):
     overrides = parse_overrides(config.getoption("--lab-set"))
-    return load_profile(config.getoption("--lab-profile"), overrides), overrides
+    profile = load_profile(config.getoption("--lab-profile"), overrides, scenario=config.getoption("--lab-scenario"))
+    return profile, overrides
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from lab.cluster import ENVOY_FILTER
 from lab.configdump import TCP_CLUSTER_REWRITE, analyze
 from lab.profile import version_key
 from lab.scenarios.replicated_control_planes.names import (
@@ -18,7 +19,7 @@ from lab.scenarios.replicated_control_planes.names import (
 )
 from tests.e2e.session import CLIENT_NS, SERVER_NS
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.replicated_control_planes]
 
 OUTBOUND = f"outbound|{REMOTE_PORT}||{REMOTE_HOST}"
 LOCAL_HOST = "httpbin.bar.svc.cluster.local"
@@ -47,7 +48,7 @@ def gateway2(lab) -> dict:
 
 
 def test_cluster1_sleep_sends_httpbin_bar_global_to_cluster2s_gateway_node_ip_and_nodeport(lab, sleep1):
-    server = lab.kubectl[lab.profile.server.name]
+    server = lab.kubectl[lab.profile.server.name]  # the write-up's own lookups, as a person types them
     node_ip = server.query(GATEWAY_NODE_IP)
     node_port = int(server.query(GATEWAY_NODEPORT))
     assert node_port == lab.profile.gateway_node_port
@@ -83,7 +84,7 @@ def test_cluster2_gateway_routes_global_by_sni_without_a_route_config(gateway2):
 
 
 def test_cluster2_envoyfilter_has_the_form_of_the_version_under_test(lab, gateway2):
-    ef = lab.kubectl[lab.profile.server.name].get_json("envoyfilter", ENVOYFILTER, "-n", ISTIO_NS)
+    ef = lab.cluster(lab.profile.server).get_object(ENVOY_FILTER, ISTIO_NS, ENVOYFILTER)
     values = [p["patch"]["value"] for p in ef["spec"]["configPatches"]
               if p.get("patch", {}).get("value", {}).get("name") == TCP_CLUSTER_REWRITE]
     assert len(values) == 1, ef["spec"]

@@ -8,7 +8,7 @@ import pytest
 from lab.scenarios.replicated_control_planes.names import ISTIO_NS, ISTIOCOREDNS_IP, KUBE_DNS_IP, REMOTE_HOST
 from tests.e2e.session import CLIENT_NS, SERVER_NS
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.replicated_control_planes]
 
 # Both clusters have a ServiceEntry for the name (cluster2's is the write-up's fix), each with its own VIP.
 CLUSTERS = [pytest.param("client", CLIENT_NS, id="cluster1"), pytest.param("server", SERVER_NS, id="cluster2")]
@@ -29,8 +29,7 @@ def test_nslookup_type_a_answers_the_clusters_vip(lab, role, namespace, query):
     server = k.query(query)
     svc = query.what
     assert server, f"no {query.what} on {cluster.name}"
-    prober = lab.prober(cluster)
-    res = prober.nslookup(namespace, prober.pod(namespace, "app=sleep"), REMOTE_HOST, server)
+    res = lab.nslookup(cluster, namespace, lab.sleep_pod(cluster, namespace), REMOTE_HOST, server)
     assert res.addresses == [cluster.vip], (
         f"nslookup -type=a {REMOTE_HOST} {server} ({svc}) from {cluster.name}/{namespace}/sleep: expected "
         f"[{cluster.vip}], got {res.addresses}: {res.output[-400:]}")
@@ -39,8 +38,9 @@ def test_nslookup_type_a_answers_the_clusters_vip(lab, role, namespace, query):
 @pytest.mark.parametrize("role", ["client", "server"], ids=["cluster1", "cluster2"])
 def test_istiocoredns_plugin_logs_the_mapping(lab, role):
     cluster = _cluster(lab.profile, role)
-    # plugin.go (istio-ecosystem/istio-coredns-plugin) re-reads ServiceEntries every 5 s and logs
-    # "adding DNS mapping: <host>.->[<ips>]" each time, so the last lines hold the current mapping.
+    # Read as a person reads it, with `kubectl logs` (lab.kubectl). plugin.go (istio-ecosystem/istio-coredns-plugin)
+    # re-reads ServiceEntries every 5 s and logs "adding DNS mapping: <host>.->[<ips>]" each time, so the last lines
+    # hold the current mapping.
     log = lab.kubectl[cluster.name].run("logs", "-n", ISTIO_NS, "deployment/istiocoredns",
                                         "-c", "istio-coredns-plugin", "--tail=200").stdout
     wanted = f"adding DNS mapping: {REMOTE_HOST}.->[{cluster.vip}]"

@@ -33,7 +33,7 @@ from lab.scenarios.replicated_control_planes.faults import (
 )
 from tests.e2e import artifacts
 
-pytestmark = [pytest.mark.e2e, pytest.mark.fault]
+pytestmark = [pytest.mark.e2e, pytest.mark.replicated_control_planes, pytest.mark.fault]
 
 
 def _params():
@@ -93,13 +93,13 @@ def _dump_if_unexpected(lab, request, stage: str, expected: str, seen: str | Non
 def test_fault_shows_its_documented_symptom_then_heals(lab, fault: Fault, record_property, request):
     version = lab.profile.istio_version
     expected = fault.expected_for(version)
-    observer = _Observer(lab.handle)
+    observer = _Observer(lab.fault_lab)
     results: list[tuple[str, object, str | None, list[str], list[str]]] = []
     t0 = time.monotonic()
     try:
-        fault.inject(lab.handle)
+        fault.inject(lab.fault_lab)
         # a gateway-side fault: its change in cluster2's gateway config dump first, then new connections
-        paths = reach_new_connections(lab.handle, fault.gateway_state, f"injecting {fault.id}")
+        paths = reach_new_connections(lab.fault_lab, fault.gateway_state, f"injecting {fault.id}")
         record_property("inject_seconds", round(time.monotonic() - t0, 1))
         seen, history = _observe(observer, settle=fault.settle, timeout=fault.timeout)
         evidence = [*observer.evidence, *(f"gateway path: {p}" for p in paths)]
@@ -108,8 +108,8 @@ def test_fault_shows_its_documented_symptom_then_heals(lab, fault: Fault, record
         _dump_if_unexpected(lab, request, "injected", expected.cls, seen)
         if fault.followup is not None:
             follow: Followup = fault.followup
-            follow.apply(lab.handle)
-            paths = reach_new_connections(lab.handle, follow.gateway_state, follow.title)
+            follow.apply(lab.fault_lab)
+            paths = reach_new_connections(lab.fault_lab, follow.gateway_state, follow.title)
             f_exp = follow.expected_for(version)
             f_seen, f_history = _observe(observer, settle=fault.settle, timeout=fault.timeout)
             f_evidence = [*observer.evidence, *(f"gateway path: {p}" for p in paths)]
@@ -120,7 +120,7 @@ def test_fault_shows_its_documented_symptom_then_heals(lab, fault: Fault, record
         t1 = time.monotonic()
         try:
             # any failure (a LabError, the call never ok again, a KeyError or bad JSON) marks the lab unhealthy
-            restore_and_heal(lab.handle, fault, observer, on_failure=lab.mark_unhealthy)
+            restore_and_heal(lab.fault_lab, fault, observer, on_failure=lab.mark_unhealthy)
         finally:
             record_property("restore_seconds", round(time.monotonic() - t1, 1))
     for stage, exp, seen, _history, _evidence in results:

