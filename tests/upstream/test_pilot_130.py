@@ -142,6 +142,13 @@ VIEWS = {
     "gateway-pending": View({"cluster1": _cluster1("network1"), "cluster2": _cluster2("network2", False)},
                             {"sleep": _sleep("network1")}),
     "no-remote-cluster": View({"cluster1": _cluster1("network1")}, {"sleep": _sleep("network1")}),
+    # fault (c') as docs/multi-primary-faults.md injects it: cluster2's namespace label and httpbin's pod label gone
+    # (the fixture's pods carry none), sleep still on network1, the gateway Service still labelled network2
+    "network-unknown": View({"cluster1": LAB1, "cluster2": _cluster2(None, True, EASTWEST_POD)},
+                            {"sleep": _sleep("network1")}, "cluster1", EXPOSE),
+    # fault (d) as docs/multi-primary-faults.md reasons it: cluster1's own gateway keeps multi-network on
+    "eastwest-no-address": View({"cluster1": LAB1, "cluster2": _cluster2("network2", False, EASTWEST_POD)},
+                                {"sleep": _sleep("network1")}, "cluster1", EXPOSE),
     # cluster2's istiod, the Gateway applied in cluster2 (expose-services.yaml)
     "eastwest": View({"cluster1": LAB1, "cluster2": LAB2}, {"eastwest": _eastwest()}, "cluster2", EXPOSE),
     # the same with httpbin in cluster1 too: what REQUESTED_NETWORK_VIEW keeps out of the gateway's endpoints
@@ -182,9 +189,9 @@ def dumps(require_go, tmp_path_factory) -> dict[str, dict[str, object]]:
     if proc.returncode != 0:
         pytest.fail("\n".join((proc.stdout + proc.stderr).splitlines()[-40:]), pytrace=False)
     out: dict[str, dict[str, object]] = {}
-    for view in VIEWS:
-        result: Path = work / "out" / view
-        out[view] = {f.name: json.loads(f.read_text()) for f in result.iterdir()}
+    for name in VIEWS:
+        result: Path = work / "out" / name
+        out[name] = {f.name: json.loads(f.read_text()) for f in result.iterdir()}
     return out
 
 
@@ -249,6 +256,27 @@ def test_fault_gateway_pending_gives_the_unreachable_pod_ip(dumps):
     remote pod IP, which cluster1 cannot route to."""
     assert dumps["gateway-pending"]["gateways.json"] == []
     assert _eds(dumps["gateway-pending"]["sleep.json"], CLUSTER) == [f"{HTTPBIN_POD_IP}:{HTTPBIN_PORT}"]
+
+
+def test_fault_network_unknown_gives_the_pod_ip_to_a_networked_client(dumps):
+    """Fault (c'): httpbin's endpoint has network "" (no pod label, no namespace label: controller.go Network), which
+    matches sleep's network1 (context.go InNetwork), so pilot sends the pod IP although both gateways exist."""
+    view = dumps["network-unknown"]
+    # the gateway's pod keeps its own label (F6: the pod label comes first)
+    assert view["networks.json"]["cluster2"] == {f"{NS}/httpbin-1": "",
+                                                 "istio-system/istio-eastwestgateway-1": "network2"}
+    assert len(view["gateways.json"]) == 2
+    assert _eds(view["sleep.json"], CLUSTER) == [f"{HTTPBIN_POD_IP}:{HTTPBIN_PORT}"]
+
+
+def test_fault_eastwest_no_address_with_the_other_gateway_keeps_the_pod_ip(dumps):
+    """Fault (d) on the path the docs name: network1's gateway exists (multi-network on, ep_filters.go@1.30.3:70),
+    network2 has none (network.go: no address, no gateway), so the remote endpoint is kept as its pod IP
+    (ep_filters.go@1.30.3:154-163), not dropped and not the gateway."""
+    view = dumps["eastwest-no-address"]
+    assert view["gateways.json"] == [
+        {"network": "network1", "cluster": "cluster1", "addr": GATEWAY1_IP, "port": EASTWEST_TLS_PORT}]
+    assert _eds(view["sleep.json"], CLUSTER) == [f"{HTTPBIN_POD_IP}:{HTTPBIN_PORT}"]
 
 
 def test_fault_no_remote_cluster_no_cluster_no_name(dumps):
