@@ -489,7 +489,7 @@ TLS_LOG = ('[2026-12-02T10:00:00.000Z] "GET /headers HTTP/1.1" 503 UF,URX upstre
 def test_probe_class_reads_the_sidecars_access_log_to_tell_a_certificate_failure(lab):
     log_path = "/api/v1/namespaces/sample/pods/curl-1/log"
     lab.c1.exec_scripts.append(ExecScript(stdout=CURL_503))
-    lab.c1.fail("GET", log_path, 200, TLS_LOG)  # a 200 answer: the log text
+    lab.c1.logs[("sample", "curl-1", "istio-proxy")] = TLS_LOG  # served as text/plain, as the API server does
     cls, evidence = faults.probe_class(lab.fault_lab)
     assert cls == "upstream-tls-failure", evidence
     assert lab.sleeps == [faults.ACCESS_LOG_FLUSH]  # Envoy flushes its access log once a second
@@ -500,7 +500,7 @@ def test_probe_class_reads_the_sidecars_access_log_to_tell_a_certificate_failure
     assert logs.query["container"] == ["istio-proxy"]
     # the same body with no access log (accessLogFile unset) is only a connect failure
     lab.c1.exec_scripts.append(ExecScript(stdout=CURL_503))
-    lab.c1.fail("GET", log_path, 200, "")
+    lab.c1.logs[("sample", "curl-1", "istio-proxy")] = ""
     assert faults.probe_class(lab.fault_lab)[0] == "upstream-connect-failure"
 
 
