@@ -488,7 +488,9 @@ def shell_template(t: Template) -> str:
     """The command that writes template `t` filled in on stdout: its variables (shell-quoted, in the environment of
     envsubst alone, so that generic names such as NAME or PORT do not stay exported for the rest of the script),
     then `envsubst` limited to exactly those variables, reading the file from $LAB_REPO. The header comments go
-    through too (kubectl ignores them)."""
+    through too (kubectl ignores them). A template without variables is the file itself: `cat`, no envsubst."""
+    if not t.vars:
+        return f'cat "{t.path}"'
     assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in t.vars)
     names = " ".join(f"${k}" for k, _ in t.vars)
     return f'{assigns} \\\n  envsubst {shlex.quote(names)} < "{t.path}"'

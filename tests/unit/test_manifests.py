@@ -198,6 +198,12 @@ def test_the_script_fills_a_template_with_envsubst_limited_to_its_variables():
     assert plan.shell_template(odd).startswith("NAME='it'\"'\"'s $HOME' \\\n  envsubst '$NAME' < ")
 
 
+def test_a_template_without_variables_is_the_file_itself_in_the_script():
+    # no envsubst (and no dangling `\` line of assignments): check_envsubst has refused `$$`, so the file is the object
+    t = plan.Template("multi-primary-multi-network", "expose-services.yaml", {})
+    assert plan.shell_template(t) == 'cat "$LAB_REPO/manifests/multi-primary-multi-network/expose-services.yaml"'
+
+
 def test_the_steps_that_apply_a_plain_template_name_the_file_and_the_others_keep_their_text():
     steps = {s.id: s for s in rcp_steps.build(load_profile(), PATHS)}
     sources = {i: s.run.source for i, s in steps.items() if isinstance(s.run, plan.Manifest)}

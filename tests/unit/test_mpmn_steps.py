@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
 GOLDEN = DATA / "golden"
 ISTIO_130 = DATA / "istio-1.30.3"
-PATHS = plan.Paths(Path("/home/user/lab/.lab"), Path("/home/user/.cache/istio-multicluster-lab/istio-1.30.3"))
+PATHS = plan.Paths(Path("/home/user/lab/.lab"), Path("/home/user/.cache/istio-multicluster-lab/istio-1.30.3"),
+                   Path("/home/user/lab"))  # the checkout, as the script's LAB_REPO (not this machine's)
 CASES = {  # golden name -> (overrides, uninstall)
     "multi-primary": ({}, False),
     "multi-primary-uninstall": ({}, True),
@@ -203,7 +204,7 @@ def _texts(s: list[plan.Step]) -> list[tuple[str, str]]:
     out = []
     for x in s:
         run = x.run
-        if isinstance(run, plan.Manifest) and isinstance(run.source, plan.Text):
+        if isinstance(run, plan.Manifest) and isinstance(run.source, (plan.Text, plan.Template)):
             out.append((x.id, run.source.yaml))
         if isinstance(run, plan.Command):
             out += [(f"{x.id}:{f.rel}", text) for f, text in run.writes]
@@ -240,6 +241,7 @@ def test_the_overlay_sets_hub_and_tag_from_the_images_and_whole_references_only_
     assert set(ov["spec"]["values"]) == {"global"} and "proxy" not in ov["spec"]["values"]["global"]
     assert ov["spec"]["values"]["global"]["network"] == "network1"
     assert ov["spec"]["meshConfig"]["defaultConfig"]["proxyMetadata"] == {"ISTIO_META_DNS_CAPTURE": "true"}
+    assert ov["spec"]["meshConfig"]["accessLogFile"] == "/dev/stdout"  # the fault probe reads the access log
     other = load_profile(overrides={"images.proxyv2": "reg.example/istio/proxy:1"})
     ov = istio.overlay(other, other.server)
     assert (ov["spec"]["hub"], ov["spec"]["tag"]) == ("docker.io/istio", "1.30.3")  # from pilot now
@@ -508,12 +510,19 @@ def test_the_plan_json_lists_every_step_with_its_phase():
 
 def test_every_template_of_the_scenario_is_used_by_the_plan_with_exactly_its_variables():
     # manifests.render refuses a missing or extra variable, so building the plan renders each one correctly
-    used = {"namespace-istio-system.yaml", "istio-overlay.yaml", "eastwest-gateway.yaml", "expose-services.yaml",
-            "kind-cluster.yaml", "metallb-pool.yaml"}
+    used = {"namespace-istio-system.yaml", "namespace-sample.yaml", "istio-overlay.yaml", "eastwest-gateway.yaml",
+            "expose-services.yaml", "kind-cluster.yaml", "metallb-pool.yaml"}
     assert set(manifests.names(names.SCENARIO)) == used
-    text = render("multi-primary", True) + actions.pool_manifest("cluster1", actions.slice_of(
+    objects = "".join(text for _, text in _texts(build({}))) + actions.pool_manifest("cluster1", actions.slice_of(
         KIND_NETWORK, "cluster1", ["cluster1", "cluster2"]))
-    assert "$NETWORK" not in text and "$MESH_ID" not in text and "$ADDRESSES" not in text
+    assert not re.search(r"\$\{?[A-Z_]+", objects), "a variable left in an object the lab applies"
+    # the script's plain templates: envsubst limited to exactly the file's variables (none: the file itself)
+    script = render("multi-primary", True)
+    filled = re.findall(r"envsubst '([^']*)' < \"\$LAB_REPO/manifests/multi-primary-multi-network/([^\"]+)\"", script)
+    assert {f for _, f in filled} == {"namespace-istio-system.yaml", "namespace-sample.yaml"}
+    for wanted, f in filled:
+        assert set(wanted.split()) == {f"${v}" for v in manifests.variables(f, names.SCENARIO)}, f
+    assert 'cat "$LAB_REPO/manifests/multi-primary-multi-network/expose-services.yaml" | kubectl' in script
 
 
 def test_download_pinned_fetches_checks_and_keeps_a_good_copy(tmp_path):

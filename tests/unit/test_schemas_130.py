@@ -22,7 +22,7 @@ CLUSTERS = [("mesh1", "cluster1", "network1"), ("mesh1", "cluster2", "network2")
 
 
 def values(name: str, mesh: str, cluster: str, network: str) -> dict[str, str]:
-    given = {"MESH_ID": mesh, "CLUSTER_NAME": cluster, "NETWORK": network}
+    given = {"MESH_ID": mesh, "CLUSTER_NAME": cluster, "NETWORK": network, "NAMESPACE": "sample"}
     return {k: v for k, v in given.items() if k in manifests.variables(name, SCENARIO)}
 
 
@@ -60,6 +60,7 @@ def test_kubernetes_1_36_is_checked_against_its_own_schema():
     ("expose-services.yaml", "AUTO_PASSTHROUGH", "AUTO_PASSTHRU", "'AUTO_PASSTHRU' is not one of"),
     ("expose-services.yaml", "selector:", "selectr:", "spec: unknown field 'selectr'"),
     ("namespace-istio-system.yaml", "labels:", "lables:", "metadata: unknown field 'lables'"),
+    ("namespace-sample.yaml", "  name:", "  nmae:", "metadata: unknown field 'nmae'"),
 ])
 def test_a_misspelt_field_in_each_template_is_refused(name, old, new, needle):
     text = manifests.render(name, SCENARIO, **values(name, *CLUSTERS[0]))

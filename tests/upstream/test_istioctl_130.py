@@ -53,6 +53,7 @@ def test_the_overlay_sets_cluster_mesh_network_and_dns_capture(istioctl, istio_d
     mesh_cfg = yaml.safe_load(ic.find(objs, "ConfigMap", "istio", "istio-system")["data"]["mesh"])
     assert mesh_cfg["defaultConfig"]["meshId"] == mesh
     assert mesh_cfg["defaultConfig"]["proxyMetadata"] == {"ISTIO_META_DNS_CAPTURE": "true"}
+    assert mesh_cfg["accessLogFile"] == "/dev/stdout"  # the fault probe reads the client sidecar's access log
     values = json.loads(ic.find(objs, "ConfigMap", "istio-sidecar-injector", "istio-system")["data"]["values"])
     assert (values["global"]["meshID"], values["global"]["network"]) == (mesh, network)
     assert values["global"]["multiCluster"]["clusterName"] == cluster

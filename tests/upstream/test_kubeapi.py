@@ -396,7 +396,7 @@ def rendered(cluster) -> dict[str, list[dict]]:
     given = {"MESH_ID": PROFILE.mesh_id, "CLUSTER_NAME": cluster.name, "NETWORK": cluster.network,
              "NODE_IMAGE": PROFILE.node_image, "POD_SUBNET": cluster.pod_subnet,
              "SERVICE_SUBNET": cluster.service_subnet, "NAME": f"lab-{cluster.name}",
-             "ADDRESSES": pool[cluster.name].range}
+             "ADDRESSES": pool[cluster.name].range, "NAMESPACE": "sample"}
     out = {}
     for name in manifests.names(SCENARIO):
         wanted = manifests.variables(name, SCENARIO)
@@ -458,12 +458,16 @@ def test_every_api_object_of_the_scenario_is_accepted_by_the_server_in_a_dry_run
             out = dry_run_apply(h, doc)
             assert out and out["metadata"], (name, out)
             assert out["metadata"]["name"] == doc["metadata"]["name"]
-            if doc["kind"] == "Namespace":
+            if name == "namespace-istio-system.yaml":
                 assert out["metadata"]["labels"]["topology.istio.io/network"] == cluster.network
+            if name == "namespace-sample.yaml":
+                assert out["metadata"]["labels"]["istio-injection"] == "enabled"
+            if doc["kind"] == "Namespace":
                 ensure_namespace(h, doc["metadata"]["name"])  # the lab creates it before what goes into it
             tried.append((name, doc["kind"]))
     assert sorted(tried) == [("expose-services.yaml", "Gateway"), ("metallb-pool.yaml", "IPAddressPool"),
-                             ("metallb-pool.yaml", "L2Advertisement"), ("namespace-istio-system.yaml", "Namespace")]
+                             ("metallb-pool.yaml", "L2Advertisement"), ("namespace-istio-system.yaml", "Namespace"),
+                             ("namespace-sample.yaml", "Namespace")]
     # a dry run persists nothing
     assert h.find_object(GATEWAY, "istio-system", "cross-network-gateway") is None
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-import yaml
-
-from lab import certs, manifests, probe
+from lab import certs, probe
 from lab import images as lab_images
 from lab.errors import UsageError
 from lab.plan import (
@@ -37,7 +35,7 @@ from lab.plan import (
     Sample,
     SecretFromFiles,
     Step,
-    Text,
+    Template,
     check_order,
     cluster_steps,
     kubectl,
@@ -181,10 +179,6 @@ def _metallb_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, str]) 
 
 
 # --- the control plane --------------------------------------------------------------------------------------------
-def namespace_istio_system(c: ClusterSpec) -> str:
-    return manifests.render("namespace-istio-system.yaml", SCENARIO, NETWORK=c.network)
-
-
 def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, str]) -> list[Step]:
     n = c.name
     overlay_file = File("LAB_HOME", f"istio/{n}.yaml")
@@ -194,7 +188,8 @@ def _control_plane_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, 
     return [
         Step(f"{n}/ns-istio-system", n, S_CONTROL_PLANE, f"namespace {names.ISTIO_NS} labelled "
              f"{names.NETWORK_LABEL}={c.network} (before istioctl, which leaves an existing one alone)",
-             Manifest(n, Text(namespace_istio_system(c))), needs=(f"{n}/cluster",), phase="control-plane",
+             Manifest(n, Template(SCENARIO, "namespace-istio-system.yaml", {"NETWORK": c.network})),
+             needs=(f"{n}/cluster",), phase="control-plane",
              verify=Check(kubectl(c, "get", "namespace", names.ISTIO_NS, "-o",
                                   f"jsonpath={{.metadata.labels.{label}}}"), Expect(ExpectKind.EQUALS, c.network), 0)),
         # istiod reads cacerts only when it starts (pilot/pkg/bootstrap/istio_ca.go): the secret comes first.
@@ -254,7 +249,7 @@ def _eastwest_steps(profile: Profile, c: ClusterSpec) -> list[Step]:
         Step(f"{n}/expose-services", n, S_EASTWEST,
              f"Gateway {names.CROSS_NETWORK_GATEWAY}: every *.local service on {names.EASTWEST_TLS_PORT}, "
              "AUTO_PASSTHROUGH",
-             Manifest(n, Text(manifests.render("expose-services.yaml", SCENARIO))), needs=(f"{n}/istio",),
+             Manifest(n, Template(SCENARIO, "expose-services.yaml", {})), needs=(f"{n}/istio",),
              phase="eastwest",
              verify=_exists(c, "-n", ns, "gateways.networking.istio.io", names.CROSS_NETWORK_GATEWAY)),
     ]
@@ -278,14 +273,6 @@ def _remote_secret_steps(profile: Profile, dst: ClusterSpec) -> list[Step]:
 
 
 # --- the apps ---------------------------------------------------------------------------------------------------------
-def namespace_sample() -> str:
-    """The `sample` namespace with sidecar injection on (istio.io's verify page: `kubectl create namespace sample`,
-    `kubectl label namespace sample istio-injection=enabled`), as one object to apply."""
-    obj = {"apiVersion": "v1", "kind": "Namespace",
-           "metadata": {"name": names.APP_NS, "labels": {"istio-injection": "enabled"}}}
-    return yaml.safe_dump(obj, sort_keys=False)
-
-
 def apps_of(c: ClusterSpec) -> tuple[str, ...]:
     """curl in the client cluster, httpbin in the server cluster only (issue 11: a remote-only service)."""
     return (names.CLIENT_APP,) if c.role == "client" else (names.SERVER_APP,) if c.role == "server" else ()
@@ -300,7 +287,8 @@ def _app_steps(profile: Profile, c: ClusterSpec, images: Mapping[str, str]) -> l
     n, ns = c.name, names.APP_NS
     # Injection must be on before the pods exist, and needs istiod's injector: after the install.
     steps = [Step(f"{n}/ns-{ns}", n, S_APPS, f"namespace {ns} labelled istio-injection=enabled",
-                  Manifest(n, Text(namespace_sample())), needs=(f"{n}/istio",), phase="apps",
+                  Manifest(n, Template(SCENARIO, "namespace-sample.yaml", {"NAMESPACE": ns})),
+                  needs=(f"{n}/istio",), phase="apps",
                   verify=Check(kubectl(c, "get", "namespace", ns, "-o",
                                        "jsonpath={.metadata.labels.istio-injection}"),
                                Expect(ExpectKind.EQUALS, "enabled"), 0))]
