@@ -298,6 +298,6 @@ def test_each_template_names_its_step_and_upstream_and_has_its_readme_row(name):
     header, _ = manifests.read(name, SCENARIO)
     assert re.search(r"^# Scenario step: \S", header, flags=re.M) and re.search(r"^# Upstream: \S", header, flags=re.M)
     readme = (manifests.ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## `multi-primary-multi-network/`", 1)[1]
-    row = next(ln for ln in section.splitlines() if ln.startswith(f"| `multi-primary-multi-network/{name}` |"))
+    section = readme.split("### `multi-primary-multi-network/`", 1)[1]  # the scenario's one table
+    row = next(ln for ln in section.splitlines() if ln.startswith(f"| `{name}` |"))
     assert set(re.findall(r"`\$(\w+)`", row)) == manifests.variables(name, SCENARIO)
