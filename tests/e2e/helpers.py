@@ -8,22 +8,20 @@
 - `cluster_endpoints`: the endpoints of one Envoy cluster in the admin's `/clusters?format=json`.
 - `gateway_addresses`: the addresses istiod takes from an east-west gateway Service.
 - `sidecarless_pod`: a pod of the client image that the injector leaves alone.
-- `settled_class`: poll a classified probe until it is stable; `observation`: the line a fault run appends to
-  observed.jsonl.
+- `settled_class` (lab.catalogue's): poll a classified probe until it is stable; `observation`: the line a fault
+  run appends to observed.jsonl.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from lab.retry import NotYet, poll
+from lab.catalogue import settled_class as settled_class  # one poll for the catalogues and the suite
 from lab.scenarios.multi_primary_multi_network import names as mp
 from lab.scenarios.replicated_control_planes import names as rcp
-from lab.settings import TIMEOUTS
 
 
 # --- the scenarios ------------------------------------------------------------------------------------------------
@@ -204,27 +202,6 @@ def sidecarless_pod(namespace: str, image: str, container: str, *, name: str = N
 def pod_containers(pod: Any) -> list[str]:
     """The container names of a typed V1Pod (init containers not counted)."""
     return [c.name for c in (pod.spec.containers or [])] if pod.spec is not None else []
-
-
-# --- polling a probe --------------------------------------------------------------------------------------------
-def settled_class(observe: Callable[[], str], *, settle: float, timeout: float, stable: int = 3,
-                  interval: float = TIMEOUTS.poll_interval, clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] | None = None, history: list[str] | None = None) -> str:
-    """Call `observe` until it returned the same class `stable` times in a row, counting only calls begun at least
-    `settle` seconds after the first; every class seen goes to `history`. NotReadyError after settle + timeout."""
-    seen = history if history is not None else []
-    start = clock()
-
-    def attempt() -> str:
-        began = clock() - start
-        cls = observe()
-        seen.append(cls)
-        if began < settle:
-            raise NotYet(f"{cls} at {began:.0f}s, settling for {settle:.0f}s")
-        return cls
-
-    return poll(attempt, timeout=settle + timeout, interval=interval, what="a stable probe class", stable=stable,
-                sleep=sleep)
 
 
 def observation(profile: Any, fault_id: str, stage: str, expected: str, seen: str | None, history: Sequence[str],

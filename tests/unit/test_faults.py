@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from lab import certs
+from lab import catalogue, certs
 from lab.errors import LabError, NotReadyError, ValidationError
 from lab.scenario import load_profile
 from lab.scenarios.replicated_control_planes import corefile, faults
@@ -109,7 +109,7 @@ def test_a_version_outside_every_range_is_refused_with_the_fault_named():
 def test_overlapping_ranges_are_refused():
     both = (Expectation("1.7.0-1.7.5", "ok", 50, "a"), Expectation("1.7.5-1.7.8", "ok", 50, "b"))
     with pytest.raises(LabError, match="2 expectations cover Istio 1.7.5"):
-        faults._pick(both, "1.7.5", "x")
+        catalogue.pick(both, "1.7.5", "x")
 
 
 def test_single_version_expectation_covers_only_itself():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab import catalogue
 from lab.classify import CLASSES
 from lab.cluster import ClusterHandle, LabHandle
 from lab.errors import ApiError, LabError, NotFoundError
@@ -74,7 +75,7 @@ def test_a_version_outside_every_range_is_refused_with_the_fault_named():
         faults.expectation(faults.BY_ID["no-remote-secret"], "1.31.0")
     both = (Expectation("1.30.0-1.30.2", "ok", 50, "a"), Expectation("1.30.2-1.30.3", "ok", 50, "b"))
     with pytest.raises(LabError, match="2 expectations cover Istio 1.30.2"):
-        faults._pick(both, "1.30.2", "x")
+        catalogue.pick(both, "1.30.2", "x")
 
 
 # --- the table ------------------------------------------------------------------------------------------------------

@@ -36,11 +36,15 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from lab import certs
+from lab.catalogue import Expectation as Expectation
+from lab.catalogue import Observation as Observation
+from lab.catalogue import clean as clean
+from lab.catalogue import heal, pick, with_table
+from lab.catalogue import settled_class as settled_class
 from lab.classify import classify
 from lab.cluster import GATEWAY, STRATEGIC_MERGE, ClusterHandle, LabHandle, api_error
 from lab.errors import ApiError, LabError, NotFoundError
 from lab.probe import curl_argv, parse_curl
-from lab.profile import version_key
 from lab.retry import NotYet, poll
 from lab.scenarios.multi_primary_multi_network.names import (
     APP_NS,
@@ -106,35 +110,6 @@ ROOT_KEY = "root-cert.pem"
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Expectation:
-    """What a probe should show while a fault is in place, for a range of Istio versions."""
-
-    versions: str  # inclusive range "1.30.0-1.30.3", or one version "1.30.3"
-    cls: str  # a name from lab.classify.CLASSES
-    confidence: int  # percent
-    why: str  # the reasoning, with the 1.30.3 source it rests on
-
-    @property
-    def bounds(self) -> tuple[str, str]:
-        low, _, high = self.versions.partition("-")
-        return low, high or low
-
-    def covers(self, version: str) -> bool:
-        low, high = self.bounds
-        return version_key(low) <= version_key(version) <= version_key(high)
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What a real run saw; recorded by hand when it disagrees with (or confirms) an Expectation."""
-
-    istio_version: str
-    cls: str
-    date: str
-    note: str
-
-
 @dataclass
 class FaultLab:
     """A running lab as the faults see it: the profile, the one lab handle, scratch space, what inject saved."""
@@ -184,14 +159,7 @@ class Fault:
         return {e.versions: e.cls for e in self.expectations}
 
     def expected_for(self, version: str) -> Expectation:
-        return _pick(self.expectations, version, self.id)
-
-
-def _pick(expectations: tuple[Expectation, ...], version: str, what: str) -> Expectation:
-    matches = [e for e in expectations if e.covers(version)]
-    if len(matches) != 1:
-        raise LabError(f"{what}: {len(matches)} expectations cover Istio {version}; the catalogue needs exactly one")
-    return matches[0]
+        return pick(self.expectations, version, self.id)
 
 
 def expectation(fault: Fault, istio_version: str) -> Expectation:
@@ -199,22 +167,6 @@ def expectation(fault: Fault, istio_version: str) -> Expectation:
 
 
 # --- pure helpers ---------------------------------------------------------------------------------------------------
-_SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
-
-
-def clean(obj: dict[str, Any]) -> dict[str, Any]:
-    """A live object made fit to create again: server-set metadata and status removed (a copy)."""
-    out = copy.deepcopy(obj)
-    out.pop("status", None)
-    meta = out.get("metadata") or {}
-    for key in _SERVER_FIELDS:
-        meta.pop(key, None)
-    for key in ("annotations", "labels"):
-        if meta.get(key) is None:
-            meta.pop(key, None)
-    return {k: v for k, v in out.items() if v is not None}
-
-
 def loopback_secret(secret: dict[str, Any], port: int) -> dict[str, Any]:
     """The remote secret with every kubeconfig's server rewritten to https://127.0.0.1:<port> (what
     `istioctl create-remote-secret` writes without --server on kind, istioctl/pkg/multicluster/remote_secret.go
@@ -767,29 +719,6 @@ BY_ID: dict[str, Fault] = {f.id: f for f in FAULTS}
 
 
 # --- observing ------------------------------------------------------------------------------------------------------
-def settled_class(observe: Callable[[], str], *, settle: float, timeout: float, stable: int = 3,
-                  interval: float = TIMEOUTS.poll_interval, clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] | None = None, history: list[str] | None = None,
-                  want: str | None = None) -> str:
-    """Call `observe` until it returned the same class `stable` times in a row, counting only calls begun after
-    `settle` seconds (with `want`, that class); every class seen goes to `history`. NotReadyError at the end."""
-    seen = history if history is not None else []
-    start = clock()
-
-    def attempt() -> str:
-        began = clock() - start
-        cls = observe()
-        seen.append(cls)
-        if began < settle:
-            raise NotYet(f"{cls} at {began:.0f}s, settling for {settle:.0f}s")
-        if want is not None and cls != want:
-            raise NotYet(f"{cls}, waiting for {want}")
-        return cls
-
-    return poll(attempt, timeout=settle + timeout, interval=interval, what="a stable probe class", stable=stable,
-                sleep=sleep)
-
-
 def probe_class(lab: FaultLab) -> tuple[str, list[str]]:
     """One call from cluster1's curl to httpbin.sample.svc.cluster.local:8000, classified with the client
     sidecar's last access-log lines (which tell a certificate failure from a refused connection: F1)."""
@@ -811,17 +740,10 @@ def probe_class(lab: FaultLab) -> tuple[str, list[str]]:
 
 def restore_and_heal(lab: FaultLab, fault: Fault, observe: Callable[[], str] | None = None, *,
                      on_failure: Callable[[str], None] | None = None, history: list[str] | None = None) -> None:
-    """Undo `fault`, then wait until the probe says `ok` again. Any failure is told to `on_failure` (the e2e suite
-    marks the lab unhealthy), then propagates."""
-    look = observe or (lambda: probe_class(lab)[0])
-    try:
-        fault.restore(lab)
-        settled_class(look, settle=0, timeout=fault.settle + fault.timeout, want="ok", history=history,
-                      sleep=lab.sleep)
-    except BaseException as err:  # noqa: BLE001 - reported and re-raised, never swallowed
-        if on_failure is not None:
-            on_failure(f"restore of {fault.id} failed: {type(err).__name__}: {err}")
-        raise
+    """Undo `fault`, then wait until the probe says `ok` again (lab.catalogue.heal). Any failure is told to
+    `on_failure` (the e2e suite marks the lab unhealthy), then propagates."""
+    heal(fault.id, lambda: fault.restore(lab), observe or (lambda: probe_class(lab)[0]),
+         timeout=fault.settle + fault.timeout, sleep=lab.sleep, on_failure=on_failure, history=history)
 
 
 # --- the docs' table ------------------------------------------------------------------------------------------------
@@ -848,10 +770,4 @@ def catalogue_table(versions: tuple[str, ...] = TABLE_VERSIONS) -> str:
 
 def with_catalogue_table(text: str) -> str:
     """`text` with the lines between its two table markers replaced by `catalogue_table()`."""
-    lines = text.splitlines(keepends=True)
-    begins = [i for i, line in enumerate(lines) if line.strip() == TABLE_BEGIN]
-    ends = [i for i, line in enumerate(lines) if line.strip() == TABLE_END]
-    if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
-        raise LabError(f"the fault table needs exactly one line `{TABLE_BEGIN}` and, after it, one line "
-                       f"`{TABLE_END}` (found {len(begins)} and {len(ends)})")
-    return "".join(lines[:begins[0] + 1]) + catalogue_table() + "".join(lines[ends[0]:])
+    return with_table(text, TABLE_BEGIN, TABLE_END, catalogue_table())

@@ -29,13 +29,16 @@ import base64
 import copy
 import functools
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab import certs, cluster
+from lab.catalogue import Expectation as Expectation
+from lab.catalogue import Observation as Observation
+from lab.catalogue import clean, heal, pick, with_table
+from lab.catalogue import settled_class as settled_class
 from lab.classify import classify
 from lab.cluster import ENVOY_FILTER, SERVICE_ENTRY, ClusterHandle, KubeconfigSource, Resource
 from lab.configdump import TCP_CLUSTER_REWRITE, analyze, sni_dnat_name
@@ -110,35 +113,6 @@ CONVERGE = ADDRESS_CHANGE
 
 # --- data ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Expectation:
-    """What a probe should show while a fault is in place, for a range of Istio versions."""
-
-    versions: str  # inclusive range "1.7.0-1.7.4", or one version "1.7.8"
-    cls: str  # a name from lab.classify.CLASSES
-    confidence: int  # percent: how sure the reasoned expectation is (docs/design.md)
-    why: str
-
-    @property
-    def bounds(self) -> tuple[str, str]:
-        low, _, high = self.versions.partition("-")
-        return low, high or low
-
-    def covers(self, version: str) -> bool:
-        low, high = self.bounds
-        return version_key(low) <= version_key(version) <= version_key(high)
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What a real run saw; recorded here by hand when it disagrees with (or confirms) an Expectation."""
-
-    istio_version: str
-    cls: str
-    date: str  # ISO date of the run
-    note: str  # what was seen: status line, response flags, log line
-
-
-@dataclass(frozen=True)
 class Followup:
     """A second step after the injection, with its own expectation (e.g. the write-up's fix applied on top)."""
 
@@ -148,7 +122,7 @@ class Followup:
     gateway_state: GatewayCheck | None = None  # as Fault.gateway_state, for the state after `apply`
 
     def expected_for(self, version: str) -> Expectation:
-        return _pick(self.expectations, version, self.title)
+        return pick(self.expectations, version, self.title)
 
 
 @dataclass(frozen=True)
@@ -175,14 +149,7 @@ class Fault:
         return {e.versions: e.cls for e in self.expectations}
 
     def expected_for(self, version: str) -> Expectation:
-        return _pick(self.expectations, version, self.id)
-
-
-def _pick(expectations: tuple[Expectation, ...], version: str, what: str) -> Expectation:
-    matches = [e for e in expectations if e.covers(version)]
-    if len(matches) != 1:
-        raise LabError(f"{what}: {len(matches)} expectations cover Istio {version}; the catalogue needs exactly one")
-    return matches[0]
+        return pick(self.expectations, version, self.id)
 
 
 # --- the lab the faults act on -----------------------------------------------------------------------------------
@@ -235,18 +202,7 @@ class LabHandle(FaultLab):
 
 
 # --- thin helpers over the lab handle -----------------------------------------------------------------------------
-_SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
 _CUSTOM: dict[str, Resource] = {r.kind: r for r in (SERVICE_ENTRY, ENVOY_FILTER)}
-
-
-def _clean(obj: dict[str, Any]) -> dict[str, Any]:
-    """A live object made fit to create or replace again: server-set fields and status removed."""
-    out = copy.deepcopy(obj)
-    out.pop("status", None)
-    meta = out.get("metadata", {})
-    for key in _SERVER_FIELDS:
-        meta.pop(key, None)
-    return out
 
 
 def _put(k: ClusterHandle, obj: dict[str, Any]) -> None:
@@ -270,7 +226,7 @@ def _save_serviceentries(lab: FaultLab, key: str, k: ClusterHandle) -> list[dict
     found = _serviceentries(k)
     if not found:
         raise LabError(f"no ServiceEntry for {REMOTE_HOST} on {k.context}; run `make lab-up` first")
-    saved = [_clean(i) for i in found]
+    saved = [clean(i) for i in found]
     lab.saved.setdefault(key, saved)
     return saved
 
@@ -401,8 +357,8 @@ def legacy_envoyfilter(obj: dict[str, Any]) -> dict[str, Any]:
 def _inject_envoyfilter_broken(lab: FaultLab) -> None:
     k = lab.server
     live = k.get_object(ENVOY_FILTER, ISTIO_NS, ENVOYFILTER)
-    lab.saved.setdefault("envoyfilter", _clean(live))
-    _put(k, legacy_envoyfilter(_clean(live)))
+    lab.saved.setdefault("envoyfilter", clean(live))
+    _put(k, legacy_envoyfilter(clean(live)))
     # The write-up's situation: cluster2 has no ServiceEntry of its own for the name.
     _inject_missing_local_serviceentry(lab)
 
@@ -422,7 +378,7 @@ def _save_cacerts(lab: FaultLab) -> None:
         live = k.secret(ISTIO_NS, "cacerts")
         if live is None:
             raise LabError(f"no secret cacerts in {ISTIO_NS} on {k.context}; run `make lab-up` first")
-        lab.saved["cacerts"] = _clean(k.json_of(live))
+        lab.saved["cacerts"] = clean(k.json_of(live))
 
 
 def _cacerts_from(k: ClusterHandle, cluster_dir: Path) -> None:
@@ -832,54 +788,14 @@ BY_ID: dict[str, Fault] = {f.id: f for f in FAULTS}
 
 
 # --- observing ------------------------------------------------------------------------------------------------------
-def settled_class(
-    observe: Callable[[], str],
-    *,
-    settle: float,
-    timeout: float,
-    stable: int = 3,
-    interval: float = TIMEOUTS.poll_interval,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] | None = None,
-    history: list[str] | None = None,
-    want: str | None = None,
-) -> str:
-    """Call `observe` until it returned the same class `stable` times in a row, counting only calls begun after
-    `settle` seconds (with `want`, that class must be `want`: for waiting until a restored lab answers `ok` again).
-
-    A call begun during the settling time, or one that is not `want`, breaks the row (lab.retry.poll's `stable`).
-    Every class seen is appended to `history` (so a failure can show the whole sequence). Raises NotReadyError when
-    no stable class is reached within `settle + timeout` seconds.
-    """
-    seen = history if history is not None else []
-    start = clock()
-
-    def attempt() -> str:
-        began = clock() - start
-        cls = observe()
-        seen.append(cls)
-        if began < settle:
-            raise NotYet(f"{cls} at {began:.0f}s, settling for {settle:.0f}s")
-        if want is not None and cls != want:
-            raise NotYet(f"{cls}, waiting for {want}")
-        return cls
-
-    return poll(attempt, timeout=settle + timeout, interval=interval, what="a stable probe class", stable=stable,
-                sleep=sleep)
-
-
 def restore_and_heal(lab: FaultLab, fault: Fault, observe: Callable[[], str], *,
                      on_failure: Callable[[str], None], history: list[str] | None = None) -> None:
     """Undo `fault`, then wait until `observe` says `ok` again (as long as the fault may take to show: the same
-    caches hold the broken answers). Any failure, a bug's KeyError or bad JSON as much as a LabError, leaves the lab
-    in a state nobody checked: `on_failure` hears it (the e2e suite marks the lab unhealthy), then it propagates."""
-    try:
-        fault.restore(lab)
-        settled_class(observe, settle=0, timeout=fault.settle + fault.timeout, want="ok", history=history,
-                      sleep=lab.sleep)
-    except BaseException as err:  # noqa: BLE001 - reported and re-raised, never swallowed
-        on_failure(f"restore of {fault.id} failed: {type(err).__name__}: {err}")
-        raise
+    caches hold the broken answers), lab.catalogue.heal. Any failure, a bug's KeyError or bad JSON as much as a
+    LabError, leaves the lab in a state nobody checked: `on_failure` hears it (the e2e suite marks the lab
+    unhealthy), then it propagates."""
+    heal(fault.id, lambda: fault.restore(lab), observe, timeout=fault.settle + fault.timeout, sleep=lab.sleep,
+         on_failure=on_failure, history=history)
 
 
 def probe_class(lab: FaultLab) -> tuple[str, list[str]]:
@@ -923,10 +839,4 @@ def catalogue_table(versions: tuple[str, ...] = TABLE_VERSIONS) -> str:
 
 def with_catalogue_table(text: str) -> str:
     """`text` (the README) with the lines between its two table markers replaced by `catalogue_table()`."""
-    lines = text.splitlines(keepends=True)
-    begins = [i for i, line in enumerate(lines) if line.strip() == TABLE_BEGIN]
-    ends = [i for i, line in enumerate(lines) if line.strip() == TABLE_END]
-    if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
-        raise LabError(f"the fault table needs exactly one line `{TABLE_BEGIN}` and, after it, one line "
-                       f"`{TABLE_END}` (found {len(begins)} and {len(ends)})")
-    return "".join(lines[:begins[0] + 1]) + catalogue_table() + "".join(lines[ends[0]:])
+    return with_table(text, TABLE_BEGIN, TABLE_END, catalogue_table())
