@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
+from typing import Any
 
 from lab.errors import ManifestError
 
@@ -114,3 +115,14 @@ def check_envsubst(name: str, scenario: str) -> None:
         if m.group("escaped") is not None:
             raise ManifestError(f"manifest template {name}: `$$` at offset {m.start()} is one `$` for the lab but "
                                 "two for envsubst: the replayable script cannot fill this file with envsubst")
+
+
+def merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Merge `extra` into the loaded manifest `into` in place (mappings key by key, anything else replaced), as
+    istioctl merges a `-f` file over the profile; returns `into`."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
+    return into

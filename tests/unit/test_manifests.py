@@ -224,3 +224,10 @@ def test_only_a_script_that_fills_templates_asks_for_lab_repo_and_envsubst():
     down = plan.render_shell(rcp_steps.build_uninstall(profile, PATHS), PATHS)
     assert f'export LAB_REPO="${{LAB_REPO:-{manifests.REPO}}}"' in up and "envsubst (GNU gettext" in up
     assert "LAB_REPO" not in down and "envsubst" not in down
+
+
+def test_merge_goes_into_mappings_and_replaces_everything_else_in_place():
+    into = {"a": {"b": 1, "c": [1]}, "d": "x"}
+    out = manifests.merge(into, {"a": {"c": [2], "e": {"f": 3}}, "d": {"g": 4}})
+    assert out is into
+    assert into == {"a": {"b": 1, "c": [2], "e": {"f": 3}}, "d": {"g": 4}}  # lists and scalars replaced whole

@@ -91,15 +91,6 @@ def pilot_image(images: dict[str, str]) -> str:
     return _whole(images["pilot"])
 
 
-def _merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-    return into
-
-
 def overlay(profile: Profile, cluster: ClusterSpec) -> dict[str, Any]:
     """The control-plane IstioOperator for `cluster` (the template plus hub, tag and image overrides)."""
     obj: dict[str, Any] = yaml.safe_load(manifests.render(
@@ -110,7 +101,7 @@ def overlay(profile: Profile, cluster: ClusterSpec) -> dict[str, Any]:
     if ht is not None:
         # spec.hub/spec.tag first, as istio.io's own examples order the IstioOperator spec
         obj["spec"] = spec = {"hub": ht[0], "tag": ht[1], **spec}
-    _merge(spec["values"], image_values(images))
+    manifests.merge(spec["values"], image_values(images))
     return obj
 
 

@@ -142,22 +142,13 @@ def _split_tag(ref: str) -> tuple[str, str]:
     return name, tag
 
 
-def _merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-    return into
-
-
 def overlay(profile: Profile) -> dict[str, Any]:
     """The IstioOperator overlay (manifests/replicated-control-planes/istio-overlay.yaml; see the module docstring),
     with the profile's image overrides merged into its `values` (a varying set of keys, so that part is code)."""
     obj: dict[str, Any] = yaml.safe_load(manifests.render(
         OVERLAY_TEMPLATE, SCENARIO, GATEWAY_NODE_PORT=profile.gateway_node_port, ISTIOD_CPU_M=LAB_CPU_M["istiod"],
         GATEWAY_CPU_M=LAB_CPU_M["gateway"], PROXY_CPU_M=LAB_CPU_M["proxy"]))
-    _merge(obj["spec"]["values"], image_values(profile))
+    manifests.merge(obj["spec"]["values"], image_values(profile))
     return obj
 
 
