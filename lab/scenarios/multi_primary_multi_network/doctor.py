@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -202,16 +203,25 @@ def gateway_passthrough(gateway: dict[str, object]) -> bool:
                and "*.local" in (srv.get("hosts") or []) for srv in servers)
 
 
+# A host line of the admin's /clusters text after "<cluster>::": "<address>::<stat>::<value>", the address
+# "<ip or name>:<port>" or, for IPv6, "[<ip>]:<port>" (so it holds "::" itself); the value may be empty (hostname,
+# region). Envoy's admin clusters handler (envoyproxy/envoy source/server/admin/clusters_handler.cc), checked on
+# Envoy 1.40.0's own output in tests/integration/test_envoy_clusters.py (tests/data/envoy_admin/).
+_HOST_LINE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+(?:%[^\]]+)?\]:\d+|[^:\[\]]+:\d+)"
+                        r"::(?P<stat>[a-z_]+)::(?P<value>.*)$")
+
+
 def parse_clusters(text: str, cluster: str = HTTPBIN_CLUSTER) -> list[str]:
-    """Envoy admin /clusters text (`<cluster>::<host:port>::<stat>::<value>` lines): the hosts of `cluster`."""
+    """Envoy admin /clusters text (`<cluster>::<host:port>::<stat>::<value>` lines, beside the cluster's own
+    `<cluster>::<setting>[::<name>]::<value>` lines): the hosts of `cluster`, in Envoy's order, each once."""
+    prefix = cluster + "::"
     hosts: list[str] = []
     for line in text.splitlines():
-        parts = line.split("::")
-        if len(parts) >= 3 and parts[0] == cluster and parts[1] not in ("default_priority", "high_priority",
-                                                                          "added_via_api", "observability_name",
-                                                                          "outlier") and ":" in parts[1] \
-                and parts[1] not in hosts:
-            hosts.append(parts[1])
+        if not line.startswith(prefix):
+            continue
+        m = _HOST_LINE.match(line[len(prefix):])
+        if m and m["host"] not in hosts:
+            hosts.append(m["host"])
     return hosts
 
 
