@@ -166,13 +166,21 @@ def _add_doctor(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--lab-home", dest="home", help=argparse.SUPPRESS)  # the old name, still accepted
     p.add_argument("--profile", default=None, metavar="NAME",
                    help="lab profile (default: the one the lab was built with, from its state.json)")
+    p.add_argument("--scenario", default=None, metavar="NAME",
+                   help="whose doctor walks the lab (default: the scenario of --profile, else of the lab's profile)")
     p.add_argument("--json", action="store_true", help="print the hops as JSON")
 
     def run(a: argparse.Namespace) -> int:
         from lab import executor
+        from lab import scenario as registry
         from lab.state import lab_home
 
         home = lab_home(a.home)
+        if a.scenario is not None:
+            scenario = registry.get(a.scenario)
+            if a.profile is not None:
+                registry.load_profile(a.profile, scenario=a.scenario)  # one line when it is another scenario's
+            return scenario.doctor(a.profile, home, a.json, sys.stdout)
         scenario = executor.scenario_of_lab(home, a.profile)
         return scenario.doctor(a.profile, home, a.json, sys.stdout)
 

@@ -453,6 +453,22 @@ class ClusterHandle:
             name, namespace, _request_timeout=self.request_timeout))
         return svc
 
+    def namespace(self, name: str) -> k8s.V1Namespace:
+        ns: k8s.V1Namespace = self._call(f"read namespace {name}", lambda: self.core.read_namespace(
+            name, _request_timeout=self.request_timeout))
+        return ns
+
+    def services(self, namespace: str | None = None) -> list[k8s.V1Service]:
+        """The Services in `namespace` (None: every namespace, like `kubectl get svc -A`)."""
+        t = self.request_timeout
+        if namespace is None:
+            result = self._call("list services", lambda: self.core.list_service_for_all_namespaces(
+                _request_timeout=t))
+        else:
+            result = self._call(f"list services in {namespace}", lambda: self.core.list_namespaced_service(
+                namespace, _request_timeout=t))
+        return list(result.items or [])
+
     def cluster_ip(self, namespace: str, name: str) -> str | None:
         """The Service's ClusterIP (the write-up's istiocoredns lookup), None when it has none."""
         svc = self.service(namespace, name)

@@ -3,8 +3,9 @@
 - `Target`: what the suite needs to know of a scenario to call into a running lab of it (the client pod, the URL of
   its proof), one per scenario (`TARGETS`), and the pytest marker that selects its tests (`marker_of`).
 - `skip_reason`: why a test of one scenario does not run against a lab of another.
-- `parse_xfcc` / `header_values`: the X-Forwarded-Client-Cert header as Envoy writes it, and a request header as
-  kennethreitz/httpbin (a string) or go-httpbin (a list) echoes it.
+- `parse_xfcc` / `header_values` / `spiffe_id` (from lab/xfcc.py, which the doctor reads them with too): the
+  X-Forwarded-Client-Cert header as Envoy writes it, and a request header as kennethreitz/httpbin (a string) or
+  go-httpbin (a list) echoes it.
 - `cluster_endpoints`: the endpoints of one Envoy cluster in the admin's `/clusters?format=json`.
 - `gateway_addresses`: the addresses istiod takes from an east-west gateway Service.
 - `sidecarless_pod`: a pod of the client image that the injector leaves alone.
@@ -22,6 +23,9 @@ from typing import Any
 from lab.catalogue import settled_class as settled_class  # one poll for the catalogues and the suite
 from lab.scenarios.multi_primary_multi_network import names as mp
 from lab.scenarios.replicated_control_planes import names as rcp
+from lab.xfcc import header_values as header_values
+from lab.xfcc import parse_xfcc as parse_xfcc
+from lab.xfcc import spiffe_id as spiffe_id  # (these three: lab/xfcc.py, re-exported for the suite)
 
 
 # --- the scenarios ------------------------------------------------------------------------------------------------
@@ -71,70 +75,6 @@ def skip_reason(test_scenario: str, under_test: str, profile: str) -> str | None
         return None
     return (f"a {test_scenario} test; the scenario under test is {under_test} (profile {profile}): run with "
             f"--lab-scenario {test_scenario} (or -m {marker_of(under_test)} to leave these out)")
-
-
-# --- what httpbin saw ---------------------------------------------------------------------------------------------
-def header_values(headers: Mapping[str, Any], name: str) -> list[str]:
-    """Every value of request header `name` (case-insensitive) in httpbin's `/headers` answer: kennethreitz/httpbin
-    (the 1.7 scenario) writes one string per header, go-httpbin (samples/httpbin@1.30.3) a list (`http.Header`)."""
-    out: list[str] = []
-    for key, value in headers.items():
-        if key.lower() == name.lower():
-            out += [str(v) for v in value] if isinstance(value, list) else [str(value)]
-    return out
-
-
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    parts, current, quoted, escaped = [], [], False, False
-    for ch in text:
-        if escaped:
-            current.append(ch)
-            escaped = False
-        elif ch == "\\" and quoted:
-            current.append(ch)
-            escaped = True
-        elif ch == '"':
-            current.append(ch)
-            quoted = not quoted
-        elif ch == sep and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
-def parse_xfcc(value: str) -> list[dict[str, list[str]]]:
-    """The elements of an X-Forwarded-Client-Cert value, oldest first, each as key (upper case) -> values.
-
-    Envoy's format (envoyproxy/envoy docs/root/configuration/http/http_conn_man/headers.rst,
-    x-forwarded-client-cert): elements separated by `,`, each a `;`-separated list of `Key=value` pairs (keys By,
-    Hash, Cert, Chain, Subject, URI, DNS, case-insensitive; URI and DNS may repeat); a value with `,` or `;` in it is
-    double-quoted (Subject="..."), and the quotes are not part of the value. With APPEND_FORWARD the proxy
-    nearest the server appends the last element."""
-    elements: list[dict[str, list[str]]] = []
-    for raw in _split_outside_quotes(value, ","):
-        if not raw.strip():
-            continue
-        element: dict[str, list[str]] = {}
-        for pair in _split_outside_quotes(raw, ";"):
-            key, sep, val = pair.strip().partition("=")
-            if not sep:
-                continue
-            val = val.strip()
-            if len(val) >= 2 and val[0] == val[-1] == '"':
-                val = val[1:-1].replace('\\"', '"')
-            element.setdefault(key.strip().upper(), []).append(val)
-        elements.append(element)
-    return elements
-
-
-def spiffe_id(namespace: str, service_account: str, trust_domain: str = "cluster.local") -> str:
-    """A workload's identity as istiod issues it: spiffe://<trust domain>/ns/<namespace>/sa/<service account>
-    (pkg/spiffe/spiffe.go@1.30.3 genSpiffeURI, lines 95-111; meshConfig's default trustDomain cluster.local,
-    pkg/config/mesh/mesh.go@1.30.3:80)."""
-    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 
 
 # --- what the client's Envoy and the gateway Service hold ----------------------------------------------------

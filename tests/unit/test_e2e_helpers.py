@@ -624,3 +624,13 @@ def test_a_test_without_exactly_one_scenario_marker_is_a_usage_error():
         e2e_conftest.scenario_of(item("e2e"))
     with pytest.raises(pytest.UsageError, match="carries multi_primary_multi_network, replicated_control_planes"):
         e2e_conftest.scenario_of(item("replicated_control_planes", "multi_primary_multi_network"))
+
+
+def test_the_suite_and_the_doctor_read_xfcc_with_one_parser():
+    from lab import xfcc
+
+    assert helpers.parse_xfcc is xfcc.parse_xfcc and helpers.header_values is xfcc.header_values
+    assert helpers.spiffe_id is xfcc.spiffe_id
+    # the client is the last element's URI (the proxy nearest the server added it), never its By
+    assert xfcc.client_uris(ONE_HOP) == ["spiffe://cluster.local/ns/sample/sa/curl"]
+    assert xfcc.client_uris("By=spiffe://cluster.local/ns/sample/sa/curl") == [] and xfcc.client_uris("") == []

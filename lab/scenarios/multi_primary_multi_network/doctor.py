@@ -8,15 +8,26 @@ Remote secrets hold credentials: the facts keep only the kubeconfig's server URL
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
 from urllib.parse import urlparse
 
+from lab.cluster import GATEWAY, ClusterHandle, LabHandle, load_balancer_address
+from lab.errors import LabError, NoLabError, UsageError
+from lab.probe import CurlResult, Prober, curl_argv, parse_curl
 from lab.scenarios.multi_primary_multi_network import names
+from lab.scenarios.multi_primary_multi_network.profiles import Profile
+from lab.state import State
+from lab.xfcc import HEADER as XFCC_HEADER
+from lab.xfcc import client_uris, header_values, spiffe_id
 
 OK, FAIL, UNKNOWN = "ok", "fail", "unknown"
-SPIFFE_CURL = f"spiffe://cluster.local/ns/{names.APP_NS}/sa/{names.CLIENT_APP}"
+SPIFFE_CURL = spiffe_id(names.APP_NS, names.CLIENT_APP)
 HTTPBIN_CLUSTER = f"outbound|{names.SERVER_PORT}||{names.SERVER_HOST}"
 HOPS = ("dns-proxy", "client-cluster", "eastwest-gateway", "remote-secret-endpoints", "root", "httpbin")
 
@@ -44,7 +55,7 @@ class Facts:
     roots_equal: bool | None = None  # cacerts root-cert.pem and istio-ca-root-cert, both clusters
     httpbin_ready: bool | None = None
     curl_status: int | None = None
-    xfcc: str | None = None
+    xfcc: str | None = None  # the X-Forwarded-Client-Cert httpbin received ("" when none)
     errors: dict[str, str] = field(default_factory=dict)  # fact -> why it could not be read
 
 
@@ -148,7 +159,7 @@ def httpbin(f: Facts) -> Hop:
     if f.curl_status is not None and f.curl_status != 200:
         return Hop(n, FAIL, f"curl to {names.SERVER_HOST}:{names.SERVER_PORT} got {f.curl_status or 'no reply'}: "
                             "see the client sidecar's access log")
-    if f.xfcc is not None and SPIFFE_CURL not in f.xfcc:
+    if f.xfcc is not None and SPIFFE_CURL not in client_uris(f.xfcc):
         return Hop(n, FAIL, f"httpbin's X-Forwarded-Client-Cert does not carry {SPIFFE_CURL}: mTLS is not end "
                             "to end; check PeerAuthentication/DestinationRules")
     return _unknown(n, f, "httpbin_ready", "curl_status", "xfcc") or Hop(n, OK, f"200 with {SPIFFE_CURL}")
@@ -192,20 +203,38 @@ def gateway_passthrough(gateway: dict[str, object]) -> bool:
                and "*.local" in (srv.get("hosts") or []) for srv in servers)
 
 
+# A host line of the admin's /clusters text after "<cluster>::": "<address>::<stat>::<value>", the address
+# "<ip or name>:<port>" or, for IPv6, "[<ip>]:<port>" (so it holds "::" itself); the value may be empty (hostname,
+# region). Envoy's admin clusters handler (envoyproxy/envoy source/server/admin/clusters_handler.cc), checked on
+# Envoy 1.40.0's own output in tests/integration/test_envoy_clusters.py (tests/data/envoy_admin/).
+_HOST_LINE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+(?:%[^\]]+)?\]:\d+|[^:\[\]]+:\d+)"
+                        r"::(?P<stat>[a-z_]+)::(?P<value>.*)$")
+
+
 def parse_clusters(text: str, cluster: str = HTTPBIN_CLUSTER) -> list[str]:
-    """Envoy admin /clusters text (`<cluster>::<host:port>::<stat>::<value>` lines): the hosts of `cluster`."""
+    """Envoy admin /clusters text (`<cluster>::<host:port>::<stat>::<value>` lines, beside the cluster's own
+    `<cluster>::<setting>[::<name>]::<value>` lines): the hosts of `cluster`, in Envoy's order, each once."""
+    prefix = cluster + "::"
     hosts: list[str] = []
     for line in text.splitlines():
-        parts = line.split("::")
-        if len(parts) >= 3 and parts[0] == cluster and parts[1] not in ("default_priority", "high_priority",
-                                                                          "added_via_api", "observability_name",
-                                                                          "outlier") and ":" in parts[1] \
-                and parts[1] not in hosts:
-            hosts.append(parts[1])
+        if not line.startswith(prefix):
+            continue
+        m = _HOST_LINE.match(line[len(prefix):])
+        if m and m["host"] not in hosts:
+            hosts.append(m["host"])
     return hosts
 
 
-# --- the thin part: collect Facts from the running lab through lab.cluster handles ---------------------------------
+# --- the thin part: collect Facts from the running lab through the one lab handle (lab.cluster.LabHandle) ---------
+SIDECAR = "istio-proxy"
+PROBE_URL = f"http://{names.SERVER_HOST}:{names.SERVER_PORT}/headers"
+PROBE_MAX_TIME = 10  # seconds: lab.probe.curl_argv's default --max-time, as the fault probe uses
+ROOT_CONFIGMAP, ROOT_KEY = "istio-ca-root-cert", "root-cert.pem"  # istiod publishes its root in every namespace
+CACERTS = "cacerts"  # the lab's per-cluster intermediate and the shared root (issue 11 item 3)
+DNS_CAPTURE_ENV = "ISTIO_META_DNS_CAPTURE"
+# getent's exit status for "key not found" (glibc nss/getent.c: 2); 0 is an answer.
+GETENT_NOT_FOUND = 2
+
 
 def _kubeconfig_server(kubeconfig_yaml: str) -> str:
     """Only the first cluster's `server` of a remote secret's kubeconfig; the credentials are never kept."""
@@ -219,105 +248,246 @@ def _kubeconfig_server(kubeconfig_yaml: str) -> str:
     return ""
 
 
-def collect(client: object, server: object) -> Facts:
-    """Facts from cluster1 (`client`) and cluster2 (`server`), lab.cluster.ClusterHandle objects. Each read that
-    fails leaves its fact None with the one-line reason in `errors`."""
-    import base64
+def dns_capture_env(pod: Any) -> bool | None:
+    """ISTIO_META_DNS_CAPTURE of the pod's istio-proxy (a container or, as a native sidecar, an init container), as
+    the agent reads it from its environment (pilot/cmd/pilot-agent/options/options.go@1.30.3:100); the injector writes
+    every proxyMetadata entry there (injection-template.yaml@1.30.3:353-356), the pod's proxy.istio.io/config
+    annotation merged over meshConfig's. None when the pod has no istio-proxy."""
+    spec = pod.spec
+    for c in list(spec.containers or []) + list(spec.init_containers or []) if spec is not None else []:
+        if c.name == SIDECAR:
+            env = {e.name: e.value for e in c.env or []}
+            return str(env.get(DNS_CAPTURE_ENV) or "").lower() == "true"
+    return None
 
-    from lab.errors import LabError
 
-    f = Facts()
+def has_sidecar(pod: Any) -> bool:
+    spec = pod.spec
+    return spec is not None and any(c.name == SIDECAR for c in list(spec.containers or [])
+                                    + list(spec.init_containers or []))
 
-    def read(key: str, fn: Callable[[], object]) -> None:
-        try:
-            setattr(f, key, fn())
-        except LabError as err:
-            f.errors[key] = str(err).splitlines()[0] if str(err) else type(err).__name__
 
-    c, s = client, server
+def vip_collision(answered: list[str], cluster_ips: set[str]) -> str:
+    """The first address the DNS proxy answered that is also a Service ClusterIP in the client cluster (istio#32819:
+    the sidecar sends it to that local Service), or "" when none is."""
+    return next((a for a in answered if a in cluster_ips), "")
 
-    def curl_pod() -> str:
-        return str(c.running_pod(names.APP_NS, f"app={names.CLIENT_APP}").metadata.name)  # type: ignore[attr-defined]
 
-    def sidecar() -> bool:
-        pod = c.running_pod(names.APP_NS, f"app={names.CLIENT_APP}")  # type: ignore[attr-defined]
-        return any(x.name == "istio-proxy" for x in (pod.spec.containers or []) + (pod.spec.init_containers or []))
+def roots_equal(roots: dict[str, dict[str, str]]) -> bool:
+    """Each cluster's roots (`istio-ca-root-cert` in the app namespace, what the workloads verify with; `cacerts`'
+    root-cert.pem, what istiod signs under) are one and the same certificate; an absent source is left out, but a
+    cluster with neither counts as different."""
+    seen: set[str] = set()
+    for found in roots.values():
+        present = {v.strip() for v in found.values() if v.strip()}
+        if not present:
+            return False
+        seen |= present
+    return len(seen) == 1
 
-    def capture() -> bool:
-        dump = c.envoy_admin(names.APP_NS, curl_pod(), "config_dump?resource=bootstrap")  # type: ignore[attr-defined]
-        meta = ((json.loads(dump).get("configs") or [{}])[0].get("bootstrap") or {}).get("node", {}).get("metadata", {})
-        return str(meta.get("ISTIO_META_DNS_CAPTURE") or meta.get("DNS_CAPTURE") or "").lower() == "true"
 
-    def lookup() -> bool:
-        res = c.exec(names.APP_NS, curl_pod(), names.CLIENT_APP, ["nslookup", names.SERVER_HOST])  # type: ignore
-        return bool(res.ok)
+def xfcc_of(body: str) -> str:
+    """httpbin's `/headers` answer (JSON) -> its X-Forwarded-Client-Cert, "" when it has none. Bad JSON: ValueError."""
+    headers = json.loads(body).get("headers") or {}
+    return ",".join(header_values(headers, XFCC_HEADER))
 
-    def gateway() -> str:
-        svc = s.service(names.ISTIO_NS, names.EASTWEST_GATEWAY)  # type: ignore[attr-defined]
-        lb = svc.status.load_balancer if svc.status else None
-        ingress = [i.ip or i.hostname for i in ((lb.ingress if lb else None) or [])]
-        return (ingress or list(svc.spec.external_i_ps or []) or [""])[0] or ""
 
-    def secret_server() -> str:
-        sec = c.secret(names.ISTIO_NS, names.remote_secret_name("cluster2"))  # type: ignore[attr-defined]
-        if sec is None:
-            return ""
-        blob = (sec.data or {}).get("cluster2") or next(iter((sec.data or {}).values()), "")
-        return _kubeconfig_server(base64.b64decode(blob).decode()) if blob else ""
+def _secret_server(sec: Any, cluster: str) -> str:
+    """The API server URL in a remote secret (its key is the remote cluster's name, `istioctl create-remote-secret
+    --name`), "" when there is no secret."""
+    if sec is None:
+        return ""
+    data = sec.data or {}
+    blob = data.get(cluster) or next(iter(data.values()), "")
+    return _kubeconfig_server(base64.b64decode(blob).decode()) if blob else ""
 
-    def endpoints() -> list[str]:
-        return parse_clusters(c.envoy_admin(names.APP_NS, curl_pod(), "clusters"))  # type: ignore[attr-defined]
 
-    def ready(h: object, ns: str, name: str) -> bool | None:
-        r = h.readiness(ns, name)  # type: ignore[attr-defined]
-        return None if r is None else bool(r.ok)
+@dataclass
+class _Reader:
+    """One collection over the client cluster's (`c`) and the server cluster's (`s`) handle; each method reads one
+    fact (a failure is recorded by `collect`)."""
 
-    def networks() -> dict[str, str]:
-        return {h.name: str(((h.core.read_namespace(names.ISTIO_NS).metadata.labels) or {})  # type: ignore
-                            .get(names.NETWORK_LABEL, "")) for h in (c, s)}
+    c: ClusterHandle
+    s: ClusterHandle
+    _pod: Any = None
 
-    def passthrough() -> bool:
-        from lab.cluster import GATEWAY
+    def curl_pod(self) -> Any:
+        if self._pod is None:
+            self._pod = self.c.running_pod(names.APP_NS, f"app={names.CLIENT_APP}")
+        return self._pod
 
-        gw = s.find_object(GATEWAY, names.ISTIO_NS, names.CROSS_NETWORK_GATEWAY)  # type: ignore[attr-defined]
+    def curl_pod_name(self) -> str:
+        return str(self.curl_pod().metadata.name)
+
+    def networks(self) -> dict[str, str]:
+        out = {}
+        for h in (self.c, self.s):
+            ns = h.namespace(names.ISTIO_NS)
+            out[h.name] = str(((ns.metadata.labels if ns.metadata else None) or {}).get(names.NETWORK_LABEL, ""))
+        return out
+
+    def istiod_ready(self) -> bool | None:
+        r = self.c.readiness(names.ISTIO_NS, "istiod")
+        return None if r is None else r.ok
+
+    def curl_has_sidecar(self) -> bool:
+        return has_sidecar(self.curl_pod())
+
+    def dns_capture(self) -> bool:
+        found = dns_capture_env(self.curl_pod())
+        if found is None:
+            raise LabError(f"the curl pod {self.curl_pod_name()} has no {SIDECAR} container")
+        return found
+
+    def lookup(self) -> list[str]:
+        res = Prober(self.c, container=names.CLIENT_APP).nslookup(names.APP_NS, self.curl_pod_name(),
+                                                                   names.SERVER_HOST)
+        return res.addresses
+
+    def plain_lookup(self) -> bool:
+        """The same name looked up past the DNS proxy: from the curl pod's istio-proxy container, which runs as the
+        proxy's uid 1337, whose DNS the sidecar's iptables return before the redirect to the agent
+        (tools/istio-iptables/pkg/capture/run.go@1.30.3: the uid-owner RETURN rules come before the
+        ISTIO_OUTPUT_DNS jump, testdata/dns-uid-gid.golden:16-28), so it asks kube-dns as a pod without a sidecar
+        does, with the pod's own resolv.conf. `getent hosts` (glibc, in the proxyv2 image's Ubuntu base,
+        docker/Dockerfile.base@1.30.3) creates nothing in the cluster."""
+        res = self.c.exec(names.APP_NS, self.curl_pod_name(), SIDECAR, ["getent", "hosts", names.SERVER_HOST])
+        if res.exit_code == GETENT_NOT_FOUND:
+            return False
+        if res.ok:
+            return True
+        raise LabError(f"getent hosts {names.SERVER_HOST} in {SIDECAR} exited {res.exit_code}: "
+                       f"{' '.join(res.output.split())[:120]}")
+
+    def cluster_ips(self) -> set[str]:
+        return {svc.spec.cluster_ip for svc in self.c.services()
+                if svc.spec is not None and svc.spec.cluster_ip and svc.spec.cluster_ip != "None"}
+
+    def gateway_address(self) -> str:
+        svc = self.s.service(names.ISTIO_NS, names.EASTWEST_GATEWAY)
+        return load_balancer_address(svc) or next(iter((svc.spec.external_ips if svc.spec else None) or []), "")
+
+    def gateway_passthrough(self) -> bool:
+        gw = self.s.find_object(GATEWAY, names.ISTIO_NS, names.CROSS_NETWORK_GATEWAY)
         return gw is not None and gateway_passthrough(gw)
 
-    def roots() -> bool:
-        pems = {str((h.configmap(names.APP_NS, "istio-ca-root-cert").data or {})  # type: ignore[attr-defined]
-                    .get("root-cert.pem", "")).strip() for h in (c, s)}
-        return len(pems) == 1 and "" not in pems
+    def remote_secret_server(self) -> str:
+        return _secret_server(self.c.secret(names.ISTIO_NS, names.remote_secret_name(self.s.name)), self.s.name)
 
-    read("networks", networks)
-    read("gateway_passthrough", passthrough)
-    read("roots_equal", roots)
-    read("istiod_ready", lambda: ready(c, names.ISTIO_NS, "istiod"))
-    read("curl_has_sidecar", sidecar)
-    read("dns_capture", capture)
-    read("nslookup_sidecar", lookup)
-    read("gateway_address", gateway)
-    read("remote_secret_server", secret_server)
-    read("endpoints", endpoints)
-    read("httpbin_ready", lambda: ready(s, names.APP_NS, names.SERVER_APP))
+    def endpoints(self) -> list[str]:
+        return parse_clusters(self.c.envoy_admin(names.APP_NS, self.curl_pod_name(), "clusters"))
+
+    def roots(self) -> bool:
+        roots: dict[str, dict[str, str]] = {}
+        for h in (self.c, self.s):
+            cm = h.find_configmap(names.APP_NS, ROOT_CONFIGMAP)
+            sec = h.secret(names.ISTIO_NS, CACERTS)
+            cacert = (sec.data or {}).get(ROOT_KEY) if sec is not None else None
+            roots[h.name] = {"configmap": str(((cm.data if cm else None) or {}).get(ROOT_KEY, "")),
+                             "cacerts": base64.b64decode(cacert).decode() if cacert else ""}
+        return roots_equal(roots)
+
+    def httpbin_ready(self) -> bool | None:
+        r = self.s.readiness(names.APP_NS, names.SERVER_APP)
+        return None if r is None else r.ok
+
+    def curl(self) -> CurlResult:
+        """curl from the curl container to httpbin's /headers (lab.probe.curl_argv, as faults.probe_class runs it)."""
+        res = self.c.exec(names.APP_NS, self.curl_pod_name(), names.CLIENT_APP,
+                          curl_argv(PROBE_URL, max_time=PROBE_MAX_TIME), timeout=PROBE_MAX_TIME + 30)
+        return parse_curl(res.stdout, res.exit_code, stderr=res.stderr)
+
+
+def collect(lab: LabHandle) -> Facts:
+    """Facts from the lab's client (cluster1) and server (cluster2) cluster. Each read that fails leaves its fact
+    None with the one-line reason in `errors`."""
+    f = Facts()
+    r = _Reader(lab.by_role("client"), lab.by_role("server"))
+
+    def read(keys: str, fn: Callable[[], Any]) -> Any:
+        try:
+            value = fn()
+        except (LabError, ValueError, KeyError) as err:  # ValueError: bad JSON from a half-started proxy or app
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
+            for key in keys.split():
+                f.errors[key] = why
+            return None
+        if " " not in keys:
+            setattr(f, keys, value)
+        return value
+
+    read("networks", r.networks)
+    read("istiod_ready", r.istiod_ready)
+    read("curl_has_sidecar", r.curl_has_sidecar)
+    read("dns_capture", r.dns_capture)
+    answered = read("nslookup_sidecar vip_collision", r.lookup)
+    if answered is not None:
+        f.nslookup_sidecar = bool(answered)
+        ips = read("vip_collision", r.cluster_ips) if answered else set()
+        if ips is not None:
+            f.vip_collision = vip_collision(answered, ips)
+    read("nslookup_plain", r.plain_lookup)
+    read("gateway_address", r.gateway_address)
+    read("gateway_passthrough", r.gateway_passthrough)
+    read("remote_secret_server", r.remote_secret_server)
+    read("endpoints", r.endpoints)
+    read("roots_equal", r.roots)
+    read("httpbin_ready", r.httpbin_ready)
+    result = read("curl_status xfcc", r.curl)
+    if result is not None:
+        f.curl_status = result.status or 0
+        if result.status == 200:
+            read("xfcc", lambda: xfcc_of(result.body))
+        else:
+            f.errors["xfcc"] = f"curl got {result.status or 'no reply'} (exit {result.exit_code}), no headers"
     return f
 
 
-def command(profile_name: str | None, home: object, as_json: bool, out: object) -> int:
-    """`lab doctor` for this scenario: hops as text or JSON on `out`; exit 0 only when every hop is ok."""
-    from pathlib import Path
+def lab_handle(profile: Any, home: Path) -> LabHandle:
+    """The lab handle from the provider of the lab in `home` (lab.executor.provider_for: kubeconfig and context come
+    only from it), or a one-line LabError when its kubeconfig files are not there."""
+    from lab import executor  # the engine's commands, which know the provider; imported late
 
-    from lab.cluster import ClusterHandle
-    from lab.errors import NoLabError
+    provider = executor.provider_for(profile, home)
+    for cluster in profile.clusters:
+        kubeconfig = provider.kubeconfig(cluster)
+        if not kubeconfig.is_file():
+            raise LabError(f"no lab here: {kubeconfig} does not exist; run `make lab-up` first "
+                           "(or set LAB_HOME to the lab's state directory)")
+    return LabHandle.from_provider(profile.clusters, provider)
+
+
+def _profile(profile_name: str | None, home: Path) -> Profile:
     from lab.scenario import load_profile
-    from lab.state import State
 
-    home = Path(str(home))
     if not (home / "state.json").exists():
         raise NoLabError(home)
-    rec = State.load(home).profile or {}
-    prof = load_profile(profile_name or rec.get("name", "multi-primary"),
-                        {} if profile_name else rec.get("overrides") or {})
-    handles = {c.role: ClusterHandle(c.name, home / "kubeconfig" / c.name, c.context)
-               for c in prof.clusters}
-    hops = walk(collect(handles["client"], handles["server"]))
-    print(render_json(hops) if as_json else render_text(hops), file=out)  # type: ignore[call-overload]
+    if profile_name is None:
+        rec = State.load(home).profile or {}
+        try:
+            prof = load_profile(rec.get("name", "multi-primary"), rec.get("overrides") or {})
+        except LabError as err:
+            raise LabError(f"the profile recorded in {home / 'state.json'} no longer loads ({err}); pass --profile "
+                           "NAME") from err
+    else:
+        prof = load_profile(profile_name)
+    if not isinstance(prof, Profile):
+        raise UsageError(f"profile {getattr(prof, 'name', prof)!r} is not one of the {names.SCENARIO} scenario's; "
+                         "its own scenario's doctor reads it")
+    return prof
+
+
+def run(profile_name: str | None, home: Path) -> list[Hop]:
+    """Collect from the running lab and walk the hops (what `lab doctor` does)."""
+    lab = lab_handle(_profile(profile_name, Path(home)), Path(home))
+    try:
+        return walk(collect(lab))
+    finally:
+        lab.close()
+
+
+def command(profile_name: str | None, home: Path, as_json: bool, out: TextIO) -> int:
+    """`lab doctor` for this scenario: hops as text or JSON on `out`; exit 0 only when every hop is ok."""
+    hops = run(profile_name, home)
+    print(render_json(hops) if as_json else render_text(hops), file=out)
     return exit_code(hops)
