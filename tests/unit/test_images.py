@@ -49,10 +49,11 @@ def test_the_same_image_twice_is_pulled_once():
 
 
 def test_pull_plan_pulls_the_amd64_platform_and_is_empty_when_loading_is_off():
-    plan = images.pull_plan(load_profile("default"))
+    profile = load_profile("default")
+    plan = images.pull_plan(profile, images.platform_for(profile))
     assert plan[0] == ["docker", "pull", "--platform", "linux/amd64", "docker.io/istio/pilot:1.7.8"]
     assert len(plan) == len(DEFAULT_IMAGES)
-    assert images.pull_plan(load_profile("default", {"load_images": "false"})) == []
+    assert images.pull_plan(load_profile("default", {"load_images": "false"}), "linux/amd64") == []
 
 
 def test_ensure_pulled_pulls_only_what_the_host_lacks():
