@@ -382,6 +382,18 @@ def test_load_images_falls_back_to_a_single_platform_archive_when_kind_load_fail
     assert not Path(save[6]).exists()
 
 
+def test_the_archive_fallback_saves_the_platform_the_lab_pulled_on_an_arm64_engine(tmp_path):
+    # kind #4224 (kind v0.32.0, Docker 29 on Apple Silicon): `kind load docker-image` fails on a multi-arch tag of
+    # which the host has only linux/arm64; a linux/amd64 save would name content the host never pulled.
+    runner = RecordingRunner(answers={(str(FakeTools.kind), "load", "docker-image"): ok(
+        rc=1, stderr="ctr: content digest sha256:b1ad not found")})
+    p = provider(tmp_path, runner)
+    p.load_images(p.profile.clusters[0], ["docker.io/istio/pilot:1.30.3"], "linux/arm64")
+    save = runner.calls[1]
+    assert save[:6] == ("docker", "image", "save", "--platform", "linux/arm64", "-o")
+    assert not [c for c in runner.calls if "linux/amd64" in c]
+
+
 def test_load_images_reports_the_fallback_failure(tmp_path):
     runner = RecordingRunner(answers={(str(FakeTools.kind), "load"): ok(rc=1, stderr="nope"),
                                       ("docker", "image", "save"): ok(rc=1, stderr="no such image")})
