@@ -49,7 +49,7 @@ def platform_for(profile: Profile) -> Token:
 # `docker pull --platform` takes. docker/cli cli/command/system/version.go: `.Server` is the daemon's
 # `types.Version`, whose `Os` and `Arch` the default template prints as the Engine's "OS/Arch"; without a
 # reachable daemon `.Server` is nil and the command fails. `docker info`'s `Architecture` is `uname -m` instead
-# (x86_64, aarch64), which is why preflight maps it and this does not use it.
+# (x86_64, aarch64), which is why preflight maps it and this does not use it (docs/sources.md#docker-engine-platform).
 DOCKER_PLATFORM_ARGV = ["docker", "version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"]
 
 # containerd's platform parser (github.com/containerd/platforms database.go normalizeArch) reads these `uname -m`
