@@ -40,8 +40,6 @@ API_VERSION = "kind.x-k8s.io/v1alpha4"
 CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 # kind's node containers join this Docker network (kind pkg/cluster/internal/providers/docker/network.go).
 DOCKER_NETWORK = "kind"
-# Istio 1.7's images and kennethreitz/httpbin are amd64-only (docs/sources.md#istio-images-amd64).
-PLATFORM = "linux/amd64"
 
 
 
@@ -83,8 +81,9 @@ class Provider(Protocol):
         """Delete the cluster if it is confirmed to be ours; returns whether something was deleted."""
         ...
 
-    def load_images(self, cluster: ClusterSpec, images: Sequence[str]) -> None:
-        """Make host images (by tag) available on the cluster's nodes without a registry pull."""
+    def load_images(self, cluster: ClusterSpec, images: Sequence[str], platform: str) -> None:
+        """Make host images (by tag, pulled as `platform`) available on the cluster's nodes without a registry
+        pull."""
         ...
 
 
@@ -332,7 +331,7 @@ class KindProvider:
         self.kubeconfig(cluster).unlink(missing_ok=True)
         return True
 
-    def load_images(self, cluster: ClusterSpec, images: Sequence[str]) -> None:
+    def load_images(self, cluster: ClusterSpec, images: Sequence[str], platform: str) -> None:
         for image in images:
             try:
                 self.runner.run(load_argv(self.tools.kind, cluster, image), timeout=TIMEOUTS.command,
@@ -341,9 +340,9 @@ class KindProvider:
                 # Docker 29's containerd image store breaks `kind load docker-image` for multi-arch images
                 # (kind #4066): save just the one platform and load the archive (kind PR #4247).
                 log.info("%s: kind load docker-image %s failed (%s); loading a %s archive instead",
-                         cluster.name, image, first, PLATFORM)
+                         cluster.name, image, first, platform)
                 try:
-                    self._load_archive(cluster, image)
+                    self._load_archive(cluster, image, platform)
                 except CommandError as second:
                     # Say both: before Docker 28 `docker image save` has no --platform (docs.docker.com reference for
                     # docker image save: "API 1.48+"), and that error alone would
@@ -352,14 +351,14 @@ class KindProvider:
                     raise CommandError(second.argv, second.returncode, second.output,
                                        f"{cluster.name}: `kind load docker-image {image}` failed "
                                        f"({first_tail or f'exit {first.returncode}'}), and so did its "
-                                       f"{PLATFORM} archive fallback (kind #4066)") from first
+                                       f"{platform} archive fallback (kind #4066)") from first
 
-    def _load_archive(self, cluster: ClusterSpec, image: str) -> None:
+    def _load_archive(self, cluster: ClusterSpec, image: str, platform: str) -> None:
         scratch = self.state_dir / "tmp"
         scratch.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=scratch) as tmp:
             archive = Path(tmp) / "image.tar"
-            for argv in archive_load_argvs(self.tools.kind, cluster, image, archive):
+            for argv in archive_load_argvs(self.tools.kind, cluster, image, archive, platform):
                 self.runner.run(argv, timeout=TIMEOUTS.command, context=f"{cluster.name}: load {image} archive")
 
     def node_ip(self, cluster: ClusterSpec) -> str:
@@ -377,15 +376,19 @@ def load_argv(kind: Path | str, cluster: ClusterSpec, image: str) -> list[str]:
 
 
 @overload
-def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str, archive: Path | str) -> list[list[str]]: ...
+def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str, archive: Path | str,
+                       platform: str) -> list[list[str]]: ...
 @overload
-def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str,
-                       archive: Path | Token) -> list[list[Token]]: ...
-def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str,
-                       archive: Path | Token) -> list[list[str]] | list[list[Token]]:
-    """The kind #4066 fallback: save one platform of the image, then `kind load image-archive` it (strings for the
-    provider, tokens for the plan)."""
-    return [["docker", "image", "save", "--platform", PLATFORM, "-o", arg(archive), image],
+def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str, archive: Path | Token,
+                       platform: Token) -> list[list[Token]]: ...
+def archive_load_argvs(kind: Path | str, cluster: ClusterSpec, image: str, archive: Path | Token,
+                       platform: Token) -> list[list[str]] | list[list[Token]]:
+    """The kind #4066 fallback: save the one platform the lab pulled (linux/amd64, or the engine's own for multi-arch
+    images), then `kind load image-archive` it (strings for the provider, tokens for the plan). kind v0.32.0 imports
+    an archive with `ctr images import --all-platforms` (pkg/cluster/nodeutils/util.go LoadImageArchive), which needs
+    every manifest the archive's index names: a one-platform save names only the one the host has (docs/platform.md
+    "Images")."""
+    return [["docker", "image", "save", "--platform", platform, "-o", arg(archive), image],
             [str(kind), "load", "image-archive", "--name", cluster.name, arg(archive)]]
 
 

@@ -27,7 +27,7 @@ import yaml
 from lab import certs, probe
 from lab import images as lab_images
 from lab.cluster import LabHandle
-from lab.errors import LabError, NotReadyError, UsageError
+from lab.errors import LabError, NotReadyError, PreflightError, UsageError
 from lab.files import atomic_write
 from lab.kube import Kubectl
 from lab.plan import (
@@ -56,7 +56,7 @@ from lab.retry import NotYet, poll
 from lab.settings import TIMEOUTS
 from lab.shell import Result, Runner
 from lab.state import State
-from lab.tokens import Context, File, Kubeconfig, Lookup, Token
+from lab.tokens import Context, DockerPlatform, File, Kubeconfig, Lookup, Token
 
 if TYPE_CHECKING:
     from lab.kind import Provider
@@ -132,6 +132,9 @@ class Env:
     stop: threading.Event = field(default_factory=threading.Event)  # set on interrupt: waits end at once
     _lab: LabHandle | None = field(default=None, init=False, repr=False)
     _lab_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # The engine's platform (a DockerPlatform token), asked once per run: both clusters' loads save what was pulled.
+    _docker_platform: str | None = field(default=None, init=False, repr=False)
+    _platform_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def cluster(self, name: str) -> ClusterSpec:
         for c in self.profile.clusters:
@@ -166,6 +169,8 @@ class Env:
             return self.provider.context(self.cluster(token.cluster))
         if isinstance(token, File):
             return str(self.paths.resolve(token))
+        if isinstance(token, DockerPlatform):
+            return self.docker_platform(token)
         if isinstance(token, Lookup):
             argv = self.argv(kubectl_for_lookup(token))
             res = self.runner.run(argv, check=False, timeout=TIMEOUTS.command, context=token.what)
@@ -174,6 +179,18 @@ class Env:
                 raise NotYet(f"{token.what} not known yet ({_tail(res.output) if not res.ok else 'empty'})")
             return value
         raise TypeError(f"unknown token {token!r}")
+
+    def docker_platform(self, token: DockerPlatform) -> str:
+        """The engine's platform, asked once (lab.images.docker_platform: PreflightError, one line, outside
+        `token.accepted`)."""
+        with self._platform_lock:
+            if self._docker_platform is None:
+                self._docker_platform = lab_images.docker_platform(self.runner, token.accepted)
+            platform = self._docker_platform
+        problem = lab_images.platform_problem(platform, token.accepted)
+        if problem:
+            raise PreflightError(problem)
+        return platform
 
     def argv(self, tokens: Sequence[Token]) -> list[str]:
         argv = [self.resolve(t) for t in tokens]
@@ -319,16 +336,18 @@ def _kind_create(run: CreateCluster, env: Env, step: Step, forced: bool) -> bool
 @perform.register
 def _images_pull(run: PullImages, env: Env, step: Step, forced: bool) -> bool:
     pulled = False
+    platform = env.resolve(run.platform)
     for image in run.images:
         if not lab_images.present(env.runner, image):
-            lab_images.pull(env.runner, image, timeout=TIMEOUTS.command, context=f"{step.id}: {image}")
+            lab_images.pull(env.runner, image, platform=platform, timeout=TIMEOUTS.command,
+                            context=f"{step.id}: {image}")
             pulled = True
     return pulled
 
 
 @perform.register
 def _images_load(run: LoadImages, env: Env, step: Step, forced: bool) -> bool:
-    env.provider.load_images(env.cluster(run.cluster), list(run.images))
+    env.provider.load_images(env.cluster(run.cluster), list(run.images), env.resolve(run.platform))
     return True
 
 

@@ -34,9 +34,11 @@ from lab import kind, manifests
 from lab.errors import ValidationError
 from lab.profile import ClusterBase, ProfileBase
 from lab.settings import TIMEOUTS
-from lab.tokens import Concat, Context, File, Kubeconfig, Lookup, Token
+from lab.tokens import Concat, Context, DockerPlatform, File, Kubeconfig, Lookup, Token
 
 SHELL_BASES = ("LAB_HOME", "ISTIO_DIR")
+# The script's variable for a DockerPlatform token: asked once in its header, then used by every pull and save.
+DOCKER_PLATFORM_VAR = "DOCKER_PLATFORM"
 # `kubectl apply` flags for Secrets that carry keys (see `_shell_manifest` and lab.executor.apply).
 SERVER_SIDE_APPLY = ("--server-side", "--force-conflicts", "--field-manager=istio-multicluster-lab")
 
@@ -212,6 +214,7 @@ class PullImages(Action):
 
     name: ClassVar[str] = "images.pull"
     images: tuple[str, ...]
+    platform: Token  # lab.images.platform_for(profile): linux/amd64, or the engine's own (DockerPlatform)
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,7 @@ class LoadImages(Action):
     name: ClassVar[str] = "images.load"
     cluster: str
     images: tuple[str, ...]
+    platform: Token  # what the archive fallback saves: the platform PullImages pulled
 
 
 @dataclass(frozen=True)
@@ -287,7 +291,7 @@ def cluster_steps(profile: ProfileBase, c: ClusterBase, image_list: tuple[str, .
     if profile.load_images:
         steps.append(Step(
             f"{n}/images-load", n, section, f"load the images into {n} (kind load docker-image)",
-            LoadImages(n, image_list),
+            LoadImages(n, image_list, lab_images.platform_for(profile)),
             needs=(f"{n}/cluster", "host/images-pull"), phase="clusters"))
     return steps
 
@@ -356,18 +360,24 @@ def _(action: CreateCluster) -> str:
 
 @describe_action.register
 def _(action: PullImages) -> str:
-    return f"docker pull (each missing one): {', '.join(action.images)}"
+    return f"docker pull{_platform_note(action.platform)} (each missing one): {', '.join(action.images)}"
 
 
 @describe_action.register
 def _(action: LoadImages) -> str:
-    return f"kind load docker-image --name {action.cluster}: {', '.join(action.images)}"
+    note = _platform_note(action.platform)
+    return f"kind load docker-image --name {action.cluster}{note}: {', '.join(action.images)}"
+
+
+def _platform_note(platform: Token) -> str:
+    """How `lab plan` names a platform other than linux/amd64 (the 1.7 scenario's listing never named that one)."""
+    return "" if platform == lab_images.PLATFORM else f" as {_plain((platform,))}"
 
 
 def _plain_value(v: object) -> str:
     if isinstance(v, tuple):
         return "[" + ", ".join(_plain_value(x) for x in v) + "]"
-    if isinstance(v, (Kubeconfig, Context, File, Lookup, Concat)):
+    if isinstance(v, (Kubeconfig, Context, File, Lookup, DockerPlatform, Concat)):
         return _plain((v,))
     return str(v)
 
@@ -383,6 +393,8 @@ def _plain(argv: Iterable[Token]) -> str:
             out.append(f"${t.base}/{t.rel}")
         elif isinstance(t, Lookup):
             out.append(f"<{t.what}>")
+        elif isinstance(t, DockerPlatform):
+            out.append(f"<the Docker engine's platform: {' or '.join(t.accepted)}>")
         elif isinstance(t, Concat):
             out.append("".join(_plain((p,)) for p in t.parts))
         else:
@@ -419,6 +431,8 @@ def shell_word(t: Token) -> str:
     if isinstance(t, Lookup):
         inner = kubectl_for_lookup(t)
         return '"$(' + " ".join(shell_word(x) for x in inner) + ')"'
+    if isinstance(t, DockerPlatform):
+        return f'"${DOCKER_PLATFORM_VAR}"'  # set once in the script's header (`_docker_platform_lines`)
     if isinstance(t, Concat):
         return "".join(shell_word(p) for p in t.parts)
     return shlex.quote(t)
@@ -557,12 +571,12 @@ def _(action: CreateCluster, contexts: Mapping[str, str]) -> list[str]:
 
 @shell_action.register
 def _(action: PullImages, contexts: Mapping[str, str]) -> list[str]:
-    return [shell_argv(lab_images.pull_argv(i)) for i in action.images]
+    return [shell_argv(lab_images.pull_argv(i, action.platform)) for i in action.images]
 
 
 @shell_action.register
 def _(action: LoadImages, contexts: Mapping[str, str]) -> list[str]:
-    return _shell_images_load(action.cluster, action.images)
+    return _shell_images_load(action.cluster, action.images, action.platform)
 
 
 @shell_action.register
@@ -572,16 +586,18 @@ def _(action: GenerateCerts, contexts: Mapping[str, str]) -> list[str]:
     return [f"python3 -m lab certs generate --out {shell_word(action.out)} --clusters {clusters}"]
 
 
-def _shell_images_load(cluster: str, images: Sequence[str]) -> list[str]:
+def _shell_images_load(cluster: str, images: Sequence[str], platform: Token) -> list[str]:
     """What lab.kind.KindProvider.load_images does, per image: `kind load docker-image`, and when that fails (Docker
     29's containerd image store and multi-platform images, kind #3795/#4066) the one-platform archive fallback."""
     archive = File("LAB_HOME", f"tmp/image-{cluster}.tar")
     spec = ClusterBase(cluster, "", "", "")
+    which = (f"the {platform} image" if isinstance(platform, str)
+             else f"the image for the engine's platform (${DOCKER_PLATFORM_VAR})")
     lines = ['mkdir -p "$LAB_HOME/tmp"',
-             f"# if `kind load docker-image` fails (kind #3795), save the {kind.PLATFORM} image and load the archive"]
+             f"# if `kind load docker-image` fails (kind #3795), save {which} and load the archive"]
     for image in images:
         load = shell_argv(kind.load_argv("kind", spec, image))
-        fallback = " && ".join(shell_argv(a) for a in kind.archive_load_argvs("kind", spec, image, archive))
+        fallback = " && ".join(shell_argv(a) for a in kind.archive_load_argvs("kind", spec, image, archive, platform))
         lines.append(f"{load} \\\n  || {{ {fallback} && rm -f {shell_word(archive)}; }}")
     return lines
 
@@ -606,6 +622,50 @@ def contexts_of(steps: Iterable[Step]) -> dict[str, str]:
     for s in steps:
         visit(s.run)
     return out
+
+
+def docker_platforms_of(steps: Iterable[Step]) -> list[DockerPlatform]:
+    """The distinct DockerPlatform tokens the steps carry (in first-seen order; none in the 1.7 scenario)."""
+    out: list[DockerPlatform] = []
+
+    def visit(v: object) -> None:
+        if isinstance(v, DockerPlatform):
+            if v not in out:
+                out.append(v)
+        elif isinstance(v, tuple):
+            for x in v:
+                visit(x)
+        elif isinstance(v, Concat):
+            visit(v.parts)
+        elif is_dataclass(v) and not isinstance(v, type):
+            for f in fields(v):
+                visit(getattr(v, f.name))
+
+    for s in steps:
+        visit(s.run)
+    return out
+
+
+def _docker_platform_lines(steps: Sequence[Step]) -> list[str]:
+    """The header lines that set $DOCKER_PLATFORM once, as `lab up` asks the engine once per run (lab.perform
+    Env.resolve), and stop with the same one line when the engine's platform is not one the images are published
+    for."""
+    tokens = docker_platforms_of(steps)
+    if not tokens:
+        return []
+    if len(tokens) > 1:
+        raise ValueError(f"steps disagree on the accepted platforms: {tokens}")
+    accepted = tokens[0].accepted
+    problem = lab_images.platform_problem(f"${DOCKER_PLATFORM_VAR}", accepted)
+    if problem is None or re.search(r'["`\\]', problem):
+        raise ValueError(f"cannot echo {problem!r} in double quotes")
+    return ["# the Docker engine's platform (Go's GOOS/GOARCH, e.g. linux/arm64 on Apple Silicon), asked once: every",
+            "# image is pulled and saved as it (docs/platform.md, Images)",
+            f'{DOCKER_PLATFORM_VAR}="$({shell_argv(lab_images.DOCKER_PLATFORM_ARGV)})"',
+            f'case "${DOCKER_PLATFORM_VAR}" in',
+            f"  {'|'.join(accepted)}) ;;",
+            f'  *) echo "{problem}" >&2; exit 1 ;;',
+            "esac"]
 
 
 def render_shell(steps: Sequence[Step], paths: Paths | None = None, *, title: str = "lab up",
@@ -640,6 +700,7 @@ def render_shell(steps: Sequence[Step], paths: Paths | None = None, *, title: st
         # The write-up reads both contexts from one kubectl config; this merged view serves ad-hoc commands.
         joined = ":".join(f"$KUBECONFIG_{var_suffix(c)}" for c in contexts)
         lines.append(f'export KUBECONFIG="{joined}"')
+    lines += _docker_platform_lines(steps)
     lines.append('mkdir -p "$LAB_HOME/kubeconfig"')
     section = None
     for i, s in enumerate(steps, 1):

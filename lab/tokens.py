@@ -1,10 +1,9 @@
 """The plan's argv tokens: values an argv names that the plan does not write out itself.
 
-A `Kubeconfig`, `Context`, `File` or `Lookup` is resolved by the executor (lab/perform.py Env.resolve) and written
-by the shell renderer as a variable or `$(kubectl ...)` (lab/plan.py). The argv builders of other modules
-(lab/kind.py, lab/scenarios/replicated_control_planes/istio.py) accept them where they accept a path, so the plan passes
-real tokens in, never marker
-strings to be parsed back out.
+A `Kubeconfig`, `Context`, `File`, `Lookup` or `DockerPlatform` is resolved by the executor (lab/perform.py
+Env.resolve) and written by the shell renderer as a variable or `$(kubectl ...)` (lab/plan.py). The argv builders of
+other modules (lab/kind.py, lab/images.py, lab/scenarios/replicated_control_planes/istio.py) accept them where they
+accept a path or a platform, so the plan passes real tokens in, never marker strings to be parsed back out.
 """
 
 from __future__ import annotations
@@ -56,13 +55,23 @@ class Lookup:
 
 
 @dataclass(frozen=True)
+class DockerPlatform:
+    """The Docker engine's own platform (`linux/arm64` on Apple Silicon under Docker Desktop): what a profile whose
+    images are all multi-arch pulls and saves them as. Known only at run time: `docker version --format
+    '{{.Server.Os}}/{{.Server.Arch}}'` (lab.images.DOCKER_PLATFORM_ARGV), once per run; a platform outside `accepted`
+    (the platforms every image of the profile is published for) is refused, never replaced by another."""
+
+    accepted: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Concat:
     """One argv element made of several parts (`--kubeconfig=` + a Kubeconfig, `ADDR` + `:` + `PORT`)."""
 
-    parts: tuple[str | Kubeconfig | Context | File | Lookup, ...]
+    parts: tuple[str | Kubeconfig | Context | File | Lookup | DockerPlatform, ...]
 
 
-Token = str | Kubeconfig | Context | File | Lookup | Concat
+Token = str | Kubeconfig | Context | File | Lookup | DockerPlatform | Concat
 
 
 @overload

@@ -335,6 +335,7 @@ class FakeProvider:
         self.lab = lab
         self.created: list[str] = []
         self.deleted: list[str] = []
+        self.platforms: list[str] = []  # the platform of each load_images call
 
     def kubeconfig(self, cluster: ClusterSpec) -> Path:
         return self.lab.home / "kubeconfig" / cluster.name
@@ -374,7 +375,8 @@ class FakeProvider:
         self.deleted.append(cluster.name)
         return True
 
-    def load_images(self, cluster: ClusterSpec, images) -> None:
+    def load_images(self, cluster: ClusterSpec, images, platform: str) -> None:
+        self.platforms.append(platform)
         for image in images:
             self.lab.runner.run(["kind", "load", "docker-image", "--name", cluster.name, image])
 

@@ -49,10 +49,11 @@ def test_the_same_image_twice_is_pulled_once():
 
 
 def test_pull_plan_pulls_the_amd64_platform_and_is_empty_when_loading_is_off():
-    plan = images.pull_plan(load_profile("default"))
+    profile = load_profile("default")
+    plan = images.pull_plan(profile, images.platform_for(profile))
     assert plan[0] == ["docker", "pull", "--platform", "linux/amd64", "docker.io/istio/pilot:1.7.8"]
     assert len(plan) == len(DEFAULT_IMAGES)
-    assert images.pull_plan(load_profile("default", {"load_images": "false"})) == []
+    assert images.pull_plan(load_profile("default", {"load_images": "false"}), "linux/amd64") == []
 
 
 def test_ensure_pulled_pulls_only_what_the_host_lacks():
@@ -164,3 +165,90 @@ def test_a_latest_image_can_be_pinned_to_another_tag_with_set():
     profile = load_profile(overrides={"images.httpbin": "docker.io/kennethreitz/httpbin:0.9.2"})
     assert "docker.io/kennethreitz/httpbin:0.9.2" in images.image_list(profile)
     assert images.unrecorded_latest(profile, {}) == ["docker.io/governmentpaas/curl-ssl:latest"]
+
+
+# --- the platform images are pulled and saved as ---------------------------------------------------------------
+# What `docker version --format '{{.Server.Os}}/{{.Server.Arch}}'` prints: the template, then one newline
+# (docker/cli cli/command/system/version.go prettyPrintVersion). The values are the Server Engine's "OS/Arch" of the
+# `docker version` examples in Docker's own man page docker-version(1) (the same two fields, default template):
+# Docker Desktop 4.49.0 / Engine 28.5.1 on Apple Silicon and Docker Desktop 4.19.0 / Engine 23.0.3 on an Intel Mac.
+ENGINE_ARM64 = "linux/arm64\n"
+ENGINE_AMD64 = "linux/amd64\n"
+CANNOT_CONNECT = ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon "
+                  "running?\n")
+
+
+def engine(stdout: str = ENGINE_ARM64, rc: int = 0, err: str = "") -> dict:
+    return {tuple(images.DOCKER_PLATFORM_ARGV): res(rc, stdout, err)}
+
+
+def test_a_profile_with_amd64_only_images_pulls_linux_amd64_and_one_with_multi_arch_images_the_engines_platform():
+    from lab.scenarios.multi_primary_multi_network.profiles import load_profile as mpmn_profile
+    from lab.tokens import DockerPlatform
+
+    assert images.platform_for(load_profile("default")) == "linux/amd64"
+    assert images.platform_for(mpmn_profile()) == DockerPlatform(("linux/amd64", "linux/arm64"))
+
+
+def test_the_engine_platform_is_asked_as_go_names_it_from_the_servers_own_fields():
+    assert images.DOCKER_PLATFORM_ARGV == ["docker", "version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"]
+
+
+@pytest.mark.parametrize(("stdout", "platform"), [
+    (ENGINE_ARM64, "linux/arm64"),
+    (ENGINE_AMD64, "linux/amd64"),
+    ("linux/aarch64\n", "linux/arm64"),  # uname -m spellings, read as containerd's platforms.normalizeArch does
+    ("linux/x86_64\n", "linux/amd64"),
+    ("windows/amd64\n", "windows/amd64"),
+])
+def test_the_engine_platform_parses_to_the_form_docker_pull_platform_takes(stdout, platform):
+    assert images.parse_docker_platform(stdout) == platform
+
+
+@pytest.mark.parametrize("stdout", ["", "\n", "/\n", "linux\n", "linux/arm64\nlinux/amd64\n",
+                                    "<no value>/<no value>\n"])
+def test_anything_but_one_os_arch_pair_is_one_line_saying_to_check_the_engine(stdout):
+    from lab.errors import LabError
+
+    with pytest.raises(LabError) as err:
+        images.parse_docker_platform(stdout)
+    assert "\n" not in str(err.value) and "`docker version`" in str(err.value)
+
+
+@pytest.mark.parametrize("stdout", ["linux/s390x\n", "windows/amd64\n", "linux/arm\n", "linux/ppc64le\n"])
+def test_an_engine_platform_the_images_are_not_published_for_is_refused_in_one_line(stdout):
+    from lab.errors import PreflightError
+
+    runner = RecordingRunner(answers=engine(stdout))
+    with pytest.raises(PreflightError) as err:
+        images.docker_platform(runner, images.MULTI_ARCH_PLATFORMS)
+    line = str(err.value)
+    assert "\n" not in line and stdout.strip() in line and "linux/amd64 and linux/arm64" in line
+
+
+def test_an_engine_that_does_not_answer_is_one_line_with_dockers_reason():
+    from lab.errors import PreflightError
+
+    runner = RecordingRunner(answers=engine("", rc=1, err=CANNOT_CONNECT))
+    with pytest.raises(PreflightError) as err:
+        images.docker_platform(runner, images.MULTI_ARCH_PLATFORMS)
+    assert "\n" not in str(err.value) and "Cannot connect to the Docker daemon" in str(err.value)
+
+
+def test_ensure_pulled_pulls_a_multi_arch_profile_as_the_engines_platform_asking_once():
+    from lab.scenarios.multi_primary_multi_network.profiles import load_profile as mpmn_profile
+
+    runner = RecordingRunner(answers={**engine(ENGINE_ARM64), ("docker", "image", "inspect"): res(1, err="No such")})
+    profile = mpmn_profile()
+    pulled = images.ensure_pulled(profile, runner)
+    assert pulled == images.image_list(profile)
+    assert runner.calls.count(tuple(images.DOCKER_PLATFORM_ARGV)) == 1
+    assert [c for c in runner.calls if c[1] == "pull"] == [
+        ("docker", "pull", "--platform", "linux/arm64", image) for image in pulled]
+
+
+def test_ensure_pulled_never_asks_the_engine_for_an_amd64_only_profile():
+    runner = RecordingRunner(answers={("docker", "image", "inspect"): res(1, err="No such")})
+    images.ensure_pulled(load_profile("default"), runner)
+    assert tuple(images.DOCKER_PLATFORM_ARGV) not in runner.calls
+    assert {c[3] for c in runner.calls if c[1] == "pull"} == {"linux/amd64"}

@@ -360,7 +360,7 @@ def test_constructing_kindcluster_leaves_no_pytest_kind_folder_in_the_working_di
 def test_load_images_uses_kind_load_docker_image_by_tag(tmp_path):
     runner = RecordingRunner()
     p = provider(tmp_path, runner)
-    p.load_images(p.profile.clusters[0], ["docker.io/istio/pilot:1.7.8"])
+    p.load_images(p.profile.clusters[0], ["docker.io/istio/pilot:1.7.8"], "linux/amd64")
     assert runner.calls == [(str(FakeTools.kind), "load", "docker-image", "--name", "cluster1",
                              "docker.io/istio/pilot:1.7.8")]
 
@@ -373,7 +373,7 @@ def test_load_images_falls_back_to_a_single_platform_archive_when_kind_load_fail
                               "ctr: content digest sha256:0123 not found")
     runner = RecordingRunner(answers={(str(FakeTools.kind), "load", "docker-image"): failure})
     p = provider(tmp_path, runner)
-    p.load_images(p.profile.clusters[0], ["docker.io/kennethreitz/httpbin:latest"])
+    p.load_images(p.profile.clusters[0], ["docker.io/kennethreitz/httpbin:latest"], "linux/amd64")
     assert runner.calls[0][:3] == (str(FakeTools.kind), "load", "docker-image")
     save, load = runner.calls[1], runner.calls[2]
     assert save[:6] == ("docker", "image", "save", "--platform", "linux/amd64", "-o")
@@ -382,12 +382,24 @@ def test_load_images_falls_back_to_a_single_platform_archive_when_kind_load_fail
     assert not Path(save[6]).exists()
 
 
+def test_the_archive_fallback_saves_the_platform_the_lab_pulled_on_an_arm64_engine(tmp_path):
+    # kind #4224 (kind v0.32.0, Docker 29 on Apple Silicon): `kind load docker-image` fails on a multi-arch tag of
+    # which the host has only linux/arm64; a linux/amd64 save would name content the host never pulled.
+    runner = RecordingRunner(answers={(str(FakeTools.kind), "load", "docker-image"): ok(
+        rc=1, stderr="ctr: content digest sha256:b1ad not found")})
+    p = provider(tmp_path, runner)
+    p.load_images(p.profile.clusters[0], ["docker.io/istio/pilot:1.30.3"], "linux/arm64")
+    save = runner.calls[1]
+    assert save[:6] == ("docker", "image", "save", "--platform", "linux/arm64", "-o")
+    assert not [c for c in runner.calls if "linux/amd64" in c]
+
+
 def test_load_images_reports_the_fallback_failure(tmp_path):
     runner = RecordingRunner(answers={(str(FakeTools.kind), "load"): ok(rc=1, stderr="nope"),
                                       ("docker", "image", "save"): ok(rc=1, stderr="no such image")})
     p = provider(tmp_path, runner)
     with pytest.raises(CommandError, match="no such image"):
-        p.load_images(p.profile.clusters[0], ["x:1"])
+        p.load_images(p.profile.clusters[0], ["x:1"], "linux/amd64")
 
 
 def test_node_ip_reads_the_kind_network_address_of_the_node(tmp_path):
@@ -496,7 +508,7 @@ def test_a_failed_fallback_still_says_why_kind_load_failed_first(tmp_path):
         ("docker", "image", "save"): ok(rc=125, stderr="unknown flag: --platform")})
     p = provider(tmp_path, runner)
     with pytest.raises(CommandError) as err:
-        p.load_images(p.profile.clusters[0], ["docker.io/istio/pilot:1.7.8"])
+        p.load_images(p.profile.clusters[0], ["docker.io/istio/pilot:1.7.8"], "linux/amd64")
     message = str(err.value)
     assert "no space left on device" in message and "unknown flag: --platform" in message
     assert len(message.splitlines()) == 1

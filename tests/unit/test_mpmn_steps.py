@@ -548,3 +548,98 @@ def test_download_pinned_fetches_checks_and_keeps_a_good_copy(tmp_path):
             tools.download_pinned(srv.url("/nope.yaml"), pin, other, progress=lambda _: None)
     with pytest.raises(ValidationError, match="not 64 hex digits"):
         tools.download_pinned("http://x.invalid/m.yaml", "abc", dest)
+
+
+# --- the platform: the engine's own, asked once (issue 11 item 1) --------------------------------------------------
+PLATFORM_ARGV = ("docker", "version", "--format", "{{.Server.Os}}/{{.Server.Arch}}")
+
+
+@dataclass
+class LoadingProvider(FakeProvider):
+    loads: list = None  # (cluster, images, platform) per load_images call
+
+    def load_images(self, spec, images, platform):
+        self.loads = [*(self.loads or []), (spec.name, tuple(images), platform)]
+
+
+def platform_env(tmp_path: Path, engine: str) -> tuple[Env, RecordingRunner, LoadingProvider]:
+    runner = RecordingRunner(answers={PLATFORM_ARGV: Result((), 0, engine + "\n", ""),
+                                      ("docker", "image", "inspect"): Result((), 1, "", "No such image")})
+    provider = LoadingProvider(tmp_path)
+    env = Env(load_profile(), plan.Paths(tmp_path, ISTIO_130), runner, FakeTools(), provider, State(tmp_path),
+              out=io.StringIO(), sleep=lambda s: None)
+    return env, runner, provider
+
+
+def test_on_an_arm64_engine_lab_up_pulls_and_loads_arm64_and_asks_the_engine_once(tmp_path):
+    env, runner, provider = platform_env(tmp_path, "linux/arm64")
+    s = by_id(steps.build(env.profile))
+    for step_id in ("host/images-pull", "cluster1/images-load", "cluster2/images-load"):
+        assert execute(env, s[step_id]) is True
+    pulls = [c for c in runner.calls if c[:2] == ("docker", "pull")]
+    assert pulls and {c[2:4] for c in pulls} == {("--platform", "linux/arm64")}
+    assert [p for _, _, p in provider.loads] == ["linux/arm64", "linux/arm64"]
+    assert runner.calls.count(PLATFORM_ARGV) == 1
+    assert not [c for c in runner.calls if "linux/amd64" in c]
+
+
+@pytest.mark.parametrize("engine", ["linux/s390x", "windows/amd64", "linux/arm"])
+def test_an_engine_the_images_are_not_published_for_stops_the_pull_in_one_line_and_pulls_nothing(tmp_path, engine):
+    from lab.errors import PreflightError
+
+    env, runner, _ = platform_env(tmp_path, engine)
+    with pytest.raises(PreflightError) as err:
+        execute(env, by_id(steps.build(env.profile))["host/images-pull"])
+    assert "\n" not in str(err.value) and engine in str(err.value)
+    assert not [c for c in runner.calls if c[:2] == ("docker", "pull")]
+
+
+def test_the_plan_carries_the_engines_platform_for_every_pull_and_load_never_linux_amd64():
+    from lab.tokens import DockerPlatform
+
+    token = DockerPlatform(("linux/amd64", "linux/arm64"))
+    image_steps = [s for s in build() if isinstance(s.run, (plan.PullImages, plan.LoadImages))]
+    assert len(image_steps) == 3 and {s.run.platform for s in image_steps} == {token}
+    assert plan.docker_platforms_of(build()) == [token]
+
+
+def _platform_script(tmp_path: Path) -> Path:
+    """The script's prelude, header, pulls and cluster1's first load, with docker and kind as recording stubs (kind
+    load docker-image fails, as on Docker 29's containerd image store, so the archive fallback runs)."""
+    lines = render("multi-primary", shell=True).splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("DOCKER_PLATFORM="))
+    end = lines.index("esac", start)
+    load = next(i for i, ln in enumerate(lines) if ln.startswith("kind load docker-image --name cluster1 "))
+    body = [*lines[start:end + 1], *[ln for ln in lines if ln.startswith("docker pull ")], lines[load],
+            lines[load + 1]]
+    stubs = ['docker() { if [ "$1" = version ]; then echo "$ENGINE"; else echo "docker $*" >>"$LOG"; fi; }',
+             'kind() { if [ "$2" = docker-image ]; then return 1; fi; echo "kind $*" >>"$LOG"; }']
+    script = tmp_path / "platform.sh"
+    script.write_text("\n".join(["set -euo pipefail", *stubs, *body]) + "\n")
+    return script
+
+
+@pytest.mark.parametrize("engine", ["linux/arm64", "linux/amd64"])
+def test_the_script_pulls_and_saves_as_the_platform_the_engine_reports(tmp_path, engine):
+    log = tmp_path / "log"
+    res = subprocess.run(["bash", str(_platform_script(tmp_path))], capture_output=True, text=True, check=False,
+                         env={"PATH": os.environ["PATH"], "ENGINE": engine, "LOG": str(log),
+                              "LAB_HOME": str(tmp_path)})
+    assert res.returncode == 0, res.stderr
+    calls = log.read_text().splitlines()
+    pulls = [c for c in calls if c.startswith("docker pull ")]
+    assert len(pulls) == len(load_profile().image_refs()) and all(
+        c.startswith(f"docker pull --platform {engine} ") for c in pulls)
+    assert f"docker image save --platform {engine} -o {tmp_path}/tmp/image-cluster1.tar docker.io/istio/pilot:1.30.3" \
+        in calls
+
+
+def test_the_script_stops_with_lab_ups_own_line_on_an_engine_the_images_are_not_published_for(tmp_path):
+    from lab import images as lab_images
+
+    log = tmp_path / "log"
+    res = subprocess.run(["bash", str(_platform_script(tmp_path))], capture_output=True, text=True, check=False,
+                         env={"PATH": os.environ["PATH"], "ENGINE": "linux/s390x", "LOG": str(log),
+                              "LAB_HOME": str(tmp_path)})
+    assert res.returncode == 1 and not log.exists()
+    assert res.stderr == lab_images.platform_problem("linux/s390x", lab_images.MULTI_ARCH_PLATFORMS) + "\n"

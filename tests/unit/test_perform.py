@@ -86,3 +86,28 @@ def test_a_steps_kubectl_takes_its_kubeconfig_and_context_only_from_the_provider
     assert env.lab is env.lab and env.lab[spec.name].kubeconfig == fake.provider.kubeconfig(spec)
     with pytest.raises(LabError, match="cluster nope is not in profile default"):
         env.kubectl("nope")
+
+
+def test_an_amd64_only_profile_pulls_and_loads_linux_amd64_without_asking_the_engine(tmp_path):
+    # The 1.7 scenario's images are amd64-only: its platform is the literal linux/amd64 (preflight refuses an arm64
+    # engine before this), never the engine's, so a run on it asks nothing and pulls what it always pulled.
+    from lab import images as lab_images
+    from lab.plan import Paths
+    from lab.scenario import load_profile
+    from lab.scenarios.replicated_control_planes import steps as rcp_steps
+    from lab.state import State
+    from tests.support.fakelab import FakeLab
+
+    profile = load_profile()
+    fake = FakeLab(profile, tmp_path / "home")
+    env = perform.Env(profile, Paths(fake.home, ISTIO_DIR), fake.runner, fake.tools, fake.provider,
+                      State.load(fake.home))
+    fake.clusters["cluster1"].exists = fake.clusters["cluster2"].exists = True
+    steps = {s.id: s for s in rcp_steps.build(profile, Paths(fake.home, ISTIO_DIR))}
+    fake.fail_when(lambda argv: argv[1:3] == ("image", "inspect"), Result((), 1, "", "No such image"), times=99)
+    for step_id in ("host/images-pull", "cluster1/images-load", "cluster2/images-load"):
+        perform.execute(env, steps[step_id])
+    pulls = [c for c in fake.runner.calls if c[:2] == ("docker", "pull")]
+    assert pulls and {c[3] for c in pulls} == {"linux/amd64"}
+    assert fake.provider.platforms == ["linux/amd64", "linux/amd64"]
+    assert tuple(lab_images.DOCKER_PLATFORM_ARGV) not in fake.runner.calls

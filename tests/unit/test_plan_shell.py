@@ -335,7 +335,7 @@ def test_the_script_loads_each_image_with_the_same_docker_29_fallback_as_lab_up(
     tools = type("T", (), {"kind": "kind", "kubectl": "kubectl"})()
     provider = kind.KindProvider(load_profile(), tmp_path / "state", tools, runner)
     images = lab_images.image_list(load_profile())
-    provider.load_images(load_profile().clusters[0], images)
+    provider.load_images(load_profile().clusters[0], images, "linux/amd64")
 
     def shape(call: tuple[str, ...]) -> tuple[str, ...]:  # the archive's path differs (a temporary directory)
         return tuple("ARCHIVE" if a.endswith(".tar") else a for a in call)

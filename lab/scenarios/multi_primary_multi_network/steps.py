@@ -100,7 +100,7 @@ def build(profile: Profile, paths: Paths | None = None) -> list[Step]:
     host = by_phase["host"]
     if profile.load_images:
         host.append(Step("host/images-pull", None, S_BEFORE, "pull the lab's images once on the host (docker pull)",
-                         PullImages(image_list), phase="host"))
+                         PullImages(image_list, lab_images.platform_for(profile)), phase="host"))
     # Always the lab's own CA: one root, one intermediate per cluster (istio.io plug-in CA certificates); a shared
     # root is what lets each cluster's sidecars trust the other's (the samples/certs of the 1.7 scenario are gone).
     host.append(Step("host/certs", None, S_BEFORE, "generate a shared root CA and one intermediate CA per cluster",

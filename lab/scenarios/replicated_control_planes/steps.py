@@ -90,7 +90,7 @@ def build(profile: Profile, paths: Paths | None = None) -> list[Step]:
         # (docs/sources.md#kind-multiple-clusters).
         by_phase["host"].append(Step(
             "host/images-pull", None, S_REQUIREMENTS, "pull the lab's images once on the host (docker pull)",
-            PullImages(image_list), phase="host"))
+            PullImages(image_list, lab_images.platform_for(profile)), phase="host"))
     if profile.cert_source == "generated":
         by_phase["host"].append(Step(
             "host/certs", None, S_CONTROL_PLANE, "generate a shared root CA and one intermediate CA per cluster",

@@ -15,14 +15,21 @@ export KUBECONFIG_CLUSTER1="$LAB_HOME/kubeconfig/cluster1"
 export CTX_CLUSTER2=kind-cluster2
 export KUBECONFIG_CLUSTER2="$LAB_HOME/kubeconfig/cluster2"
 export KUBECONFIG="$KUBECONFIG_CLUSTER1:$KUBECONFIG_CLUSTER2"
+# the Docker engine's platform (Go's GOOS/GOARCH, e.g. linux/arm64 on Apple Silicon), asked once: every
+# image is pulled and saved as it (docs/platform.md, Images)
+DOCKER_PLATFORM="$(docker version --format '{{.Server.Os}}/{{.Server.Arch}}')"
+case "$DOCKER_PLATFORM" in
+  linux/amd64|linux/arm64) ;;
+  *) echo "the Docker engine's platform is $DOCKER_PLATFORM, and this profile's images are published for linux/amd64 and linux/arm64 only: run the lab on an x86_64 or arm64 Docker host (Apple Silicon with Docker Desktop is linux/arm64)" >&2; exit 1 ;;
+esac
 mkdir -p "$LAB_HOME/kubeconfig"
 
 # === Before you begin: kind clusters, images and certificates (before-you-begin, plug-in CA certificates)
 # 1. [host] host/images-pull: pull the lab's images once on the host (docker pull)
-docker pull --platform linux/amd64 docker.io/istio/pilot:1.30.3
-docker pull --platform linux/amd64 docker.io/istio/proxyv2:1.30.3
-docker pull --platform linux/amd64 docker.io/curlimages/curl:8.16.0
-docker pull --platform linux/amd64 docker.io/mccutchen/go-httpbin:v2.15.0
+docker pull --platform "$DOCKER_PLATFORM" docker.io/istio/pilot:1.30.3
+docker pull --platform "$DOCKER_PLATFORM" docker.io/istio/proxyv2:1.30.3
+docker pull --platform "$DOCKER_PLATFORM" docker.io/curlimages/curl:8.16.0
+docker pull --platform "$DOCKER_PLATFORM" docker.io/mccutchen/go-httpbin:v2.15.0
 
 # 2. [host] host/certs: generate a shared root CA and one intermediate CA per cluster
 python3 -m lab certs generate --out "$LAB_HOME/certs" --clusters cluster1,cluster2
@@ -45,15 +52,15 @@ kubectl --kubeconfig "$KUBECONFIG_CLUSTER1" --context "$CTX_CLUSTER1" wait --for
 
 # 4. [cluster1] cluster1/images-load: load the images into cluster1 (kind load docker-image)
 mkdir -p "$LAB_HOME/tmp"
-# if `kind load docker-image` fails (kind #3795), save the linux/amd64 image and load the archive
+# if `kind load docker-image` fails (kind #3795), save the image for the engine's platform ($DOCKER_PLATFORM) and load the archive
 kind load docker-image --name cluster1 docker.io/istio/pilot:1.30.3 \
-  || { docker image save --platform linux/amd64 -o "$LAB_HOME/tmp/image-cluster1.tar" docker.io/istio/pilot:1.30.3 && kind load image-archive --name cluster1 "$LAB_HOME/tmp/image-cluster1.tar" && rm -f "$LAB_HOME/tmp/image-cluster1.tar"; }
+  || { docker image save --platform "$DOCKER_PLATFORM" -o "$LAB_HOME/tmp/image-cluster1.tar" docker.io/istio/pilot:1.30.3 && kind load image-archive --name cluster1 "$LAB_HOME/tmp/image-cluster1.tar" && rm -f "$LAB_HOME/tmp/image-cluster1.tar"; }
 kind load docker-image --name cluster1 docker.io/istio/proxyv2:1.30.3 \
-  || { docker image save --platform linux/amd64 -o "$LAB_HOME/tmp/image-cluster1.tar" docker.io/istio/proxyv2:1.30.3 && kind load image-archive --name cluster1 "$LAB_HOME/tmp/image-cluster1.tar" && rm -f "$LAB_HOME/tmp/image-cluster1.tar"; }
+  || { docker image save --platform "$DOCKER_PLATFORM" -o "$LAB_HOME/tmp/image-cluster1.tar" docker.io/istio/proxyv2:1.30.3 && kind load image-archive --name cluster1 "$LAB_HOME/tmp/image-cluster1.tar" && rm -f "$LAB_HOME/tmp/image-cluster1.tar"; }
 kind load docker-image --name cluster1 docker.io/curlimages/curl:8.16.0 \
-  || { docker image save --platform linux/amd64 -o "$LAB_HOME/tmp/image-cluster1.tar" docker.io/curlimages/curl:8.16.0 && kind load image-archive --name cluster1 "$LAB_HOME/tmp/image-cluster1.tar" && rm -f "$LAB_HOME/tmp/image-cluster1.tar"; }
+  || { docker image save --platform "$DOCKER_PLATFORM" -o "$LAB_HOME/tmp/image-cluster1.tar" docker.io/curlimages/curl:8.16.0 && kind load image-archive --name cluster1 "$LAB_HOME/tmp/image-cluster1.tar" && rm -f "$LAB_HOME/tmp/image-cluster1.tar"; }
 kind load docker-image --name cluster1 docker.io/mccutchen/go-httpbin:v2.15.0 \
-  || { docker image save --platform linux/amd64 -o "$LAB_HOME/tmp/image-cluster1.tar" docker.io/mccutchen/go-httpbin:v2.15.0 && kind load image-archive --name cluster1 "$LAB_HOME/tmp/image-cluster1.tar" && rm -f "$LAB_HOME/tmp/image-cluster1.tar"; }
+  || { docker image save --platform "$DOCKER_PLATFORM" -o "$LAB_HOME/tmp/image-cluster1.tar" docker.io/mccutchen/go-httpbin:v2.15.0 && kind load image-archive --name cluster1 "$LAB_HOME/tmp/image-cluster1.tar" && rm -f "$LAB_HOME/tmp/image-cluster1.tar"; }
 
 # 5. [cluster2] cluster2/cluster: kind create cluster cluster2 (kindest/node:v1.36.1)
 mkdir -p "$LAB_HOME/kind"
@@ -73,15 +80,15 @@ kubectl --kubeconfig "$KUBECONFIG_CLUSTER2" --context "$CTX_CLUSTER2" wait --for
 
 # 6. [cluster2] cluster2/images-load: load the images into cluster2 (kind load docker-image)
 mkdir -p "$LAB_HOME/tmp"
-# if `kind load docker-image` fails (kind #3795), save the linux/amd64 image and load the archive
+# if `kind load docker-image` fails (kind #3795), save the image for the engine's platform ($DOCKER_PLATFORM) and load the archive
 kind load docker-image --name cluster2 docker.io/istio/pilot:1.30.3 \
-  || { docker image save --platform linux/amd64 -o "$LAB_HOME/tmp/image-cluster2.tar" docker.io/istio/pilot:1.30.3 && kind load image-archive --name cluster2 "$LAB_HOME/tmp/image-cluster2.tar" && rm -f "$LAB_HOME/tmp/image-cluster2.tar"; }
+  || { docker image save --platform "$DOCKER_PLATFORM" -o "$LAB_HOME/tmp/image-cluster2.tar" docker.io/istio/pilot:1.30.3 && kind load image-archive --name cluster2 "$LAB_HOME/tmp/image-cluster2.tar" && rm -f "$LAB_HOME/tmp/image-cluster2.tar"; }
 kind load docker-image --name cluster2 docker.io/istio/proxyv2:1.30.3 \
-  || { docker image save --platform linux/amd64 -o "$LAB_HOME/tmp/image-cluster2.tar" docker.io/istio/proxyv2:1.30.3 && kind load image-archive --name cluster2 "$LAB_HOME/tmp/image-cluster2.tar" && rm -f "$LAB_HOME/tmp/image-cluster2.tar"; }
+  || { docker image save --platform "$DOCKER_PLATFORM" -o "$LAB_HOME/tmp/image-cluster2.tar" docker.io/istio/proxyv2:1.30.3 && kind load image-archive --name cluster2 "$LAB_HOME/tmp/image-cluster2.tar" && rm -f "$LAB_HOME/tmp/image-cluster2.tar"; }
 kind load docker-image --name cluster2 docker.io/curlimages/curl:8.16.0 \
-  || { docker image save --platform linux/amd64 -o "$LAB_HOME/tmp/image-cluster2.tar" docker.io/curlimages/curl:8.16.0 && kind load image-archive --name cluster2 "$LAB_HOME/tmp/image-cluster2.tar" && rm -f "$LAB_HOME/tmp/image-cluster2.tar"; }
+  || { docker image save --platform "$DOCKER_PLATFORM" -o "$LAB_HOME/tmp/image-cluster2.tar" docker.io/curlimages/curl:8.16.0 && kind load image-archive --name cluster2 "$LAB_HOME/tmp/image-cluster2.tar" && rm -f "$LAB_HOME/tmp/image-cluster2.tar"; }
 kind load docker-image --name cluster2 docker.io/mccutchen/go-httpbin:v2.15.0 \
-  || { docker image save --platform linux/amd64 -o "$LAB_HOME/tmp/image-cluster2.tar" docker.io/mccutchen/go-httpbin:v2.15.0 && kind load image-archive --name cluster2 "$LAB_HOME/tmp/image-cluster2.tar" && rm -f "$LAB_HOME/tmp/image-cluster2.tar"; }
+  || { docker image save --platform "$DOCKER_PLATFORM" -o "$LAB_HOME/tmp/image-cluster2.tar" docker.io/mccutchen/go-httpbin:v2.15.0 && kind load image-archive --name cluster2 "$LAB_HOME/tmp/image-cluster2.tar" && rm -f "$LAB_HOME/tmp/image-cluster2.tar"; }
 
 # === Set the default network / Configure the cluster as a primary
 # 7. [cluster1] cluster1/ns-istio-system: namespace istio-system labelled topology.istio.io/network=network1 (before istioctl, which leaves an existing one alone)
