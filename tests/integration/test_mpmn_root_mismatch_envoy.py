@@ -74,7 +74,9 @@ def _with_istio130_access_log(bootstrap: dict) -> dict:
     return bootstrap
 
 
-def _probe(tmp: Path, client_dir: Path, server_dir: Path) -> Probe:
+def _probe(tmp: Path, client_dir: Path, server_dir: Path, *, server_listens: bool = True) -> Probe:
+    """curl -> curl's sidecar -(mTLS)-> httpbin's sidecar -> the app; without `server_listens`, nothing is bound
+    where the client sidecar sends (the no-auto-passthrough-gateway fault: the gateway pod has no 15443 listener)."""
     curl = issue(client_dir, CURL_ID)
     httpbin = issue(server_dir, HTTPBIN_ID)
     curl_chain, curl_key = curl.write(tmp, "curl")
@@ -87,7 +89,8 @@ def _probe(tmp: Path, client_dir: Path, server_dir: Path) -> Probe:
         root=client_dir / certs.ROOT_CERT, server_identity=HTTPBIN_ID))
     with contextlib.ExitStack() as stack:
         stack.enter_context(mtls_envoys.headers_app(app_port))
-        stack.enter_context(run_envoy(server, workdir=tmp))
+        if server_listens:
+            stack.enter_context(run_envoy(server, workdir=tmp))
         client_envoy = stack.enter_context(run_envoy(client, workdir=tmp))
         res = Runner().run(curl_argv(f"http://127.0.0.1:{client_port}/headers", max_time=faults.PROBE_MAX_TIME),
                            check=False)
@@ -109,6 +112,13 @@ def other_root_probe(tmp_path_factory) -> Probe:
     certs.generate(shared, [CLIENT, SERVER])
     certs.generate(other, [SERVER])  # the fault: cluster2's cacerts from another root, the very same names
     return _probe(tmp, shared / CLIENT, other / SERVER)
+
+
+@pytest.fixture(scope="module")
+def refused_probe(tmp_path_factory) -> Probe:
+    tmp = tmp_path_factory.mktemp("refused")
+    certs.generate(tmp / "certs", [CLIENT, SERVER])
+    return _probe(tmp, tmp / "certs" / CLIENT, tmp / "certs" / SERVER, server_listens=False)
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +163,19 @@ def test_without_the_access_log_the_same_failure_is_only_a_connect_failure(other
     p = other_root_probe
     assert " 503 " in p.curl.output and "transport failure reason" not in p.curl.output, p.curl.output
     assert classify(p.curl.output, p.curl.returncode).cls == "upstream-connect-failure", p.curl.output
+
+
+def test_a_refused_connection_logged_the_same_way_stays_a_connect_failure(refused_probe, other_root_probe):
+    # the access log is what tells (f) from (e) no-auto-passthrough-gateway, whose body is the same bytes
+    refused, tls = refused_probe, other_root_probe
+    assert refused.curl.output.count("reset reason: remote connection failure") == 1, refused.curl.output
+    assert _body(refused.curl.output) == _body(tls.curl.output)
+    (entry,) = parse_access_log(refused.access_line)
+    assert entry.code == 503 and "UF" in entry.flags and "CERTIFICATE_VERIFY_FAILED" not in refused.access_line
+    assert entry.details.startswith("upstream_reset_before_response_started{remote_connection_failure|"), entry
+    v = classify(refused.curl.output, refused.curl.returncode, access_log=refused.envoy_log)
+    assert v.cls == faults.BY_ID["no-auto-passthrough-gateway"].expected_for(ISTIO_RELEASES[-1]).cls, v.evidence
+
+
+def _body(output: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith("upstream connect error"))
