@@ -4,7 +4,7 @@ curl's sidecar in cluster1 calls httpbin's sidecar in cluster2 with Istio-style 
 coming from another root (what the fault's inject does to cacerts). The client sidecar writes its access log in
 Istio 1.30.3's default text format (`EnvoyTextLogFormat`, pilot/pkg/model/telemetry_logging.go@1.30.3:44-51, used
 as-is: it is what a sidecar writes to /dev/stdout once `meshConfig.accessLogFile: /dev/stdout` is set and no
-`accessLogFormat` is, telemetry_logging.go@1.30.3:369), next to Envoy's own log lines, as `kubectl logs -c
+`accessLogFormat` is, telemetry_logging.go@1.30.3:359-370), next to Envoy's own log lines, as `kubectl logs -c
 istio-proxy` shows them. What curl printed (through lab.probe.curl_argv, the probe's own command) and what Envoy
 logged go to lab.classify as lab/scenarios/multi_primary_multi_network/faults.py `probe_class` hands them over, so the
 catalogue's expectation for this fault is checked by the real component that decides it: the client's Envoy
@@ -14,6 +14,7 @@ verifying a chain that ends at a root it does not trust.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,13 +24,13 @@ import pytest
 
 from lab import certs
 from lab.classify import classify, parse_access_log
-from lab.probe import curl_argv
+from lab.probe import curl_argv, parse_curl
 from lab.retry import NotYet, poll
 from lab.scenarios.multi_primary_multi_network import faults
 from lab.scenarios.multi_primary_multi_network.names import APP_NS, CLIENT_APP, SERVER_APP
 from lab.scenarios.multi_primary_multi_network.profiles import ISTIO_RELEASES, load_profile
 from lab.shell import Result, Runner
-from tests.e2e.helpers import spiffe_id
+from tests.e2e.helpers import header_values, parse_xfcc, spiffe_id
 from tests.support import mtls_envoys
 from tests.support.envoy import free_port, run_envoy
 from tests.support.workload_certs import issue
@@ -133,6 +134,20 @@ def test_the_same_hop_with_one_root_is_ok_so_the_failure_below_is_the_root(share
     assert classify(p.curl.output, p.curl.returncode, access_log=p.envoy_log).cls == "ok", p.curl.output
     (entry,) = parse_access_log(p.access_line)
     assert entry.code == 200 and entry.flags == () and entry.cluster == mtls_envoys.OUTBOUND_CLUSTER
+
+
+def test_the_xfcc_a_real_server_sidecar_appends_reads_as_the_e2e_proof_expects(shared_root_probe):
+    # the server sidecar as Istio 1.30.3 builds it (APPEND_FORWARD, Subject/URI/DNS: pilot/pkg/networking/util/
+    # proxy_headers.go@1.30.3:52, listener_inbound.go@1.30.3:816-830); tests/e2e/multi_primary/test_proof.py's reading
+    res = parse_curl(shared_root_probe.curl.stdout, shared_root_probe.curl.returncode)
+    headers = json.loads(res.body)["headers"]
+    # go-httpbin answers http.Header (a list per name); the stand-in app a string: header_values reads both
+    go_shape = {k: [v] for k, v in headers.items()}
+    values = header_values(go_shape, "X-Forwarded-Client-Cert")
+    assert values == header_values(headers, "x-forwarded-client-cert") and len(values) == 1, headers
+    (element,) = parse_xfcc(values[0])
+    assert element["URI"] == [CURL_ID] and element["BY"] == [HTTPBIN_ID], values[0]
+    assert len(element["HASH"][0]) == 64 and element["SUBJECT"] == [""], values[0]  # workload certs: empty subject
 
 
 def test_istio130s_access_log_line_names_the_certificate_failure_where_the_classifier_reads_it(other_root_probe):
