@@ -9,11 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 import lab
 from lab.errors import LabError
 from lab.probe import EXIT_MARK, STATUS_MARK
 from lab.scenario import load_profile
+from lab.scenarios.multi_primary_multi_network import istio as mp_istio
+from lab.scenarios.multi_primary_multi_network import names as mp
+from lab.scenarios.multi_primary_multi_network import profiles as mp_profiles
 from lab.shell import Result
 from tests.e2e import artifacts, helpers
 from tests.e2e.session import LabSession, docker_problem, mpmn_faults
@@ -425,6 +429,46 @@ def test_header_values_read_both_httpbins_shapes_case_insensitively():
 def test_spiffe_ids_are_istios_form():
     assert helpers.spiffe_id("sample", "curl") == "spiffe://cluster.local/ns/sample/sa/curl"
     assert helpers.spiffe_id("a", "b", "td") == "spiffe://td/ns/a/sa/b"
+
+
+SAMPLES_130 = Path(__file__).parent.parent / "data" / "istio-1.30.3" / "samples"
+
+
+def _sample_objects(rel: str) -> dict[str, dict]:
+    return {o["kind"]: o for o in yaml.safe_load_all((SAMPLES_130 / rel).read_text()) if o}
+
+
+def test_the_proofs_identities_are_the_samples_service_accounts_in_the_trust_domain_the_lab_installs():
+    # samples/curl/curl.yaml and samples/httpbin/httpbin.yaml@1.30.3 (the files the lab applies) run as their own
+    # ServiceAccounts; the lab's overlay sets no trustDomain and no proxy headers, so istiod's default trust domain
+    # (istio-discovery templates/configmap.yaml@1.30.3:4, cluster.local) and the inbound APPEND_FORWARD
+    # (pilot/pkg/networking/util/proxy_headers.go@1.30.3:52) are what test_proof.py's CLIENT_ID and SERVER_ID assume
+    for app, rel in ((mp.CLIENT_APP, "curl/curl.yaml"), (mp.SERVER_APP, "httpbin/httpbin.yaml")):
+        objs = _sample_objects(rel)
+        assert objs["ServiceAccount"]["metadata"]["name"] == app
+        assert objs["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == app
+    profile = mp_profiles.load_profile()
+    for c in profile.clusters:
+        spec = mp_istio.overlay(profile, c)["spec"]
+        for mesh in (spec.get("meshConfig") or {}, (spec.get("values") or {}).get("meshConfig") or {}):
+            assert "trustDomain" not in mesh and "proxyHeaders" not in (mesh.get("defaultConfig") or {}), mesh
+    assert helpers.spiffe_id(mp.APP_NS, mp.CLIENT_APP) == "spiffe://cluster.local/ns/sample/sa/curl"
+
+
+def test_httpbins_sample_sends_to_the_port_go_httpbin_listens_on():
+    # go-httpbin v2.15.0 listens on 8080 unless -port or PORT say otherwise (httpbin/cmd/cmd.go: defaultListenPort,
+    # the PORT env); the sample sets neither, and its Service maps 8000 to 8080
+    objs = _sample_objects("httpbin/httpbin.yaml")
+    (port,) = objs["Service"]["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (mp.SERVER_PORT, 8080)
+    (container,) = objs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == mp_profiles.Images().httpbin == "docker.io/mccutchen/go-httpbin:v2.15.0"
+    assert container["ports"] == [{"containerPort": 8080}] and "args" not in container and "env" not in container
+    (curl,) = _sample_objects("curl/curl.yaml")["Deployment"]["spec"]["template"]["spec"]["containers"]
+    # the Alpine-based curl image's ENTRYPOINT (/entrypoint.sh) is replaced by the sample's command: busybox sleep
+    assert curl["image"] == mp_profiles.Images().curl and curl["command"] == ["/bin/sleep", "infinity"]
+    assert helpers.sidecarless_pod("sample", curl["image"], "curl")["spec"]["containers"][0]["command"] == \
+        curl["command"]
 
 
 # envoy.admin.v3.Clusters as /clusters?format=json prints it (trimmed to the fields read)

@@ -478,11 +478,16 @@ BODY = ("upstream connect error or disconnect/reset before headers. retried and 
         "connection failure")
 CURL_503 = (f"HTTP/1.1 503 Service Unavailable\r\ncontent-length: {len(BODY)}\r\ncontent-type: text/plain\r\n"
             f"server: envoy\r\n\r\n{BODY}\n__LAB_HTTP_CODE__=503\n__LAB_CURL_EXIT__=0\n")
+# The shape of the line a real Envoy 1.40 writes in Istio 1.30.3's EnvoyTextLogFormat for this failure
+# (tests/integration/test_mpmn_root_mismatch_envoy.py): details and transport reason with spaces as `_`, the reset
+# reason and the TLS error joined by `|`; UF,URX because the sidecar's default route retries a connect failure
+# twice (pilot/pkg/networking/core/route/retry/retry.go@1.30.3:36-37).
 TLS_LOG = ('[2026-12-02T10:00:00.000Z] "GET /headers HTTP/1.1" 503 UF,URX upstream_reset_before_response_started'
-           '{remote_connection_failure,TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED'
-           ':verify_cert_failed:X509_verify_cert:certificate_verification_error_at_depth_2:self_signed_certificate'
-           '_in_certificate_chain:TLS_error_end} - "TLS_error:|268435581:SSL routines:OPENSSL_internal:'
-           'CERTIFICATE_VERIFY_FAILED:TLS_error_end" 0 121 30 - "-" "curl/8.16.0" "id" '
+           '{remote_connection_failure|TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED'
+           ':verify_cert_failed:_X509_verify_cert:_certificate_verification_error_at_depth_2:_self_signed_certificate'
+           '_in_certificate_chain:TLS_error_end} - "TLS_error:|268435581:SSL_routines:OPENSSL_internal:'
+           'CERTIFICATE_VERIFY_FAILED:verify_cert_failed:_X509_verify_cert:_certificate_verification_error_at_depth_2:'
+           '_self_signed_certificate_in_certificate_chain:TLS_error_end" 0 121 30 - "-" "curl/8.16.0" "id" '
            '"httpbin.sample.svc.cluster.local:8000" "172.18.255.250:15443" '
            'outbound|8000||httpbin.sample.svc.cluster.local - 10.255.20.17:8000 10.10.0.7:40000 - default\n')
 
