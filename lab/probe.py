@@ -9,8 +9,8 @@ curl runs under `sh -c` so that its own exit code and the HTTP status are printe
 whatever kubectl does with exit codes. It runs with `-v`: newer curl (7.88, seen here) says only "Couldn't
 connect to server" for both a refused and an unreachable address, while the verbose lines (on stderr) still carry
 the kernel's reason ("Network is unreachable", "Connection refused") for the classifier.
-No `-4`: the lab must see what an application sees, including the AAAA behaviour of musl (see
-lab/scenarios/replicated_control_planes/corefile.py).
+No `-4`: the lab must see what an application sees, including the AAAA behaviour of musl (a scenario whose names
+have no AAAA record guards against it in its DNS configuration).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def curl_argv(url: str, *, method: str = "GET", head: bool = False, extra: Seque
 
 
 def nslookup_argv(name: str, server: str | None = None, qtype: str = "a") -> list[str]:
-    """The write-up's check: `nslookup -type=a httpbin.bar.global <dns service IP>`."""
+    """The write-up's check: `nslookup -type=a <name> <dns service IP>`."""
     argv = ["nslookup", f"-type={qtype}", name]
     return [*argv, server] if server else argv
 

@@ -32,14 +32,15 @@ StatusRows = list[tuple[str, bool, str]]  # (what, ok, detail) per line of `lab 
 class Scenario(Generic[P]):
     """What the engine needs from a scenario; every callable takes the scenario's own profile type."""
 
-    name: str  # as on the command line and the manifests/ folder: "replicated-control-planes"
+    name: str  # as on the command line and the manifests/<name>/ folder
     title: str  # one line for `lab scenarios`
     profiles: Mapping[str, P]
     default_profile: str  # the profile `--scenario NAME` picks
     build: Callable[[P, Paths], list[Step]]  # the steps of `lab up`
     build_uninstall: Callable[[P, Paths], list[Step]]  # the steps of `lab uninstall`
     uninstall_forgets: tuple[str, ...]  # phases of `build` whose recorded steps `lab uninstall` undoes
-    proof: Callable[[P], str]  # what `lab up`'s last step proves: "curl httpbin.bar.global:8000/headers from ..."
+    proof: Callable[[P], str]  # what `lab up`'s last step proves: "curl HOST:PORT/headers from CLUSTER/NS/APP"
+    config_hosts: str  # `lab configdump`'s host query when none is given: "*.SUFFIX", every name of its services
     status: Callable[[Kubectl, Any], StatusRows]  # `lab status` rows for one cluster (the profile's cluster type)
     doctor: Callable[[str | None, Path, bool, TextIO], int]  # `lab doctor`: (profile, home, --json, out) -> exit code
     faults_table: Callable[[], str]  # the fault catalogue as Markdown (`lab faults table`)

@@ -63,6 +63,7 @@ SCENARIO: Scenario[Profile] = Scenario(
     build_uninstall=steps.build_uninstall,
     uninstall_forgets=("remote-secrets", "apps", "verify"),
     proof=_proof,
+    config_hosts=names.SERVICE_HOSTS,
     status=_status,
     doctor=_doctor,
     faults_table=_faults_table,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from lab.scenario import Scenario
-from lab.scenarios.replicated_control_planes import cli, names, status, steps
+from lab.scenarios.replicated_control_planes import cli, names, serviceentry, status, steps
 from lab.scenarios.replicated_control_planes.profiles import PROFILES, Profile
 
 
@@ -50,6 +50,7 @@ SCENARIO: Scenario[Profile] = Scenario(
     build_uninstall=steps.build_uninstall,
     uninstall_forgets=("apps", "serviceentries", "verify"),
     proof=_proof,
+    config_hosts=f"*.{serviceentry.DOMAIN}",  # every remote service's name: <name>.<namespace>.global
     status=status.rows,
     doctor=_doctor,
     faults_table=_faults_table,
