@@ -63,8 +63,10 @@ def scenarios() -> dict[str, Scenario[Any]]:
     return found
 
 
+@cache
 def profiles() -> dict[str, Scenario[Any]]:
-    """profile name -> its scenario; a name two scenarios both use is an installation error."""
+    """profile name -> its scenario; a name two scenarios both use is an installation error. Computed once, like
+    `scenarios()` (a test that changes the entry points clears both caches)."""
     out: dict[str, Scenario[Any]] = {}
     for s in scenarios().values():
         for name in s.profiles:
