@@ -620,20 +620,25 @@ def node_info(dump: dict[str, Any]) -> dict[str, Any] | None:
             "router_mode": meta.get("ROUTER_MODE"), "envoy_version": version}
 
 
-def analyze(dump: dict[str, Any], host: str, port: int | None = None) -> dict[str, Any]:
-    """Summarise `dump` for `host` (a name, or `*.suffix` for every name under it) on `port` (default: any).
-    JSON-able."""
-    secs = sections(dump)
-    node_ips = _node_ips(dump)
-    clusters = find_clusters(dump, host, port)
-    known = cluster_names(dump)
-    listeners = [summarize_listener(lis, st, node_ips) for st, lis in _listeners(dump)]
-    on_15443 = [ls for ls in listeners if GATEWAY_PORT in (ls["port"], ls["istio_port"])]
-    blackholes = [{"listener": ls["name"], "chain": ch["name"], **ch["blackhole"]}
-                  for ls in listeners for ch in ls["chains"] if ch["blackhole"]]
-    ca = rootca(dump)
+def _gateway_findings(on_15443: list[dict[str, Any]], sni: str) -> list[str]:
+    """What is wrong with the 15443 listeners' chains: an unusable tcp_cluster_rewrite, or none where the SNI cluster
+    (`sni`, the name the sidecar sends) would then have to exist on the gateway itself."""
+    findings = []
+    for ls in on_15443:
+        for ch in ls["chains"]:
+            rw = ch["tcp_cluster_rewrite"]
+            if rw and not rw["usable"]:
+                findings.append(f"{ls['name']} chain {ch['name']}: tcp_cluster_rewrite unusable: {rw['why']}")
+            if ls["wildcard"] and ch["sni_cluster"] and rw is None:
+                findings.append(f"{ls['name']} chain {ch['name']}: no tcp_cluster_rewrite, so the SNI cluster "
+                                f"({sni}) must exist on the gateway itself")
+    return findings
+
+
+def _findings(secs: dict[str, Any], what: str, clusters: list[dict[str, Any]], on_15443: list[dict[str, Any]],
+              blackholes: list[dict[str, Any]], sni: str) -> list[str]:
+    """The summary's plain statements of what is missing or broken, in reading order."""
     findings: list[str] = []
-    what = host + (f":{port}" if port else "")
     if "ClustersConfigDump" not in secs:
         findings.append("no ClustersConfigDump in the dump")
     elif not clusters:
@@ -645,19 +650,26 @@ def analyze(dump: dict[str, Any], host: str, port: int | None = None) -> dict[st
         findings.append("no ListenersConfigDump in the dump")
     elif not any(ls["wildcard"] for ls in on_15443):
         findings.append(f"no 0.0.0.0_{GATEWAY_PORT} listener (not an AUTO_PASSTHROUGH gateway)")
+    findings += _gateway_findings(on_15443, sni)
+    return findings + [f"{b['listener']} chain {b['chain']} drops connections (BlackHoleCluster): {b['why']}"
+                       for b in blackholes if b["failure"]]
+
+
+def analyze(dump: dict[str, Any], host: str, port: int | None = None) -> dict[str, Any]:
+    """Summarise `dump` for `host` (a name, or `*.suffix` for every name under it) on `port` (default: any).
+    JSON-able."""
+    secs = sections(dump)
+    clusters = find_clusters(dump, host, port)
+    known = cluster_names(dump)
+    node_ips = _node_ips(dump)
+    listeners = [summarize_listener(lis, st, node_ips) for st, lis in _listeners(dump)]
+    on_15443 = [ls for ls in listeners if GATEWAY_PORT in (ls["port"], ls["istio_port"])]
+    blackholes = [{"listener": ls["name"], "chain": ch["name"], **ch["blackhole"]}
+                  for ls in listeners for ch in ls["chains"] if ch["blackhole"]]
+    ca = rootca(dump)
     sni_port = port if port and not host.startswith("*") else None  # one name and port: one SNI, one gateway path
     sni = sni_dnat_name(host, sni_port) if sni_port else "outbound_.PORT_._.HOST"  # the name the sidecar sends
-    for ls in on_15443:
-        for ch in ls["chains"]:
-            rw = ch["tcp_cluster_rewrite"]
-            if rw and not rw["usable"]:
-                findings.append(f"{ls['name']} chain {ch['name']}: tcp_cluster_rewrite unusable: {rw['why']}")
-            if ls["wildcard"] and ch["sni_cluster"] and rw is None:
-                findings.append(f"{ls['name']} chain {ch['name']}: no tcp_cluster_rewrite, so the SNI cluster "
-                                f"({sni}) must exist on the gateway itself")
-    for b in blackholes:
-        if b["failure"]:
-            findings.append(f"{b['listener']} chain {b['chain']} drops connections (BlackHoleCluster): {b['why']}")
+    findings = _findings(secs, host + (f":{port}" if port else ""), clusters, on_15443, blackholes, sni)
     paths: list[dict[str, Any]] = []
     if sni_port:
         for ls in on_15443:
