@@ -262,12 +262,6 @@ class ClusterHandle:
     _api: k8s.ApiClient | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    @classmethod
-    def of_kubectl(cls, name: str, k: Kubectl) -> ClusterHandle:
-        """The handle on the cluster a Kubectl names (its kubeconfig, context and binary), for code given only that
-        Kubectl (a scenario's `lab status` rows: the engine made it with `kubectl(runner)` of its own handle)."""
-        return cls(name, Path(k.kubeconfig), k.context, k.binary)
-
     # --- the client -----------------------------------------------------------------------------------------------
     @property
     def api(self) -> k8s.ApiClient:

@@ -17,10 +17,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Generic, TextIO
 
+from lab.cluster import ClusterHandle
 from lab.errors import LabError, UsageError
-from lab.kube import Kubectl
 from lab.plan import Paths, Step
 from lab.profile import P, ProfileBase, apply_overrides
+from lab.shell import Runner
 
 ENTRY_POINTS = "istio_multicluster_lab.scenarios"
 DEFAULT_PROFILE = "default"
@@ -41,7 +42,9 @@ class Scenario(Generic[P]):
     uninstall_forgets: tuple[str, ...]  # phases of `build` whose recorded steps `lab uninstall` undoes
     proof: Callable[[P], str]  # what `lab up`'s last step proves: "curl HOST:PORT/headers from CLUSTER/NS/APP"
     config_hosts: str  # `lab configdump`'s host query when none is given: "*.SUFFIX", every name of its services
-    status: Callable[[Kubectl, Any], StatusRows]  # `lab status` rows for one cluster (the profile's cluster type)
+    # `lab status` rows for one cluster (the profile's cluster type), through the lab's handle on it; the runner is
+    # for rows a scenario reads with kubectl (`ClusterHandle.kubectl(runner)`: the same kubeconfig and context)
+    status: Callable[[ClusterHandle, Runner, Any], StatusRows]
     doctor: Callable[[str | None, Path, bool, TextIO], int]  # `lab doctor`: (profile, home, --json, out) -> exit code
     faults_table: Callable[[], str]  # the fault catalogue as Markdown (`lab faults table`)
     with_faults_table: Callable[[str], str]  # a README text with that table put in its place

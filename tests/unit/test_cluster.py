@@ -414,15 +414,3 @@ def test_a_kubeconfig_that_is_no_kubeconfig_is_one_line_not_a_traceback(tmp_path
     with pytest.raises(LabError, match=r"^cluster1: kubeconfig .* cannot be used with context kind-fake \(.+\); "
                                        r"rebuild it with `make lab-up`$"):
         ClusterHandle("cluster1", path, "kind-fake").coredns()
-
-
-def test_of_kubectl_is_the_handle_on_the_kubeconfig_and_context_that_kubectl_names(api, tmp_path):
-    from lab.kube import Kubectl
-
-    k = Kubectl(None, str(api.kubeconfig(tmp_path / "kc", context="kind-cluster2")), "kind-cluster2", "/bin/kubectl")
-    h = ClusterHandle.of_kubectl("cluster2", k)
-    assert (h.name, h.kubeconfig, h.context, h.kubectl_binary) == ("cluster2", tmp_path / "kc", "kind-cluster2",
-                                                                   "/bin/kubectl")
-    assert h.kubectl(None).base() == k.base()
-    assert "kubernetes cluster.local" in h.corefile()
-    h.close()
