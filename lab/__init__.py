@@ -1,3 +1,3 @@
-"""istio-multicluster-lab: Istio 1.7 replicated control planes (.global) on two kind clusters."""
+"""istio-multicluster-lab: Istio multicluster scenarios on two kind clusters (`python -m lab scenarios` lists them)."""
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Build and diagnose Istio 1.7's replicated-control-planes multicluster lab on two kind clusters.
+"""Build and diagnose an Istio multicluster lab on two kind clusters (`lab scenarios` lists what it can build).
 
 (For developers: argument parsing and output only; the work is done by the domain modules. Each command group has
 its own `_add_<group>` function. `main` is the one place where every error becomes one line on stderr and an exit
@@ -26,6 +26,7 @@ from lab.values import ascii_int
 
 if TYPE_CHECKING:
     from lab.profile import ProfileBase as Profile
+    from lab.scenario import Scenario
 
 T = TypeVar("T")
 
@@ -47,7 +48,8 @@ def _dns_name(text: str) -> str:
 
     label = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
     if len(text) > 254 or not re.fullmatch(rf"(\*\.)?{label}(\.{label})*\.?", text, re.ASCII | re.IGNORECASE):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a DNS host name (e.g. httpbin.bar.global, *.global)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a DNS host name (a name such as httpbin.bar.example, or "
+                                         "*.SUFFIX for every name under SUFFIX)")
     return text
 
 
@@ -113,6 +115,14 @@ def _certs_check(a: argparse.Namespace) -> int:
     return 0
 
 
+def _default_scenario() -> Scenario[Any]:
+    """The scenario of the lab's default profile (lab.scenario.DEFAULT_PROFILE): what a command without
+    --scenario or --profile is about."""
+    from lab import scenario as registry
+
+    return registry.owner_of(registry.DEFAULT_PROFILE)
+
+
 # --- diagnostics (classify, configdump, doctor) ----------------------------------------------------------
 def _add_classify(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("classify", help="say what a curl/Envoy probe result means",
@@ -142,26 +152,36 @@ def _add_classify(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _add_configdump(sub: argparse._SubParsersAction[_Parser]) -> None:
+    from lab.scenario import scenarios
+
+    defaults = ", ".join(f"{s.name}: {s.config_hosts}" for s in scenarios().values())
     p = sub.add_parser("configdump", help="summarise an Envoy /config_dump for a host and port")
     p.add_argument("file", metavar="FILE", help="the /config_dump JSON ('-' for standard input)")
     p.add_argument("--host", default=None, type=_dns_name,
-                   help="host to look for (default: every *.global host), e.g. httpbin.bar.global")
+                   help=f"host to look for, a name or *.SUFFIX (default: every name of --scenario's services; "
+                        f"{defaults})")
     p.add_argument("--port", type=port, default=None, help="service port, 1-65535 (e.g. 8000)")
+    p.add_argument("--scenario", metavar="NAME", help="whose services --host defaults to (default: the default "
+                                                      "profile's scenario)")
 
     def run(a: argparse.Namespace) -> int:
         import json
 
         from lab import configdump
+        from lab import scenario as registry
+
+        host = a.host or (registry.get(a.scenario) if a.scenario else _default_scenario()).config_hosts
         text = read_input(a.file)
         dump = configdump.load(text, source="standard input" if a.file == "-" else a.file)
-        print(json.dumps(configdump.analyze(dump, a.host, a.port), indent=2))
+        print(json.dumps(configdump.analyze(dump, host, a.port), indent=2))
         return 0
 
     p.set_defaults(func=run)
 
 
 def _add_doctor(sub: argparse._SubParsersAction[_Parser]) -> None:
-    p = sub.add_parser("doctor", help="walk the path sleep -> httpbin and name the first broken hop")
+    p = sub.add_parser("doctor", help="walk the path from the scenario's client to httpbin and name the first "
+                                      "broken hop")
     p.add_argument("--home", metavar="DIR", help="the lab's state directory (default: $LAB_HOME, else ./.lab)")
     p.add_argument("--lab-home", dest="home", help=argparse.SUPPRESS)  # the old name, still accepted
     p.add_argument("--profile", default=None, metavar="NAME",
@@ -197,7 +217,7 @@ def _add_faults(sub: argparse._SubParsersAction[_Parser]) -> None:
     def table(a: argparse.Namespace) -> int:
         from lab import scenario as registry
 
-        scenario = registry.get(a.scenario) if a.scenario else registry.owner_of(registry.DEFAULT_PROFILE)
+        scenario = registry.get(a.scenario) if a.scenario else _default_scenario()
         if not a.write:
             sys.stdout.write(scenario.faults_table())
             return 0
@@ -272,7 +292,11 @@ def _add_up(sub: argparse._SubParsersAction[_Parser]) -> None:
         profile, overrides = _chosen_profile(a)
         return executor.up(profile, home=a.home, overrides=overrides)
 
-    p = sub.add_parser("up", help="build the lab and prove curl httpbin.bar.global:8000 returns 200 (re-runnable)")
+    from lab.scenario import DEFAULT_PROFILE
+
+    default = _default_scenario()
+    p = sub.add_parser("up", help=f"build the lab and prove its scenario's call returns 200 (re-runnable; "
+                                  f"{DEFAULT_PROFILE}: {default.proof(default.profiles[DEFAULT_PROFILE])})")
     _profile_args(p)
     _home_arg(p)
     p.set_defaults(func=up)
@@ -289,7 +313,7 @@ def _add_recorded(sub: argparse._SubParsersAction[_Parser]) -> None:
     """down/status/uninstall: the commands that work on the lab as it was built (its recorded profile)."""
     for name, text in [
         ("down", "delete the clusters this lab created (confirmed by kind's node label), nothing else"),
-        ("status", "show clusters, Istio, istiocoredns, apps, ServiceEntries and the last probe"),
+        ("status", "show clusters, Istio, the scenario's own parts (DNS, gateways, apps) and the last probe"),
         ("uninstall", "remove the apps, ServiceEntries and namespaces (the write-up's uninstall section)"),
     ]:
         p = sub.add_parser(name, help=text)

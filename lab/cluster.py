@@ -192,8 +192,8 @@ def _is_ready(pod: k8s.V1Pod) -> bool:
 def newest_running(pods: Iterable[k8s.V1Pod], *, ready: bool = False) -> k8s.V1Pod | None:
     """The newest pod that is Running and not being deleted (with `ready`, also Ready), or None.
 
-    The rule lab.probe.newest_running_pod states for kubectl's JSON, on typed pods: a pod being replaced stays Running
-    through its grace period with its sidecar gone (it carries a deletionTimestamp); a newer one may still be Pending.
+    A pod being replaced stays Running through its grace period with its sidecar gone (the sample's sleep, PID 1,
+    ignores SIGTERM; the pod carries a deletionTimestamp); a newer one may still be Pending (nothing to exec into yet).
     Newest by creationTimestamp, equal ones ordered by name so the choice is stable."""
     candidates = [p for p in pods
                   if p.status is not None and p.status.phase == "Running" and p.metadata is not None
@@ -261,12 +261,6 @@ class ClusterHandle:
     sleep: Callable[[float], None] = time.sleep
     _api: k8s.ApiClient | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-
-    @classmethod
-    def of_kubectl(cls, name: str, k: Kubectl) -> ClusterHandle:
-        """The handle on the cluster a Kubectl names (its kubeconfig, context and binary), for code given only that
-        Kubectl (a scenario's `lab status` rows: the engine made it with `kubectl(runner)` of its own handle)."""
-        return cls(name, Path(k.kubeconfig), k.context, k.binary)
 
     # --- the client -----------------------------------------------------------------------------------------------
     @property

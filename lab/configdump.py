@@ -31,7 +31,6 @@ from cryptography.x509.oid import NameOID
 
 from lab.errors import ValidationError
 
-GLOBAL_SUFFIX = "global"
 BLACKHOLE = "BlackHoleCluster"
 PASSTHROUGH = "PassthroughCluster"
 GATEWAY_PORT = 15443
@@ -120,24 +119,24 @@ def sni_dnat_name(host: str, port: int, subset: str = "", direction: str = "outb
     return f"{direction}_.{port}_.{subset}_.{host}"
 
 
-def is_global(host: str) -> bool:
-    """True for `name.ns.global`; the suffix is a whole DNS label, so `global-sidecar.default...` is not."""
-    labels = host.lower().rstrip(".").split(".")
-    return len(labels) > 1 and labels[-1] == GLOBAL_SUFFIX
+def in_domain(host: str, suffix: str) -> bool:
+    """True when `host` is a name under the DNS suffix, as whole labels: `httpbin.bar.svc.cluster.local` is under
+    `svc.cluster.local` and `cluster.local`; `global-sidecar.default.svc.cluster.local` is not under `global`, nor
+    `local` under itself."""
+    return host.lower().rstrip(".").endswith("." + suffix.lower().rstrip("."))
 
 
-def host_matches(candidate: str, query: str | None) -> bool:
+def host_matches(candidate: str, query: str) -> bool:
     """Does `candidate` (a cluster host or a route domain without port) match the query host?
 
-    No query means the lab's default: any `.global` host. A query `*.suffix` matches whole-label suffixes.
-    A candidate wildcard domain (`*.global`, `*`) is not matched here: routes report those separately.
+    A query `*.suffix` matches every name under the suffix (`in_domain`), anything else only itself (any case, a
+    trailing dot). A candidate wildcard domain (`*.cluster.local`, `*`) is not matched here: routes report those
+    separately. The query a command uses when none is given is its scenario's (lab.scenario.Scenario.config_hosts).
     """
     cand = candidate.lower().rstrip(".")
-    if query is None:
-        return is_global(cand)
     q = query.lower().rstrip(".")
     if q.startswith("*."):
-        return cand.endswith(q[1:]) and cand != q[2:]
+        return in_domain(cand, q[2:])
     return cand == q
 
 
@@ -257,7 +256,7 @@ def summarize_cluster(cluster: dict[str, Any], state: str = "active",
     return out
 
 
-def find_clusters(dump: dict[str, Any], host: str | None = None, port: int | None = None) -> list[dict[str, Any]]:
+def find_clusters(dump: dict[str, Any], host: str, port: int | None = None) -> list[dict[str, Any]]:
     eds = _eds_assignments(dump)
     out = []
     for state, cluster in _clusters(dump):
@@ -442,7 +441,8 @@ def summarize_listener(listener: dict[str, Any], state: str = "active",
 def _rewrite(name: str, rewrite: dict[str, Any]) -> str | None:
     try:
         replacement = str(rewrite.get("cluster_replacement") or "")
-        # Envoy patterns are RE2; the ones Istio writes (`\.global$`) mean the same in Python. The replacement is
+        # Envoy patterns are RE2; the ones Istio's charts write (a dotted suffix anchored with `$`) mean the same in
+        # Python. The replacement is
         # taken literally.
         return re.sub(rewrite["cluster_pattern"], lambda _m: replacement, name)
     except (re.error, TypeError):
@@ -507,14 +507,8 @@ def _route_config_port(name: str) -> int | None:
     return int(next(g for g in m.groups() if g))
 
 
-def _wildcard_serves(domain: str, host: str | None) -> bool:
-    if host is None:  # the default query is every .global host: `*.global` (or `*.bar.global`) serves them
-        return is_global(domain[2:]) or domain == f"*.{GLOBAL_SUFFIX}"
-    return host_matches(host, domain)
-
-
-def find_routes(dump: dict[str, Any], host: str | None = None, port: int | None = None) -> list[dict[str, Any]]:
-    """Virtual hosts with a domain for the host: exact or `host:port`, a wildcard such as `*.global`, or the
+def find_routes(dump: dict[str, Any], host: str, port: int | None = None) -> list[dict[str, Any]]:
+    """Virtual hosts with a domain for the host: exact or `host:port`, a wildcard such as `*.bar.example`, or the
     catch-all `*` of the route config that serves the port (a sidecar's `8000`, a gateway's `http.8000`): that
     one says where the traffic goes when no virtual host names the host (`allow_any` -> PassthroughCluster).
     """
@@ -535,7 +529,7 @@ def find_routes(dump: dict[str, Any], host: str | None = None, port: int | None 
                 if host_matches(h, host):
                     how = "exact"
                     break
-                if h.startswith("*.") and _wildcard_serves(h, host):
+                if h.startswith("*.") and host_matches(host, h):  # `*.bar.example` serves `httpbin.bar.example`
                     how = how or "wildcard"
                 elif h == "*" and serves_port:
                     how = how or "catch-all"
@@ -626,19 +620,25 @@ def node_info(dump: dict[str, Any]) -> dict[str, Any] | None:
             "router_mode": meta.get("ROUTER_MODE"), "envoy_version": version}
 
 
-def analyze(dump: dict[str, Any], host: str | None = None, port: int | None = None) -> dict[str, Any]:
-    """Summarise `dump` for `host:port` (default: every `.global` host on any port). JSON-able."""
-    secs = sections(dump)
-    node_ips = _node_ips(dump)
-    clusters = find_clusters(dump, host, port)
-    known = cluster_names(dump)
-    listeners = [summarize_listener(lis, st, node_ips) for st, lis in _listeners(dump)]
-    on_15443 = [ls for ls in listeners if GATEWAY_PORT in (ls["port"], ls["istio_port"])]
-    blackholes = [{"listener": ls["name"], "chain": ch["name"], **ch["blackhole"]}
-                  for ls in listeners for ch in ls["chains"] if ch["blackhole"]]
-    ca = rootca(dump)
+def _gateway_findings(on_15443: list[dict[str, Any]], sni: str) -> list[str]:
+    """What is wrong with the 15443 listeners' chains: an unusable tcp_cluster_rewrite, or none where the SNI cluster
+    (`sni`, the name the sidecar sends) would then have to exist on the gateway itself."""
+    findings = []
+    for ls in on_15443:
+        for ch in ls["chains"]:
+            rw = ch["tcp_cluster_rewrite"]
+            if rw and not rw["usable"]:
+                findings.append(f"{ls['name']} chain {ch['name']}: tcp_cluster_rewrite unusable: {rw['why']}")
+            if ls["wildcard"] and ch["sni_cluster"] and rw is None:
+                findings.append(f"{ls['name']} chain {ch['name']}: no tcp_cluster_rewrite, so the SNI cluster "
+                                f"({sni}) must exist on the gateway itself")
+    return findings
+
+
+def _findings(secs: dict[str, Any], what: str, clusters: list[dict[str, Any]], on_15443: list[dict[str, Any]],
+              blackholes: list[dict[str, Any]], sni: str) -> list[str]:
+    """The summary's plain statements of what is missing or broken, in reading order."""
     findings: list[str] = []
-    what = f"{host or '*.global'}" + (f":{port}" if port else "")
     if "ClustersConfigDump" not in secs:
         findings.append("no ClustersConfigDump in the dump")
     elif not clusters:
@@ -650,22 +650,31 @@ def analyze(dump: dict[str, Any], host: str | None = None, port: int | None = No
         findings.append("no ListenersConfigDump in the dump")
     elif not any(ls["wildcard"] for ls in on_15443):
         findings.append(f"no 0.0.0.0_{GATEWAY_PORT} listener (not an AUTO_PASSTHROUGH gateway)")
-    for ls in on_15443:
-        for ch in ls["chains"]:
-            rw = ch["tcp_cluster_rewrite"]
-            if rw and not rw["usable"]:
-                findings.append(f"{ls['name']} chain {ch['name']}: tcp_cluster_rewrite unusable: {rw['why']}")
-            if ls["wildcard"] and ch["sni_cluster"] and rw is None:
-                findings.append(f"{ls['name']} chain {ch['name']}: no tcp_cluster_rewrite, so the SNI cluster "
-                                "(outbound_.PORT_._.NAME.global) must exist on the gateway itself")
-    for b in blackholes:
-        if b["failure"]:
-            findings.append(f"{b['listener']} chain {b['chain']} drops connections (BlackHoleCluster): {b['why']}")
+    findings += _gateway_findings(on_15443, sni)
+    return findings + [f"{b['listener']} chain {b['chain']} drops connections (BlackHoleCluster): {b['why']}"
+                       for b in blackholes if b["failure"]]
+
+
+def analyze(dump: dict[str, Any], host: str, port: int | None = None) -> dict[str, Any]:
+    """Summarise `dump` for `host` (a name, or `*.suffix` for every name under it) on `port` (default: any).
+    JSON-able."""
+    secs = sections(dump)
+    clusters = find_clusters(dump, host, port)
+    known = cluster_names(dump)
+    node_ips = _node_ips(dump)
+    listeners = [summarize_listener(lis, st, node_ips) for st, lis in _listeners(dump)]
+    on_15443 = [ls for ls in listeners if GATEWAY_PORT in (ls["port"], ls["istio_port"])]
+    blackholes = [{"listener": ls["name"], "chain": ch["name"], **ch["blackhole"]}
+                  for ls in listeners for ch in ls["chains"] if ch["blackhole"]]
+    ca = rootca(dump)
+    sni_port = port if port and not host.startswith("*") else None  # one name and port: one SNI, one gateway path
+    sni = sni_dnat_name(host, sni_port) if sni_port else "outbound_.PORT_._.HOST"  # the name the sidecar sends
+    findings = _findings(secs, host + (f":{port}" if port else ""), clusters, on_15443, blackholes, sni)
     paths: list[dict[str, Any]] = []
-    if host and port and not host.startswith("*"):
+    if sni_port:
         for ls in on_15443:
             if ls["wildcard"]:
-                paths += [{"listener": ls["name"], **p} for p in gateway_path(ls, host, port, known)]
+                paths += [{"listener": ls["name"], **p} for p in gateway_path(ls, host, sni_port, known)]
     return {
         "format": dump_format(dump),
         "node": node_info(dump),

@@ -13,7 +13,7 @@ import dataclasses
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -283,7 +283,8 @@ def uninstall(*, home: Path | str | None = None, runner: Runner | None = None, o
 
 def status(*, home: Path | str | None = None, runner: Runner | None = None, out: TextIO | None = None,
            hooks: Hooks | None = None) -> int:
-    """What the lab has: clusters, Istio, istiocoredns, apps, ServiceEntries, the last probe. 0 if all there."""
+    """What the lab has: its clusters, Istio, the scenario's own rows (`Scenario.status`), the last probe. 0 if all
+    there."""
     s = _Session.open(home, runner, out, hooks)
     s.require_lab()
     state = State.load(s.home)
@@ -294,7 +295,21 @@ def status(*, home: Path | str | None = None, runner: Runner | None = None, out:
           f"{profile.node_image.split('@')[0]}), {len(state.done_steps)} steps recorded", file=s.out)
     tools = s.hooks.cached_tools(profile, s.runner)
     provider = s.provider(profile, tools)
-    handle = LabHandle.from_provider(profile.clusters, provider, str(tools.kubectl))
+    with closing(LabHandle.from_provider(profile.clusters, provider, str(tools.kubectl))) as handle:
+        healthy = _cluster_rows(s, state, profile, provider, handle)
+    probe_rec = state.data.get("last_probe")
+    if probe_rec:
+        print(f"  last probe ({probe_rec.get('at')}): {probe_rec.get('step')} -> HTTP {probe_rec.get('status')}, "
+              f"curl exit {probe_rec.get('curl_exit')}", file=s.out)
+    else:
+        healthy = False
+        print("  last probe: none yet", file=s.out)
+    return 0 if healthy else 1
+
+
+def _cluster_rows(s: _Session, state: State, profile: Profile, provider: Provider, handle: LabHandle) -> bool:
+    """`lab status`'s lines for each cluster: up or absent, then the scenario's rows through the lab's handle on it.
+    True when every row is ok."""
     healthy = True
     for c in profile.clusters:
         owned = state.owns_cluster(c.name)
@@ -304,17 +319,10 @@ def status(*, home: Path | str | None = None, runner: Runner | None = None, out:
         if not exists:
             healthy = False
             continue
-        for label, ok, detail in of(profile).status(handle[c.name].kubectl(s.runner), c):
+        for label, ok, detail in of(profile).status(handle[c.name], s.runner, c):
             healthy = healthy and ok
             print(f"    {'ok ' if ok else 'NO '} {label}: {detail}", file=s.out)
-    probe_rec = state.data.get("last_probe")
-    if probe_rec:
-        print(f"  last probe ({probe_rec.get('at')}): {probe_rec.get('step')} -> HTTP {probe_rec.get('status')}, "
-              f"curl exit {probe_rec.get('curl_exit')}", file=s.out)
-    else:
-        healthy = False
-        print("  last probe: none yet", file=s.out)
-    return 0 if healthy else 1
+    return healthy
 
 
 def scenario_of_lab(home: Path, profile: str | None = None) -> Scenario[Profile]:

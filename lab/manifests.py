@@ -5,11 +5,10 @@ upstream source; the header is documentation and is not rendered. The rest is fi
 `$NAME` / `${NAME}` syntax as envsubst. A template must be given exactly the variables it uses: a missing or an extra
 one is a ManifestError, so a renamed variable cannot silently leave `$OLD` in an object or be ignored.
 
-Values are validated by the builders (lab/scenarios/replicated_control_planes/serviceentry.py,
-lab/scenarios/replicated_control_planes/corefile.py, ...) before they get here; this module only
-refuses what could not be placed into a template safely: a value that is not a str or int, or a string with a
-double quote, a backslash or a control character (string variables sit inside double-quoted YAML scalars, so their
-type never depends on the value: port name `80` stays a string).
+Values are validated by the scenarios' builders (of ServiceEntries, Corefile blocks, ...) before they get here;
+this module only refuses what could not be placed into a template safely: a value that is not a str or int, or a
+string with a double quote, a backslash or a control character (string variables sit inside double-quoted YAML
+scalars, so their type never depends on the value: port name `80` stays a string).
 
 The replayable script fills a plain template (one applied as rendered, nothing changed in code: lab.plan.Template)
 with `envsubst '$VAR ...' < FILE` instead of a heredoc. envsubst reads `$NAME` and `${NAME}` as string.Template does

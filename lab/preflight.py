@@ -10,12 +10,11 @@ and (when given) the tools' versions.
 Minimums (derived from requests, see docs/platform.md): every kind node sees the whole Docker host, and per cluster
 the scheduled requests are about 2.8 GiB of memory (istiod alone requests 2048Mi: Istio 1.7.8
 manifests/charts/istio-control/istio-discovery/values.yaml); two clusters and their control planes run side by side,
-so the lab wants 6 GiB. CPUs: the profile's `cpu_need` (the 1.7 scenario's
-lab/scenarios/replicated_control_planes/capacity.py sums every pod's CPU request on one node, with the surges of the
-fault suite, and rounds that peak up).
+so the lab wants 6 GiB. CPUs: the profile's `cpu_need` (a scenario sums every pod's CPU
+request on one node, with the surges of its fault suite, and rounds that peak up).
 
-The kernel modules the profile's sidecars need (`kernel_modules`; Istio 1.7's: the legacy iptables modules,
-lab/scenarios/replicated_control_planes/istio.py XTABLES_MODULES): when the Docker engine runs on
+The kernel modules the profile's sidecars need (`kernel_modules`; Istio 1.7's: the legacy iptables modules
+its scenario's istio.py lists): when the Docker engine runs on
 this machine's kernel, they must be loaded, built in, or loadable from /lib/modules/<release> (which kind mounts into
 every node, where the lab loads them: lab/kind.py). Another kernel (Docker Desktop's VM, a remote engine) is checked
 inside the first node instead.

@@ -3,16 +3,14 @@
 Pure part: the argv to run and the parsing of what came back (`parse_http` is the one reader of an HTTP response
 in curl's output; lab.classify reads it too). Thin part: `Prober`, which runs them in the `sleep` container (the
 write-up's `kubectl exec ... -c sleep -- curl ...`) through the exec stream of the lab's one handle
-(lab.cluster.ClusterHandle), and `envoy_admin` (pilot-agent's admin proxy, by exec). Given a lab.kube.Kubectl instead,
-both still run `kubectl exec`: that path is kept only while tests/e2e/session.py builds them from kubectl, and goes
-once it uses the handle (docs/kube-api.md).
+(lab.cluster.ClusterHandle), and `envoy_admin` (pilot-agent's admin proxy, by exec).
 
 curl runs under `sh -c` so that its own exit code and the HTTP status are printed in a trailer we can parse,
 whatever kubectl does with exit codes. It runs with `-v`: newer curl (7.88, seen here) says only "Couldn't
 connect to server" for both a refused and an unreachable address, while the verbose lines (on stderr) still carry
 the kernel's reason ("Network is unreachable", "Connection refused") for the classifier.
-No `-4`: the lab must see what an application sees, including the AAAA behaviour of musl (see
-lab/scenarios/replicated_control_planes/corefile.py).
+No `-4`: the lab must see what an application sees, including the AAAA behaviour of musl (a scenario whose names
+have no AAAA record guards against it in its DNS configuration).
 """
 
 from __future__ import annotations
@@ -22,12 +20,9 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from lab.cluster import ClusterHandle
-from lab.errors import LabError
-from lab.kube import Kubectl
 
 STATUS_MARK = "__LAB_HTTP_CODE__="
 EXIT_MARK = "__LAB_CURL_EXIT__="
@@ -71,7 +66,7 @@ def curl_argv(url: str, *, method: str = "GET", head: bool = False, extra: Seque
 
 
 def nslookup_argv(name: str, server: str | None = None, qtype: str = "a") -> list[str]:
-    """The write-up's check: `nslookup -type=a httpbin.bar.global <dns service IP>`."""
+    """The write-up's check: `nslookup -type=a <name> <dns service IP>`."""
     argv = ["nslookup", f"-type={qtype}", name]
     return [*argv, server] if server else argv
 
@@ -208,49 +203,19 @@ def parse_nslookup(output: str) -> list[str]:
     return addresses
 
 
-def newest_running_pod(pod_list: dict[str, Any]) -> str | None:
-    """Name of the newest pod in a `kubectl get pods -o json` list that is Running and not being deleted.
-
-    A pod being replaced keeps phase Running until its containers stop (the sample's sleep, PID 1, ignores SIGTERM
-    for the whole grace period) while its sidecar has already drained and exited; it is marked by
-    `metadata.deletionTimestamp`. A newer pod may still be Pending (nothing to exec into yet). Newest by
-    `metadata.creationTimestamp` (RFC 3339 UTC, second precision); equal timestamps are ordered by name so the
-    choice is stable. None when no pod qualifies.
-    """
-    candidates = []
-    for item in pod_list.get("items") or []:
-        meta = item.get("metadata") or {}
-        if (item.get("status") or {}).get("phase") != "Running" or meta.get("deletionTimestamp"):
-            continue
-        if meta.get("name"):
-            candidates.append((_created(meta.get("creationTimestamp")), meta["name"]))
-    return max(candidates)[1] if candidates else None
-
-
-def _created(stamp: str | None) -> datetime:
-    """creationTimestamp as an aware datetime; a pod without one (never seen from the API server) sorts first."""
-    if not stamp:
-        return datetime.min.replace(tzinfo=timezone.utc)
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def envoy_admin(k: ClusterHandle | Kubectl, namespace: str, pod: str, path: str, *,
-                timeout: float | None = None) -> str:
+def envoy_admin(k: ClusterHandle, namespace: str, pod: str, path: str, *, timeout: float | None = None) -> str:
     """GET `path` (e.g. "config_dump", "stats?filter=...") from the Envoy admin of `pod`'s istio-proxy, through
     pilot-agent's admin proxy (pilot/cmd/pilot-agent/request.go at 1.7.8: `pilot-agent request GET <path>` ->
-    localhost:15000, printing the body; it exists in the distroless proxyv2 too, where curl does not): by the
-    handle's exec stream (ClusterHandle.envoy_admin), or with `kubectl exec` when given a Kubectl."""
-    if isinstance(k, ClusterHandle):
-        return k.envoy_admin(namespace, pod, path, timeout=timeout)
-    return k.exec(namespace, pod, "istio-proxy", ["pilot-agent", "request", "GET", path], check=True,
-                  timeout=timeout).stdout
+    localhost:15000, printing the body; it exists in the distroless proxyv2 too, where curl does not), by the
+    handle's exec stream (ClusterHandle.envoy_admin)."""
+    return k.envoy_admin(namespace, pod, path, timeout=timeout)
 
 
 @dataclass
 class Prober:
-    """Runs probes in a cluster's pods: through the handle's exec stream, or `kubectl exec` when given a Kubectl."""
+    """Runs probes in a cluster's pods, through the exec stream of the cluster's handle."""
 
-    cluster: ClusterHandle | Kubectl
+    cluster: ClusterHandle
     container: str = "sleep"
     timeouts: dict[str, float] = field(default_factory=lambda: {"exec": 60.0})
 
@@ -258,23 +223,13 @@ class Prober:
         """The newest Running pod with `selector` that is not being deleted (lab.cluster.newest_running; a field
         selector on status.phase cannot exclude a pod that is being deleted: it stays Running until its containers
         stop)."""
-        if isinstance(self.cluster, ClusterHandle):
-            found = self.cluster.running_pod(namespace, selector)  # always named: running_pod checks it
-            return str(found.metadata.name if found.metadata else "")
-        name = newest_running_pod(self.cluster.get_json("pods", "-n", namespace, "-l", selector))
-        if not name:
-            raise LabError(f"no running pod with {selector} in {namespace} on {self.cluster.context}; "
-                           "run `make lab-up` (or `python -m lab status`)")
-        return name
+        found = self.cluster.running_pod(namespace, selector)  # always named: running_pod checks it
+        return str(found.metadata.name if found.metadata else "")
 
     def _run(self, namespace: str, pod: str, argv: Sequence[str]) -> tuple[str, str, int, str]:
         """(stdout, stderr, exit code, both together) of `argv` in the probe's container."""
-        timeout = self.timeouts["exec"]
-        if isinstance(self.cluster, ClusterHandle):
-            res = self.cluster.exec(namespace, pod, self.container, argv, timeout=timeout)
-            return res.stdout, res.stderr, res.exit_code, res.output
-        ran = self.cluster.exec(namespace, pod, self.container, argv, timeout=timeout)
-        return ran.stdout, ran.stderr, ran.returncode, ran.output
+        res = self.cluster.exec(namespace, pod, self.container, argv, timeout=self.timeouts["exec"])
+        return res.stdout, res.stderr, res.exit_code, res.output
 
     def curl(self, namespace: str, pod: str, url: str, *, method: str = "GET", head: bool = False,
              extra: Sequence[str] = ()) -> CurlResult:

@@ -1,9 +1,10 @@
 """Profiles as the engine sees them: the pinned versions, images and clusters of one lab, in one overridable record.
 
 A scenario (lab/scenarios/<name>/) defines its own profile class on `ProfileBase` and its clusters on `ClusterBase`,
-adding what only it needs (the `.global` VIPs of the 1.7 scenario, say), and says through a few class attributes
-and methods what the engine must know: its name (`scenario`), the images it runs, the kernel modules its sidecars
-need in every node, the CPUs and host ports it takes. `apply_overrides` and `check` work on any of them.
+adding what only it needs (the addresses its ServiceEntries give remote services, say), and says through a few
+class attributes and methods what the engine must know: its name (`scenario`), the images it runs, the kernel
+modules its sidecars need in every node, the CPUs and host ports it takes. `apply_overrides` and `check` work on
+any of them.
 
 Nothing else in the lab hard-codes a version, an image, a cluster name or a subnet.
 """

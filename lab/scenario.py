@@ -17,10 +17,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Generic, TextIO
 
+from lab.cluster import ClusterHandle
 from lab.errors import LabError, UsageError
-from lab.kube import Kubectl
 from lab.plan import Paths, Step
 from lab.profile import P, ProfileBase, apply_overrides
+from lab.shell import Runner
 
 ENTRY_POINTS = "istio_multicluster_lab.scenarios"
 DEFAULT_PROFILE = "default"
@@ -32,15 +33,18 @@ StatusRows = list[tuple[str, bool, str]]  # (what, ok, detail) per line of `lab 
 class Scenario(Generic[P]):
     """What the engine needs from a scenario; every callable takes the scenario's own profile type."""
 
-    name: str  # as on the command line and the manifests/ folder: "replicated-control-planes"
+    name: str  # as on the command line and the manifests/<name>/ folder
     title: str  # one line for `lab scenarios`
     profiles: Mapping[str, P]
     default_profile: str  # the profile `--scenario NAME` picks
     build: Callable[[P, Paths], list[Step]]  # the steps of `lab up`
     build_uninstall: Callable[[P, Paths], list[Step]]  # the steps of `lab uninstall`
     uninstall_forgets: tuple[str, ...]  # phases of `build` whose recorded steps `lab uninstall` undoes
-    proof: Callable[[P], str]  # what `lab up`'s last step proves: "curl httpbin.bar.global:8000/headers from ..."
-    status: Callable[[Kubectl, Any], StatusRows]  # `lab status` rows for one cluster (the profile's cluster type)
+    proof: Callable[[P], str]  # what `lab up`'s last step proves: "curl HOST:PORT/headers from CLUSTER/NS/APP"
+    config_hosts: str  # `lab configdump`'s host query when none is given: "*.SUFFIX", every name of its services
+    # `lab status` rows for one cluster (the profile's cluster type), through the lab's handle on it; the runner is
+    # for rows a scenario reads with kubectl (`ClusterHandle.kubectl(runner)`: the same kubeconfig and context)
+    status: Callable[[ClusterHandle, Runner, Any], StatusRows]
     doctor: Callable[[str | None, Path, bool, TextIO], int]  # `lab doctor`: (profile, home, --json, out) -> exit code
     faults_table: Callable[[], str]  # the fault catalogue as Markdown (`lab faults table`)
     with_faults_table: Callable[[str], str]  # a README text with that table put in its place
@@ -62,8 +66,10 @@ def scenarios() -> dict[str, Scenario[Any]]:
     return found
 
 
+@cache
 def profiles() -> dict[str, Scenario[Any]]:
-    """profile name -> its scenario; a name two scenarios both use is an installation error."""
+    """profile name -> its scenario; a name two scenarios both use is an installation error. Computed once, like
+    `scenarios()` (a test that changes the entry points clears both caches)."""
     out: dict[str, Scenario[Any]] = {}
     for s in scenarios().values():
         for name in s.profiles:

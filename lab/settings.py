@@ -8,8 +8,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Timeouts:
     kind_create: float = 300.0
-    # istioctl 1.7's own wait per component (WAIT_FOR_RESOURCES_TIMEOUT;
-    # lab/scenarios/replicated_control_planes/istio.py says why not the flag).
+    # istioctl 1.7's own wait per component (WAIT_FOR_RESOURCES_TIMEOUT; the Istio 1.7 scenario's istio.py says
+    # why not the flag).
     istio_readiness: float = 300.0
     rollout: float = 300.0
     coredns_restart: float = 120.0
@@ -25,7 +25,7 @@ class Timeouts:
     def istio_install(self) -> float:
         """The outer deadline of one `istioctl install`: every wait istioctl 1.7 may do, one after the other, plus
         a margin, so the lab never kills istioctl inside one of its own waits
-        (lab/scenarios/replicated_control_planes/istio.py explains the waits)."""
+        (the Istio 1.7 scenario's istio.py explains the waits)."""
         return ISTIOCTL_CRD_WAIT + ISTIOCTL_WAIT_LEVELS * self.istio_readiness + ISTIOCTL_APPLY_MARGIN
 
 

@@ -2,8 +2,8 @@
 
 A `Kubeconfig`, `Context`, `File`, `Lookup` or `DockerPlatform` is resolved by the executor (lab/perform.py
 Env.resolve) and written by the shell renderer as a variable or `$(kubectl ...)` (lab/plan.py). The argv builders of
-other modules (lab/kind.py, lab/images.py, lab/scenarios/replicated_control_planes/istio.py) accept them where they
-accept a path or a platform, so the plan passes real tokens in, never marker strings to be parsed back out.
+other modules (lab/kind.py, lab/images.py, a scenario's istioctl steps) accept them where they accept a path or a
+platform, so the plan passes real tokens in, never marker strings to be parsed back out.
 """
 
 from __future__ import annotations

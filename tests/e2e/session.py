@@ -24,6 +24,7 @@ from lab.probe import CurlResult, NslookupResult, curl_argv, nslookup_argv, pars
 from lab.scenarios.replicated_control_planes.names import CLIENT_NS, ISTIO_NS, SERVER_NS
 from lab.shell import Runner
 from lab.state import lab_home
+from lab.tools import Tools
 from tests.e2e.helpers import Target, target_of
 
 log = logging.getLogger("tests.e2e")
@@ -67,7 +68,7 @@ class LabSession:
     workdir: Path  # scratch for the faults (another root's CA keys): never under the uploaded artifacts
     overrides: dict[str, str] = field(default_factory=dict)  # --lab-set, passed on to `lab up`
     home: Path = field(default_factory=lab_home)  # $LAB_HOME, default ./.lab (lab.state)
-    tools: Any = None  # lab.tools.Tools
+    tools: Tools | None = None  # from `start` (the executor's hooks)
     provider: Any = None  # the executor's cluster provider: the only source of kubeconfig and context per cluster
     handle: LabHandle | None = None  # the lab's one handle
     kubectl: dict[str, Kubectl] = field(default_factory=dict)  # for the commands a person would type
@@ -110,23 +111,20 @@ class LabSession:
         self.fault_lab = self._fault_lab()
 
     def _fault_lab(self) -> Any:
-        istioctl, istio_dir = getattr(self.tools, "istioctl", None), getattr(self.tools, "istio_dir", None)
+        """The scenario's fault lab (its faults module's FaultLab), on the provider's kubeconfig and context."""
         if self.profile.scenario == "replicated-control-planes":
             from lab.scenarios.replicated_control_planes import faults
 
-            # The faults act on the one handle once lab.scenarios.replicated_control_planes.faults has FaultLab
-            # (issue 10 item 4); before that, on its LabHandle of one Kubectl per cluster.
-            fault_lab = getattr(faults, "FaultLab", None)
-            if fault_lab is not None and hasattr(fault_lab, "connect"):
-                return fault_lab.connect(self.profile, self.provider, self.workdir, kubectl_binary=self.kubectl_binary,
-                                         istioctl=istioctl, istio_dir=istio_dir)
-            return faults.LabHandle(profile=self.profile, kubectl=self.kubectl, workdir=self.workdir,
-                                    istioctl=istioctl, istio_dir=istio_dir)
-        catalogue = mpmn_faults()
+            catalogue: ModuleType | None = faults
+        else:
+            catalogue = mpmn_faults()
         if catalogue is None:
             return None
+        tools = self.tools  # None only before `start` (the unit tests connect to a fake lab without it)
         return catalogue.FaultLab.connect(self.profile, self.provider, self.workdir,
-                                          kubectl_binary=self.kubectl_binary, istioctl=istioctl, istio_dir=istio_dir)
+                                          kubectl_binary=self.kubectl_binary,
+                                          istioctl=tools.istioctl if tools is not None else None,
+                                          istio_dir=tools.istio_dir if tools is not None else None)
 
     def kubeconfig(self, cluster: Any) -> Path:
         return Path(self.provider.kubeconfig(cluster))

@@ -126,7 +126,7 @@ def pod(name: str, namespace: str, labels: dict[str, str], created: str = "2026-
 
 def rollout(server: FakeApiServer, running_name: str, namespace: str, labels: dict[str, str], *,
             at: str = "2026-11-25T20:00:00Z", host_ip: str = "172.18.0.3") -> None:
-    """The pods seen right after a rollout (tests/support/pods.rollout, as API objects): `running_name` (the one to
+    """The pods seen right after a rollout: `running_name` (the one to
     pick), an older pod being deleted that is still Running, and a newer replacement still Pending."""
     server.put(CORE, "pods", pod(running_name, namespace, labels, at, host_ip=host_ip))
     server.put(CORE, "pods", pod(f"{running_name}-old", namespace, labels, "2026-11-25T19:00:00Z",

@@ -112,6 +112,26 @@ def test_newest_running_skips_pods_being_deleted_and_pending_ones():
     assert newest_running([]) is None
 
 
+def test_newest_running_takes_the_latest_creation_time_not_the_list_order():
+    pods = [_pod("sleep-z", "2026-11-25T09:59:59Z"), _pod("sleep-a", "2026-11-25T10:00:00Z"),
+            _pod("sleep-m", "2026-11-24T23:00:00Z")]
+    assert newest_running(pods).metadata.name == "sleep-a"
+
+
+def test_newest_running_orders_equal_creation_times_by_name_whatever_the_list_order():
+    a, b = _pod("sleep-a", "2026-11-25T10:00:00Z"), _pod("sleep-b", "2026-11-25T10:00:00Z")
+    assert newest_running([a, b]).metadata.name == newest_running([b, a]).metadata.name == "sleep-b"
+
+
+@pytest.mark.parametrize("phase", ["Pending", "Succeeded", "Failed", "Unknown"])
+def test_newest_running_is_none_when_no_pod_is_running(phase):
+    assert newest_running([_pod("sleep-a", "2026-11-25T10:00:00Z", phase=phase)]) is None
+
+
+def test_newest_running_is_none_when_the_only_running_pod_is_being_deleted():
+    assert newest_running([_pod("sleep-a", "2026-11-25T10:00:00Z", deleting="2026-11-25T10:05:00Z")]) is None
+
+
 def test_api_errors_are_one_line_with_the_reason_and_what_to_do():
     err = ApiException(status=404, reason="Not Found")
     err.body = json.dumps(not_found("configmaps", "coredns"))
@@ -394,15 +414,3 @@ def test_a_kubeconfig_that_is_no_kubeconfig_is_one_line_not_a_traceback(tmp_path
     with pytest.raises(LabError, match=r"^cluster1: kubeconfig .* cannot be used with context kind-fake \(.+\); "
                                        r"rebuild it with `make lab-up`$"):
         ClusterHandle("cluster1", path, "kind-fake").coredns()
-
-
-def test_of_kubectl_is_the_handle_on_the_kubeconfig_and_context_that_kubectl_names(api, tmp_path):
-    from lab.kube import Kubectl
-
-    k = Kubectl(None, str(api.kubeconfig(tmp_path / "kc", context="kind-cluster2")), "kind-cluster2", "/bin/kubectl")
-    h = ClusterHandle.of_kubectl("cluster2", k)
-    assert (h.name, h.kubeconfig, h.context, h.kubectl_binary) == ("cluster2", tmp_path / "kc", "kind-cluster2",
-                                                                   "/bin/kubectl")
-    assert h.kubectl(None).base() == k.base()
-    assert "kubernetes cluster.local" in h.corefile()
-    h.close()

@@ -18,12 +18,14 @@ from hypothesis import strategies as st
 
 from lab import cli, configdump
 from lab.errors import ValidationError
+from lab.scenarios.replicated_control_planes import SCENARIO as REPLICATED
 from tests.support.configdumps import synthetic_gateway
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "envoy_config_dump"
 DUMPS = sorted(p.name for p in DATA.glob("*.json"))
 ELIDED = DATA / "fragments" / "istio-handbook-gateway-0.0.0.0_15443-listener.ELIDED.json.txt"
 HOST, PORT = "httpbin.bar.global", 8000
+EVERY_GLOBAL = REPLICATED.config_hosts  # the 1.7 scenario's default query (`lab configdump` without --host)
 
 
 def dump(name: str) -> dict:
@@ -53,14 +55,14 @@ def test_no_vector_dump_has_the_lab_cluster_or_a_wildcard_15443_listener(name):
 
 @pytest.mark.parametrize("name", DUMPS)
 def test_no_vector_dump_has_a_blackhole_chain_that_is_a_failure(name):
-    summary = configdump.analyze(dump(name))
+    summary = configdump.analyze(dump(name), EVERY_GLOBAL)
     assert [b for b in summary["blackhole_chains"] if b["failure"]] == []
     assert not any("drops connections" in f for f in summary["findings"])
 
 
 @pytest.mark.parametrize("name", DUMPS)
 def test_default_query_matches_no_cluster_in_vectors_since_none_is_dot_global(name):
-    assert configdump.analyze(dump(name))["clusters"]["matches"] == []
+    assert configdump.analyze(dump(name), EVERY_GLOBAL)["clusters"]["matches"] == []
 
 
 @pytest.mark.parametrize("name", DUMPS)
@@ -75,7 +77,7 @@ def test_eds_clusters_say_their_endpoints_are_not_in_the_dump(name):
 
 def test_ossm_sidecar_has_24_clusters_rootca_and_only_loop_guard_blackholes():
     d = dump("ossm2.6-istio1.20-sidecar-hello-openshift.config_dump.json")
-    s = configdump.analyze(d)
+    s = configdump.analyze(d, EVERY_GLOBAL)
     assert (s["format"], s["node"]["proxy_type"], s["node"]["istio_version"]) == ("v3", "sidecar", "1.20.8")
     assert s["clusters"]["total"] == 24
     assert not [n for n in configdump.cluster_names(d) if "15443" in n]
@@ -131,10 +133,10 @@ def test_istio191_sidecar_15443_near_misses_are_service_listeners_not_the_gatewa
 def test_global_sidecar_host_is_not_a_dot_global_host():
     d = dump("istio1.9.1-sidecar-productpage.config_dump.json")
     assert "outbound|9080||global-sidecar.default.svc.cluster.local" in configdump.cluster_names(d)
-    assert configdump.find_clusters(d) == []
+    assert configdump.find_clusters(d, EVERY_GLOBAL) == []
     assert configdump.find_clusters(d, "*.global") == []
-    assert configdump.find_routes(d) == []
-    assert not configdump.is_global("global-sidecar.default.svc.cluster.local")
+    assert configdump.find_routes(d, EVERY_GLOBAL) == []
+    assert not configdump.in_domain("global-sidecar.default.svc.cluster.local", "global")
     found = configdump.find_clusters(d, "global-sidecar.default.svc.cluster.local", 9080)
     assert [c["name"] for c in found] == ["outbound|9080||global-sidecar.default.svc.cluster.local"]
 
@@ -194,7 +196,7 @@ def test_istio13_gateway_has_sni_dnat_and_istio_form_clusters_but_no_15443_liste
 
 def test_istio13_sidecar_blackhole_chains_match_only_the_pods_own_ip():
     d = dump("istio1.3.0-rc.2-sidecar-productpage-allow-any.config_dump.json")
-    s = configdump.analyze(d)
+    s = configdump.analyze(d, EVERY_GLOBAL)
     assert s["node"]["ip"] == "172.30.150.216"
     assert len({b["listener"] for b in s["blackhole_chains"]}) == 18
     assert {"0.0.0.0_80", "0.0.0.0_6379"} <= {b["listener"] for b in s["blackhole_chains"]}
@@ -208,7 +210,7 @@ def test_istio13_sidecar_is_allow_any_and_its_15443_listeners_go_to_gateway_serv
     d = dump("istio1.3.0-rc.2-sidecar-productpage-allow-any.config_dump.json")
     [r] = configdump.find_routes(d, "example.org", 80)
     assert (r["virtual_host"], r["match"], r["clusters"]) == ("allow_any", "catch-all", ["PassthroughCluster"])
-    near = {ls["name"]: ls for ls in configdump.analyze(d)["listeners_15443"]}
+    near = {ls["name"]: ls for ls in configdump.analyze(d, EVERY_GLOBAL)["listeners_15443"]}
     assert near["172.21.119.174_15443"]["chains"][0]["forwards_to"] == \
         "outbound|15443||istio-ingressgateway.istio-system.svc.cluster.local"
     assert near["172.21.146.60_15443"]["chains"][0]["forwards_to"] == \
@@ -365,16 +367,65 @@ def test_sni_dnat_names_parse_back_to_host_and_port(name, ns, port):
     host = f"{name}.{ns}.global"
     parsed = configdump.parse_cluster_name(configdump.sni_dnat_name(host, port))
     assert (parsed.form, parsed.host, parsed.port, parsed.subset) == ("sni-dnat", host, port, "")
-    assert configdump.is_global(host)
+    assert configdump.in_domain(host, "global")
 
 
 @given(name=label, suffix=st.sampled_from(["", "-sidecar", "x", "s"]))
 def test_global_is_matched_only_as_a_whole_last_label(name, suffix):
-    assert not configdump.is_global(f"global{suffix}.{name}.svc.cluster.local")
-    assert configdump.is_global(f"{name}.global") is True
-    assert configdump.is_global(f"{name}.global{suffix}") is (suffix == "")
+    assert not configdump.in_domain(f"global{suffix}.{name}.svc.cluster.local", "global")
+    assert configdump.in_domain(f"{name}.global", "global") is True
+    assert configdump.in_domain(f"{name}.global{suffix}", "global") is (suffix == "")
 
 
 def test_unrelated_names_parse_as_other():
     assert configdump.parse_cluster_name("BlackHoleCluster").form == "other"
     assert configdump.parse_cluster_name("inbound|9080||").host == ""
+
+
+# --- the default query is the scenario's, not the engine's ---------------------------------------------------------
+GLOBAL_SNI = "outbound_.8000_._.httpbin.bar.global"
+
+
+def test_a_gateway_without_tcp_cluster_rewrite_needs_the_very_sni_cluster_the_query_names():
+    d = _synthetic_gateway([SNI_FILTER, TCP_BLACKHOLE], [LOCAL])  # its one chain has no name
+    need = "0.0.0.0_15443 chain : no tcp_cluster_rewrite, so the SNI cluster ({}) must exist on the gateway itself"
+    assert need.format(GLOBAL_SNI) in configdump.analyze(d, HOST, PORT)["findings"]
+    assert need.format("outbound_.PORT_._.HOST") in configdump.analyze(d, EVERY_GLOBAL, PORT)["findings"]
+    assert need.format("outbound_.PORT_._.HOST") in configdump.analyze(d, HOST)["findings"]
+
+
+def test_each_scenario_has_its_own_default_query_for_its_own_service_names():
+    from lab.scenarios.multi_primary_multi_network import SCENARIO as MPMN
+    from lab.scenarios.multi_primary_multi_network import names as mpmn_names
+    from lab.scenarios.replicated_control_planes import names as rcp_names
+
+    assert REPLICATED.config_hosts == "*.global"
+    assert MPMN.config_hosts == "*.svc.cluster.local"
+    assert configdump.host_matches(rcp_names.REMOTE_HOST, REPLICATED.config_hosts)
+    assert not configdump.host_matches(mpmn_names.SERVER_HOST, REPLICATED.config_hosts)
+    assert configdump.host_matches(mpmn_names.SERVER_HOST, MPMN.config_hosts)
+    assert not configdump.host_matches(rcp_names.REMOTE_HOST, MPMN.config_hosts)
+
+
+@pytest.mark.parametrize("args, host, clusters", [
+    ((), "*.global", [GLOBAL_SNI]),  # the default profile's scenario: replicated-control-planes
+    (("--scenario", "replicated-control-planes"), "*.global", [GLOBAL_SNI]),
+    (("--scenario", "multi-primary-multi-network"), "*.svc.cluster.local", [LOCAL]),
+    (("--scenario", "multi-primary-multi-network", "--host", HOST), HOST, [GLOBAL_SNI]),  # --host wins
+])
+def test_cli_configdump_without_host_asks_for_every_name_of_the_scenarios_services(tmp_path, capsys, args, host,
+                                                                                    clusters):
+    path = tmp_path / "dump.json"
+    path.write_text(json.dumps(_synthetic_gateway([SNI_FILTER, TCP_BLACKHOLE], [GLOBAL_SNI, LOCAL])))
+    assert cli.main(["configdump", str(path), *args]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["query"] == {"host": host, "port": None}
+    assert [c["name"] for c in out["clusters"]["matches"]] == clusters
+
+
+def test_cli_configdump_with_an_unknown_scenario_is_one_line(tmp_path, capsys):
+    path = tmp_path / "dump.json"
+    path.write_text(json.dumps(_synthetic_gateway([], [])))
+    assert cli.main(["configdump", str(path), "--scenario", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown scenario 'nope'" in err and err.count("\n") == 1

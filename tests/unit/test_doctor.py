@@ -473,13 +473,13 @@ def test_collect_reads_every_observation_through_the_lab_handle(fake):
     assert obs.serviceentries["cluster2"] == []
     assert (obs.gateway_address, obs.gateway_node_port) == (GW_IP, NODE_PORT)
     assert doctor.envoyfilter_form(obs.envoyfilter) == "typed_config"
-    assert configdump.analyze(obs.gateway_dump)["node"]["proxy_type"] == "router"
-    assert configdump.analyze(obs.sidecar_dump)["node"]["proxy_type"] == "sidecar"
+    assert configdump.node_info(obs.gateway_dump)["proxy_type"] == "router"
+    assert configdump.node_info(obs.sidecar_dump)["proxy_type"] == "sidecar"
     assert (obs.node_port_reachable, obs.node_port_detail) == (False, "nc: connect timed out")
     assert (obs.curl_status, obs.curl_exit) == (200, 0)
     assert obs.kube_dns_ip == "10.96.0.10"
     assert obs.lookup_kube_dns.addresses == obs.lookup_istiocoredns.addresses == ["240.0.0.2"]
-    assert configdump.analyze(obs.server_sidecar_dump)["node"]["proxy_type"] == "sidecar"
+    assert configdump.node_info(obs.server_sidecar_dump)["proxy_type"] == "sidecar"
     config_dump_calls = [(n, r) for n, r in _execs(fake) if r.query["command"][-3:] == ["request", "GET",
                                                                                       "config_dump"]]
     assert len(config_dump_calls) == 3

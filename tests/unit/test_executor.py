@@ -397,13 +397,17 @@ def test_a_serviceentry_row_is_what_kubectls_jsonpath_printed():
 
 
 def test_status_rows_of_a_cluster_whose_api_does_not_answer_say_so_instead_of_failing(tmp_path):
-    from lab.kube import Kubectl
+    from lab.cluster import ClusterHandle
     from lab.scenarios.replicated_control_planes import status
     from tests.support.fake_apiserver import running
 
     with running() as server:
         kubeconfig = server.kubeconfig(tmp_path / "kubeconfig", context="kind-cluster1")
-    rows = status.rows(Kubectl(None, str(kubeconfig), "kind-cluster1"), PROFILE.client)
+    handle = ClusterHandle("cluster1", kubeconfig, "kind-cluster1")
+    try:
+        rows = status.rows(handle, PROFILE.client)
+    finally:
+        handle.close()
     by_label = {label: (ok, detail) for label, ok, detail in rows}
     ok, detail = by_label["istiod"]
     assert not ok and detail.startswith("unknown (read deployment istio-system/istiod on kind-cluster1: cannot reach")

@@ -1019,17 +1019,3 @@ def test_the_faults_lab_takes_kubeconfig_and_context_only_from_the_provider(tmp_
     assert lab.server.name == profile.server.name and lab.server.context == f"kind-{profile.server.name}"
     assert lab.client.kubeconfig == tmp_path / "kubeconfig" / profile.client.name
     assert lab.client.kubectl(RecordingRunner()).base()[0] == "/cache/kubectl" and lab.workdir == tmp_path / "work"
-
-
-def test_the_old_constructor_still_builds_the_one_handle_from_each_kubectl(tmp_path):
-    # compatibility for tests/e2e/session.py until it uses FaultLab.connect
-    from lab.kube import Kubectl
-
-    profile = load_profile()
-    runner = RecordingRunner()
-    ks = {c.name: Kubectl(runner, f"/lab/kubeconfig/{c.name}", f"kind-{c.name}", binary="/bin/kubectl")
-          for c in profile.clusters}
-    lab = faults.LabHandle(profile=profile, kubectl=ks, workdir=tmp_path)
-    assert isinstance(lab, FaultLab) and lab.runner is runner
-    assert (lab.server.kubeconfig, lab.server.context) == (Path("/lab/kubeconfig/cluster2"), "kind-cluster2")
-    assert lab.lab.by_role("client") is lab.client and lab.client.kubectl(runner).base()[0] == "/bin/kubectl"

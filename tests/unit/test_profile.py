@@ -31,6 +31,21 @@ def test_the_invariants_below_see_every_scenario():
     assert "default" in EVERY
 
 
+def test_profiles_are_computed_once_and_a_name_two_scenarios_share_is_an_installation_error(monkeypatch):
+    from lab import scenario as registry
+    from lab.errors import LabError
+
+    assert registry.profiles() is registry.profiles()  # cached, as scenarios() is
+    one = scenarios()["replicated-control-planes"]
+    monkeypatch.setattr(registry, "scenarios", lambda: {one.name: one, "twin": dataclasses.replace(one, name="twin")})
+    registry.profiles.cache_clear()  # what a test that changes the installed scenarios must do
+    try:
+        with pytest.raises(LabError, match="profile 'default' is defined by both replicated-control-planes and twin"):
+            registry.profiles()
+    finally:
+        registry.profiles.cache_clear()  # a failed computation is not cached; the next call sees the real scenarios
+
+
 @pytest.mark.parametrize("name", EVERY)
 def test_every_profile_passes_check_and_belongs_to_its_scenario(name):
     p = _profile(name)

@@ -14,11 +14,12 @@ import importlib
 from pathlib import Path
 from typing import Any, TextIO
 
+from lab.cluster import ClusterHandle
 from lab.errors import LabError
-from lab.kube import Kubectl
 from lab.scenario import Scenario
 from lab.scenarios.multi_primary_multi_network import actions, names, steps
 from lab.scenarios.multi_primary_multi_network.profiles import PROFILES, ClusterSpec, Profile
+from lab.shell import Runner
 
 
 def _proof(profile: Profile) -> str:
@@ -37,8 +38,9 @@ def _part(module: str) -> Any:
         raise LabError(f"the {names.SCENARIO} scenario has no {module}.py in this checkout; update the lab") from None
 
 
-def _status(kubectl: Kubectl, cluster: ClusterSpec) -> list[tuple[str, bool, str]]:
-    rows: list[tuple[str, bool, str]] = _part("status").rows(kubectl, cluster)
+def _status(h: ClusterHandle, runner: Runner, cluster: ClusterSpec) -> list[tuple[str, bool, str]]:
+    """Its rows run kubectl, on the handle's kubeconfig and context."""
+    rows: list[tuple[str, bool, str]] = _part("status").rows(h.kubectl(runner), cluster)
     return rows
 
 
@@ -63,6 +65,7 @@ SCENARIO: Scenario[Profile] = Scenario(
     build_uninstall=steps.build_uninstall,
     uninstall_forgets=("remote-secrets", "apps", "verify"),
     proof=_proof,
+    config_hosts=names.SERVICE_HOSTS,
     status=_status,
     doctor=_doctor,
     faults_table=_faults_table,

@@ -18,6 +18,7 @@ CLIENT_APP = "curl"  # samples/curl/curl.yaml@1.30.3: ServiceAccount, Service an
 SERVER_APP = "httpbin"  # samples/httpbin/httpbin.yaml@1.30.3: Service port 8000 `http`, targetPort 8080
 SERVER_PORT = 8000
 SERVER_HOST = f"{SERVER_APP}.{APP_NS}.svc.cluster.local"  # an ordinary name: the sidecar's DNS proxy answers it
+SERVICE_HOSTS = "*.svc.cluster.local"  # every service's name, in either cluster (`lab configdump`'s default query)
 MESH_ID = "mesh1"
 NETWORK_LABEL = "topology.istio.io/network"
 # gen-eastwest-gateway.sh@1.30.3 (manifests/multi-primary-multi-network/eastwest-gateway.yaml)

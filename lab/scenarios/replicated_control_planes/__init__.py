@@ -13,14 +13,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
+from lab.cluster import ClusterHandle
 from lab.scenario import Scenario
-from lab.scenarios.replicated_control_planes import cli, names, status, steps
-from lab.scenarios.replicated_control_planes.profiles import PROFILES, Profile
+from lab.scenarios.replicated_control_planes import cli, names, serviceentry, status, steps
+from lab.scenarios.replicated_control_planes.profiles import PROFILES, ClusterSpec, Profile
+from lab.shell import Runner
 
 
 def _proof(profile: Profile) -> str:
     return (f"curl {names.REMOTE_HOST}:{names.REMOTE_PORT}/headers from {profile.client.name}/{names.CLIENT_NS}/"
             "sleep")
+
+
+def _status(h: ClusterHandle, runner: Runner, cluster: ClusterSpec) -> list[tuple[str, bool, str]]:
+    return status.rows(h, cluster)  # read through the API only: no kubectl, so no runner
 
 
 def _doctor(profile: str | None, home: Path, as_json: bool, out: TextIO) -> int:
@@ -50,7 +56,8 @@ SCENARIO: Scenario[Profile] = Scenario(
     build_uninstall=steps.build_uninstall,
     uninstall_forgets=("apps", "serviceentries", "verify"),
     proof=_proof,
-    status=status.rows,
+    config_hosts=f"*.{serviceentry.DOMAIN}",  # every remote service's name: <name>.<namespace>.global
+    status=_status,
     doctor=_doctor,
     faults_table=_faults_table,
     with_faults_table=_with_faults_table,

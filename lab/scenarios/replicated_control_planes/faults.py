@@ -29,7 +29,7 @@ import base64
 import copy
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,6 @@ from lab.cluster import ENVOY_FILTER, SERVICE_ENTRY, ClusterHandle, KubeconfigSo
 from lab.configdump import TCP_CLUSTER_REWRITE, analyze, sni_dnat_name
 from lab.errors import LabError
 from lab.files import atomic_write
-from lab.kube import Kubectl
 from lab.probe import Prober
 from lab.profile import version_key
 from lab.retry import NotYet, poll
@@ -183,22 +182,6 @@ class FaultLab:
     @property
     def server(self) -> ClusterHandle:
         return self.lab[self.profile.server.name]
-
-
-class LabHandle(FaultLab):
-    """Compatibility only, for tests/e2e/session.py until it builds a FaultLab (`FaultLab.connect`): the old
-    constructor, one Kubectl per cluster, read into the one lab handle (each Kubectl's kubeconfig, context and
-    binary, which the session took from the provider). To be removed once the e2e suite has moved."""
-
-    def __init__(self, profile: Profile, kubectl: Mapping[str, Kubectl], workdir: Path,
-                 istioctl: Path | None = None, istio_dir: Path | None = None, saved: dict[str, Any] | None = None,
-                 sleep: Callable[[float], None] | None = None) -> None:
-        handles = {c.name: ClusterHandle(c.name, Path(kubectl[c.name].kubeconfig), kubectl[c.name].context,
-                                         kubectl[c.name].binary) for c in profile.clusters}
-        first = kubectl[profile.clusters[0].name]
-        super().__init__(profile, cluster.LabHandle(handles, {c.role: c.name for c in profile.clusters},
-                                                    first.binary),
-                         Path(workdir), istioctl, istio_dir, saved if saved is not None else {}, sleep, first.runner)
 
 
 # --- thin helpers over the lab handle -----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from typing import Any
 
 from lab.cluster import SERVICE_ENTRY, ClusterHandle
 from lab.errors import LabError
-from lab.kube import Kubectl
 from lab.scenarios.replicated_control_planes import corefile, names
 from lab.scenarios.replicated_control_planes.profiles import ClusterSpec
 
@@ -30,19 +29,9 @@ def serviceentry_line(se: dict[str, Any]) -> str:
             f"{_json(spec.get('addresses', []))} {addresses}:{ports}")
 
 
-def rows(k: Kubectl, c: ClusterSpec) -> list[tuple[str, bool, str]]:
-    """`lab status` for one cluster: istiod, istiocoredns, the CoreDNS `global` block, the apps, the ServiceEntries.
-
-    `k` names the cluster as the engine's lab handle made it (lab.cluster.ClusterHandle.kubectl: the provider's
-    kubeconfig and context); the rows are read through the handle on that same kubeconfig and context."""
-    handle = ClusterHandle.of_kubectl(c.name, k)
-    try:
-        return _rows(handle, c)
-    finally:
-        handle.close()
-
-
-def _rows(h: ClusterHandle, c: ClusterSpec) -> list[tuple[str, bool, str]]:
+def rows(h: ClusterHandle, c: ClusterSpec) -> list[tuple[str, bool, str]]:
+    """`lab status` for one cluster: istiod, istiocoredns, the CoreDNS `global` block, the apps, the ServiceEntries,
+    read through the engine's lab handle on it (the provider's kubeconfig and context)."""
     def ready(ns: str, deploy: str) -> tuple[bool, str]:
         try:
             found = h.readiness(ns, deploy)
