@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create the virtual environment with everything the lab and its tests need
 
-lab-up: $(STAMP) ## build the two-cluster lab and prove curl httpbin.bar.global:8000 returns 200
+lab-up: $(STAMP) ## build the two-cluster lab of the profile's scenario and prove its cross-cluster call returns 200 (LAB_ARGS="--scenario NAME")
 	$(PY) -m lab up $(LAB_ARGS)
 
 lab-down: $(STAMP) ## delete the clusters the lab created (nothing else)

@@ -295,8 +295,8 @@ class KindProvider:
             raise PreflightError(problem)
 
     def load_modules(self, cluster: ClusterSpec) -> None:
-        """Load the kernel modules the profile's sidecars need (`kernel_modules`: Istio 1.7's istio-init needs the
-        legacy iptables ones, lab.scenarios.replicated_control_planes.istio.XTABLES_MODULES) from inside the node: it is
+        """Load the kernel modules the profile's sidecars need (`kernel_modules`, which the scenario's profile sets:
+        an old istio-init needs the legacy iptables ones) from inside the node: it is
         privileged and has kmod and the host's /lib/modules (read-only) at both kind versions the lab
         pins (kind images/base/Dockerfile installs kmod; pkg/cluster/internal/providers/docker/provision.go runs
         nodes with --privileged and --volume /lib/modules:/lib/modules:ro)."""
