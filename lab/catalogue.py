@@ -1,7 +1,8 @@
 """What every scenario's fault catalogue shares (each scenario's faults.py holds its own faults, inject and restore):
 
 - `Expectation` (what a probe should show while a fault is in place, for a range of Istio versions) and `pick`, the
-  one expectation covering a version; `Observation`, what a real run saw;
+  one expectation covering a version; `Observation`, what a real run saw; `Fault`, the fields every catalogue entry
+  has (a scenario's Fault subclasses it with its own lab type, default timings and extra fields);
 - `clean`: a live API object made fit to create or replace again (what inject saves for restore);
 - `settled_class`: poll a classified probe until its class is stable, counting only probes begun after the settling
   time (with `want`, until it is that class); `heal`: undo a fault and wait for `ok`, reporting any failure;
@@ -16,7 +17,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from lab.errors import LabError
 from lab.profile import version_key
@@ -60,6 +61,34 @@ def pick(expectations: tuple[Expectation, ...], version: str, what: str) -> Expe
     if len(matches) != 1:
         raise LabError(f"{what}: {len(matches)} expectations cover Istio {version}; the catalogue needs exactly one")
     return matches[0]
+
+
+L = TypeVar("L")  # the lab a scenario's faults act on (its FaultLab)
+
+
+@dataclass(frozen=True)
+class Fault(Generic[L]):
+    """One entry of a fault catalogue: how it breaks the lab, what a probe should show per Istio version, how to undo
+    it. Build it with keywords (a subclass adds fields and its own `settle`/`timeout` defaults)."""
+
+    id: str  # the id in the catalogue's table and the e2e test ids
+    cluster: str  # role of the cluster it breaks: "client" (cluster1) or "server" (cluster2)
+    breaks: str  # one line: what inject does
+    expectations: tuple[Expectation, ...]
+    inject: Callable[[L], None]
+    restore: Callable[[L], None]
+    needs_reinstall: bool = False  # slow lane (pytest marker `reinstall`)
+    settle: float = 0.0  # seconds after inject before a verdict counts (DNS caches, xDS pushes)
+    timeout: float = 0.0  # seconds after settling to reach a stable class
+    observed: tuple[Observation, ...] = ()
+
+    @property
+    def expected(self) -> dict[str, str]:
+        """Version range -> expected class."""
+        return {e.versions: e.cls for e in self.expectations}
+
+    def expected_for(self, version: str) -> Expectation:
+        return pick(self.expectations, version, self.id)
 
 
 # --- live objects ---------------------------------------------------------------------------------------------------

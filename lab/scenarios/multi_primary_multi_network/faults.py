@@ -35,11 +35,11 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from lab import certs
+from lab import catalogue, certs
 from lab.catalogue import Expectation as Expectation
 from lab.catalogue import Observation as Observation
 from lab.catalogue import clean as clean
-from lab.catalogue import heal, pick, with_table
+from lab.catalogue import heal, with_table
 from lab.catalogue import settled_class as settled_class
 from lab.classify import classify
 from lab.cluster import GATEWAY, STRATEGIC_MERGE, ClusterHandle, LabHandle, api_error
@@ -142,24 +142,12 @@ class FaultLab:
 
 
 @dataclass(frozen=True)
-class Fault:
-    id: str
-    cluster: str  # the role of the cluster it breaks: "client" (cluster1) or "server" (cluster2)
-    breaks: str
-    expectations: tuple[Expectation, ...]
-    inject: Callable[[FaultLab], None]
-    restore: Callable[[FaultLab], None]
-    needs_reinstall: bool = False
-    settle: float = XDS_PUSH  # seconds after inject before a verdict counts
-    timeout: float = CONVERGE  # seconds after settling to reach a stable class
-    observed: tuple[Observation, ...] = ()
+class Fault(catalogue.Fault["FaultLab"]):
+    """A fault of this catalogue (lab.catalogue.Fault), with its timings: an xDS push to settle, then up to six
+    probes' time to reach a stable class."""
 
-    @property
-    def expected(self) -> dict[str, str]:
-        return {e.versions: e.cls for e in self.expectations}
-
-    def expected_for(self, version: str) -> Expectation:
-        return pick(self.expectations, version, self.id)
+    settle: float = XDS_PUSH
+    timeout: float = CONVERGE
 
 
 def expectation(fault: Fault, istio_version: str) -> Expectation:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import certs, cluster
+from lab import catalogue, certs, cluster
 from lab.catalogue import Expectation as Expectation
 from lab.catalogue import Observation as Observation
 from lab.catalogue import clean, heal, pick, with_table
@@ -125,30 +125,17 @@ class Followup:
 
 
 @dataclass(frozen=True)
-class Fault:
-    id: str  # the id in the README's fault table
-    cluster: str  # role of the cluster it breaks: "client" (cluster1) or "server" (cluster2)
-    breaks: str  # one line: what inject does
-    expectations: tuple[Expectation, ...]
-    inject: Callable[[FaultLab], None]
-    restore: Callable[[FaultLab], None]
-    needs_reinstall: bool = False  # slow lane (pytest marker `reinstall`)
-    certificates: bool = False  # restarts istiod and workloads; restore deletes istio-ca-secret
+class Fault(catalogue.Fault["FaultLab"]):
+    """A fault of this catalogue (lab.catalogue.Fault: id, cluster, breaks, expectations, inject, restore,
+    needs_reinstall, settle, timeout, observed), with the 1.7 scenario's timings and fields."""
+
     settle: float = XDS_PUSH  # seconds after inject before a verdict counts (DNS caches, xDS pushes)
     timeout: float = CONVERGE  # seconds after settling to reach a stable class
+    certificates: bool = False  # restarts istiod and workloads; restore deletes istio-ca-secret
     followup: Followup | None = None
     # For a fault on cluster2's gateway: what the gateway's config dump must show once the change landed (see
     # reach_new_connections); None for the others.
     gateway_state: GatewayCheck | None = None
-    observed: tuple[Observation, ...] = ()
-
-    @property
-    def expected(self) -> dict[str, str]:
-        """Version range -> expected class (the brief's `expected`)."""
-        return {e.versions: e.cls for e in self.expectations}
-
-    def expected_for(self, version: str) -> Expectation:
-        return pick(self.expectations, version, self.id)
 
 
 # --- the lab the faults act on -----------------------------------------------------------------------------------
