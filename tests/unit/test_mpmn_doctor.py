@@ -543,3 +543,34 @@ def test_only_a_server_that_does_not_answer_counts_as_unreachable() -> None:
     assert d.unreachable(NotFoundError("read namespace x: 404 NotFound", status=404)) is None
     assert d.unreachable(d.LabError("cluster1: kubeconfig k cannot be used with context c")) is None
     assert d.unreachable(ApiError("exec: the stream closed without a status on its error channel")) is None
+
+
+# what `collect` asks of a healthy lab, in order (cluster, path, exec'd program): one read per fact, the curl last
+READS = [
+    ("cluster1", "/api/v1/namespaces/istio-system", ""), ("cluster2", "/api/v1/namespaces/istio-system", ""),
+    ("cluster1", "/apis/apps/v1/namespaces/istio-system/deployments/istiod", ""),
+    ("cluster1", "/api/v1/namespaces/sample/pods", ""),
+    ("cluster1", "/api/v1/namespaces/sample/pods/curl-1/exec", "nslookup"),
+    ("cluster1", "/api/v1/services", ""),
+    ("cluster1", "/api/v1/namespaces/sample/pods/curl-1/exec", "getent"),
+    ("cluster2", "/api/v1/namespaces/istio-system/services/istio-eastwestgateway", ""),
+    ("cluster2", f"{ISTIO_NET}/namespaces/istio-system/gateways/cross-network-gateway", ""),
+    ("cluster1", "/api/v1/namespaces/istio-system/secrets/istio-remote-secret-cluster2", ""),
+    ("cluster1", "/api/v1/namespaces/sample/pods/curl-1/exec", "pilot-agent"),
+    ("cluster1", "/api/v1/namespaces/sample/configmaps/istio-ca-root-cert", ""),
+    ("cluster1", "/api/v1/namespaces/istio-system/secrets/cacerts", ""),
+    ("cluster2", "/api/v1/namespaces/sample/configmaps/istio-ca-root-cert", ""),
+    ("cluster2", "/api/v1/namespaces/istio-system/secrets/cacerts", ""),
+    ("cluster2", "/apis/apps/v1/namespaces/sample/deployments/httpbin", ""),
+    ("cluster1", "/api/v1/namespaces/sample/pods/curl-1/exec", "sh"),
+]
+
+
+def test_collect_reads_each_fact_once_in_its_order(fake) -> None:
+    lab, _, _ = fake
+    seen: list[tuple[str, str, str]] = []
+    for name, server in lab.servers.items():
+        server.before = lambda req, name=name: seen.append(
+            (name, req.path, (req.query.get("command") or [""])[0]))
+    d.collect(lab.handle)
+    assert seen == READS

@@ -452,46 +452,76 @@ def _networks(f: Facts, r: _Reader) -> None:
         f.networks = nets
 
 
-def collect(lab: LabHandle) -> Facts:
-    """Facts from the lab's client (cluster1) and server (cluster2) cluster. Each read that fails leaves its fact
-    None with the one-line reason in `errors`."""
-    f = Facts()
-    r = _Reader(lab.by_role("client"), lab.by_role("server"))
+def _read(f: Facts, keys: str, fn: Callable[[], Any]) -> Any:
+    """fn's value, set as fact `keys` when that is one name; on a failure, None and the one-line reason in `errors`
+    for each of `keys` (space separated)."""
+    value, err = _attempt(fn)
+    if err is not None:
+        for key in keys.split():
+            f.errors[key] = _why(err)
+        return None
+    if " " not in keys:
+        setattr(f, keys, value)
+    return value
 
-    def read(keys: str, fn: Callable[[], Any]) -> Any:
-        value, err = _attempt(fn)
-        if err is not None:
-            for key in keys.split():
-                f.errors[key] = _why(err)
-            return None
-        if " " not in keys:
-            setattr(f, keys, value)
-        return value
 
+def _client_cluster_facts(f: Facts, r: _Reader) -> None:
     _networks(f, r)
-    read("istiod_ready", r.istiod_ready)
-    read("curl_has_sidecar", r.curl_has_sidecar)
-    read("dns_capture", r.dns_capture)
-    answered = read("nslookup_sidecar vip_collision", r.lookup)
+    _read(f, "istiod_ready", r.istiod_ready)
+    _read(f, "curl_has_sidecar", r.curl_has_sidecar)
+
+
+def _dns_proxy_facts(f: Facts, r: _Reader) -> None:
+    _read(f, "dns_capture", r.dns_capture)
+    answered = _read(f, "nslookup_sidecar vip_collision", r.lookup)
     if answered is not None:
         f.nslookup_sidecar = bool(answered)
-        ips = read("vip_collision", r.cluster_ips) if answered else set()
+        ips = _read(f, "vip_collision", r.cluster_ips) if answered else set()
         if ips is not None:
             f.vip_collision = vip_collision(answered, ips)
-    read("nslookup_plain", r.plain_lookup)
-    read("gateway_address", r.gateway_address)
-    read("gateway_passthrough", r.gateway_passthrough)
-    read("remote_secret_server", r.remote_secret_server)
-    read("endpoints", r.endpoints)
-    read("roots_equal", r.roots)
-    read("httpbin_ready", r.httpbin_ready)
-    result = read("curl_status xfcc", r.curl)
-    if result is not None:
-        f.curl_status = result.status or 0
-        if result.status == 200:
-            read("xfcc", lambda: xfcc_of(result.body))
-        else:
-            f.errors["xfcc"] = f"curl got {result.status or 'no reply'} (exit {result.exit_code}), no headers"
+    _read(f, "nslookup_plain", r.plain_lookup)
+
+
+def _eastwest_gateway_facts(f: Facts, r: _Reader) -> None:
+    _read(f, "gateway_address", r.gateway_address)
+    _read(f, "gateway_passthrough", r.gateway_passthrough)
+
+
+def _remote_endpoints_facts(f: Facts, r: _Reader) -> None:
+    _read(f, "remote_secret_server", r.remote_secret_server)
+    _read(f, "endpoints", r.endpoints)
+
+
+def _root_facts(f: Facts, r: _Reader) -> None:
+    _read(f, "roots_equal", r.roots)
+
+
+def _httpbin_facts(f: Facts, r: _Reader) -> None:
+    _read(f, "httpbin_ready", r.httpbin_ready)
+    result = _read(f, "curl_status xfcc", r.curl)
+    if result is None:
+        return
+    f.curl_status = result.status or 0
+    if result.status == 200:
+        _read(f, "xfcc", lambda: xfcc_of(result.body))
+    else:
+        f.errors["xfcc"] = f"curl got {result.status or 'no reply'} (exit {result.exit_code}), no headers"
+
+
+# The facts of each hop, in reading order: the client cluster's first (its `networks` is the first read on both
+# clusters, where a lab whose API servers do not answer stops), then the hops in HOPS' order.
+READ_ORDER: tuple[Callable[[Facts, _Reader], None], ...] = (
+    _client_cluster_facts, _dns_proxy_facts, _eastwest_gateway_facts, _remote_endpoints_facts, _root_facts,
+    _httpbin_facts)
+
+
+def collect(lab: LabHandle) -> Facts:
+    """Facts from the lab's client (cluster1) and server (cluster2) cluster. Each read that fails leaves its fact
+    None with the one-line reason in `errors`; neither API server answering is one LabError (`_networks`)."""
+    f = Facts()
+    r = _Reader(lab.by_role("client"), lab.by_role("server"))
+    for facts_of_hop in READ_ORDER:
+        facts_of_hop(f, r)
     return f
 
 
