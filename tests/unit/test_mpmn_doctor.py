@@ -453,3 +453,124 @@ def test_cli_doctor_without_a_lab_or_its_kubeconfig_is_one_line(fake, tmp_path, 
     assert cli.main(["doctor", "--home", str(home)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{home / 'kubeconfig' / 'cluster2'} does not exist" in err, err
+
+
+# --- API servers that do not answer ---------------------------------------------------------------------------------
+def _closed_port_kubeconfig(home: Path, cluster: str) -> str:
+    """Point `cluster`'s kubeconfig at a port nothing listens on (bound, then closed); returns that URL."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    path = home / "kubeconfig" / cluster
+    doc = yaml.safe_load(path.read_text())
+    doc["clusters"][0]["cluster"]["server"] = url
+    path.write_text(yaml.safe_dump(doc))
+    return url
+
+
+def _both_down(lab, home: Path) -> str:
+    """cluster1's server stopped, cluster2's kubeconfig at a closed port: neither API server answers."""
+    lab.servers["cluster1"].stop()
+    return _closed_port_kubeconfig(home, "cluster2")
+
+
+def test_neither_api_server_answering_is_one_line_naming_both(fake) -> None:
+    lab, _, home = fake
+    closed = _both_down(lab, home)
+    with pytest.raises(d.LabError) as err:
+        d.collect(lab.handle)
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("neither cluster's API server answers (cluster1 at http://")
+    assert f"cluster2 at {closed} (" in line and line.count("Connection refused") == 2, line
+    assert 'make lab-up LAB_ARGS="--scenario multi-primary-multi-network"' in line and "make lab-status" in line
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_cli_doctor_with_neither_api_server_answering_is_one_line_and_exit_1(fake, capsys, as_json) -> None:
+    # as the replicated-control-planes doctor: its one line on stderr, exit 1, no hops (and no JSON) on stdout
+    lab, _, home = fake
+    _record(home)
+    _both_down(lab, home)
+    argv = ["doctor", "--home", str(home), "--scenario", "multi-primary-multi-network"] + (["--json"] if as_json
+                                                                                          else [])
+    assert cli.main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, (out, err)
+    assert err.startswith("lab: error: neither cluster's API server answers (cluster1 at ") and \
+        "make lab-up" in err, err
+
+
+# one cluster down: the walk goes on; the hops whose facts live there are unknown, with the reason
+ONE_DOWN = {
+    "cluster1": {"dns-proxy": d.UNKNOWN, "client-cluster": d.UNKNOWN, "eastwest-gateway": d.OK,
+                 "remote-secret-endpoints": d.UNKNOWN, "root": d.UNKNOWN, "httpbin": d.UNKNOWN},
+    "cluster2": {"dns-proxy": d.OK, "client-cluster": d.UNKNOWN, "eastwest-gateway": d.UNKNOWN,
+                 "remote-secret-endpoints": d.OK, "root": d.UNKNOWN, "httpbin": d.UNKNOWN},
+}
+
+
+@pytest.mark.parametrize("down", sorted(ONE_DOWN))
+@pytest.mark.parametrize("how", ["stopped", "closed-port"])
+def test_one_api_server_down_keeps_the_hop_walk(fake, capsys, down, how) -> None:
+    lab, _, home = fake
+    if how == "stopped":
+        lab.servers[down].stop()
+    else:
+        _closed_port_kubeconfig(home, down)
+    hops = d.walk(d.collect(lab.handle))
+    assert _status(hops) == ONE_DOWN[down], hops
+    for h in hops:
+        if h.status == d.UNKNOWN:
+            assert "cannot reach the API server" in h.detail and "Connection refused" in h.detail, h
+    _record(home)
+    assert cli.main(["doctor", "--home", str(home), "--scenario", "multi-primary-multi-network"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(d.HOPS) + 1 and out[-1] == "no hop failed, but some could not be read", out
+    assert cli.main(["doctor", "--home", str(home), "--json"]) == 1
+    assert [h["status"] for h in json.loads(capsys.readouterr().out)["hops"]] == list(ONE_DOWN[down].values())
+
+
+def test_only_a_server_that_does_not_answer_counts_as_unreachable() -> None:
+    from lab.errors import ApiError, NotFoundError
+
+    refused = ApiError("read namespace istio-system on kind-cluster1: cannot reach the API server "
+                       "https://127.0.0.1:35123 (Connection refused); is the lab up? (`make lab-status`)")
+    assert d.unreachable(refused) == "https://127.0.0.1:35123 (Connection refused)"
+    assert d.unreachable(ApiError("read namespace istio-system on kind-cluster1: 500 InternalError; is the lab "
+                                  "healthy?", status=500, reason="InternalError")) is None
+    assert d.unreachable(NotFoundError("read namespace x: 404 NotFound", status=404)) is None
+    assert d.unreachable(d.LabError("cluster1: kubeconfig k cannot be used with context c")) is None
+    assert d.unreachable(ApiError("exec: the stream closed without a status on its error channel")) is None
+
+
+# what `collect` asks of a healthy lab, in order (cluster, path, exec'd program): one read per fact, the curl last
+READS = [
+    ("cluster1", "/api/v1/namespaces/istio-system", ""), ("cluster2", "/api/v1/namespaces/istio-system", ""),
+    ("cluster1", "/apis/apps/v1/namespaces/istio-system/deployments/istiod", ""),
+    ("cluster1", "/api/v1/namespaces/sample/pods", ""),
+    ("cluster1", "/api/v1/namespaces/sample/pods/curl-1/exec", "nslookup"),
+    ("cluster1", "/api/v1/services", ""),
+    ("cluster1", "/api/v1/namespaces/sample/pods/curl-1/exec", "getent"),
+    ("cluster2", "/api/v1/namespaces/istio-system/services/istio-eastwestgateway", ""),
+    ("cluster2", f"{ISTIO_NET}/namespaces/istio-system/gateways/cross-network-gateway", ""),
+    ("cluster1", "/api/v1/namespaces/istio-system/secrets/istio-remote-secret-cluster2", ""),
+    ("cluster1", "/api/v1/namespaces/sample/pods/curl-1/exec", "pilot-agent"),
+    ("cluster1", "/api/v1/namespaces/sample/configmaps/istio-ca-root-cert", ""),
+    ("cluster1", "/api/v1/namespaces/istio-system/secrets/cacerts", ""),
+    ("cluster2", "/api/v1/namespaces/sample/configmaps/istio-ca-root-cert", ""),
+    ("cluster2", "/api/v1/namespaces/istio-system/secrets/cacerts", ""),
+    ("cluster2", "/apis/apps/v1/namespaces/sample/deployments/httpbin", ""),
+    ("cluster1", "/api/v1/namespaces/sample/pods/curl-1/exec", "sh"),
+]
+
+
+def test_collect_reads_each_fact_once_in_its_order(fake) -> None:
+    lab, _, _ = fake
+    seen: list[tuple[str, str, str]] = []
+    for name, server in lab.servers.items():
+        server.before = lambda req, name=name: seen.append(
+            (name, req.path, (req.query.get("command") or [""])[0]))
+    d.collect(lab.handle)
+    assert seen == READS

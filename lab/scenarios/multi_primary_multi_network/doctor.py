@@ -13,12 +13,13 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlparse
 
 from lab.cluster import GATEWAY, ClusterHandle, LabHandle, load_balancer_address
-from lab.errors import LabError, NoLabError, UsageError
+from lab.errors import ApiError, LabError, NoLabError, UsageError
 from lab.probe import CurlResult, Prober, curl_argv, parse_curl
 from lab.scenarios.multi_primary_multi_network import names
 from lab.scenarios.multi_primary_multi_network.profiles import Profile
@@ -319,12 +320,10 @@ class _Reader:
     def curl_pod_name(self) -> str:
         return str(self.curl_pod().metadata.name)
 
-    def networks(self) -> dict[str, str]:
-        out = {}
-        for h in (self.c, self.s):
-            ns = h.namespace(names.ISTIO_NS)
-            out[h.name] = str(((ns.metadata.labels if ns.metadata else None) or {}).get(names.NETWORK_LABEL, ""))
-        return out
+    def network(self, h: ClusterHandle) -> str:
+        """The network label of `h`'s istio-system namespace ("" when absent): the first read on each cluster."""
+        ns = h.namespace(names.ISTIO_NS)
+        return str(((ns.metadata.labels if ns.metadata else None) or {}).get(names.NETWORK_LABEL, ""))
 
     def istiod_ready(self) -> bool | None:
         r = self.c.readiness(names.ISTIO_NS, "istiod")
@@ -398,48 +397,131 @@ class _Reader:
         return parse_curl(res.stdout, res.exit_code, stderr=res.stderr)
 
 
-def collect(lab: LabHandle) -> Facts:
-    """Facts from the lab's client (cluster1) and server (cluster2) cluster. Each read that fails leaves its fact
-    None with the one-line reason in `errors`."""
-    f = Facts()
-    r = _Reader(lab.by_role("client"), lab.by_role("server"))
+# lab.cluster's line for an API server that refused the connection or did not answer (an ApiError without an HTTP
+# status, lab.cluster._unreachable): "<doing>: cannot reach the API server <url> (<why>); is the lab up? ..."
+_UNREACHABLE = re.compile(r"cannot reach the API server (?P<server>\S+) \((?P<why>.*)\); is the lab up")
 
-    def read(keys: str, fn: Callable[[], Any]) -> Any:
-        try:
-            value = fn()
-        except (LabError, ValueError, KeyError) as err:  # ValueError: bad JSON from a half-started proxy or app
-            why = str(err).splitlines()[0] if str(err) else type(err).__name__
-            for key in keys.split():
-                f.errors[key] = why
-            return None
-        if " " not in keys:
-            setattr(f, keys, value)
-        return value
 
-    read("networks", r.networks)
-    read("istiod_ready", r.istiod_ready)
-    read("curl_has_sidecar", r.curl_has_sidecar)
-    read("dns_capture", r.dns_capture)
-    answered = read("nslookup_sidecar vip_collision", r.lookup)
+def unreachable(err: Exception) -> str | None:
+    """"<server> (<why>)" when `err` says the cluster's API server did not answer at all; None for any other
+    failure (an HTTP error, a missing object: the API server answered)."""
+    if not isinstance(err, ApiError) or err.status is not None:
+        return None
+    m = _UNREACHABLE.search(str(err))
+    return f"{m['server']} ({m['why']})" if m else None
+
+
+def unreachable_line(down: dict[str, str]) -> str:
+    """The one line `lab doctor` stops with when no cluster's API server answers (cluster -> `unreachable`)."""
+    where = "; ".join(f"{cluster} at {why}" for cluster, why in sorted(down.items()))
+    return (f"neither cluster's API server answers ({where}): the lab's clusters are stopped or deleted; "
+            f"`make lab-status` shows what is left, `make lab-up LAB_ARGS=\"--scenario {names.SCENARIO}\"` "
+            "builds the lab again")
+
+
+def _why(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _attempt(fn: Callable[[], Any]) -> tuple[Any, Exception | None]:
+    """fn's value, or the failure a read may meet (ValueError: bad JSON from a half-started proxy or app)."""
+    try:
+        return fn(), None
+    except (LabError, ValueError, KeyError) as err:
+        return None, err
+
+
+def _networks(f: Facts, r: _Reader) -> None:
+    """`networks`, read on both clusters even when the first fails: when neither API server answers, nothing else
+    can be observed, so the doctor stops with one line (as the replicated-control-planes doctor does) instead of
+    six unknown hops; one cluster down leaves the walk to say which hops it leaves unknown."""
+    nets: dict[str, str] = {}
+    failed: dict[str, Exception] = {}
+    for h in (r.c, r.s):
+        value, err = _attempt(partial(r.network, h))
+        if err is None:
+            nets[h.name] = value
+        else:
+            failed[h.name] = err
+    down = {name: why for name, err in failed.items() if (why := unreachable(err)) is not None}
+    if len(down) == 2:
+        raise LabError(unreachable_line(down))
+    if failed:
+        f.errors["networks"] = _why(next(iter(failed.values())))
+    else:
+        f.networks = nets
+
+
+def _read(f: Facts, keys: str, fn: Callable[[], Any]) -> Any:
+    """fn's value, set as fact `keys` when that is one name; on a failure, None and the one-line reason in `errors`
+    for each of `keys` (space separated)."""
+    value, err = _attempt(fn)
+    if err is not None:
+        for key in keys.split():
+            f.errors[key] = _why(err)
+        return None
+    if " " not in keys:
+        setattr(f, keys, value)
+    return value
+
+
+def _client_cluster_facts(f: Facts, r: _Reader) -> None:
+    _networks(f, r)
+    _read(f, "istiod_ready", r.istiod_ready)
+    _read(f, "curl_has_sidecar", r.curl_has_sidecar)
+
+
+def _dns_proxy_facts(f: Facts, r: _Reader) -> None:
+    _read(f, "dns_capture", r.dns_capture)
+    answered = _read(f, "nslookup_sidecar vip_collision", r.lookup)
     if answered is not None:
         f.nslookup_sidecar = bool(answered)
-        ips = read("vip_collision", r.cluster_ips) if answered else set()
+        ips = _read(f, "vip_collision", r.cluster_ips) if answered else set()
         if ips is not None:
             f.vip_collision = vip_collision(answered, ips)
-    read("nslookup_plain", r.plain_lookup)
-    read("gateway_address", r.gateway_address)
-    read("gateway_passthrough", r.gateway_passthrough)
-    read("remote_secret_server", r.remote_secret_server)
-    read("endpoints", r.endpoints)
-    read("roots_equal", r.roots)
-    read("httpbin_ready", r.httpbin_ready)
-    result = read("curl_status xfcc", r.curl)
-    if result is not None:
-        f.curl_status = result.status or 0
-        if result.status == 200:
-            read("xfcc", lambda: xfcc_of(result.body))
-        else:
-            f.errors["xfcc"] = f"curl got {result.status or 'no reply'} (exit {result.exit_code}), no headers"
+    _read(f, "nslookup_plain", r.plain_lookup)
+
+
+def _eastwest_gateway_facts(f: Facts, r: _Reader) -> None:
+    _read(f, "gateway_address", r.gateway_address)
+    _read(f, "gateway_passthrough", r.gateway_passthrough)
+
+
+def _remote_endpoints_facts(f: Facts, r: _Reader) -> None:
+    _read(f, "remote_secret_server", r.remote_secret_server)
+    _read(f, "endpoints", r.endpoints)
+
+
+def _root_facts(f: Facts, r: _Reader) -> None:
+    _read(f, "roots_equal", r.roots)
+
+
+def _httpbin_facts(f: Facts, r: _Reader) -> None:
+    _read(f, "httpbin_ready", r.httpbin_ready)
+    result = _read(f, "curl_status xfcc", r.curl)
+    if result is None:
+        return
+    f.curl_status = result.status or 0
+    if result.status == 200:
+        _read(f, "xfcc", lambda: xfcc_of(result.body))
+    else:
+        f.errors["xfcc"] = f"curl got {result.status or 'no reply'} (exit {result.exit_code}), no headers"
+
+
+# The facts of each hop, in reading order: the client cluster's first (its `networks` is the first read on both
+# clusters, where a lab whose API servers do not answer stops), then the hops in HOPS' order.
+READ_ORDER: tuple[Callable[[Facts, _Reader], None], ...] = (
+    _client_cluster_facts, _dns_proxy_facts, _eastwest_gateway_facts, _remote_endpoints_facts, _root_facts,
+    _httpbin_facts)
+
+
+def collect(lab: LabHandle) -> Facts:
+    """Facts from the lab's client (cluster1) and server (cluster2) cluster. Each read that fails leaves its fact
+    None with the one-line reason in `errors`; neither API server answering is one LabError (`_networks`)."""
+    f = Facts()
+    r = _Reader(lab.by_role("client"), lab.by_role("server"))
+    for facts_of_hop in READ_ORDER:
+        facts_of_hop(f, r)
     return f
 
 
