@@ -484,6 +484,9 @@ def _main(argv: Sequence[str] | None) -> int:
             return int(done.code or 0)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
+        # The Kubernetes client's HTTP retries warn on each attempt ("Retrying ... connection refused"); the command
+        # reports the outcome in one line, so they show only with --verbose.
+        logging.getLogger("urllib3").setLevel(logging.INFO if args.verbose else logging.ERROR)
         code = int(args.func(args) or 0)
         sys.stdout.flush()
         return code

@@ -488,7 +488,7 @@ def test_neither_api_server_answering_is_one_line_naming_both(fake) -> None:
 
 
 @pytest.mark.parametrize("as_json", [False, True])
-def test_cli_doctor_with_neither_api_server_answering_is_one_line_and_exit_1(fake, capsys, as_json) -> None:
+def test_cli_doctor_with_neither_api_server_answering_is_one_line_and_exit_1(fake, capsys, caplog, as_json) -> None:
     # as the replicated-control-planes doctor: its one line on stderr, exit 1, no hops (and no JSON) on stdout
     lab, _, home = fake
     _record(home)
@@ -500,6 +500,8 @@ def test_cli_doctor_with_neither_api_server_answering_is_one_line_and_exit_1(fak
     assert out == "" and err.count("\n") == 1, (out, err)
     assert err.startswith("lab: error: neither cluster's API server answers (cluster1 at ") and \
         "make lab-up" in err, err
+    # and nothing before it: the client's own retry warnings (urllib3 "Retrying ...") stay quiet without --verbose
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")] == []
 
 
 # one cluster down: the walk goes on; the hops whose facts live there are unknown, with the reason
