@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from enum import Enum
 from functools import singledispatch
@@ -513,16 +513,19 @@ def shell_template(t: Template) -> str:
 def uses_templates(steps: Iterable[Step]) -> bool:
     """Whether a step's run holds a Template (a Manifest's source, or a field of an action whose shell form calls
     `shell_template`): the script then needs $LAB_REPO and envsubst."""
-    def visit(v: object) -> bool:
-        if isinstance(v, Template):
-            return True
-        if isinstance(v, tuple):
-            return any(visit(x) for x in v)
-        if is_dataclass(v) and not isinstance(v, type):
-            return any(visit(getattr(v, f.name)) for f in fields(v))
-        return False
+    return any(isinstance(v, Template) for s in steps for v in values_of(s.run))
 
-    return any(visit(s.run) for s in steps)
+
+def values_of(v: object) -> Iterator[object]:
+    """`v` and everything it holds, depth first: the items of tuples and the fields of dataclass instances (a step's
+    run, its tokens, a Template). What the script's header needs is found by looking for a type among them."""
+    yield v
+    if isinstance(v, tuple):
+        for x in v:
+            yield from values_of(x)
+    elif is_dataclass(v) and not isinstance(v, type):
+        for f in fields(v):
+            yield from values_of(getattr(v, f.name))
 
 
 def _sed_image(old: str, new: str) -> str:
@@ -604,46 +607,20 @@ def _shell_images_load(cluster: str, images: Sequence[str], platform: Token) -> 
 
 # The variables the script's lookups export, named as in the write-up ("暴露cluster2的网关地址").
 def contexts_of(steps: Iterable[Step]) -> dict[str, str]:
-    """cluster -> context, from the Context tokens the steps carry (in first-seen order)."""
+    """cluster -> context, from the Context and Lookup tokens the steps carry (in first-seen order)."""
     out: dict[str, str] = {}
-
-    def visit(v: object) -> None:
+    for v in (v for s in steps for v in values_of(s.run)):
         if isinstance(v, Context):
             out.setdefault(v.cluster, v.name)
         elif isinstance(v, Lookup):
             out.setdefault(v.cluster, v.context)
-        elif isinstance(v, tuple):
-            for x in v:
-                visit(x)
-        elif is_dataclass(v):
-            for f in fields(v):
-                visit(getattr(v, f.name))
-
-    for s in steps:
-        visit(s.run)
     return out
 
 
 def docker_platforms_of(steps: Iterable[Step]) -> list[DockerPlatform]:
     """The distinct DockerPlatform tokens the steps carry (in first-seen order; none in the 1.7 scenario)."""
-    out: list[DockerPlatform] = []
-
-    def visit(v: object) -> None:
-        if isinstance(v, DockerPlatform):
-            if v not in out:
-                out.append(v)
-        elif isinstance(v, tuple):
-            for x in v:
-                visit(x)
-        elif isinstance(v, Concat):
-            visit(v.parts)
-        elif is_dataclass(v) and not isinstance(v, type):
-            for f in fields(v):
-                visit(getattr(v, f.name))
-
-    for s in steps:
-        visit(s.run)
-    return out
+    found = (v for s in steps for v in values_of(s.run) if isinstance(v, DockerPlatform))
+    return list(dict.fromkeys(found))
 
 
 def _docker_platform_lines(steps: Sequence[Step]) -> list[str]:
