@@ -111,7 +111,8 @@ class LabSession:
         self.fault_lab = self._fault_lab()
 
     def _fault_lab(self) -> Any:
-        """The scenario's fault lab (its faults module's FaultLab), on the provider's kubeconfig and context."""
+        """The scenario's fault lab (its faults module's FaultLab) on the session's own handle: one API client per
+        cluster, closed with the session (`stop`, or the next `_connect`)."""
         if self.profile.scenario == "replicated-control-planes":
             from lab.scenarios.replicated_control_planes import faults
 
@@ -121,10 +122,9 @@ class LabSession:
         if catalogue is None:
             return None
         tools = self.tools  # None only before `start` (the unit tests connect to a fake lab without it)
-        return catalogue.FaultLab.connect(self.profile, self.provider, self.workdir,
-                                          kubectl_binary=self.kubectl_binary,
-                                          istioctl=tools.istioctl if tools is not None else None,
-                                          istio_dir=tools.istio_dir if tools is not None else None)
+        return catalogue.FaultLab(self.profile, self.handle, self.workdir,
+                                  istioctl=tools.istioctl if tools is not None else None,
+                                  istio_dir=tools.istio_dir if tools is not None else None)
 
     def kubeconfig(self, cluster: Any) -> Path:
         return Path(self.provider.kubeconfig(cluster))

@@ -128,6 +128,8 @@ def test_the_session_takes_kubeconfig_and_context_from_the_provider_only(tmp_pat
         assert (h.kubeconfig, h.context) == (tmp_path / f"kubeconfig-{c.name}", f"kind-{c.name}")
         # kubectl, for the commands a person types, names the same file and context
         assert (s.kubectl[c.name].kubeconfig, s.kubectl[c.name].context) == (str(h.kubeconfig), h.context)
+    # the faults act on the same handle (one API client per cluster, closed with the session), not a second one
+    assert s.fault_lab.lab is s.handle
     assert not (tmp_path / "home").exists()
 
 
