@@ -45,6 +45,7 @@ from lab.plan import (
     shell_action,
     shell_argv,
     shell_word,
+    var_suffix,
 )
 from lab.retry import NotYet
 from lab.scenarios.multi_primary_multi_network import istio, metallb, names
@@ -219,7 +220,7 @@ def _shell_download(run: DownloadPinned, contexts: Mapping[str, str]) -> list[st
 @shell_action.register
 def _shell_metallb_pool(run: ApplyMetalLBPool, contexts: Mapping[str, str]) -> list[str]:
     k = kubectl_argv_of(run.cluster, contexts)
-    var = "POOL_" + "".join(ch if ch.isalnum() else "_" for ch in run.cluster.upper())
+    var = "POOL_" + var_suffix(run.cluster)
     compute = (f"docker network inspect {metallb.NETWORK} | {run.python} --cluster {shlex.quote(run.cluster)} "
                f"--clusters {shlex.quote(','.join(run.clusters))}")
     return [
@@ -243,7 +244,7 @@ def _shell_eastwest(run: InstallEastWest, contexts: Mapping[str, str]) -> list[s
     argv = shell_argv(run.argv)
     if run.node_ip is None:
         return [*lines, argv]
-    var = "NODE_IP_" + "".join(ch if ch.isalnum() else "_" for ch in run.cluster.upper())
+    var = "NODE_IP_" + var_suffix(run.cluster)
     return [*lines,
             "# no MetalLB: the gateway Service's spec.externalIPs is the node's own address on the kind network",
             f"{var}={shell_word(run.node_ip)}",
@@ -253,7 +254,7 @@ def _shell_eastwest(run: InstallEastWest, contexts: Mapping[str, str]) -> list[s
 
 @shell_action.register
 def _shell_remote_secret(run: CreateRemoteSecret, contexts: Mapping[str, str]) -> list[str]:
-    var = "SERVER_" + "".join(ch if ch.isalnum() else "_" for ch in run.source.upper())
+    var = "SERVER_" + var_suffix(run.source)
     create = istio.remote_secret_argv("istioctl", Kubeconfig(run.source), Context(run.source, run.source_context),
                                       run.source, f"https://${{{var}}}:{names.API_SERVER_PORT}")
     # the server word is built here with the variable inside double quotes

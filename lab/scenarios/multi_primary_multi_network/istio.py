@@ -39,7 +39,7 @@ from lab import manifests
 from lab.errors import ValidationError
 from lab.scenarios.multi_primary_multi_network import names
 from lab.scenarios.multi_primary_multi_network.names import SCENARIO
-from lab.tokens import Concat, Lookup, Token, arg, joined
+from lab.tokens import Token, arg, joined
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -118,29 +118,21 @@ def eastwest_yaml(cluster: ClusterSpec) -> str:
 
 
 def install_argv(istioctl: str, kubeconfig: Path | Token, context: Token, files: Sequence[Path | Token], *,
-                 readiness_timeout: float, sets: Sequence[Token] = ()) -> list[Token]:
-    """`istioctl install -y -f <file>... [--set <path=value>]... --readiness-timeout <n>s --kubeconfig <k>
-    --context <c>` (flags in the module docstring)."""
+                 readiness_timeout: float) -> list[Token]:
+    """`istioctl install -y -f <file>... --readiness-timeout <n>s --kubeconfig <k> --context <c>` (flags in the
+    module docstring; the externalIPs fallback appends its `--set` at run time, actions.py)."""
     if not files:
         raise ValueError("istioctl install needs at least one -f file")
     argv: list[Token] = [istioctl, "install", "-y"]
     for f in files:
         argv += ["-f", arg(f)]
-    for s in sets:
-        argv += ["--set", s]
     argv += [f"--readiness-timeout={int(readiness_timeout)}s", "--kubeconfig", arg(kubeconfig), "--context", context]
     return argv
 
 
-def external_ips_set(address: Token) -> Token:
-    """The `--set` value that gives the east-west gateway Service `spec.externalIPs: [<address>]`."""
-    return joined(EXTERNAL_IPS_SET, address)
-
-
-def api_server_url(address: str | Lookup) -> Token:
+def api_server_url(address: str) -> str:
     """https://<control-plane container IP>:6443, the API server as the other cluster's istiod reaches it."""
-    return Concat(("https://", address, f":{names.API_SERVER_PORT}")) if not isinstance(address, str) \
-        else f"https://{address}:{names.API_SERVER_PORT}"
+    return f"https://{address}:{names.API_SERVER_PORT}"
 
 
 def remote_secret_argv(istioctl: str, kubeconfig: Path | Token, context: Token, cluster: str,
