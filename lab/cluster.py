@@ -300,7 +300,9 @@ class ClusterHandle:
         """kubectl on this cluster, for the commands `lab up` runs as the replayable plan shows them."""
         return Kubectl(runner, str(self.kubeconfig), self.context, binary=self.kubectl_binary)
 
-    def _call(self, doing: str, fn: Callable[[], Any], *, secret: bool = False) -> Any:
+    def call(self, doing: str, fn: Callable[[], Any], *, secret: bool = False) -> Any:
+        """One API call with the handle's one-line errors (lab.cluster.api_error; an unreachable server names its
+        address): the handle's own methods use it, and so do callers for what the handle has no method for."""
         where = f"{doing} on {self.context}"
         try:
             return fn()
@@ -337,16 +339,16 @@ class ClusterHandle:
         """The pods matching a label selector in `namespace` (None: every namespace)."""
         t = self.request_timeout
         if namespace is None:
-            result = self._call(f"list pods {selector}".rstrip(), lambda: self.core.list_pod_for_all_namespaces(
+            result = self.call(f"list pods {selector}".rstrip(), lambda: self.core.list_pod_for_all_namespaces(
                 label_selector=selector or None, _request_timeout=t))
         else:
-            result = self._call(f"list pods {selector} in {namespace}".replace("  ", " "),
+            result = self.call(f"list pods {selector} in {namespace}".replace("  ", " "),
                                 lambda: self.core.list_namespaced_pod(namespace, label_selector=selector or None,
                                                                       _request_timeout=t))
         return list(result.items or [])
 
     def pod(self, namespace: str, name: str) -> k8s.V1Pod:
-        pod: k8s.V1Pod = self._call(f"read pod {namespace}/{name}", lambda: self.core.read_namespaced_pod(
+        pod: k8s.V1Pod = self.call(f"read pod {namespace}/{name}", lambda: self.core.read_namespaced_pod(
             name, namespace, _request_timeout=self.request_timeout))
         return pod
 
@@ -364,7 +366,7 @@ class ClusterHandle:
         return (items[0].status.host_ip or None) if items and items[0].status else None
 
     def logs(self, namespace: str, pod: str, container: str, *, tail: int = 500) -> str:
-        text: str = self._call(f"read the log of {namespace}/{pod} ({container})",
+        text: str = self.call(f"read the log of {namespace}/{pod} ({container})",
                                lambda: self.core.read_namespaced_pod_log(
                                    pod, namespace, container=container, tail_lines=tail,
                                    _request_timeout=self.request_timeout))
@@ -372,7 +374,7 @@ class ClusterHandle:
 
     # --- ConfigMaps, Secrets, Services ------------------------------------------------------------------------------
     def configmap(self, namespace: str, name: str) -> k8s.V1ConfigMap:
-        cm: k8s.V1ConfigMap = self._call(f"read configmap {namespace}/{name}",
+        cm: k8s.V1ConfigMap = self.call(f"read configmap {namespace}/{name}",
                                          lambda: self.core.read_namespaced_config_map(
                                              name, namespace, _request_timeout=self.request_timeout))
         return cm
@@ -393,7 +395,7 @@ class ClusterHandle:
         """Replace the ConfigMap whole (carrying the resourceVersion it was read with: a concurrent change is a 409)."""
         meta = cm.metadata or k8s.V1ObjectMeta()
         ns, name = meta.namespace or "default", meta.name or ""
-        out: k8s.V1ConfigMap = self._call(f"replace configmap {ns}/{name}",
+        out: k8s.V1ConfigMap = self.call(f"replace configmap {ns}/{name}",
                                           lambda: self.core.replace_namespaced_config_map(
                                               name, ns, cm, _request_timeout=self.request_timeout))
         return out
@@ -401,7 +403,7 @@ class ClusterHandle:
     def secret(self, namespace: str, name: str) -> k8s.V1Secret | None:
         """The Secret, or None when it does not exist. Its data never reaches a message."""
         def read() -> k8s.V1Secret:
-            s: k8s.V1Secret = self._call(f"read secret {namespace}/{name}", lambda: self.core.read_namespaced_secret(
+            s: k8s.V1Secret = self.call(f"read secret {namespace}/{name}", lambda: self.core.read_namespaced_secret(
                 name, namespace, _request_timeout=self.request_timeout), secret=True)
             return s
         found: k8s.V1Secret | None = self._optional(read)
@@ -420,10 +422,10 @@ class ClusterHandle:
         body["metadata"] = meta
         typed: k8s.V1Secret = self.api.deserialize(json.dumps(body), "V1Secret", None)
         if live is None:
-            self._call(f"create secret {ns}/{name}", lambda: self.core.create_namespaced_secret(
+            self.call(f"create secret {ns}/{name}", lambda: self.core.create_namespaced_secret(
                 ns, typed, _request_timeout=t), secret=True)
             return
-        self._call(f"replace secret {ns}/{name}", lambda: self.core.replace_namespaced_secret(
+        self.call(f"replace secret {ns}/{name}", lambda: self.core.replace_namespaced_secret(
             name, ns, typed, _request_timeout=t), secret=True)
 
     def delete_secret(self, namespace: str, name: str, *, timeout: float = TIMEOUTS.rollout) -> bool:
@@ -431,7 +433,7 @@ class ClusterHandle:
         when there was nothing to delete."""
         doing = f"delete secret {namespace}/{name}"
         try:
-            self._call(doing, lambda: self.core.delete_namespaced_secret(
+            self.call(doing, lambda: self.core.delete_namespaced_secret(
                 name, namespace, _request_timeout=self.request_timeout), secret=True)
         except NotFoundError:
             return False
@@ -443,12 +445,12 @@ class ClusterHandle:
         return True
 
     def service(self, namespace: str, name: str) -> k8s.V1Service:
-        svc: k8s.V1Service = self._call(f"read service {namespace}/{name}", lambda: self.core.read_namespaced_service(
+        svc: k8s.V1Service = self.call(f"read service {namespace}/{name}", lambda: self.core.read_namespaced_service(
             name, namespace, _request_timeout=self.request_timeout))
         return svc
 
     def namespace(self, name: str) -> k8s.V1Namespace:
-        ns: k8s.V1Namespace = self._call(f"read namespace {name}", lambda: self.core.read_namespace(
+        ns: k8s.V1Namespace = self.call(f"read namespace {name}", lambda: self.core.read_namespace(
             name, _request_timeout=self.request_timeout))
         return ns
 
@@ -456,10 +458,10 @@ class ClusterHandle:
         """The Services in `namespace` (None: every namespace, like `kubectl get svc -A`)."""
         t = self.request_timeout
         if namespace is None:
-            result = self._call("list services", lambda: self.core.list_service_for_all_namespaces(
+            result = self.call("list services", lambda: self.core.list_service_for_all_namespaces(
                 _request_timeout=t))
         else:
-            result = self._call(f"list services in {namespace}", lambda: self.core.list_namespaced_service(
+            result = self.call(f"list services in {namespace}", lambda: self.core.list_namespaced_service(
                 namespace, _request_timeout=t))
         return list(result.items or [])
 
@@ -477,13 +479,13 @@ class ClusterHandle:
 
     # --- Deployments ------------------------------------------------------------------------------------------------
     def deployment(self, namespace: str, name: str) -> k8s.V1Deployment:
-        dep: k8s.V1Deployment = self._call(f"read deployment {namespace}/{name}",
+        dep: k8s.V1Deployment = self.call(f"read deployment {namespace}/{name}",
                                            lambda: self.apps.read_namespaced_deployment(
                                                name, namespace, _request_timeout=self.request_timeout))
         return dep
 
     def deployment_names(self, namespace: str) -> list[str]:
-        result = self._call(f"list deployments in {namespace}", lambda: self.apps.list_namespaced_deployment(
+        result = self.call(f"list deployments in {namespace}", lambda: self.apps.list_namespaced_deployment(
             namespace, _request_timeout=self.request_timeout))
         return sorted(d.metadata.name for d in result.items or [] if d.metadata and d.metadata.name)
 
@@ -500,7 +502,7 @@ class ClusterHandle:
             raise LabError(f"deployment {namespace}/{name} on {self.context} is paused; resume it first "
                            f"(`kubectl -n {namespace} rollout resume deployment/{name}`)")
         patch = restart_patch(now or datetime.now(timezone.utc))
-        self._call(f"restart deployment {namespace}/{name}", lambda: self.apps.patch_namespaced_deployment(
+        self.call(f"restart deployment {namespace}/{name}", lambda: self.apps.patch_namespaced_deployment(
             name, namespace, patch, _content_type=STRATEGIC_MERGE, _request_timeout=self.request_timeout))
 
     def wait_rollout(self, namespace: str, name: str, *, timeout: float = TIMEOUTS.rollout) -> str:
@@ -551,7 +553,7 @@ class ClusterHandle:
 
     # --- custom objects (ServiceEntry, EnvoyFilter, Gateway) ------------------------------------------------------
     def get_object(self, res: Resource, namespace: str, name: str) -> dict[str, Any]:
-        obj: dict[str, Any] = self._call(
+        obj: dict[str, Any] = self.call(
             f"read {res.kind} {namespace}/{name}", lambda: self.custom.get_namespaced_custom_object(
                 res.group, res.version, namespace, res.plural, name, _request_timeout=self.request_timeout))
         return obj
@@ -564,10 +566,10 @@ class ClusterHandle:
         """The objects of a kind in `namespace` (None: every namespace, like `kubectl get -A`)."""
         t = self.request_timeout
         if namespace is None:
-            result = self._call(f"list {res.kind} objects", lambda: self.custom.list_cluster_custom_object(
+            result = self.call(f"list {res.kind} objects", lambda: self.custom.list_cluster_custom_object(
                 res.group, res.version, res.plural, _request_timeout=t))
         else:
-            result = self._call(f"list {res.kind} objects in {namespace}",
+            result = self.call(f"list {res.kind} objects in {namespace}",
                                 lambda: self.custom.list_namespaced_custom_object(
                                     res.group, res.version, namespace, res.plural, _request_timeout=t))
         items: list[dict[str, Any]] = list(result.get("items") or [])
@@ -582,14 +584,14 @@ class ClusterHandle:
         ns, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
         live = self.find_object(res, ns, name)
         if live is None:
-            created: dict[str, Any] = self._call(
+            created: dict[str, Any] = self.call(
                 f"create {res.kind} {ns}/{name}", lambda: self.custom.create_namespaced_custom_object(
                     res.group, res.version, ns, res.plural, body, _request_timeout=self.request_timeout))
             return created
         if not meta.get("resourceVersion"):
             meta["resourceVersion"] = (live.get("metadata") or {}).get("resourceVersion")
             body["metadata"] = meta
-        replaced: dict[str, Any] = self._call(
+        replaced: dict[str, Any] = self.call(
             f"replace {res.kind} {ns}/{name}", lambda: self.custom.replace_namespaced_custom_object(
                 res.group, res.version, ns, res.plural, name, body, _request_timeout=self.request_timeout))
         return replaced
@@ -599,7 +601,7 @@ class ClusterHandle:
         was nothing to delete."""
         doing = f"delete {res.kind} {namespace}/{name}"
         try:
-            self._call(doing, lambda: self.custom.delete_namespaced_custom_object(
+            self.call(doing, lambda: self.custom.delete_namespaced_custom_object(
                 res.group, res.version, namespace, res.plural, name, _request_timeout=self.request_timeout))
         except NotFoundError:
             return False

@@ -30,10 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3.exceptions
 import yaml
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from lab import catalogue, certs
 from lab.catalogue import Expectation as Expectation
@@ -42,8 +40,8 @@ from lab.catalogue import clean as clean
 from lab.catalogue import heal, with_table
 from lab.catalogue import settled_class as settled_class
 from lab.classify import classify
-from lab.cluster import GATEWAY, STRATEGIC_MERGE, ClusterHandle, LabHandle, api_error
-from lab.errors import ApiError, LabError, NotFoundError
+from lab.cluster import GATEWAY, STRATEGIC_MERGE, ClusterHandle, LabHandle
+from lab.errors import LabError, NotFoundError
 from lab.probe import curl_argv, parse_curl
 from lab.retry import NotYet, poll
 from lab.scenarios.multi_primary_multi_network.names import (
@@ -198,67 +196,28 @@ def remote_clusters(text: str) -> dict[str, str]:
 
 
 # --- thin helpers over the handle -----------------------------------------------------------------------------------
-def _call(h: ClusterHandle, doing: str, fn: Callable[[], Any], *, secret: bool = False) -> Any:
-    """One API call with the handle's error lines (lab.cluster.api_error), for what ClusterHandle has no method for."""
-    where = f"{doing} on {h.context}"
-    try:
-        return fn()
-    except ApiException as err:
-        raise api_error(err, where, secret=secret) from None
-    except (urllib3.exceptions.HTTPError, OSError) as err:
-        raise ApiError(f"{where}: cannot reach the API server ({type(err).__name__}); is the lab up? "
-                       "(`make lab-status`)") from None
-
-
 def _name(obj: Any) -> str:
     return str(obj.metadata.name) if obj.metadata is not None else ""
 
 
-def _as_dict(h: ClusterHandle, obj: Any) -> dict[str, Any]:
-    out: dict[str, Any] = h.api.sanitize_for_serialization(obj)
-    return out
-
-
 def _read_secret(h: ClusterHandle, namespace: str, name: str) -> dict[str, Any] | None:
     found = h.secret(namespace, name)
-    return clean(_as_dict(h, found)) if found is not None else None
-
-
-def _put_secret(h: ClusterHandle, obj: dict[str, Any]) -> None:
-    """Create the Secret, or replace it whole when it exists. Its data never reaches a message."""
-    meta = obj["metadata"]
-    ns, name = meta["namespace"], meta["name"]
-    body: Any = obj  # the client sends a dict as it is
-    if h.secret(ns, name) is None:
-        _call(h, f"create secret {ns}/{name}", lambda: h.core.create_namespaced_secret(
-            ns, body, _request_timeout=h.request_timeout), secret=True)
-    else:
-        _call(h, f"replace secret {ns}/{name}", lambda: h.core.replace_namespaced_secret(
-            name, ns, body, _request_timeout=h.request_timeout), secret=True)
-
-
-def _delete_secret(h: ClusterHandle, namespace: str, name: str) -> bool:
-    try:
-        _call(h, f"delete secret {namespace}/{name}", lambda: h.core.delete_namespaced_secret(
-            name, namespace, _request_timeout=h.request_timeout), secret=True)
-    except NotFoundError:
-        return False
-    return True
+    return clean(h.json_of(found)) if found is not None else None
 
 
 def _patch_service(h: ClusterHandle, namespace: str, name: str, patch: dict[str, Any]) -> None:
-    _call(h, f"patch service {namespace}/{name}", lambda: h.core.patch_namespaced_service(
+    h.call(f"patch service {namespace}/{name}", lambda: h.core.patch_namespaced_service(
         name, namespace, patch, _content_type=STRATEGIC_MERGE, _request_timeout=h.request_timeout))
 
 
 def _patch_namespace(h: ClusterHandle, name: str, patch: dict[str, Any]) -> None:
-    _call(h, f"patch namespace {name}", lambda: h.core.patch_namespace(
+    h.call(f"patch namespace {name}", lambda: h.core.patch_namespace(
         name, patch, _content_type=STRATEGIC_MERGE, _request_timeout=h.request_timeout))
 
 
 def _patch_template(h: ClusterHandle, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
     patch = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
-    _call(h, f"patch deployment {namespace}/{name}", lambda: h.apps.patch_namespaced_deployment(
+    h.call(f"patch deployment {namespace}/{name}", lambda: h.apps.patch_namespaced_deployment(
         name, namespace, patch, _content_type=STRATEGIC_MERGE, _request_timeout=h.request_timeout))
 
 
@@ -316,7 +275,7 @@ def _save_remote_secret(lab: FaultLab) -> None:
 def _drop_remote_secret(lab: FaultLab) -> None:
     """Delete the remote secret and wait until istiod has let the cluster go (so a new secret of the same name is
     an Add, not the make-before-break Update: secretcontroller.go@1.30.3:441-452)."""
-    _delete_secret(lab.client, ISTIO_NS, _remote_secret(lab))
+    lab.client.delete_secret(ISTIO_NS, _remote_secret(lab))
     _await_remote(lab, lambda s: s is None, "gone", XDS_PUSH + REMOTE_CLUSTER_TIMEOUT)
 
 
@@ -329,7 +288,7 @@ def _inject_remote_secret_loopback(lab: FaultLab) -> None:
     _save_remote_secret(lab)
     _drop_remote_secret(lab)
     port = urlsplit(lab.server.server).port or 443  # kind publishes the API server on 127.0.0.1:<port>
-    _put_secret(lab.client, loopback_secret(lab.saved["remote-secret"], port))
+    lab.client.put_secret(loopback_secret(lab.saved["remote-secret"], port))
     _await_remote(lab, lambda s: s is not None, "added", XDS_PUSH)
 
 
@@ -339,7 +298,7 @@ def _restore_remote_secret(lab: FaultLab) -> None:
     live = _read_secret(lab.client, ISTIO_NS, _remote_secret(lab))
     if live is not None and live != lab.saved["remote-secret"]:
         _drop_remote_secret(lab)  # a bad one in place: replacing it would keep the bad cluster until it synced
-    _put_secret(lab.client, lab.saved["remote-secret"])
+    lab.client.put_secret(lab.saved["remote-secret"])
     _await_remote(lab, lambda s: s == "synced", "synced", XDS_PUSH + REMOTE_CLUSTER_TIMEOUT)
     lab.saved.pop("remote-secret", None)
 
@@ -347,13 +306,13 @@ def _restore_remote_secret(lab: FaultLab) -> None:
 # --- network labels (fault c) ----------------------------------------------------------------------------------------
 def _inject_network_unknown(lab: FaultLab) -> None:
     h = lab.server
-    ns = _call(h, f"read namespace {ISTIO_NS}", lambda: h.core.read_namespace(ISTIO_NS,
+    ns = h.call(f"read namespace {ISTIO_NS}", lambda: h.core.read_namespace(ISTIO_NS,
                                                                               _request_timeout=h.request_timeout))
     lab.saved.setdefault("network-label", (ns.metadata.labels or {}).get(NETWORK_LABEL) or lab.profile.server.network)
     _patch_namespace(h, ISTIO_NS, {"metadata": {"labels": {NETWORK_LABEL: None}}})
     for pod in h.pods(APP_NS, f"app={SERVER_APP}"):
         name = _name(pod)
-        _call(h, f"patch pod {APP_NS}/{name}", lambda n=name: h.core.patch_namespaced_pod(  # type: ignore[misc]
+        h.call(f"patch pod {APP_NS}/{name}", lambda n=name: h.core.patch_namespaced_pod(  # type: ignore[misc]
             n, APP_NS, {"metadata": {"labels": {NETWORK_LABEL: None}}}, _content_type=STRATEGIC_MERGE,
             _request_timeout=h.request_timeout))
 
@@ -490,8 +449,8 @@ def _inject_root_ca_mismatch(lab: FaultLab) -> None:
             raise NotFoundError(f"no secret {ISTIO_NS}/cacerts on {h.context}; run `make lab-up` first")
         lab.saved["cacerts"] = found
     files = {key: path.read_bytes() for key, path in certs.cacerts_files(_other_root(lab)).items()}
-    _put_secret(h, certs.secret_object("cacerts", ISTIO_NS, files))
-    _delete_secret(h, ISTIO_NS, "istio-ca-secret")
+    h.put_secret(certs.secret_object("cacerts", ISTIO_NS, files))
+    h.delete_secret(ISTIO_NS, "istio-ca-secret")
     _restart_istiod(lab)
     _restart_server_workloads(lab)
 
@@ -499,8 +458,8 @@ def _inject_root_ca_mismatch(lab: FaultLab) -> None:
 def _restore_certificates(lab: FaultLab) -> None:
     h = lab.server
     if "cacerts" in lab.saved:
-        _put_secret(h, lab.saved["cacerts"])
-    _delete_secret(h, ISTIO_NS, "istio-ca-secret")
+        h.put_secret(lab.saved["cacerts"])
+    h.delete_secret(ISTIO_NS, "istio-ca-secret")
     _restart_istiod(lab)
     _restart_server_workloads(lab)
     lab.saved.pop("cacerts", None)
@@ -544,9 +503,9 @@ def _inject_shared_subnet(lab: FaultLab) -> None:
     cidr, svc = shared_subnet_objects(lab.profile.server.service_subnet, ip)
     lab.saved["shared-subnet"] = True
     net = _networking(client)
-    _call(client, f"create servicecidr {SHARED_CIDR}", lambda: net.create_service_cidr(
+    client.call(f"create servicecidr {SHARED_CIDR}", lambda: net.create_service_cidr(
         cidr, _request_timeout=client.request_timeout))
-    _call(client, f"create service {APP_NS}/{COLLIDER}", lambda: client.core.create_namespaced_service(
+    client.call(f"create service {APP_NS}/{COLLIDER}", lambda: client.core.create_namespaced_service(
         APP_NS, svc, _request_timeout=client.request_timeout))
 
 
@@ -560,11 +519,11 @@ def _restore_shared_subnet(lab: FaultLab) -> None:
             (f"delete servicecidr {SHARED_CIDR}", lambda: net.delete_service_cidr(
                 SHARED_CIDR, _request_timeout=client.request_timeout))):
         with contextlib.suppress(NotFoundError):
-            _call(client, doing, fn)
+            client.call(doing, fn)
 
     def gone() -> None:  # its finalizer holds it until no address of the range is in use
         try:
-            _call(client, f"read servicecidr {SHARED_CIDR}", lambda: net.read_service_cidr(
+            client.call(f"read servicecidr {SHARED_CIDR}", lambda: net.read_service_cidr(
                 SHARED_CIDR, _request_timeout=client.request_timeout))
         except NotFoundError:
             return
