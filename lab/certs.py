@@ -521,3 +521,12 @@ def _fps(certs: Sequence[x509.Certificate]) -> str:
 def _describe(m: _Material, fp: str) -> str:
     root = next(r for r in m.roots if _fingerprint(r) == fp)
     return f"{_subject(root)} sha256 {fp[:16]}"
+
+
+def untrusted_ca(workdir: Path, cluster: str) -> Path:
+    """`cluster`'s CA files under a root of their own, one the lab's clusters do not trust (the root-mismatch
+    faults): generated once in `workdir`/other-root and reused; returns that cluster's folder."""
+    out = workdir / "other-root"
+    if not (out / cluster / "ca-cert.pem").exists():
+        generate(out, [cluster])
+    return out / cluster

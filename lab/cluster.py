@@ -12,6 +12,7 @@ data (the API's message is left out for Secrets and cut short otherwise).
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import threading
@@ -408,6 +409,20 @@ class ClusterHandle:
             return s
         found: k8s.V1Secret | None = self._optional(read)
         return found
+
+    def istiod_root(self, namespace: str) -> str | None:
+        """The root a freshly started istiod in `namespace` serves: `cacerts`' root-cert.pem when that Secret has a
+        signing key (pilot/pkg/bootstrap/istio_ca.go createIstioCA checks /etc/cacerts/ca-key.pem, at 1.7.8 and
+        1.30.3), else its self-signed ca-cert.pem kept in `istio-ca-secret` (security/pkg/pki/ca/ca.go
+        NewSelfSignedIstioCAOptions). None while neither is readable."""
+        for name, key in (("cacerts", "root-cert.pem"), ("istio-ca-secret", "ca-cert.pem")):
+            found = self.secret(namespace, name)
+            data = (found.data if found is not None else None) or {}
+            if name == "cacerts" and not data.get("ca-key.pem"):
+                continue
+            if data.get(key):
+                return base64.b64decode(data[key]).decode()
+        return None
 
     def put_secret(self, obj: Mapping[str, Any]) -> None:
         """Replace the Secret whole or create it when absent (the faults' `kubectl replace`/`create` of `cacerts`);

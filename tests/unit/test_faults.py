@@ -679,9 +679,9 @@ def test_the_root_istiod_serves_is_cacerts_with_a_signing_key_else_its_self_sign
         if cacerts:
             c2.put(CORE, "secrets", _secret("cacerts", cacerts["data"]))
         c2.put(CORE, "secrets", _secret("istio-ca-secret", self_signed["data"]))
-        assert faults._root_in_use(_lab(tmp_path, fake).server) == want
+        assert _lab(tmp_path, fake).server.istiod_root("istio-system") == want
     c2.objects.clear()
-    assert faults._root_in_use(_lab(tmp_path, fake).server) is None
+    assert _lab(tmp_path, fake).server.istiod_root("istio-system") is None
 
 
 # --- the README's table is generated from the catalogue -------------------------------------------------------------

@@ -396,27 +396,6 @@ def _restore_auto_passthrough(lab: FaultLab) -> None:
 
 
 # --- roots (fault f) -------------------------------------------------------------------------------------------------
-def _other_root(lab: FaultLab) -> Path:
-    out = lab.workdir / "other-root"
-    cluster = lab.profile.server.name
-    if not (out / cluster / "ca-cert.pem").exists():
-        certs.generate(out, [cluster])
-    return out / cluster
-
-
-def _root_in_use(h: ClusterHandle) -> str | None:
-    """The root a freshly started istiod serves: cacerts' root-cert.pem when it has a signing key, else the
-    self-signed one in istio-ca-secret (pilot/pkg/bootstrap/istio_ca.go@1.30.3)."""
-    for name, key in (("cacerts", ROOT_KEY), ("istio-ca-secret", "ca-cert.pem")):
-        found = h.secret(ISTIO_NS, name)
-        data = (found.data or {}) if found is not None else {}
-        if name == "cacerts" and not data.get("ca-key.pem"):
-            continue
-        if data.get(key):
-            return base64.b64decode(data[key]).decode()
-    return None
-
-
 def _restart_istiod(lab: FaultLab) -> None:
     """Restart cluster2's istiod (1.30 refuses a new root without a restart: istio_ca.go@1.30.3:331-367) and wait
     until its root is in istio-ca-root-cert of istio-system and sample, which new pods mount."""
@@ -424,7 +403,7 @@ def _restart_istiod(lab: FaultLab) -> None:
     _restart(h, ISTIO_NS, [ISTIOD])
 
     def published() -> None:
-        want = _root_in_use(h)
+        want = h.istiod_root(ISTIO_NS)
         if want is None:
             raise NotYet("neither cacerts nor istio-ca-secret holds a root yet")
         for namespace in (ISTIO_NS, APP_NS):
@@ -448,7 +427,8 @@ def _inject_root_ca_mismatch(lab: FaultLab) -> None:
         if found is None:
             raise NotFoundError(f"no secret {ISTIO_NS}/cacerts on {h.context}; run `make lab-up` first")
         lab.saved["cacerts"] = found
-    files = {key: path.read_bytes() for key, path in certs.cacerts_files(_other_root(lab)).items()}
+    other = certs.untrusted_ca(lab.workdir, lab.profile.server.name)
+    files = {key: path.read_bytes() for key, path in certs.cacerts_files(other).items()}
     h.put_secret(certs.secret_object("cacerts", ISTIO_NS, files))
     h.delete_secret(ISTIO_NS, "istio-ca-secret")
     _restart_istiod(lab)

@@ -25,7 +25,6 @@ What this module owns:
 
 from __future__ import annotations
 
-import base64
 import copy
 import functools
 import logging
@@ -357,15 +356,6 @@ def _cacerts_from(k: ClusterHandle, cluster_dir: Path) -> None:
     _put(k, certs.secret_object("cacerts", ISTIO_NS, files))
 
 
-def _other_root(lab: FaultLab) -> Path:
-    """Certificates for cluster2 under a root that cluster1 does not trust."""
-    out = lab.workdir / "other-root"
-    cluster = lab.profile.server.name
-    if not (out / cluster / "ca-cert.pem").exists():
-        certs.generate(out, [cluster])
-    return out / cluster
-
-
 # istiod publishes its root into ConfigMap `istio-ca-root-cert` (key `root-cert.pem`) of every namespace
 # (pilot/pkg/serviceregistry/kube/controller/namespacecontroller.go at 1.7.8), but only once it holds the leader
 # lease `istio-namespace-controller-election` (pilot/pkg/bootstrap/server.go initNamespaceController;
@@ -377,23 +367,9 @@ ROOT_CONFIGMAP = "istio-ca-root-cert"
 ROOT_KEY = "root-cert.pem"
 
 
-def _root_in_use(k: ClusterHandle) -> str | None:
-    """The root a freshly started istiod serves: `cacerts`' root-cert.pem when that secret has a signing key
-    (istio_ca.go createIstioCA checks /etc/cacerts/ca-key.pem), else its self-signed ca-cert.pem kept in
-    `istio-ca-secret` (security/pkg/pki/ca/ca.go NewSelfSignedIstioCAOptions). None while neither is readable."""
-    for name, key in (("cacerts", ROOT_KEY), ("istio-ca-secret", "ca-cert.pem")):
-        found = k.secret(ISTIO_NS, name)
-        data = (found.data if found is not None else None) or {}
-        if name == "cacerts" and not data.get("ca-key.pem"):
-            continue
-        if data.get(key):
-            return base64.b64decode(data[key]).decode()
-    return None
-
-
 def _wait_root_published(lab: FaultLab, k: ClusterHandle, namespaces: tuple[str, ...]) -> None:
     def published() -> None:
-        want = _root_in_use(k)
+        want = k.istiod_root(ISTIO_NS)
         if want is None:
             raise NotYet("neither cacerts nor istio-ca-secret holds a root yet")
         for namespace in namespaces:
@@ -433,7 +409,7 @@ def _restart_server_workloads(lab: FaultLab) -> None:
 def _inject_root_ca_mismatch(lab: FaultLab) -> None:
     k = lab.server
     _save_cacerts(lab)
-    _cacerts_from(k, _other_root(lab))
+    _cacerts_from(k, certs.untrusted_ca(lab.workdir, lab.profile.server.name))
     k.delete_secret(ISTIO_NS, "istio-ca-secret")
     _restart_istiod(lab)
     _restart_server_workloads(lab)
