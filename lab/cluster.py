@@ -520,6 +520,15 @@ class ClusterHandle:
         self.call(f"restart deployment {namespace}/{name}", lambda: self.apps.patch_namespaced_deployment(
             name, namespace, patch, _content_type=STRATEGIC_MERGE, _request_timeout=self.request_timeout))
 
+    def restart_and_wait(self, namespace: str, names: Sequence[str] | None = None) -> None:
+        """`kubectl rollout restart` each Deployment (all of the namespace's when `names` is None), then wait for
+        each rollout (`kubectl rollout status`, watched): restarted together, so they roll out side by side."""
+        chosen = list(names) if names is not None else self.deployment_names(namespace)
+        for name in chosen:
+            self.rollout_restart(namespace, name)
+        for name in chosen:
+            self.wait_rollout(namespace, name)
+
     def wait_rollout(self, namespace: str, name: str, *, timeout: float = TIMEOUTS.rollout) -> str:
         """Wait until the Deployment is rolled out (`rollout_status`), watching it rather than polling; NotReadyError
         at the deadline with the last state seen. Returns kubectl's success line."""

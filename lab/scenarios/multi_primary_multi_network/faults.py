@@ -221,13 +221,6 @@ def _patch_template(h: ClusterHandle, namespace: str, name: str, annotations: di
         name, namespace, patch, _content_type=STRATEGIC_MERGE, _request_timeout=h.request_timeout))
 
 
-def _restart(h: ClusterHandle, namespace: str, names: list[str]) -> None:
-    for name in names:
-        h.rollout_restart(namespace, name)
-    for name in names:
-        h.wait_rollout(namespace, name)
-
-
 def _poll(lab: FaultLab, fn: Callable[[], Any], what: str, timeout: float) -> Any:
     return poll(fn, timeout=timeout, what=what, retry_on=(NotYet, LabError, ValueError), sleep=lab.sleep)
 
@@ -322,7 +315,7 @@ def _restore_network_unknown(lab: FaultLab) -> None:
     network = lab.saved.get("network-label") or lab.profile.server.network
     _patch_namespace(h, ISTIO_NS, {"metadata": {"labels": {NETWORK_LABEL: network}}})
     # New pods get the label from the injector again (webhook.go@1.30.3:767-770).
-    _restart(h, APP_NS, [SERVER_APP])
+    h.restart_and_wait(APP_NS, [SERVER_APP])
     lab.saved.pop("network-label", None)
 
 
@@ -374,7 +367,7 @@ def renew_client_connections(lab: FaultLab) -> None:
     """Restart cluster1's curl, and with it the sidecar's pooled connections through cluster2's gateway, so that
     the probes judge the changed gateway rather than a connection opened before it (the listener drain:
     LISTENER_DRAIN)."""
-    _restart(lab.client, APP_NS, [CLIENT_APP])
+    lab.client.restart_and_wait(APP_NS, [CLIENT_APP])
 
 
 def _inject_no_auto_passthrough(lab: FaultLab) -> None:
@@ -400,7 +393,7 @@ def _restart_istiod(lab: FaultLab) -> None:
     """Restart cluster2's istiod (1.30 refuses a new root without a restart: istio_ca.go@1.30.3:331-367) and wait
     until its root is in istio-ca-root-cert of istio-system and sample, which new pods mount."""
     h = lab.server
-    _restart(h, ISTIO_NS, [ISTIOD])
+    h.restart_and_wait(ISTIO_NS, [ISTIOD])
 
     def published() -> None:
         want = h.istiod_root(ISTIO_NS)
@@ -416,8 +409,8 @@ def _restart_istiod(lab: FaultLab) -> None:
 
 
 def _restart_server_workloads(lab: FaultLab) -> None:
-    _restart(lab.server, ISTIO_NS, [EASTWEST_GATEWAY])
-    _restart(lab.server, APP_NS, [SERVER_APP])
+    lab.server.restart_and_wait(ISTIO_NS, [EASTWEST_GATEWAY])
+    lab.server.restart_and_wait(APP_NS, [SERVER_APP])
 
 
 def _inject_root_ca_mismatch(lab: FaultLab) -> None:

@@ -206,16 +206,6 @@ def _restore_saved(lab: FaultLab, key: str, k: ClusterHandle) -> None:
     lab.saved.pop(key, None)
 
 
-def _rollout_restart(k: ClusterHandle, namespace: str, deployments: list[str] | None = None) -> None:
-    """`kubectl rollout restart` each Deployment (all of the namespace's by default), then wait for each rollout
-    (`kubectl rollout status`: lab.cluster watches the Deployment)."""
-    names = deployments or k.deployment_names(namespace)
-    for name in names:
-        k.rollout_restart(namespace, name)
-    for name in names:
-        k.wait_rollout(namespace, name, timeout=TIMEOUTS.rollout)
-
-
 def _gateway_endpoint(k: ClusterHandle) -> tuple[str, int]:
     """cluster2's gateway node IP and 15443 nodePort, as the write-up looks them up (the gateway pod's hostIP and the
     Service's nodePort; docs/sources.md#istio-recipes-lookups)."""
@@ -243,7 +233,7 @@ def _write_corefile(k: ClusterHandle, text: str) -> None:
     cm.data = data
     k.replace_configmap(cm)  # with the version it was read at: a change in between is a conflict, not lost
     # The write-up restarts CoreDNS after the change ("可以手动重启k8s的dns pod来使其生效"); it also empties its cache.
-    _rollout_restart(k, "kube-system", ["coredns"])
+    k.restart_and_wait("kube-system", ["coredns"])
 
 
 def _set_global_block(lab: FaultLab, *, present: bool = True, aaaa_guard: bool | None = None) -> None:
@@ -393,17 +383,17 @@ def _restart_istiod(lab: FaultLab) -> None:
     """Restart cluster2's istiod and wait until the root it now uses is what new pods in `istio-system` (the gateway)
     and `bar` will mount."""
     k = lab.server
-    _rollout_restart(k, ISTIO_NS, ["istiod"])
+    k.restart_and_wait(ISTIO_NS, ["istiod"])
     _wait_root_published(lab, k, (ISTIO_NS, SERVER_NS))
 
 
 def _restart_gateway(lab: FaultLab) -> None:
-    _rollout_restart(lab.server, ISTIO_NS, [GATEWAY_DEPLOYMENT])
+    lab.server.restart_and_wait(ISTIO_NS, [GATEWAY_DEPLOYMENT])
 
 
 def _restart_server_workloads(lab: FaultLab) -> None:
     _restart_gateway(lab)
-    _rollout_restart(lab.server, SERVER_NS)
+    lab.server.restart_and_wait(SERVER_NS)
 
 
 def _inject_root_ca_mismatch(lab: FaultLab) -> None:
@@ -548,7 +538,7 @@ def renew_client_connections(lab: FaultLab) -> None:
     maxRequestsPerConnection would add to every fault an object `lab up` does not create. The probe picks the newest
     running pod not being deleted (lab.probe.Prober.pod), so no call goes through the old sidecar. The restore needs
     no restart: a connection that failed is not pooled, so the first call after a restore is a new connection."""
-    _rollout_restart(lab.client, CLIENT_NS, [CLIENT_DEPLOYMENT])
+    lab.client.restart_and_wait(CLIENT_NS, [CLIENT_DEPLOYMENT])
 
 
 def reach_new_connections(lab: FaultLab, check: GatewayCheck | None, what: str) -> list[dict[str, Any]]:
