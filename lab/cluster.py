@@ -242,6 +242,13 @@ def load_balancer_address(service: k8s.V1Service) -> str | None:
     return None
 
 
+def service_address(service: k8s.V1Service) -> str | None:
+    """Where a Service is reached from outside its cluster, as istiod takes a gateway's address: its LoadBalancer
+    ingress address, else its first `spec.externalIPs` entry; None while it has neither."""
+    external = (service.spec.external_ips if service.spec else None) or []
+    return load_balancer_address(service) or (str(external[0]) if external else None)
+
+
 # --- the thin layer -------------------------------------------------------------------------------------------------
 def _unreachable(err: Exception, doing: str, server: str) -> ApiError:
     why = str(getattr(err, "reason", "") or err).split(": ")[-1][:_MESSAGE_CHARS]
@@ -491,6 +498,10 @@ class ClusterHandle:
 
     def load_balancer(self, namespace: str, name: str) -> str | None:
         return load_balancer_address(self.service(namespace, name))
+
+    def service_address(self, namespace: str, name: str) -> str | None:
+        """The Service's outside address (`service_address`: LoadBalancer ingress, else externalIPs), one read."""
+        return service_address(self.service(namespace, name))
 
     # --- Deployments ------------------------------------------------------------------------------------------------
     def deployment(self, namespace: str, name: str) -> k8s.V1Deployment:

@@ -414,3 +414,15 @@ def test_a_kubeconfig_that_is_no_kubeconfig_is_one_line_not_a_traceback(tmp_path
     with pytest.raises(LabError, match=r"^cluster1: kubeconfig .* cannot be used with context kind-fake \(.+\); "
                                        r"rebuild it with `make lab-up`$"):
         ClusterHandle("cluster1", path, "kind-fake").coredns()
+
+
+def test_service_address_is_the_load_balancer_address_else_the_first_external_ip():
+    def svc(ingress=None, external=None):
+        return k8s.V1Service(spec=k8s.V1ServiceSpec(external_ips=external),
+                             status=k8s.V1ServiceStatus(load_balancer=k8s.V1LoadBalancerStatus(ingress=ingress)))
+
+    lb = [k8s.V1LoadBalancerIngress(ip="172.18.255.200")]
+    assert cluster.service_address(svc(lb, ["172.18.0.3"])) == "172.18.255.200"
+    assert cluster.service_address(svc(None, ["172.18.0.3", "172.18.0.4"])) == "172.18.0.3"
+    assert cluster.service_address(svc([k8s.V1LoadBalancerIngress(hostname="gw.example")])) == "gw.example"
+    assert cluster.service_address(svc()) is None and cluster.service_address(k8s.V1Service()) is None

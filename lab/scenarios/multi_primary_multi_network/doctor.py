@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlparse
 
-from lab.cluster import GATEWAY, ClusterHandle, LabHandle, load_balancer_address
+from lab.cluster import GATEWAY, ClusterHandle, LabHandle
 from lab.errors import ApiError, LabError, NoLabError, UsageError
 from lab.probe import CurlResult, Prober, curl_argv, parse_curl
 from lab.scenarios.multi_primary_multi_network import names
@@ -254,18 +254,22 @@ def dns_capture_env(pod: Any) -> bool | None:
     the agent reads it from its environment (pilot/cmd/pilot-agent/options/options.go@1.30.3:100); the injector writes
     every proxyMetadata entry there (injection-template.yaml@1.30.3:353-356), the pod's proxy.istio.io/config
     annotation merged over meshConfig's. None when the pod has no istio-proxy."""
+    proxy = _sidecar(pod)
+    if proxy is None:
+        return None
+    env = {e.name: e.value for e in proxy.env or []}
+    return str(env.get(DNS_CAPTURE_ENV) or "").lower() == "true"
+
+
+def _sidecar(pod: Any) -> Any:
+    """The pod's istio-proxy container (a container or, as a native sidecar, an init container), or None."""
     spec = pod.spec
-    for c in list(spec.containers or []) + list(spec.init_containers or []) if spec is not None else []:
-        if c.name == SIDECAR:
-            env = {e.name: e.value for e in c.env or []}
-            return str(env.get(DNS_CAPTURE_ENV) or "").lower() == "true"
-    return None
+    every = list(spec.containers or []) + list(spec.init_containers or []) if spec is not None else []
+    return next((c for c in every if c.name == SIDECAR), None)
 
 
 def has_sidecar(pod: Any) -> bool:
-    spec = pod.spec
-    return spec is not None and any(c.name == SIDECAR for c in list(spec.containers or [])
-                                    + list(spec.init_containers or []))
+    return _sidecar(pod) is not None
 
 
 def vip_collision(answered: list[str], cluster_ips: set[str]) -> str:
@@ -363,8 +367,7 @@ class _Reader:
                 if svc.spec is not None and svc.spec.cluster_ip and svc.spec.cluster_ip != "None"}
 
     def gateway_address(self) -> str:
-        svc = self.s.service(names.ISTIO_NS, names.EASTWEST_GATEWAY)
-        return load_balancer_address(svc) or next(iter((svc.spec.external_ips if svc.spec else None) or []), "")
+        return self.s.service_address(names.ISTIO_NS, names.EASTWEST_GATEWAY) or ""
 
     def gateway_passthrough(self) -> bool:
         gw = self.s.find_object(GATEWAY, names.ISTIO_NS, names.CROSS_NETWORK_GATEWAY)

@@ -321,9 +321,7 @@ def _restore_network_unknown(lab: FaultLab) -> None:
 
 # --- the east-west gateway (faults d, e) -----------------------------------------------------------------------------
 def _gateway_address(h: ClusterHandle) -> str | None:
-    svc = h.service(ISTIO_NS, EASTWEST_GATEWAY)
-    external = list(svc.spec.external_ips or []) if svc.spec else []
-    return h.load_balancer(ISTIO_NS, EASTWEST_GATEWAY) or (external[0] if external else None)
+    return h.service_address(ISTIO_NS, EASTWEST_GATEWAY)
 
 
 def _inject_eastwest_no_address(lab: FaultLab) -> None:
