@@ -32,7 +32,7 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from lab.errors import ApiError, LabError, NotFoundError, NotReadyError
+from lab.errors import ApiError, LabError, NotFoundError, NotReadyError, UnreachableError
 from lab.kube import COREDNS_CONFIGMAP, Kubectl
 from lab.settings import TIMEOUTS
 from lab.shell import Runner
@@ -250,9 +250,10 @@ def service_address(service: k8s.V1Service) -> str | None:
 
 
 # --- the thin layer -------------------------------------------------------------------------------------------------
-def _unreachable(err: Exception, doing: str, server: str) -> ApiError:
+def _unreachable(err: Exception, doing: str, server: str) -> UnreachableError:
     why = str(getattr(err, "reason", "") or err).split(": ")[-1][:_MESSAGE_CHARS]
-    return ApiError(f"{doing}: cannot reach the API server {server} ({why}); is the lab up? (`make lab-status`)")
+    return UnreachableError(f"{doing}: cannot reach the API server {server} ({why}); is the lab up? "
+                            "(`make lab-status`)", server=server, why=why)
 
 
 @dataclass

@@ -51,6 +51,16 @@ class ApiError(LabError):
         super().__init__(message)
 
 
+class UnreachableError(ApiError):
+    """The cluster's API server did not answer at all (refused, timed out, no route): `server` is where it was
+    asked, `why` the transport's reason. No HTTP status: nothing answered."""
+
+    def __init__(self, message: str, *, server: str, why: str) -> None:
+        self.server = server
+        self.why = why
+        super().__init__(message)
+
+
 class NotFoundError(ApiError):
     """The object a read or a change needs does not exist (HTTP 404)."""
 

@@ -535,10 +535,11 @@ def test_one_api_server_down_keeps_the_hop_walk(fake, capsys, down, how) -> None
 
 
 def test_only_a_server_that_does_not_answer_counts_as_unreachable() -> None:
+    from lab.cluster import _unreachable  # what the handle raises when nothing answers (the CLI tests: real ports)
     from lab.errors import ApiError, NotFoundError
 
-    refused = ApiError("read namespace istio-system on kind-cluster1: cannot reach the API server "
-                       "https://127.0.0.1:35123 (Connection refused); is the lab up? (`make lab-status`)")
+    refused = _unreachable(OSError("Connection refused"), "read namespace istio-system on kind-cluster1",
+                           "https://127.0.0.1:35123")
     assert d.unreachable(refused) == "https://127.0.0.1:35123 (Connection refused)"
     assert d.unreachable(ApiError("read namespace istio-system on kind-cluster1: 500 InternalError; is the lab "
                                   "healthy?", status=500, reason="InternalError")) is None

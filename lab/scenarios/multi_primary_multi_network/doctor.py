@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from urllib.parse import urlparse
 
 from lab.cluster import GATEWAY, ClusterHandle, LabHandle
-from lab.errors import ApiError, LabError, NoLabError, UsageError
+from lab.errors import LabError, NoLabError, UnreachableError, UsageError
 from lab.probe import CurlResult, Prober, curl_argv, parse_curl
 from lab.scenarios.multi_primary_multi_network import names
 from lab.scenarios.multi_primary_multi_network.profiles import Profile
@@ -402,16 +402,10 @@ class _Reader:
 
 # lab.cluster's line for an API server that refused the connection or did not answer (an ApiError without an HTTP
 # status, lab.cluster._unreachable): "<doing>: cannot reach the API server <url> (<why>); is the lab up? ..."
-_UNREACHABLE = re.compile(r"cannot reach the API server (?P<server>\S+) \((?P<why>.*)\); is the lab up")
-
-
 def unreachable(err: Exception) -> str | None:
-    """"<server> (<why>)" when `err` says the cluster's API server did not answer at all; None for any other
-    failure (an HTTP error, a missing object: the API server answered)."""
-    if not isinstance(err, ApiError) or err.status is not None:
-        return None
-    m = _UNREACHABLE.search(str(err))
-    return f"{m['server']} ({m['why']})" if m else None
+    """"<server> (<why>)" when `err` says the cluster's API server did not answer at all (lab.cluster raises
+    UnreachableError); None for any other failure (an HTTP error, a missing object: the API server answered)."""
+    return f"{err.server} ({err.why})" if isinstance(err, UnreachableError) else None
 
 
 def unreachable_line(down: dict[str, str]) -> str:
